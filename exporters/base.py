@@ -1,0 +1,76 @@
+"""The one small interface every export target implements.
+
+A target (coreml, onnx, tflite) is one module exposing a `TARGET: ExportTarget` object. It knows
+how to write its artefact, read back its metadata and run it. Shared concerns (preprocessing,
+labels, tolerances, verification, reports) live beside this file, never inside a target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+from torch import nn
+
+Precision = Literal["fp32", "fp16"]
+
+
+class ExportError(Exception):
+    """A user-facing failure: the message is one line saying what was wrong and what to do."""
+
+
+class TargetNotInstalled(ExportError):
+    pass
+
+
+@dataclass
+class ExportRequest:
+    """Everything a target needs to write one artefact.
+
+    `module` is the BN-fused, eval-mode network already wrapped for export (preprocessing and
+    post-processing inside, per the options), taking `input_shape` float32 NCHW RGB pixels 0..255
+    (or the raw normalised tensor when `raw_input`). `output_names` name its outputs in order.
+    """
+
+    module: nn.Module
+    model_name: str
+    task: str
+    input_shape: tuple[int, int, int, int]
+    output_names: list[str]
+    labels: list[str]
+    preprocess: dict[str, Any]  # PreprocessSpec as a dict, plus "raw_input": bool
+    precision: Precision = "fp16"
+    channels_last_input: bool = False  # NHWC input (tflite option)
+    dynamic_batch: bool = False  # onnx option
+    metadata: dict[str, str] = field(default_factory=dict)  # written into the artefact as is
+    options: dict[str, Any] = field(default_factory=dict)  # target-specific extras
+
+
+class Runner(Protocol):
+    input_names: list[str]
+    output_names: list[str]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+class ExportTarget(Protocol):
+    name: str  # "coreml" | "onnx" | "tflite"
+    suffix: str  # ".mlpackage" | ".onnx" | ".tflite"
+    install_hint: str  # e.g. "pip install 'mvit[onnx]'"
+
+    def available(self) -> bool: ...
+
+    def export(self, request: ExportRequest, path: Path) -> None:
+        """Write the artefact to `path` (a temporary path; the caller renames it into place)."""
+
+    def read_metadata(self, path: Path) -> dict[str, str]: ...
+
+    def op_histogram(self, path: Path) -> dict[str, int]:
+        """Op type -> count in the saved graph (used to prove BN fusion and rank limits)."""
+
+    def max_tensor_rank(self, path: Path) -> int: ...
+
+    def load(self, path: Path, num_threads: int | None = None) -> Runner:
+        """A runner for verification and benchmarks; raises ExportError where the OS can't run it."""

@@ -1,0 +1,80 @@
+"""DeepLabV3 with a MobileViT backbone at output stride 16 (paper recipe; HF's
+MobileViTForSemanticSegmentation computes the same function)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import ConvBnAct
+from .mobilevit import MobileViT
+
+ASPP_CHANNELS = 256
+ATROUS_RATES = (6, 12, 18)
+
+
+class AsppPooling(nn.Module):
+    """Image-level branch: global average pool, 1x1 conv, upsample back to the map size."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = ConvBnAct(in_channels, out_channels, 1, act=nn.ReLU)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        y = self.conv(x.mean(dim=(2, 3), keepdim=True))
+        return F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+
+
+class Aspp(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int = ASPP_CHANNELS, rates=ATROUS_RATES) -> None:
+        super().__init__()
+        branches: list[nn.Module] = [ConvBnAct(in_channels, out_channels, 1, act=nn.ReLU)]
+        branches += [ConvBnAct(in_channels, out_channels, 3, dilation=r, act=nn.ReLU) for r in rates]
+        branches.append(AsppPooling(in_channels, out_channels))
+        self.convs = nn.ModuleList(branches)
+        self.project = ConvBnAct(out_channels * len(branches), out_channels, 1, act=nn.ReLU)
+        self.drop = nn.Dropout(0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.project(torch.cat([conv(x) for conv in self.convs], dim=1)))
+
+
+class DeepLabV3(nn.Module):
+    """Returns logits at 1/16 of the input (1, 21, 32, 32 at 512), as HF does."""
+
+    def __init__(
+        self,
+        size: str = "xs",
+        patch_sizes: str | tuple[int, int, int] = "A",
+        num_classes: int = 21,
+        output_stride: int = 16,
+    ) -> None:
+        super().__init__()
+        self.encoder = MobileViT(size, patch_sizes, num_classes=0, output_stride=output_stride, final_conv=False)
+        self.aspp = Aspp(self.encoder.stage_channels[-1])
+        self.drop = nn.Dropout2d(0.1)
+        self.classifier = nn.Conv2d(ASPP_CHANNELS, num_classes, 1, bias=True)
+        self.num_classes = num_classes
+        self.patch_sizes = self.encoder.patch_sizes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.encoder.forward_stages(x)[-1]
+        return self.classifier(self.drop(self.aspp(features)))
+
+
+class SegmentationMask(nn.Module):
+    """Wraps a segmenter to upsample logits to the input size and return a class-index mask.
+
+    The argmax happens inside the graph so phones get a ready mask instead of 21 maps.
+    """
+
+    def __init__(self, segmenter: nn.Module) -> None:
+        super().__init__()
+        self.segmenter = segmenter
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.segmenter(x)
+        logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return logits.argmax(dim=1).to(torch.int32)
