@@ -1,0 +1,1 @@
+"""Latency benchmarks: runner, statistics, reports and regression verdicts (mvit-bench)."""

@@ -1,0 +1,179 @@
+"""`mvit-bench run`: time model x config x runtime rows and write a schema-valid results file.
+
+Each row: build the artefact (not timed), load it (load_ms: session creation / interpreter
+allocation / eager module construction), one first inference (first_inference_ms), warm-ups,
+then `runs` timed inferences at batch 1 with a fixed thread count, all in this process.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+from .machine import PeakRss, gemm_gflops, machine_info
+from .macs import count_macs
+from .runtimes import (
+    BenchModel, RuntimeUnavailable, bench_model, build_artefact, example_input, load_artefact,
+    load_pytorch, runtime_available,
+)
+from .schema import SCHEMA_VERSION
+from .stats import LatencyStats
+
+DEFAULT_MODELS = ("mobilevit_xxs", "mobilevit_xs", "mobilevit_s", "mobilenet_v2")
+DEFAULT_RUNTIMES = ("pytorch", "onnxruntime", "litert", "coreml")
+
+
+def tool_info() -> dict[str, str]:
+    try:
+        version = metadata.version("mvit")
+    except metadata.PackageNotFoundError:
+        version = "0+unknown"
+    return {"name": "mvit-bench", "version": version}
+
+
+def new_document(results: list[dict], gemm: float | None) -> dict:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": tool_info(),
+        "created_utc": datetime.now(timezone.utc).isoformat(),
+        "machine": machine_info(),
+        "gemm_gflops": gemm,
+        "results": results,
+    }
+
+
+def time_inference(infer: Callable[[], object], warmups: int, runs: int,
+                   on_step: Callable[[], None] | None = None) -> tuple[float, list[float]]:
+    """(first inference ms, timed runs ms). The first call is timed alone: it pays lazy
+    initialisation (kernel selection, XNNPACK packing, allocator growth)."""
+    start = time.perf_counter_ns()
+    infer()
+    first_ms = (time.perf_counter_ns() - start) / 1e6
+    for _ in range(warmups):
+        infer()
+        if on_step:
+            on_step()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter_ns()
+        infer()
+        times.append((time.perf_counter_ns() - start) / 1e6)
+        if on_step:
+            on_step()
+    return first_ms, times
+
+
+def result_row(model: BenchModel, runtime: str, *, precision: str, threads: int, artefact: str | None,
+               load_ms: float, first_ms: float, warmups: int, times: list[float],
+               peak_rss_mb: float | None, macs: int | None) -> dict:
+    stats = LatencyStats.from_times(times)
+    return {
+        "model": model.name, "config": model.config, "task": model.task, "runtime": runtime,
+        "compute_units": None, "precision": precision if runtime != "pytorch" else "fp32",
+        "input_size": [model.input_size, model.input_size], "batch": 1, "threads": threads,
+        "artefact": artefact, "compile_ms": None, "load_ms": load_ms, "first_inference_ms": first_ms,
+        "warmup_runs": warmups, "runs": len(times), "times_ms": times, "stats": stats.as_dict(),
+        "peak_rss_mb": peak_rss_mb, "macs": macs,
+        "gflops_per_s": (2.0 * macs / (stats.median_ms / 1e3) / 1e9) if macs else None,
+    }
+
+
+@dataclass
+class RunPlan:
+    models: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
+    configs: list[str] = field(default_factory=lambda: ["A", "B"])
+    runtimes: list[str] = field(default_factory=lambda: list(DEFAULT_RUNTIMES))
+    image_size: int | None = None
+    threads: int = 2
+    warmups: int = 10
+    runs: int = 100
+    precision: str = "fp32"
+    artefact_dir: Path = Path("bench-artefacts")
+    measure_gemm: bool = True
+
+    def rows(self) -> list[tuple[BenchModel, str]]:
+        seen, rows = set(), []
+        for name in self.models:
+            for config in self.configs:
+                model = bench_model(name, config, self.image_size)
+                if model in seen:  # models without patch configs appear once, config "-"
+                    continue
+                seen.add(model)
+                rows.extend((model, runtime) for runtime in self.runtimes)
+        return rows
+
+
+@dataclass
+class RunOutcome:
+    document: dict
+    skipped: list[str]  # rows that cannot run here (runtime missing, CoreML off macOS)
+    failed: list[str]  # rows that should have run and crashed
+
+
+def run_benchmarks(plan: RunPlan, log: Callable[[str], None] = print, progress=None) -> RunOutcome:
+    """Run every row of `plan`. `progress` is a rich Progress (or None); `log` gets one line per
+    skipped or failed row."""
+    rows = plan.rows()
+    available, skipped, failed = {}, [], []
+    for runtime in dict.fromkeys(r for _, r in rows):
+        try:
+            runtime_available(runtime)
+            available[runtime] = True
+        except RuntimeUnavailable as exc:
+            available[runtime] = False
+            skipped.append(str(exc))
+            log(str(exc))
+    rows = [(m, r) for m, r in rows if available[r]]
+
+    gemm = gemm_gflops(plan.threads) if plan.measure_gemm else None
+    task = progress.add_task("benchmark", total=len(rows) * (plan.warmups + plan.runs)) if progress else None
+    results: list[dict] = []
+    macs_cache: dict[BenchModel, int | None] = {}
+    for model, runtime in rows:
+        label = f"{model.name} {model.config} {runtime}"
+        if progress:
+            progress.update(task, description=f"{label}: building")
+        try:
+            if model not in macs_cache:
+                macs_cache[model] = _count(model)
+            x = example_input(model)
+            artefact = None
+            if runtime != "pytorch":
+                artefact = build_artefact(model, runtime, plan.artefact_dir / runtime, plan.precision)
+            with PeakRss() as rss:  # after the export: the row reports the runtime's memory
+                if runtime == "pytorch":
+                    loaded = load_pytorch(model, plan.threads, x)
+                else:
+                    loaded = load_artefact(runtime, artefact, plan.threads, x)
+                if progress:
+                    progress.update(task, description=f"{label}: timing")
+                step = (lambda: progress.advance(task)) if progress else None
+                first_ms, times = time_inference(loaded.infer, plan.warmups, plan.runs, step)
+            results.append(result_row(
+                model, runtime, precision=plan.precision, threads=plan.threads, artefact=loaded.artefact,
+                load_ms=loaded.load_ms, first_ms=first_ms, warmups=plan.warmups, times=times,
+                peak_rss_mb=rss.mb, macs=macs_cache[model],
+            ))
+        except Exception as exc:  # one broken row must not lose the others' results
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            message = f"{label} failed: {type(exc).__name__}: {first_line}"
+            (failed if model.in_registry else skipped).append(message)
+            log(message if model.in_registry else f"{message} (comparison model; skipped)")
+            if progress:
+                progress.advance(task, plan.warmups + plan.runs)
+        finally:
+            loaded = None
+            gc.collect()
+    return RunOutcome(new_document(results, gemm), skipped, failed)
+
+
+def _count(model: BenchModel) -> int | None:
+    import torch
+
+    module = model.build()
+    return count_macs(module, torch.zeros(1, 3, model.input_size, model.input_size))

@@ -1,0 +1,188 @@
+"""The runtimes a benchmark row can use, and how each gets its model loaded.
+
+PyTorch eager runs the registry module directly, in its fastest eager setting (BN fused,
+channels_last: shared/reference/measured.md, about 1.7x faster than NCHW for XS and S). Every
+other runtime runs an artefact built by the exporters (`mvit.exporters.api.export_model`, or a
+target's own `export` for comparison models outside the registry) and loaded with
+`get_target(name).load(path, num_threads)`: one code path builds and runs artefacts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .comparison_models import CVT13, CVT13_INPUT_SIZE, build_cvt13
+
+RUNTIMES = ("pytorch", "onnxruntime", "litert", "coreml")
+# Benchmark runtime -> export target that produces and runs its artefact.
+RUNTIME_TARGETS = {"onnxruntime": "onnx", "litert": "tflite", "coreml": "coreml"}
+
+
+class RuntimeUnavailable(Exception):
+    """This row cannot run here; the message says why (skipped, not failed)."""
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    name: str
+    config: str  # "A" | "B" | "-" (no MobileViT blocks)
+    task: str
+    input_size: int
+    in_registry: bool
+
+    @property
+    def build_config(self) -> str:
+        return "A" if self.config == "-" else self.config
+
+    def build(self) -> nn.Module:
+        """The eval-mode network taking the normalised NCHW tensor."""
+        if not self.in_registry:
+            return build_cvt13()
+        from mvit.models import create_model
+
+        return create_model(self.name, self.build_config)
+
+    @property
+    def raw_input(self) -> bool:
+        """Registry models are exported with preprocessing inside (pixels 0..255 in); CvT-13 is
+        exported taking the normalised tensor."""
+        return not self.in_registry
+
+
+def bench_model(name: str, config: str, image_size: int | None = None) -> BenchModel:
+    if name == CVT13:
+        return BenchModel(CVT13, "-", "classification", image_size or CVT13_INPUT_SIZE, False)
+    from mvit.models import get_spec
+
+    spec = get_spec(name)  # KeyError names the known models
+    return BenchModel(name, config if spec.supports_patch_config else "-", spec.task,
+                      image_size or spec.input_size, True)
+
+
+def example_input(model: BenchModel, seed: int = 0) -> np.ndarray:
+    """A fixed input: RGB pixels 0..255 for image-input artefacts, a normal tensor for raw ones."""
+    rng = np.random.default_rng(seed)
+    shape = (1, 3, model.input_size, model.input_size)
+    if model.raw_input:
+        return rng.standard_normal(shape, dtype=np.float32)
+    return rng.uniform(0.0, 255.0, shape).astype(np.float32)
+
+
+def runtime_available(runtime: str) -> None:
+    """Raise RuntimeUnavailable with the reason when `runtime` cannot run on this machine."""
+    if runtime not in RUNTIMES:
+        raise RuntimeUnavailable(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+    if runtime == "coreml" and platform.system() != "Darwin":
+        raise RuntimeUnavailable(
+            f"coreml skipped: CoreML runs only on macOS/iOS (this is {platform.system()}); "
+            "benchmark .mlpackage files with the iOS harness or on a Mac"
+        )
+    if runtime == "pytorch":
+        return
+    from mvit.exporters.targets import get_target
+
+    target = get_target(RUNTIME_TARGETS[runtime])
+    if not target.available():
+        raise RuntimeUnavailable(f"{runtime} skipped: not installed ({target.install_hint})")
+
+
+def build_artefact(model: BenchModel, runtime: str, out_dir: Path, precision: str = "fp32") -> Path:
+    """Export `model` for `runtime` into `out_dir` (fp32, no verification: this is timing)."""
+    target_name = RUNTIME_TARGETS[runtime]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if model.in_registry:
+        from mvit.exporters.api import export_model
+
+        result = export_model(
+            model.name, target_name, out_dir, config=model.build_config, precision=precision,
+            image_size=model.input_size, verify=False,
+        )
+        return Path(result.path)
+    return _export_comparison_model(model, target_name, out_dir, precision)
+
+
+def _export_comparison_model(model: BenchModel, target_name: str, out_dir: Path, precision: str) -> Path:
+    """Models outside the registry go through the same target's `export`, raw-input."""
+    from mvit.exporters.base import ExportRequest
+    from mvit.exporters.targets import get_target
+    from mvit.models import PreprocessSpec, fuse_batchnorm
+
+    target = get_target(target_name)
+    module = model.build()
+    try:
+        module = fuse_batchnorm(module)
+    except ValueError:
+        pass  # a BN the fuser cannot reach stays; the export is still the same network
+    spec = PreprocessSpec(256, 224, 1 / 255, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "RGB")
+    size = model.input_size
+    request = ExportRequest(
+        module=module, model_name=model.name, task=model.task, input_shape=(1, 3, size, size),
+        output_names=["logits"], labels=[f"class_{i}" for i in range(1000)],
+        preprocess={**dataclasses.asdict(spec.with_size(size)), "raw_input": True}, precision=precision,
+    )
+    final = out_dir / f"{model.name}_{size}_{precision}{target.suffix}"
+    tmp = final.with_name(f".tmp-{final.name}")
+    target.export(request, tmp)
+    tmp.rename(final)
+    return final
+
+
+@dataclass
+class LoadedModel:
+    infer: Callable[[], object]  # one inference on the fixed example input
+    load_ms: float
+    artefact: str | None
+
+
+def load_pytorch(model: BenchModel, threads: int, x: np.ndarray) -> LoadedModel:
+    from mvit.models import fuse_batchnorm
+
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    module = model.build()
+    try:
+        module = fuse_batchnorm(module)
+    except ValueError:
+        pass
+    module = module.to(memory_format=torch.channels_last)
+    load_ms = (time.perf_counter() - start) * 1e3
+    # Eager modules take the normalised tensor; the pixel->tensor affine is outside the timing.
+    tensor = torch.from_numpy(x if model.raw_input else (x / 255.0).astype(np.float32))
+    tensor = tensor.contiguous(memory_format=torch.channels_last)
+
+    def infer():
+        with torch.inference_mode():
+            return module(tensor)
+
+    return LoadedModel(infer, load_ms, None)
+
+
+def load_artefact(runtime: str, artefact: Path, threads: int, x: np.ndarray) -> LoadedModel:
+    from mvit.exporters.targets import get_target
+
+    target = get_target(RUNTIME_TARGETS[runtime])
+    start = time.perf_counter()
+    runner = target.load(artefact, threads)
+    load_ms = (time.perf_counter() - start) * 1e3
+    feeds = {"image": x}
+    return LoadedModel(lambda: runner.run(feeds), load_ms, str(artefact))
+
+
+def artefact_runtime(path: Path) -> str:
+    """The runtime that runs an artefact, from its file suffix."""
+    suffixes = {".onnx": "onnxruntime", ".tflite": "litert", ".mlpackage": "coreml", ".mlmodel": "coreml"}
+    try:
+        return suffixes[path.suffix]
+    except KeyError:
+        raise RuntimeUnavailable(
+            f"{path}: unknown artefact type {path.suffix!r}; pass a .onnx, .tflite or .mlpackage file"
+        ) from None

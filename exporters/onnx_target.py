@@ -1,0 +1,185 @@
+"""ONNX target: torch.onnx (TorchScript exporter) -> onnxslim -> optional NMS -> metadata.
+
+Why the TorchScript exporter (dynamo=False) and not the dynamo one: on this model and torch 2.13
+it writes the same bytes on every run, in about 1 s, as one file; the dynamo exporter took 4-11 s,
+wrote external weight data and gave different bytes on each run (measured 2026-11-23,
+docs/exporting.md), which breaks the byte-identical re-export promise.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from .base import ExportError, ExportRequest
+from .wrappers import INPUT_NAME, NMS_OUTPUT_NAMES
+
+OPSET = 18
+# Weights smaller than this stay fp32 in fp16 exports (biases, scalars): no size to gain.
+_FP16_MIN_ELEMENTS = 16
+
+
+class OnnxRunner:
+    verified_by = "onnxruntime"
+
+    def __init__(self, path: Path, num_threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = num_threads or 1
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ExportError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}") from None
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feed = {name: np.ascontiguousarray(inputs[name], dtype=np.float32) for name in self.input_names}
+        return dict(zip(self.output_names, self.session.run(self.output_names, feed)))
+
+
+def _append_nms(model: onnx.ModelProto, boxes: str, scores: str, settings: dict) -> None:
+    """Per-class NonMaxSuppression on decoded boxes [N,A,4] and softmax scores [N,A,C], class 0
+    (background) excluded, then the best `max_detections` overall by score.
+
+    Outputs boxes [K,4], scores [K], class_ids [K] (int64, model class index) and batch_index [K].
+    """
+    g = model.graph
+    max_det = int(settings["max_detections"])
+
+    def const(name: str, value, dtype) -> str:
+        g.initializer.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    nodes = [
+        helper.make_node("Transpose", [scores], ["nms_scores_t"], perm=[0, 2, 1]),
+        helper.make_node(
+            "Slice",
+            ["nms_scores_t", const("nms_start", [1], np.int64), const("nms_end", [2**62], np.int64), const("nms_axis", [1], np.int64)],
+            ["nms_fg_scores"],
+        ),
+        helper.make_node(
+            "NonMaxSuppression",
+            [boxes, "nms_fg_scores", const("nms_max_per_class", [max_det], np.int64),
+             const("nms_iou", [settings["iou_threshold"]], np.float32), const("nms_score", [settings["score_threshold"]], np.float32)],
+            ["nms_selected"],
+        ),
+        # selected rows are (batch, class - 1, anchor).
+        helper.make_node("GatherND", ["nms_fg_scores", "nms_selected"], ["nms_all_scores"]),
+        helper.make_node("Shape", ["nms_all_scores"], ["nms_count"]),
+        helper.make_node("Min", ["nms_count", const("nms_max_det", [max_det], np.int64)], ["nms_k"]),
+        helper.make_node("TopK", ["nms_all_scores", "nms_k"], ["scores", "nms_order"], axis=0, largest=1, sorted=1),
+        helper.make_node("Gather", ["nms_selected", "nms_order"], ["nms_kept"], axis=0),
+        helper.make_node("Split", ["nms_kept"], ["nms_b", "nms_c", "nms_a"], axis=1, num_outputs=3),
+        helper.make_node("Squeeze", ["nms_b", const("nms_sq", [1], np.int64)], ["batch_index"]),
+        helper.make_node("Squeeze", ["nms_c", "nms_sq"], ["nms_c0"]),
+        helper.make_node("Add", ["nms_c0", const("nms_one", 1, np.int64)], ["class_ids"]),
+        helper.make_node("Concat", ["nms_b", "nms_a"], ["nms_box_index"], axis=1),
+        helper.make_node("GatherND", [boxes, "nms_box_index"], ["boxes"]),
+    ]
+    g.node.extend(nodes)
+    del g.output[:]
+    g.output.extend([
+        helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["detections", 4]),
+        helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["detections"]),
+        helper.make_tensor_value_info("class_ids", TensorProto.INT64, ["detections"]),
+        helper.make_tensor_value_info("batch_index", TensorProto.INT64, ["detections"]),
+    ])
+
+
+def _store_weights_fp16(model: onnx.ModelProto) -> None:
+    """fp16 ONNX = weights stored as fp16 and cast to fp32 on load; compute and I/O stay fp32.
+
+    ONNX Runtime's CPU provider lacks fp16 kernels for much of this graph, so a true fp16 graph
+    would be slower on CPU; this halves the file and carries exactly the fp16 weight rounding.
+    """
+    g = model.graph
+    casts = []
+    for init in g.initializer:
+        if init.data_type != TensorProto.FLOAT or int(np.prod(init.dims)) < _FP16_MIN_ELEMENTS:
+            continue
+        array = numpy_helper.to_array(init)
+        name = init.name
+        init.CopyFrom(numpy_helper.from_array(array.astype(np.float16), f"{name}__fp16"))
+        casts.append(helper.make_node("Cast", [f"{name}__fp16"], [name], to=TensorProto.FLOAT, name=f"{name}__cast"))
+    nodes = list(g.node)
+    del g.node[:]
+    g.node.extend(casts + nodes)
+
+
+class OnnxTarget:
+    name = "onnx"
+    suffix = ".onnx"
+    install_hint = "pip install 'mvit[onnx]'"
+
+    def available(self) -> bool:
+        return True  # this module imported onnx and torch already
+
+    def export(self, request: ExportRequest, path: Path) -> None:
+        nms = request.options.get("nms") if request.task == "detection" else None
+        traced_names = [f"decoded_{n}" for n in request.output_names] if nms else list(request.output_names)
+        dynamic = None
+        if request.dynamic_batch:
+            dynamic = {INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in traced_names}}
+        dummy = torch.zeros(request.input_shape, dtype=torch.float32)
+        buffer = io.BytesIO()
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                request.module, (dummy,), buffer, dynamo=False, opset_version=OPSET,
+                input_names=[INPUT_NAME], output_names=traced_names, dynamic_axes=dynamic,
+                do_constant_folding=True,
+            )
+        model = onnx.load_from_string(buffer.getvalue())
+        model = _simplify(model)
+        if nms:
+            _append_nms(model, traced_names[0], traced_names[1], nms)
+        if request.precision == "fp16":
+            _store_weights_fp16(model)
+        del model.metadata_props[:]
+        for key in sorted(request.metadata):
+            model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=str(request.metadata[key])))
+        model.doc_string = f"mvit export of {request.model_name}"
+        onnx.checker.check_model(model)
+        onnx.save(model, str(path))
+
+    def read_metadata(self, path: Path) -> dict[str, str]:
+        model = onnx.load(str(path), load_external_data=False)
+        return {p.key: p.value for p in model.metadata_props}
+
+    def op_histogram(self, path: Path) -> dict[str, int]:
+        model = onnx.load(str(path), load_external_data=False)
+        return dict(sorted(Counter(node.op_type for node in model.graph.node).items()))
+
+    def max_tensor_rank(self, path: Path) -> int:
+        model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+        g = model.graph
+        ranks = [len(init.dims) for init in g.initializer]
+        for info in [*g.input, *g.output, *g.value_info]:
+            if info.type.HasField("tensor_type") and info.type.tensor_type.HasField("shape"):
+                ranks.append(len(info.type.tensor_type.shape.dim))
+        return max(ranks, default=0)
+
+    def load(self, path: Path, num_threads: int | None = None) -> OnnxRunner:
+        return OnnxRunner(path, num_threads)
+
+
+def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
+    import onnxslim
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return onnxslim.slim(model)
+
+
+TARGET = OnnxTarget()

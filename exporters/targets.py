@@ -1,0 +1,49 @@
+"""Target registry: name -> target module, imported lazily.
+
+A target's converter is an optional dependency; asking for a target whose dependency is missing
+raises TargetNotInstalled with the pip command that fixes it, instead of an ImportError.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .base import ExportTarget, TargetNotInstalled
+
+_MODULES = {"coreml": "coreml_target", "onnx": "onnx_target", "tflite": "tflite_target"}
+INSTALL_HINTS = {name: f"pip install 'mvit[{name}]'" for name in _MODULES}
+
+
+def target_names() -> list[str]:
+    return list(_MODULES)
+
+
+def get_target(name: str) -> ExportTarget:
+    if name not in _MODULES:
+        raise TargetNotInstalled(f"unknown target {name!r}: use one of {', '.join(_MODULES)}")
+    module_name = f"{__package__}.{_MODULES[name]}"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or "a dependency"
+        if missing == module_name:
+            raise TargetNotInstalled(f"target {name!r} is not part of this install of mvit") from None
+        raise TargetNotInstalled(
+            f"target {name!r} needs the Python package {missing!r}, which is not installed: {INSTALL_HINTS[name]}"
+        ) from None
+    target: ExportTarget = module.TARGET
+    if not target.available():
+        raise TargetNotInstalled(f"target {name!r} is not installed: {getattr(target, 'install_hint', INSTALL_HINTS[name])}")
+    return target
+
+
+def available_targets() -> list[str]:
+    """Targets whose dependencies import on this machine."""
+    names = []
+    for name in _MODULES:
+        try:
+            get_target(name)
+        except TargetNotInstalled:
+            continue
+        names.append(name)
+    return names

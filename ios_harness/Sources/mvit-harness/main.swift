@@ -1,0 +1,54 @@
+// mvit-harness: times CoreML models on this Mac and writes the results JSON (schema_version 1)
+// that `mvit-bench report` and `mvit-bench compare` read.
+//   swift run -c release mvit-harness model.mlpackage --runs 100 --warmup 10 --out results.json
+import Foundation
+import MVitBenchCore
+#if canImport(CoreML)
+import MVitBenchCoreML
+#endif
+
+/// One line on stderr and a non-zero exit: the harness never ends a bad input with a trace.
+func fail(_ message: String, code: Int32) -> Never {
+    FileHandle.standardError.write(Data("mvit-harness: \(message)\n".utf8))
+    exit(code)
+}
+
+let options: HarnessOptions
+do {
+    switch try HarnessOptions.parse(Array(CommandLine.arguments.dropFirst())) {
+    case .help:
+        print(HarnessOptions.usage)
+        exit(0)
+    case .version:
+        print("\(ToolInfo.harness.name) \(ToolInfo.harness.version)")
+        exit(0)
+    case .run(let parsed):
+        options = parsed
+    }
+} catch let error as HarnessError {
+    fail(error.description, code: 2)
+} catch {
+    fail("\(error)", code: 2)
+}
+
+#if canImport(CoreML)
+let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+let models = options.modelPaths.map { URL(fileURLWithPath: $0, relativeTo: cwd).standardizedFileURL }
+let outURL = URL(fileURLWithPath: options.outPath, relativeTo: cwd).standardizedFileURL
+let quiet = options.quiet
+let benchmark = CoreMLBenchmark(plan: options.plan)
+do {
+    let report = try benchmark.run(models: models) { line in
+        if !quiet { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
+    }
+    try ResultsFile.write(report, to: outURL)
+    print(ResultsTable.markdown(report))
+    print("wrote \(outURL.path)")
+} catch let error as HarnessError {
+    fail(error.description, code: 1)
+} catch {
+    fail("\(error.localizedDescription)", code: 1)
+}
+#else
+fail("CoreML is not available on this platform; run mvit-harness on macOS (or use the iOS app in ios_harness/App)", code: 1)
+#endif

@@ -1,0 +1,2 @@
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit; the message is one line for the user."""

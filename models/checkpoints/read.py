@@ -1,0 +1,52 @@
+"""Reading tensors off disk without running untrusted code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from .errors import CheckpointError
+
+_NESTED = ("state_dict", "model_state_dict", "model", "module")
+
+
+def read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and string metadata from a .safetensors file or a pickled state dict.
+
+    Pickles are opened with weights_only=True, so a file that would run code is refused.
+    """
+    if path.suffix == ".safetensors":
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+        except Exception as exc:  # safetensors raises several types for corrupt files
+            raise CheckpointError(f"{path} is not a readable safetensors file ({_first_line(exc)})") from None
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"{path} is not a PyTorch state dict that loads with weights_only=True ({_first_line(exc)}); "
+            "save it with torch.save(model.state_dict()) or as .safetensors"
+        ) from None
+    for key in _NESTED:
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path} holds no state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}, {}
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is not readable JSON ({_first_line(exc)})") from None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
