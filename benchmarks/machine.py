@@ -56,7 +56,7 @@ def machine_info() -> dict:
     }
 
 
-def gemm_gflops(threads: int, size: int = 1024, repeats: int = 5) -> float:
+def gemm_gflops(threads: int, size: int = 2048, repeats: int = 5) -> float:
     """Best-of-`repeats` fp32 square matmul throughput with torch at `threads` threads.
 
     The best (not the mean) is the machine's reachable peak; every benchmark row is read as a

@@ -7,6 +7,7 @@ then `runs` timed inferences at batch 1 with a fixed thread count, all in this p
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import time
 from dataclasses import dataclass, field
@@ -95,6 +96,7 @@ class RunPlan:
     precision: str = "fp32"
     artefact_dir: Path = Path("bench-artefacts")
     measure_gemm: bool = True
+    reuse_artefacts: bool = False
 
     def rows(self) -> list[tuple[BenchModel, str]]:
         seen, rows = set(), []
@@ -130,6 +132,8 @@ def run_benchmarks(plan: RunPlan, log: Callable[[str], None] = print, progress=N
             log(str(exc))
     rows = [(m, r) for m, r in rows if available[r]]
 
+    # Probed before and after the rows, best kept: on a shared machine one probe can land in a
+    # busy moment and understate what the CPU can do.
     gemm = gemm_gflops(plan.threads) if plan.measure_gemm else None
     task = progress.add_task("benchmark", total=len(rows) * (plan.warmups + plan.runs)) if progress else None
     results: list[dict] = []
@@ -144,7 +148,8 @@ def run_benchmarks(plan: RunPlan, log: Callable[[str], None] = print, progress=N
             x = example_input(model)
             artefact = None
             if runtime != "pytorch":
-                artefact = build_artefact(model, runtime, plan.artefact_dir / runtime, plan.precision)
+                artefact = build_artefact(model, runtime, plan.artefact_dir / runtime, plan.precision,
+                                          reuse=plan.reuse_artefacts)
             with PeakRss() as rss:  # after the export: the row reports the runtime's memory
                 if runtime == "pytorch":
                     loaded = load_pytorch(model, plan.threads, x)
@@ -168,8 +173,20 @@ def run_benchmarks(plan: RunPlan, log: Callable[[str], None] = print, progress=N
                 progress.advance(task, plan.warmups + plan.runs)
         finally:
             loaded = None
-            gc.collect()
+            release_memory()
+    if plan.measure_gemm:
+        gemm = max(gemm, gemm_gflops(plan.threads))
     return RunOutcome(new_document(results, gemm), skipped, failed)
+
+
+def release_memory() -> None:
+    """Free the last row's objects and hand freed heap back to the OS (glibc keeps it otherwise),
+    so the next row's peak RSS is not inflated by this one's leftovers."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc (macOS, musl): nothing to trim
 
 
 def _count(model: BenchModel) -> int | None:

@@ -9,8 +9,11 @@ target's own `export` for comparison models outside the registry) and loaded wit
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
+import json
+import os
 import platform
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,31 +91,77 @@ def runtime_available(runtime: str) -> None:
         )
     if runtime == "pytorch":
         return
+    from mvit.exporters.base import ExportError
     from mvit.exporters.targets import get_target
 
-    target = get_target(RUNTIME_TARGETS[runtime])
-    if not target.available():
-        raise RuntimeUnavailable(f"{runtime} skipped: not installed ({target.install_hint})")
+    try:
+        get_target(RUNTIME_TARGETS[runtime])  # raises TargetNotInstalled with the pip command
+    except ExportError as exc:
+        raise RuntimeUnavailable(f"{runtime} skipped: {exc}") from None
 
 
-def build_artefact(model: BenchModel, runtime: str, out_dir: Path, precision: str = "fp32") -> Path:
-    """Export `model` for `runtime` into `out_dir` (fp32, no verification: this is timing)."""
+def build_artefact(model: BenchModel, runtime: str, out_dir: Path, precision: str = "fp32",
+                   reuse: bool = False) -> Path:
+    """Export `model` for `runtime` into `out_dir` (fp32, no verification: this is timing).
+
+    `reuse`: take an artefact already in `out_dir` whose own metadata says it is this model,
+    config, size and precision with default options and random weights (the caller vouches it
+    was built by the same code)."""
     target_name = RUNTIME_TARGETS[runtime]
     out_dir.mkdir(parents=True, exist_ok=True)
-    if model.in_registry:
-        from mvit.exporters.api import export_model
+    if reuse:
+        existing = find_artefact(model, target_name, out_dir, precision)
+        if existing is not None:
+            return existing
+    with converter_output_to_stderr():
+        if model.in_registry:
+            from mvit.exporters.api import export_model
 
-        result = export_model(
-            model.name, target_name, out_dir, config=model.build_config, precision=precision,
-            image_size=model.input_size, verify=False,
-        )
-        return Path(result.path)
-    return _export_comparison_model(model, target_name, out_dir, precision)
+            result = export_model(
+                model.name, target_name, out_dir, config=model.build_config, precision=precision,
+                image_size=model.input_size, verify=False,
+            )
+            return Path(result.path)
+        return _export_comparison_model(model, target_name, out_dir, precision)
+
+
+def find_artefact(model: BenchModel, target_name: str, out_dir: Path, precision: str) -> Path | None:
+    from mvit.exporters.targets import get_target
+
+    target = get_target(target_name)
+    wanted = {"model": model.name, "config": model.build_config if model.in_registry else "-",
+              "image_size": str(model.input_size), "precision": precision}
+    for path in sorted(out_dir.glob(f"*{target.suffix}")):
+        try:
+            meta = target.read_metadata(path)
+        except Exception:  # not an artefact this target can read: not ours to reuse
+            continue
+        if (all(meta.get(k) == v for k, v in wanted.items()) and meta.get("export_options", "{}") == "{}"
+                and meta.get("weights", "random").startswith("random")):
+            return path
+    return None
+
+
+@contextlib.contextmanager
+def converter_output_to_stderr():
+    """Converters (litert-torch) print progress on stdout, some of it from native code; send
+    fd 1 to stderr meanwhile so stdout carries only mvit-bench's tables and reports."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _export_comparison_model(model: BenchModel, target_name: str, out_dir: Path, precision: str) -> Path:
     """Models outside the registry go through the same target's `export`, raw-input."""
     from mvit.exporters.base import ExportRequest
+    from mvit.exporters.preprocessing import preprocess_dict
     from mvit.exporters.targets import get_target
     from mvit.models import PreprocessSpec, fuse_batchnorm
 
@@ -122,12 +171,16 @@ def _export_comparison_model(model: BenchModel, target_name: str, out_dir: Path,
         module = fuse_batchnorm(module)
     except ValueError:
         pass  # a BN the fuser cannot reach stays; the export is still the same network
-    spec = PreprocessSpec(256, 224, 1 / 255, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "RGB")
     size = model.input_size
+    # ImageNet recipe (CvT was trained with it); raw input, so it only documents the artefact.
+    spec = PreprocessSpec(256, 224, 1 / 255, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "RGB").with_size(size)
+    preprocess = preprocess_dict(spec, raw_input=True, in_graph=False)
     request = ExportRequest(
         module=module, model_name=model.name, task=model.task, input_shape=(1, 3, size, size),
-        output_names=["logits"], labels=[f"class_{i}" for i in range(1000)],
-        preprocess={**dataclasses.asdict(spec.with_size(size)), "raw_input": True}, precision=precision,
+        output_names=["logits"], labels=[f"class_{i}" for i in range(1000)], preprocess=preprocess,
+        precision=precision,  # type: ignore[arg-type]
+        metadata={"model": model.name, "task": model.task, "config": "-", "precision": precision,
+                  "image_size": str(size), "preprocess": json.dumps(preprocess, sort_keys=True)},
     )
     final = out_dir / f"{model.name}_{size}_{precision}{target.suffix}"
     tmp = final.with_name(f".tmp-{final.name}")

@@ -9,11 +9,11 @@ are treated alike.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from .files import atomic_write_text
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
@@ -105,7 +105,9 @@ def load_results(path: Path | str) -> dict[str, Any]:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise ResultsFileError(f"{path}: no such file; pass a results JSON written by mvit-bench run or the iOS harness") from None
+        raise ResultsFileError(
+            f"{path}: no such file; pass a results JSON written by mvit-bench run or the iOS harness"
+        ) from None
     except OSError as exc:
         raise ResultsFileError(f"{path}: cannot read ({exc.strerror})") from None
     try:
@@ -119,14 +121,5 @@ def write_results(path: Path | str, doc: dict[str, Any]) -> Path:
     """Validate, then write atomically (temp file in the same folder, then rename)."""
     path = Path(path)
     validate_document(doc, source=str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(doc, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
     return path

@@ -7,6 +7,7 @@ labels, tolerances, verification, reports) live beside this file, never inside a
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -23,6 +24,16 @@ class ExportError(Exception):
 
 class TargetNotInstalled(ExportError):
     pass
+
+
+def importable(*modules: str) -> bool:
+    """True when every module imports: how a target tells whether its extra is installed."""
+    try:
+        for name in modules:
+            importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
 
 
 @dataclass

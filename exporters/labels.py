@@ -16,11 +16,11 @@ def read_labels_file(path: Path) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def labels_from_info(info: dict[str, Any] | None) -> list[str] | None:
-    """id2label from checkpoint info ({"0": "cat", ...} or a list), in class-index order."""
-    if not info:
+def labels_from_info(info: Any) -> list[str] | None:
+    """id2label from checkpoint info (CheckpointInfo.labels, or a dict {"0": "cat", ...}), in class order."""
+    if info is None:
         return None
-    labels = info.get("labels") or info.get("id2label")
+    labels = info.get("labels") if isinstance(info, dict) else getattr(info, "labels", None)
     if labels is None:
         return None
     if isinstance(labels, dict):
@@ -32,7 +32,7 @@ def resolve_labels(
     num_classes: int,
     *,
     labels_file: Path | None = None,
-    checkpoint_info: dict[str, Any] | None = None,
+    checkpoint_info: Any = None,
     defaults: list[str] | None = None,
 ) -> list[str]:
     if labels_file is not None:

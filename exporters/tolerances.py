@@ -7,8 +7,9 @@ CoreML fp16, so fp16 limits leave about 10x headroom over that.
 
 relative error = max |artefact - reference| / max |reference| over each output.
 Agreement checks on arg-max decisions (top-1, mask pixels) skip samples/pixels whose reference
-margin between the best two classes is below `decision_margin`: a random-weight network has
-near-ties everywhere, and a near-tie can flip under legitimate rounding.
+margin between the best two classes is below `decision_margin` (top-5: between the 5th and 6th):
+a random-weight network has near-ties everywhere, and a near-tie can flip under legitimate
+rounding. The report counts the judged samples and warns when none was.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import asdict, dataclass
 class Tolerance:
     relative_error: float  # max, per float output
     cosine: float  # min cosine similarity, per sample and output
-    decision_margin: float  # reference top1-top2 margin below which a decision is not judged
+    decision_margin: float  # reference top1-top2 (and top5-top6) gap / max|output| below which a decision is not judged
     top1_agreement: float  # min fraction of judged samples with the same top-1
     top5_agreement: float  # min mean overlap of the top-5 sets
     mask_agreement: float  # min fraction of judged pixels with the same class

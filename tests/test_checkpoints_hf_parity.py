@@ -5,12 +5,11 @@ transformers is a test-only dependency: the package never imports it.
 
 import pytest
 import torch
+import transformers  # the test extra; a missing reference must fail, not skip
 from model_utils import randomize_
 
 from mvit.models.checkpoints import load_checkpoint
 from mvit.models.mobilevit import SIZES
-
-transformers = pytest.importorskip("transformers", reason="transformers is the parity reference (pip install 'mvit[test]')")
 
 
 def hf_config(size: str, **kw):

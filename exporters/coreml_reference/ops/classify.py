@@ -14,7 +14,7 @@ from ._registry import register
 
 @register("classify")
 def classify(probabilities, classes):
+    # One prediction per call (the runner splits batches), so one label: the first row's best class.
     labels = list(classes)
-    probs = probabilities.reshape(-1) if probabilities.dim() > 1 and probabilities.shape[0] == 1 else probabilities
-    top = int(torch.argmax(probs.reshape(-1, len(labels))[0]))
+    top = int(torch.argmax(probabilities.reshape(-1, len(labels))[0]))
     return labels[top], probabilities

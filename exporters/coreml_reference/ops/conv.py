@@ -62,29 +62,28 @@ def conv(x, weight, bias=None, strides=None, pad_type="valid", pad=None, dilatio
 @register("conv_transpose")
 def conv_transpose(x, weight, bias=None, pad=None, output_shape=None, pad_type="valid", strides=None,
                    dilations=None, groups=1):
-    # MIL weight is [C_out, C_in / groups, *K]; torch wants [C_in, C_out / groups, *K].
+    # MIL weight is [C_in, C_out / groups, *K], as torch's. The full ("valid") transposed conv is
+    # computed, then cropped: custom by `pad`, same to in * stride with the odd pixel cropped at
+    # the end (TensorFlow's rule, which the op's shape inference follows), then to output_shape
+    # (rows past the full output receive no kernel taps, so they are zeros).
     spatial = weight.dim() - 2
-    g = ints(groups)[0]
-    c_out, c_in_g = weight.shape[0], weight.shape[1]
-    w = weight.reshape(g, c_out // g, c_in_g, *weight.shape[2:]).transpose(1, 2)
-    w = w.reshape(g * c_in_g, c_out // g, *weight.shape[2:])
     strides = ints(strides) if strides is not None else [1] * spatial
     dilations = ints(dilations) if dilations is not None else [1] * spatial
-    y = _CONV_T[spatial](x, w, bias, stride=strides, dilation=dilations, groups=g)
+    y = _CONV_T[spatial](x, weight, bias, stride=strides, dilation=dilations, groups=ints(groups)[0])
+    full = list(y.shape[2:])
     if pad_type == "custom" and pad is not None:
         p = ints(pad)
-        index = [slice(None), slice(None)]
-        for i in range(spatial):
-            index.append(slice(p[2 * i], y.shape[2 + i] - p[2 * i + 1]))
-        y = y[tuple(index)]
+        crops = [(p[2 * i], full[i] - p[2 * i + 1]) for i in range(spatial)]
     elif pad_type == "same":
         want = [n * s for n, s in zip(x.shape[2:], strides)]
-        index = [slice(None), slice(None)]
-        for i, n in enumerate(want):
-            extra = y.shape[2 + i] - n
-            index.append(slice(extra // 2, extra // 2 + n))
-        y = y[tuple(index)]
+        crops = [((f - w) // 2, (f - w) // 2 + w) for f, w in zip(full, want)]
+    else:
+        crops = [(0, f) for f in full]
+    y = y[(slice(None), slice(None), *[slice(a, b) for a, b in crops])]
     if output_shape is not None:
         shape = ints(output_shape)[-spatial:]
         y = y[(slice(None), slice(None), *[slice(0, n) for n in shape])]
+        extra = [n - have for n, have in zip(shape, y.shape[2:])]
+        if any(e > 0 for e in extra):
+            y = F.pad(y, to_torch_pad([v for e in extra for v in (0, max(e, 0))]))
     return y

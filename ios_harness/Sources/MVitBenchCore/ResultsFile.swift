@@ -22,7 +22,7 @@ public enum ResultsFile {
             throw HarnessError.invalidInput("\(source): not a JSON object; pass a results JSON file")
         }
         guard probe.schemaVersion == BenchmarkReport.currentSchemaVersion else {
-            let found = probe.schemaVersion.map(String.init) ?? "missing"
+            let found = probe.schemaVersion.map { String($0) } ?? "missing"
             throw HarnessError.invalidInput(
                 "\(source): schema_version \(found) is not supported (this harness reads version \(BenchmarkReport.currentSchemaVersion))"
             )

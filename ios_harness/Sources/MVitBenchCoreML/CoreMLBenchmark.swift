@@ -15,20 +15,41 @@ public struct CoreMLBenchmark: Sendable {
     /// One line of progress, e.g. "mobilevit_xxs cpuAndNeuralEngine: timed 40/100".
     public typealias Progress = @Sendable (String) -> Void
 
-    /// Runs every model under every compute-unit setting of the plan and returns one report.
-    /// The machine description is taken at the end, with the hottest thermal state seen.
-    public func run(models: [URL], progress: Progress = { _ in }) throws -> BenchmarkReport {
+    /// The rows that ran, and one line per model x setting that could not (say, a model the GPU
+    /// path refuses): one failure does not throw away the rows measured before it.
+    public struct Outcome: Sendable {
+        public var report: BenchmarkReport
+        public var failures: [String]
+    }
+
+    /// Runs every model under every compute-unit setting of the plan. Missing files are refused
+    /// before anything runs. The machine description is taken at the end, with the hottest
+    /// thermal state seen during the run.
+    public func run(models: [URL], progress: Progress = { _ in }) throws -> Outcome {
+        for url in models where !FileManager.default.fileExists(atPath: url.path) {
+            throw HarnessError.invalidInput(
+                "\(url.path): no such model; pass a .mlpackage, .mlmodel or .mlmodelc path"
+            )
+        }
         var results: [BenchmarkResult] = []
+        var failures: [String] = []
         var hottest = ThermalStateName.current()
         for url in models {
             for setting in plan.computeUnits {
-                results.append(try measure(modelAt: url, computeUnits: setting, progress: progress))
+                do {
+                    results.append(try measure(modelAt: url, computeUnits: setting, progress: progress))
+                } catch {
+                    let line = (error as? HarnessError)?.description
+                        ?? "\(url.lastPathComponent) \(setting.rawValue): \(error.localizedDescription)"
+                    failures.append(line)
+                    progress("failed: \(line)")
+                }
                 hottest = ThermalStateName.worst(hottest, ThermalStateName.current())
             }
         }
         var machine = MachineInfo.current(libraries: CoreMLBenchmark.libraryVersions())
         machine.thermalState = ThermalStateName.worst(hottest, machine.thermalState)
-        return BenchmarkReport(machine: machine, results: results)
+        return Outcome(report: BenchmarkReport(machine: machine, results: results), failures: failures)
     }
 
     /// One results row. The model is compiled afresh for every setting so each row carries its
@@ -121,18 +142,19 @@ public struct CoreMLBenchmark: Sendable {
     /// One synchronous prediction in milliseconds. The autorelease pool is drained outside the
     /// timed span, so freeing the outputs is not billed to the model.
     private func timedPrediction(_ model: MLModel, _ input: MLFeatureProvider) throws -> Double {
-        try autoreleasepool {
+        try autoreleasepool { () throws -> Double in
             let stopwatch = Stopwatch()
             _ = try model.prediction(from: input)
             return stopwatch.elapsedMs
         }
     }
 
-    /// CoreML has no version API; its framework bundle's version identifies the build.
+    /// CoreML has no version API; its framework bundle's build version (e.g. "3402.3.1", which
+    /// changes with every OS update, unlike the short version) identifies the build.
     public static func libraryVersions() -> [String: String] {
         let bundle = Bundle(for: MLModel.self)
-        let version = bundle.object(forInfoDictionaryKey: "CFBundleShortVersionString") as? String
-            ?? bundle.object(forInfoDictionaryKey: "CFBundleVersion") as? String
+        let version = bundle.object(forInfoDictionaryKey: "CFBundleVersion") as? String
+            ?? bundle.object(forInfoDictionaryKey: "CFBundleShortVersionString") as? String
             ?? "unknown"
         return ["coreml": version, "mvit-ios-harness": ToolInfo.harnessVersion]
     }

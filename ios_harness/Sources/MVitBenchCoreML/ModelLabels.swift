@@ -3,22 +3,14 @@ import CoreML
 import Foundation
 import MVitBenchCore
 
-/// What a results row calls the model: read from the metadata `mvit-export` writes into the
-/// artefact, falling back to the file name when the model came from elsewhere.
+/// What a results row calls the model: read from the user-defined metadata `mvit-export` writes
+/// into every artefact (keys model, config, task, precision; see exporters/api.py), falling back
+/// to the file name when the model came from elsewhere.
 struct ModelLabels: Equatable {
     var model: String
     var config: String
     var task: String
     var precision: String
-
-    /// Metadata keys tried in order; `mvit-export` writes the "mvit." ones, the bare ones cover
-    /// models that were annotated by hand.
-    static let keys: [String: [String]] = [
-        "model": ["mvit.model", "model_name", "model"],
-        "config": ["mvit.config", "config"],
-        "task": ["mvit.task", "task"],
-        "precision": ["mvit.precision", "precision"],
-    ]
 
     init(model: String, config: String, task: String, precision: String) {
         self.model = model
@@ -29,11 +21,9 @@ struct ModelLabels: Equatable {
 
     init(description: MLModelDescription, artefactURL: URL) {
         let metadata = description.metadata[.creatorDefinedKey] as? [String: String] ?? [:]
-        func lookup(_ field: String) -> String? {
-            for key in ModelLabels.keys[field] ?? [] {
-                if let value = metadata[key], !value.isEmpty { return value }
-            }
-            return nil
+        func lookup(_ key: String) -> String? {
+            guard let value = metadata[key], !value.isEmpty else { return nil }
+            return value
         }
         let config = lookup("config") ?? "-"
         self.init(

@@ -13,23 +13,27 @@ func fail(_ message: String, code: Int32) -> Never {
     exit(code)
 }
 
-let options: HarnessOptions
-do {
-    switch try HarnessOptions.parse(Array(CommandLine.arguments.dropFirst())) {
-    case .help:
-        print(HarnessOptions.usage)
-        exit(0)
-    case .version:
-        print("\(ToolInfo.harness.name) \(ToolInfo.harness.version)")
-        exit(0)
-    case .run(let parsed):
-        options = parsed
+/// The parsed options, or the help/version text and exit 0, or one error line and exit 2.
+func parseOptions(_ arguments: [String]) -> HarnessOptions {
+    do {
+        switch try HarnessOptions.parse(arguments) {
+        case .help:
+            print(HarnessOptions.usage)
+            exit(0)
+        case .version:
+            print("\(ToolInfo.harness.name) \(ToolInfo.harness.version)")
+            exit(0)
+        case .run(let parsed):
+            return parsed
+        }
+    } catch let error as HarnessError {
+        fail(error.description, code: 2)
+    } catch {
+        fail("\(error)", code: 2)
     }
-} catch let error as HarnessError {
-    fail(error.description, code: 2)
-} catch {
-    fail("\(error)", code: 2)
 }
+
+let options = parseOptions(Array(CommandLine.arguments.dropFirst()))
 
 #if canImport(CoreML)
 let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
@@ -38,12 +42,18 @@ let outURL = URL(fileURLWithPath: options.outPath, relativeTo: cwd).standardized
 let quiet = options.quiet
 let benchmark = CoreMLBenchmark(plan: options.plan)
 do {
-    let report = try benchmark.run(models: models) { line in
+    let outcome = try benchmark.run(models: models) { line in
         if !quiet { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
     }
-    try ResultsFile.write(report, to: outURL)
-    print(ResultsTable.markdown(report))
+    if outcome.report.results.isEmpty {
+        fail("no row could run: " + outcome.failures.joined(separator: "; "), code: 1)
+    }
+    try ResultsFile.write(outcome.report, to: outURL)
+    print(ResultsTable.markdown(outcome.report))
     print("wrote \(outURL.path)")
+    if !outcome.failures.isEmpty {
+        fail("\(outcome.failures.count) row(s) failed: " + outcome.failures.joined(separator: "; "), code: 1)
+    }
 } catch let error as HarnessError {
     fail(error.description, code: 1)
 } catch {

@@ -1,0 +1,107 @@
+"""`mvit-bench ab BASE CANDIDATE`: interleaved runs of two artefacts in one process.
+
+The two artefacts alternate run by run in ABBA order (base, cand, cand, base, ...), so both see
+the same machine state, and whichever goes second in a pair alternates too (no systematic
+cache or turbo advantage). Pair i = the i-th base run and the i-th candidate run, measured back to
+back; the verdict uses their paired ratios (benchmarks/verdict.py).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .machine import gemm_gflops
+from .runner import new_document, result_row
+from .runtimes import (
+    RUNTIME_TARGETS, BenchModel, RuntimeUnavailable, artefact_runtime, example_input, load_artefact,
+    runtime_available,
+)
+from .verdict import DEFAULT_THRESHOLD, Comparison, compare_samples
+
+
+@dataclass
+class AbOutcome:
+    document: dict  # two rows: base then candidate, times in run order
+    comparison: Comparison
+
+
+def _artefact_model(path: Path, runtime: str, image_size: int | None) -> BenchModel:
+    """Name, task, input size and input kind from the artefact's own metadata (mvit exports)."""
+    from mvit.exporters.targets import get_target
+
+    try:
+        meta = get_target(RUNTIME_TARGETS[runtime]).read_metadata(path)
+    except Exception:  # foreign artefacts have no mvit metadata; the options below must say it
+        meta = {}
+    preprocess = json.loads(meta["preprocess"]) if meta.get("preprocess") else {}
+    size = image_size or meta.get("image_size") or preprocess.get("crop")
+    if not size:
+        raise RuntimeUnavailable(f"{path}: no input size in the artefact's metadata; pass --image-size")
+    config = meta.get("config") if meta.get("config") in ("A", "B") else "-"
+    return BenchModel(meta.get("model") or path.stem, config, meta.get("task") or "unknown", int(size),
+                      in_registry=not preprocess.get("raw_input", False))
+
+
+def run_ab(base: Path, candidate: Path, *, threads: int = 1, warmups: int = 10, runs: int = 100,
+           image_size: int | None = None, threshold: float = DEFAULT_THRESHOLD,
+           on_step: Callable[[], None] | None = None, measure_gemm: bool = True) -> AbOutcome:
+    runtimes = [artefact_runtime(Path(p)) for p in (base, candidate)]
+    for runtime in set(runtimes):
+        runtime_available(runtime)
+    models = [_artefact_model(Path(p), r, image_size) for p, r in zip((base, candidate), runtimes)]
+    if models[0].input_size != models[1].input_size or models[0].raw_input != models[1].raw_input:
+        raise RuntimeUnavailable(
+            f"{base} and {candidate} take different inputs ({models[0].input_size} vs {models[1].input_size}); "
+            "pass two artefacts of the same input size"
+        )
+    x = example_input(models[0])
+    gemm = gemm_gflops(threads) if measure_gemm else None
+    loaded = []
+    for path, runtime in zip((base, candidate), runtimes):
+        try:
+            loaded.append(load_artefact(runtime, Path(path), threads, x))
+        except Exception as exc:  # the runtime refused the file: name it, one line
+            raise RuntimeUnavailable(f"{path}: {runtime} cannot load it ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    first_ms = []
+    for item, path in zip(loaded, (base, candidate)):
+        start = time.perf_counter_ns()
+        try:
+            item.infer()
+        except Exception as exc:  # e.g. a foreign file whose input is not "image"
+            raise RuntimeUnavailable(
+                f"{path}: could not run it ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                "mvit-bench ab runs artefacts written by mvit-export"
+            ) from None
+        first_ms.append((time.perf_counter_ns() - start) / 1e6)
+    times: list[list[float]] = [[], []]
+    for i in range(warmups + runs):
+        order = (0, 1) if i % 2 == 0 else (1, 0)  # ABBA: who goes first alternates
+        for side in order:
+            start = time.perf_counter_ns()
+            loaded[side].infer()
+            if i >= warmups:
+                times[side].append((time.perf_counter_ns() - start) / 1e6)
+        if on_step:
+            on_step()
+    rows = [
+        result_row(models[k], runtimes[k], precision=_precision(Path(p), runtimes[k]), threads=threads,
+                   artefact=str(p), load_ms=loaded[k].load_ms, first_ms=first_ms[k], warmups=warmups,
+                   times=times[k], peak_rss_mb=None, macs=None)
+        for k, p in enumerate((base, candidate))
+    ]
+    comparison = compare_samples(times[0], times[1], paired=True, threshold=threshold)
+    return AbOutcome(new_document(rows, gemm), comparison)
+
+
+def _precision(path: Path, runtime: str) -> str:
+    from mvit.exporters.targets import get_target
+
+    try:
+        return get_target(RUNTIME_TARGETS[runtime]).read_metadata(path).get("precision") or "unknown"
+    except Exception:
+        return "unknown"
+

@@ -1,0 +1,392 @@
+"""CoreML target: an ML Program `.mlpackage` with the preprocessing in its `ImageType`.
+
+The module it receives takes the normalised tensor in the model's channel order (wrappers.py
+leaves pixel preprocessing out for CoreML); scale, bias and channel order go into the image input,
+where the device applies them for free while reading the pixel buffer.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import sys
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import ExportError, ExportRequest, Runner, importable
+from .wrappers import NMS_OUTPUT_NAMES
+
+# iOS 16 / macOS 13: ML Program needs iOS 15; iOS 16 adds fp16 inputs/outputs for ML Programs and
+# is the oldest opset coremltools 9 still tests every MIL op against. Devices older than that
+# (iPhone 7 and earlier) cannot run iOS 16 anyway, and the Neural Engine fp16 path needs A12+.
+DEPLOYMENT_TARGET = "iOS16"
+DEPLOYMENT_TARGET_DESCRIPTION = "iOS16 / macOS13 / watchOS9 / tvOS16"
+PREVIEW_TYPES = {"classification": "imageClassifier", "segmentation": "imageSegmenter", "detection": "objectDetector"}
+# Name of the (pre-NMS) outputs while the NMS ops are appended; the artefact's outputs are renamed.
+_DECODED_NAMES = ("decoded_boxes", "class_probabilities")
+
+
+class CoreMLTarget:
+    name = "coreml"
+    suffix = ".mlpackage"
+    install_hint = "pip install 'mvit[coreml]' (coremltools==9.0)"
+
+    def available(self) -> bool:
+        return importable("coremltools")
+
+    def export(self, request: ExportRequest, path: Path) -> None:
+        mlmodel = _convert(request)
+        if request.task == "classification":
+            mlmodel = _rename_probabilities(mlmodel, request.output_names[0])
+        mlmodel.author = request.metadata.get("author", "mvit")
+        mlmodel.license = request.metadata.get(
+            "license", "Weights: see the licence of the checkpoint they came from."
+        )
+        mlmodel.short_description = request.metadata.get(
+            "description", f"{request.model_name} ({request.task}), exported by mvit"
+        )
+        mlmodel.version = request.metadata.get("mvit_version", "")
+        user = mlmodel.user_defined_metadata
+        # The date would make two exports of the same model differ from one day to the next.
+        user.pop("com.github.apple.coremltools.conversion_date", None)
+        for key, value in _metadata(request).items():
+            user[key] = value
+        path = Path(path)
+        # coremltools refuses a package path that does not end in .mlpackage, so write to a
+        # sibling temporary package and move it to the (temporary) path the caller chose.
+        staging = path.parent / f".{path.name}.{os.getpid()}.staging{self.suffix}"
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            mlmodel.save(str(staging))
+            _make_package_deterministic(staging)
+            if path.exists():
+                shutil.rmtree(path)
+            staging.rename(path)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def read_metadata(self, path: Path) -> dict[str, str]:
+        spec = _load_spec(path)
+        meta = dict(spec.description.metadata.userDefined)
+        meta["author"] = spec.description.metadata.author
+        meta["license"] = spec.description.metadata.license
+        meta["short_description"] = spec.description.metadata.shortDescription
+        image = spec.description.input[0].type
+        if image.WhichOneof("Type") == "imageType":
+            meta["input_type"] = "image"
+            meta["color_layout"] = _COLOR_SPACES.get(image.imageType.colorSpace, str(image.imageType.colorSpace))
+        else:
+            meta["input_type"] = "tensor"
+        # The model's own outputs (a classifier adds classLabel); "output_names" is what the
+        # exporter recorded.
+        meta["model_outputs"] = json.dumps([o.name for o in spec.description.output])
+        if spec.description.predictedFeatureName:
+            meta["classifier_label_output"] = spec.description.predictedFeatureName
+            meta["classifier_probabilities_output"] = spec.description.predictedProbabilitiesName
+            meta["classifier_labels"] = json.dumps(_class_labels(spec))
+        return meta
+
+    def op_histogram(self, path: Path) -> dict[str, int]:
+        counts: Counter[str] = Counter()
+        for op in _program_ops(_load_spec(path)):
+            counts[op.type] += 1
+        return dict(counts)
+
+    def max_tensor_rank(self, path: Path) -> int:
+        spec = _load_spec(path)
+        ranks = [0]
+        for function in spec.mlProgram.functions.values():
+            ranks += [_rank(i.type) for i in function.inputs]
+        for op in _program_ops(spec):
+            ranks += [_rank(o.type) for o in op.outputs]
+        return max(ranks)
+
+    def load(self, path: Path, num_threads: int | None = None) -> Runner:
+        if sys.platform == "darwin":
+            return CoreMLRuntimeRunner(Path(path))
+        try:
+            from mvit.exporters.coreml_reference import MilReferenceRunner
+        except ImportError:
+            raise ExportError(
+                f"cannot run {path}: CoreML predict needs macOS and the MIL reference evaluator "
+                "(mvit.exporters.coreml_reference) is not available"
+            ) from None
+        return MilReferenceRunner(Path(path))
+
+
+def _convert(request: ExportRequest) -> Any:
+    import coremltools as ct
+
+    module = _fold_channel_scale(request)
+    example = torch.rand(request.input_shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        traced = torch.jit.trace(module.eval(), example)
+    nms = request.task == "detection" and request.options.get("nms") is not None
+    output_names = list(_DECODED_NAMES) if nms else list(request.output_names)
+    classifier = None
+    if request.task == "classification":
+        classifier = ct.ClassifierConfig(
+            list(request.labels), predicted_feature_name="classLabel", predicted_probabilities_output=output_names[0]
+        )
+    common = dict(
+        inputs=[_input_type(request)],
+        outputs=[ct.TensorType(name=n) for n in output_names],
+        classifier_config=classifier,
+        minimum_deployment_target=ct.target.iOS16,
+    )
+    precision = ct.precision.FLOAT16 if request.precision == "fp16" else ct.precision.FLOAT32
+    if not nms:
+        return ct.convert(traced, convert_to="mlprogram", compute_precision=precision, **common)
+    # NMS is appended to the MIL program built from the traced network (in fp32; the fp16 pass
+    # runs over the whole program, NMS included, in the second conversion).
+    program = ct.convert(traced, convert_to="milinternal", compute_precision=ct.precision.FLOAT32, **common)
+    from .coreml_nms import append_nms
+
+    append_nms(program, request.options["nms"], NMS_OUTPUT_NAMES)
+    return ct.convert(
+        program, convert_to="mlprogram", compute_precision=precision, minimum_deployment_target=ct.target.iOS16
+    )
+
+
+def _rename_probabilities(mlmodel: Any, name: str) -> Any:
+    """ClassifierConfig calls the probabilities output `classLabel_probs` whatever it was named;
+    give it the name every other target uses."""
+    import coremltools as ct
+    from coremltools.models.utils import rename_feature
+
+    spec = mlmodel.get_spec()
+    current = spec.description.predictedProbabilitiesName
+    if current and current != name:
+        rename_feature(spec, current, name)
+        spec.description.predictedProbabilitiesName = name
+    return ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True)
+
+
+def _image_normalisation(request: ExportRequest) -> tuple[float, list[float], np.ndarray | None]:
+    """ImageType (scale, bias) and the per-channel factor CoreML's single scale cannot carry.
+
+    normalised = (pixels * scale - mean) / std. With one std for all channels this is exactly
+    pixels * (scale / std) + (-mean / std). With per-channel std the ImageType keeps
+    pixels * scale - mean and 1/std is folded into the first conv (or a mul when none is found).
+    """
+    p = request.preprocess
+    scale = float(p["scale"])
+    mean = np.asarray(p.get("mean", (0.0, 0.0, 0.0)), dtype=np.float64)
+    std = np.asarray(p.get("std", (1.0, 1.0, 1.0)), dtype=np.float64)
+    if np.allclose(std, std[0], rtol=0, atol=1e-12):
+        return scale / float(std[0]), list(-mean / std[0]), None
+    return scale, list(-mean), 1.0 / std
+
+
+def _input_type(request: ExportRequest) -> Any:
+    import coremltools as ct
+
+    shape = tuple(request.input_shape)
+    if request.preprocess.get("raw_input"):
+        return ct.TensorType(name="image", shape=shape)
+    scale, bias, _ = _image_normalisation(request)
+    order = request.preprocess.get("channel_order", "RGB")
+    layout = {"RGB": ct.colorlayout.RGB, "BGR": ct.colorlayout.BGR}[order]
+    return ct.ImageType(name="image", shape=shape, scale=scale, bias=[float(b) for b in bias], color_layout=layout)
+
+
+def _fold_channel_scale(request: ExportRequest) -> nn.Module:
+    """The module with per-channel 1/std applied to its input, folded into the first conv if the
+    input reaches that conv untouched (a per-input-channel weight scale is exact, zero padding
+    included), else as a multiply in front."""
+    module = request.module
+    if request.preprocess.get("raw_input"):
+        return module
+    _, _, factor = _image_normalisation(request)
+    if factor is None:
+        return module
+    module = copy.deepcopy(module).eval()
+    first = _first_conv_on_input(module, request.input_shape)
+    scale = torch.tensor(factor, dtype=torch.float32)
+    if first is not None and first.in_channels == 3 and first.groups == 1:
+        with torch.no_grad():
+            first.weight.mul_(scale.reshape(1, 3, 1, 1))
+        return module
+    return _ScaleInput(module, scale)
+
+
+def _first_conv_on_input(module: nn.Module, input_shape: tuple[int, ...]) -> nn.Conv2d | None:
+    """The first Conv2d run, if its input is exactly the module's input tensor (nothing in between)."""
+    x = torch.zeros(input_shape)
+    found: list[nn.Conv2d] = []
+
+    def hook(conv: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        if not found:
+            found.append(conv if args[0] is x else None)  # type: ignore[arg-type]
+
+    handles = [m.register_forward_pre_hook(hook) for m in module.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            module(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return found[0] if found else None
+
+
+class _ScaleInput(nn.Module):
+    def __init__(self, module: nn.Module, scale: torch.Tensor) -> None:
+        super().__init__()
+        self.module = module
+        self.register_buffer("scale", scale.reshape(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.module(x * self.scale)
+
+
+def _metadata(request: ExportRequest) -> dict[str, str]:
+    meta = {str(k): str(v) for k, v in request.metadata.items()}
+    p = request.preprocess
+    meta.setdefault("labels", json.dumps(list(request.labels)))
+    meta.setdefault("preprocess", json.dumps(p, sort_keys=True, default=str))
+    meta.setdefault("model", request.model_name)
+    meta.setdefault("task", request.task)
+    meta["minimum_deployment_target"] = DEPLOYMENT_TARGET_DESCRIPTION
+    meta["channel_order"] = str(p.get("channel_order", "RGB"))
+    meta["image_scale"] = repr(float(p["scale"]))
+    if not p.get("raw_input"):
+        scale, bias, factor = _image_normalisation(request)
+        meta["image_input_scale"] = repr(scale)
+        meta["image_input_bias"] = json.dumps(bias)
+        if factor is not None:
+            meta["input_channel_factor"] = json.dumps(list(map(float, factor)))
+    meta["com.apple.coreml.model.preview.type"] = PREVIEW_TYPES[request.task]
+    if request.task in ("segmentation", "detection"):
+        # Xcode's segmentation preview reads the class names from these params.
+        meta["com.apple.coreml.model.preview.params"] = json.dumps({"labels": list(request.labels)})
+    if request.task == "detection" and request.options.get("nms") is not None:
+        meta["nms"] = json.dumps(request.options["nms"], sort_keys=True, default=str)
+    return meta
+
+
+def _make_package_deterministic(package: Path) -> None:
+    """Make two exports of the same model byte-identical, also across processes.
+
+    coremltools names the package's items with random UUIDs (derived from the item paths here
+    instead), and protobuf writes map fields (op attributes, metadata) in a per-process hash order
+    unless asked for its deterministic encoding.
+    """
+    from coremltools.proto import Model_pb2
+
+    manifest_path = package / "Manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    entries = manifest.get("itemInfoEntries", {})
+    renamed = {old: str(uuid.uuid5(uuid.NAMESPACE_URL, "mvit:" + info.get("path", old))).upper()
+               for old, info in entries.items()}
+    manifest["itemInfoEntries"] = {renamed[k]: v for k, v in sorted(entries.items(), key=lambda kv: renamed[kv[0]])}
+    root = manifest.get("rootModelIdentifier")
+    if root in renamed:
+        model_file = package / "Data" / entries[root]["path"]
+        spec = Model_pb2.Model()
+        spec.ParseFromString(model_file.read_bytes())
+        model_file.write_bytes(spec.SerializeToString(deterministic=True))
+        manifest["rootModelIdentifier"] = renamed[root]
+    manifest_path.write_text(json.dumps(manifest, indent=4, sort_keys=True) + "\n")
+
+
+def _load_spec(path: Path) -> Any:
+    from coremltools.models.utils import load_spec
+
+    path = Path(path)
+    if not (path / "Manifest.json").exists():
+        raise ExportError(f"{path} is not a .mlpackage (no Manifest.json); pass the package folder")
+    return load_spec(str(path))
+
+
+def _program_ops(spec: Any) -> list[Any]:
+    """Every op in every function and nested block of the ML Program (depth first)."""
+    if spec.WhichOneof("Type") != "mlProgram":
+        raise ExportError("not an ML Program model; mvit writes ML Programs only (convert_to='mlprogram')")
+    ops: list[Any] = []
+
+    def walk(block: Any) -> None:
+        for op in block.operations:
+            ops.append(op)
+            for inner in op.blocks:
+                walk(inner)
+
+    for function in spec.mlProgram.functions.values():
+        for block in function.block_specializations.values():
+            walk(block)
+    return ops
+
+
+def _rank(value_type: Any) -> int:
+    """Rank of a tensor value; lists, dictionaries and states count as 0."""
+    if value_type.WhichOneof("type") == "tensorType":
+        return int(value_type.tensorType.rank)
+    return 0
+
+
+def _class_labels(spec: Any) -> list[str]:
+    """Labels of an ML Program classifier: immediate values of its `classify` op's `classes`."""
+    for op in _program_ops(spec):
+        if op.type == "classify":
+            values = op.inputs["classes"].arguments[0].value.immediateValue.list.values
+            return [_scalar_label(v.immediateValue.tensor) for v in values]
+    return []
+
+
+def _scalar_label(tensor: Any) -> str:
+    if tensor.strings.values:
+        return str(tensor.strings.values[0])
+    return str(tensor.longInts.values[0])
+
+
+_COLOR_SPACES = {10: "GRAYSCALE", 20: "RGB", 30: "BGR", 40: "GRAYSCALE_FLOAT16"}
+
+
+class CoreMLRuntimeRunner:
+    """Apple's runtime (macOS only): pixels go in as a PIL image, as an app would hand them over."""
+
+    verified_by = "coreml-runtime"
+
+    def __init__(self, path: Path, compute_units: str = "CPU_ONLY") -> None:
+        import coremltools as ct
+
+        self.model = ct.models.MLModel(str(path), compute_units=getattr(ct.ComputeUnit, compute_units))
+        spec = self.model.get_spec()
+        self.input_names = [i.name for i in spec.description.input]
+        self.output_names = [o.name for o in spec.description.output]
+        self._image_input = spec.description.input[0].type.WhichOneof("Type") == "imageType"
+        self._labels = _class_labels(spec)
+        self._probs_name = spec.description.predictedProbabilitiesName
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = np.asarray(inputs["image"], dtype=np.float32)
+        per_image = [self._predict_one(x[i : i + 1]) for i in range(x.shape[0])]
+        return {k: np.concatenate([p[k] for p in per_image]) for k in per_image[0]}
+
+    def _predict_one(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        if self._image_input:
+            from PIL import Image
+
+            # CoreML reorders RGB -> BGR itself when the input's colour layout is BGR.
+            pixels = np.clip(np.rint(x[0].transpose(1, 2, 0)), 0, 255).astype(np.uint8)
+            feed: Any = Image.fromarray(pixels)  # uint8 [H, W, 3] is an RGB image
+        else:
+            feed = x
+        out = self.model.predict({"image": feed})
+        result: dict[str, np.ndarray] = {}
+        for name, value in out.items():
+            if name == self._probs_name and isinstance(value, dict):
+                result[name] = np.array([[value[label] for label in self._labels]], dtype=np.float32)
+            elif isinstance(value, np.ndarray):
+                result[name] = value
+        return result
+
+
+TARGET = CoreMLTarget()

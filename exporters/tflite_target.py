@@ -1,0 +1,253 @@
+"""TFLite target: a `.tflite` flatbuffer from `torch.export` via LiteRT Torch (no TensorFlow).
+
+fp16 stores conv and fully-connected weights as fp16 (ai-edge-quantizer's float casting; they are
+dequantised to fp32 at load, so CPU speed equals fp32 and the file is about half the size).
+Labels and preprocessing travel as JSON in a TFLite metadata entry named "mvit".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import ExportError, ExportRequest, Runner, importable
+
+METADATA_NAME = "mvit"
+SIGNATURE = "serving_default"
+# Weight-carrying ops whose constant weights become fp16 in an fp16 export.
+FP16_WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "CONV_2D_TRANSPOSE")
+
+
+class TFLiteTarget:
+    name = "tflite"
+    suffix = ".tflite"
+    install_hint = "pip install 'mvit[tflite]' (litert-torch==0.10.0, ai-edge-litert==2.3.0, ai-edge-quantizer==0.10.0)"
+
+    def available(self) -> bool:
+        return importable("ai_edge_litert.interpreter", "litert_torch")
+
+    def export(self, request: ExportRequest, path: Path) -> None:
+        import litert_torch
+
+        nms = request.options.get("nms") if request.task == "detection" else None
+        module: nn.Module = _NamedOutputs(request.module, request.output_names)
+        if nms is not None:
+            from .tflite_nms import SsdEncodings
+
+            module = SsdEncodings(module)
+        if request.channels_last_input:
+            module = _FromNHWC(module)
+        n, c, h, w = request.input_shape
+        shape = (n, h, w, c) if request.channels_last_input else (n, c, h, w)
+        # A fixed example keeps the trace (and so the file) identical from one export to the next.
+        example = torch.rand(shape, generator=torch.Generator().manual_seed(0)) * 255
+        with _quiet_progress():
+            edge_model = litert_torch.convert(module.eval(), sample_kwargs={"image": example})
+            content = bytes(edge_model.model_content())
+        if nms is not None:
+            from .tflite_nms import append_detection_postprocess
+
+            content = append_detection_postprocess(content, nms, num_classes=len(request.labels))
+        if request.precision == "fp16":
+            content = _fp16_weights(content)
+        content = _with_metadata(content, _metadata(request))
+        Path(path).write_bytes(content)
+
+    def read_metadata(self, path: Path) -> dict[str, str]:
+        entries = _metadata_entries(*_read_model(path))
+        if METADATA_NAME not in entries:
+            raise ExportError(f"{path} has no '{METADATA_NAME}' metadata entry; was it exported by mvit?")
+        meta = json.loads(entries[METADATA_NAME].decode("utf-8"))
+        meta["tflite_metadata_entries"] = json.dumps(sorted(entries))
+        return {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
+
+    def op_histogram(self, path: Path) -> dict[str, int]:
+        model, _ = _read_model(path)
+        names = _op_names(model)
+        counts: Counter[str] = Counter()
+        for s in range(model.SubgraphsLength()):
+            subgraph = model.Subgraphs(s)
+            for i in range(subgraph.OperatorsLength()):
+                counts[names[subgraph.Operators(i).OpcodeIndex()]] += 1
+        return dict(counts)
+
+    def max_tensor_rank(self, path: Path) -> int:
+        model, _ = _read_model(path)
+        ranks = [0]
+        for s in range(model.SubgraphsLength()):
+            subgraph = model.Subgraphs(s)
+            ranks += [subgraph.Tensors(i).ShapeLength() for i in range(subgraph.TensorsLength())]
+        return max(ranks)
+
+    def load(self, path: Path, num_threads: int | None = None) -> Runner:
+        return LiteRTRunner(Path(path), num_threads)
+
+
+class _NamedOutputs(nn.Module):
+    """Returns a dict so the TFLite signature's outputs carry the request's output names."""
+
+    def __init__(self, module: nn.Module, names: list[str]) -> None:
+        super().__init__()
+        self.module, self.names = module, list(names)
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.module(image)
+        out = out if isinstance(out, (tuple, list)) else (out,)
+        if len(out) != len(self.names):
+            raise ExportError(f"the module returns {len(out)} outputs but {len(self.names)} output names were given")
+        return dict(zip(self.names, out))
+
+
+class _FromNHWC(nn.Module):
+    """NHWC input (what Android's Bitmap-to-tensor paths produce) permuted to the NCHW network."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, image: torch.Tensor) -> Any:
+        return self.module(image.permute(0, 3, 1, 2))
+
+
+def _metadata(request: ExportRequest) -> dict[str, Any]:
+    meta: dict[str, Any] = {str(k): str(v) for k, v in request.metadata.items()}
+    meta.setdefault("labels", json.dumps(list(request.labels)))
+    meta.setdefault("preprocess", json.dumps(request.preprocess, sort_keys=True, default=str))
+    meta.setdefault("model", request.model_name)
+    meta.setdefault("task", request.task)
+    meta["input_layout"] = "NHWC" if request.channels_last_input else "NCHW"
+    meta["channel_order"] = str(request.preprocess.get("channel_order", "RGB"))
+    meta["image_scale"] = repr(float(request.preprocess["scale"]))
+    meta["weights_precision"] = request.precision
+    nms = request.options.get("nms") if request.task == "detection" else None
+    if nms is not None:
+        meta["nms"] = json.dumps({"op": "TFLite_Detection_PostProcess", **nms}, sort_keys=True, default=str)
+    return meta
+
+
+def _fp16_weights(content: bytes) -> bytes:
+    from ai_edge_quantizer import algorithm_manager, qtyping, quantizer
+
+    q = quantizer.Quantizer(bytearray(content))
+    for op in FP16_WEIGHT_OPS:
+        q.add_weight_only_config(
+            regex=".*",
+            operation_name=getattr(qtyping.TFLOperationName, op),
+            num_bits=16,
+            algorithm_key=algorithm_manager.AlgorithmName.FLOAT_CASTING,
+        )
+    # The quantizer prints sizes and progress bars; the CLI shows its own progress instead.
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(devnull):
+        return bytes(q.quantize().quantized_model)
+
+
+@contextlib.contextmanager
+def _quiet_progress() -> Iterator[None]:
+    """litert-torch prints a task tree unless LITERT_TORCH_SHOW_PROGRESS says no; restore after."""
+    key = "LITERT_TORCH_SHOW_PROGRESS"
+    before = os.environ.get(key)
+    os.environ[key] = "n"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
+
+
+def _with_metadata(content: bytes, meta: dict[str, Any]) -> bytes:
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = METADATA_NAME
+    entry.buffer = len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if _decode(m.name) != METADATA_NAME] + [entry]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _decode(name: Any) -> str:
+    return name.decode("utf-8") if isinstance(name, (bytes, bytearray)) else str(name)
+
+
+def _read_model(path: Path) -> tuple[Any, bytes]:
+    """The flatbuffer's root and the file's bytes (large buffers can sit past the flatbuffer,
+    addressed by file offset)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    data = Path(path).read_bytes()
+    if not schema.Model.ModelBufferHasIdentifier(data, 0):
+        raise ExportError(f"{path} is not a TFLite flatbuffer (no TFL3 identifier)")
+    return schema.Model.GetRootAs(data, 0), data
+
+
+def _metadata_entries(model: Any, data: bytes) -> dict[str, bytes]:
+    entries = {}
+    for i in range(model.MetadataLength()):
+        m = model.Metadata(i)
+        buf = model.Buffers(m.Buffer())
+        if buf.DataLength():
+            value = buf.DataAsNumpy().tobytes()
+        else:
+            value = data[buf.Offset() : buf.Offset() + buf.Size()]
+        entries[_decode(m.Name())] = bytes(value)
+    return entries
+
+
+def _op_names(model: Any) -> list[str]:
+    from ai_edge_litert import schema_py_generated as schema
+
+    builtin = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    names = []
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        op = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        if op == schema.BuiltinOperator.CUSTOM:
+            names.append(_decode(code.CustomCode()))
+        else:
+            names.append(builtin.get(op, f"BUILTIN_{op}"))
+    return names
+
+
+class LiteRTRunner:
+    """LiteRT interpreter with XNNPACK; takes NCHW RGB pixels and feeds the file's own layout."""
+
+    verified_by = "litert"
+
+    def __init__(self, path: Path, num_threads: int | None = None) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+        self.runner = self.interpreter.get_signature_runner(SIGNATURE)
+        inputs = self.runner.get_input_details()
+        if "image" not in inputs:
+            raise ExportError(f"{path} has no input named 'image' (inputs: {sorted(inputs)}); was it exported by mvit?")
+        shape = list(inputs["image"]["shape"])
+        self._nhwc = shape[-1] == 3 and shape[1] != 3
+        self.input_names = ["image"]
+        self.output_names = list(self.runner.get_output_details())
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = np.asarray(inputs["image"], dtype=np.float32)
+        if self._nhwc:
+            x = x.transpose(0, 2, 3, 1)
+        # Exports have a fixed batch of 1: run image by image.
+        per_image = [self.runner(image=np.ascontiguousarray(x[i : i + 1])) for i in range(x.shape[0])]
+        return {k: np.concatenate([np.asarray(p[k]) for p in per_image]) for k in per_image[0]}
+
+
+TARGET = TFLiteTarget()

@@ -1,0 +1,13 @@
+import SwiftUI
+
+@main
+struct MVitHarnessApp: App {
+    @StateObject private var harness = HarnessModel()
+
+    var body: some Scene {
+        WindowGroup {
+            ContentView()
+                .environmentObject(harness)
+        }
+    }
+}

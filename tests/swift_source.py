@@ -1,0 +1,217 @@
+"""Reading Swift sources without a Swift toolchain, via tree-sitter's Swift grammar.
+
+Two uses in tests/test_ios_harness.py: syntax errors in every .swift file under ios_harness/
+(tree-sitter marks what it could not parse as ERROR nodes and what it had to invent as MISSING
+nodes), and the Codable structs' JSON keys, read from the same parse so the harness's results
+file cannot drift from benchmarks/results.schema.json.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import tree_sitter_swift
+from tree_sitter import Language, Node, Parser, Tree
+
+CODABLE_PROTOCOLS = {"Codable", "Encodable", "Decodable"}
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Parser:
+    return Parser(Language(tree_sitter_swift.language()))
+
+
+def parse(source: str | bytes) -> Tree:
+    return _parser().parse(source.encode() if isinstance(source, str) else source)
+
+
+@dataclass(frozen=True)
+class SyntaxProblem:
+    path: str
+    line: int  # 1-based
+    column: int  # 1-based
+    kind: str  # "ERROR" (unparsable text) or "MISSING" (a token the parser had to assume)
+    near: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}: {self.kind} near {self.near!r}"
+
+
+def syntax_problems(source: str | bytes, path: str = "<snippet>") -> list[SyntaxProblem]:
+    """Every ERROR and MISSING node, outermost first, with its 1-based position."""
+    problems: list[SyntaxProblem] = []
+
+    def visit(node: Node) -> None:
+        if node.is_error or node.is_missing:
+            text = node.text.decode(errors="replace") if node.text else ""
+            near = text.splitlines()[0][:40] if text.strip() else node.type
+            row, col = node.start_point
+            problems.append(
+                SyntaxProblem(path, row + 1, col + 1, "MISSING" if node.is_missing else "ERROR", near)
+            )
+            if node.is_error:
+                return  # one report per broken region is enough to find it
+        for child in node.children:
+            visit(child)
+
+    root = parse(source).root_node
+    visit(root)
+    if root.has_error and not problems:  # has_error without a marked node: still a failure
+        problems.append(SyntaxProblem(path, 1, 1, "ERROR", "unlocated parse error"))
+    return problems
+
+
+@dataclass(frozen=True)
+class SwiftProperty:
+    name: str
+    type_text: str  # as written, e.g. "Double?" or "[String: String]"
+    line: int
+
+    @property
+    def optional(self) -> bool:
+        return self.type_text.endswith("?")
+
+    @property
+    def base_type(self) -> str:
+        return self.type_text.rstrip("?").strip()
+
+
+@dataclass
+class CodableStruct:
+    name: str
+    path: str
+    line: int
+    properties: dict[str, SwiftProperty] = field(default_factory=dict)  # stored, non-static
+    coding_keys: dict[str, str] | None = None  # case name -> JSON key, when CodingKeys exists
+
+    @property
+    def where(self) -> str:
+        return f"{self.name} ({self.path}:{self.line})"
+
+    def json_keys(self) -> dict[str, str]:
+        """JSON key -> property name, as the synthesized Codable conformance would use them."""
+        if self.coding_keys is None:
+            return {name: name for name in self.properties}
+        return {key: case for case, key in self.coding_keys.items()}
+
+
+def _text(node: Node | None) -> str:
+    return node.text.decode() if node is not None and node.text else ""
+
+
+def _declaration_kind(node: Node) -> str:
+    return _text(node.child_by_field_name("declaration_kind"))
+
+
+def _inherits(node: Node) -> set[str]:
+    return {
+        _text(child.child_by_field_name("inherits_from"))
+        for child in node.children
+        if child.type == "inheritance_specifier"
+    }
+
+
+def _is_static(node: Node) -> bool:
+    modifiers = next((c for c in node.children if c.type == "modifiers"), None)
+    return modifiers is not None and any(
+        _text(m) in {"static", "class"} for m in modifiers.children
+    )
+
+
+def _stored_properties(body: Node) -> list[SwiftProperty]:
+    found: list[SwiftProperty] = []
+    for child in body.children:
+        if child.type != "property_declaration" or _is_static(child):
+            continue
+        if child.child_by_field_name("computed_value") is not None:
+            continue
+        pattern = child.child_by_field_name("name")
+        annotation = next((c for c in child.children if c.type == "type_annotation"), None)
+        type_node = annotation.child_by_field_name("name") if annotation is not None else None
+        found.append(SwiftProperty(_text(pattern), _text(type_node), child.start_point[0] + 1))
+    return found
+
+
+def _string_literal(node: Node) -> str:
+    if node.type != "line_string_literal" or any(
+        c.type == "interpolated_expression" for c in node.children
+    ):
+        raise ValueError(f"line {node.start_point[0] + 1}: raw value {_text(node)} is not a plain string")
+    return "".join(_text(c) for c in node.children if c.type == "line_str_text")
+
+
+def enum_cases(enum_node: Node) -> dict[str, str]:
+    """Case name -> raw value (the case name itself when none is written), in source order."""
+    body = enum_node.child_by_field_name("body")
+    cases: dict[str, str] = {}
+    for entry in body.children if body is not None else []:
+        if entry.type != "enum_entry":
+            continue
+        last: str | None = None
+        for index, child in enumerate(entry.children):
+            name = entry.field_name_for_child(index)
+            if name == "name":
+                last = _text(child)
+                cases[last] = last
+            elif name == "raw_value" and last is not None:
+                cases[last] = _string_literal(child)
+    return cases
+
+
+def _type_declarations(root: Node):
+    """Every struct/class/enum declaration, nested ones included."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node.type == "class_declaration":
+            yield node
+        stack.extend(reversed(node.children))
+
+
+def codable_structs(source: str | bytes, path: str = "<snippet>") -> dict[str, CodableStruct]:
+    """Structs declared Codable/Encodable/Decodable in `source`, by name."""
+    structs: dict[str, CodableStruct] = {}
+    for node in _type_declarations(parse(source).root_node):
+        if _declaration_kind(node) != "struct" or not (_inherits(node) & CODABLE_PROTOCOLS):
+            continue
+        name = _text(node.child_by_field_name("name"))
+        body = node.child_by_field_name("body")
+        struct = CodableStruct(name, path, node.start_point[0] + 1)
+        for prop in _stored_properties(body):
+            struct.properties[prop.name] = prop
+        for child in body.children:
+            if child.type == "class_declaration" and _text(child.child_by_field_name("name")) == "CodingKeys":
+                struct.coding_keys = enum_cases(child)
+        structs[name] = struct
+    return structs
+
+
+def find_enum(source: str | bytes, name: str) -> dict[str, str] | None:
+    """Cases of the enum called `name` in `source`, or None when it is not declared there."""
+    for node in _type_declarations(parse(source).root_node):
+        if _declaration_kind(node) == "enum" and _text(node.child_by_field_name("name")) == name:
+            return enum_cases(node)
+    return None
+
+
+def imports(source: str | bytes) -> list[str]:
+    """Modules named by `import` declarations anywhere in the file (inside #if blocks too)."""
+    found = []
+    stack = [parse(source).root_node]
+    while stack:
+        node = stack.pop()
+        if node.type == "import_declaration":
+            found.append(_text(node).split()[-1])
+        stack.extend(node.children)
+    return sorted(found)
+
+
+def top_level_outline(source: str | bytes) -> list[str]:
+    """The file's top-level node types, comments left out, with directives as their text."""
+    return [
+        _text(node).strip() if node.type == "directive" else node.type
+        for node in parse(source).root_node.children
+        if node.type not in ("comment", "multiline_comment")
+    ]
+
