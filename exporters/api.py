@@ -11,6 +11,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -277,11 +278,14 @@ def export_model(
     checkpoint: Path | None = None,
     labels: Path | None = None,
     verify: bool = True,
+    verifier: str = "auto",
     **options: Any,
 ) -> ExportResult:
     if precision not in ("fp16", "fp32"):
         raise ExportError(f"unknown --precision {precision!r}: use fp16 or fp32")
     export_target = get_target(target)
+    if verify:
+        check_verifier(target, verifier)
     resolved = resolve_model(model_name, config=config, image_size=image_size, checkpoint=checkpoint,
                              labels=labels, channel_order=options.get("channel_order"))
     opts = _normalise_options(resolved.task, options)
@@ -340,7 +344,7 @@ def export_model(
     verification = None
     if verify:
         verification = run_verification(export_target, final, resolved, reference, precision, opts,
-                                         num_threads=options.get("num_threads"))
+                                         num_threads=options.get("num_threads"), verifier=verifier)
     report["verification"] = verification
     report["graph_checks"] = checks
     failed = [c for c in checks if not c["passed"]] + ([] if not verification else [c for c in verification.get("checks", []) if not c["passed"]])
@@ -357,18 +361,59 @@ def export_model(
     return ExportResult(final, target, report, report_path)
 
 
+VERIFIERS = ("auto", "mil-reference", "coreml-runtime", "both")
+
+
 def run_verification(
     export_target: ExportTarget, path: Path, resolved: ResolvedModel, reference: BuiltModule,
-    precision: str, opts: dict[str, Any], num_threads: int | None = None,
+    precision: str, opts: dict[str, Any], num_threads: int | None = None, verifier: str = "auto",
 ) -> dict[str, Any]:
+    """Verify with the target's own runner, or for CoreML with a chosen one or both.
+
+    "both" (on macOS) judges Apple's runtime and the MIL reference evaluator against PyTorch in
+    the same run, so the evaluator that guards Linux CI is itself checked wherever a Mac runs it.
+    """
     from .verify import verify_runner
 
-    try:
-        runner = export_target.load(path, num_threads=num_threads or 1)
-    except ExportError as exc:
-        return {"verdict": "not-verified", "reason": str(exc), "checks": []}
-    return verify_runner(runner, reference, task=resolved.task, preprocess=resolved.preprocess, precision=precision,
-                         raw_input=bool(opts.get("raw_input")), nms=opts.get("nms"))
+    check_verifier(export_target.name, verifier)
+    names = {"auto": [None], "both": ["coreml-runtime", "mil-reference"]}.get(verifier, [verifier])
+    results = []
+    for name in names:
+        try:
+            if name is None:
+                runner = export_target.load(path, num_threads=num_threads or 1)
+            else:
+                runner = export_target.load_verifier(path, name, num_threads=num_threads or 1)  # type: ignore[attr-defined]
+        except ExportError as exc:
+            if verifier != "auto":
+                raise
+            return {"verdict": "not-verified", "reason": str(exc), "checks": []}
+        results.append(verify_runner(runner, reference, task=resolved.task, preprocess=resolved.preprocess,
+                                     precision=precision, raw_input=bool(opts.get("raw_input")), nms=opts.get("nms")))
+    return results[0] if len(results) == 1 else _merge_verifications(results)
+
+
+def check_verifier(target: str, verifier: str) -> None:
+    """Refuse a verifier that cannot run here before anything is exported."""
+    if verifier not in VERIFIERS:
+        raise ExportError(f"unknown --verifier {verifier!r}: use {', '.join(VERIFIERS)}")
+    if verifier != "auto" and target != "coreml":
+        raise ExportError(f"--verifier {verifier} applies to CoreML exports only (got --target {target})")
+    if verifier in ("coreml-runtime", "both") and sys.platform != "darwin":
+        raise ExportError(f"--verifier {verifier} needs Apple's CoreML runtime, which runs only on macOS; "
+                          "use --verifier mil-reference or auto here")
+
+
+def _merge_verifications(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One verdict from several runners: every check is kept, prefixed with who ran it."""
+    checks = [{**c, "check": f"{r['verified_by']}:{c['check']}"} for r in results for c in r.get("checks", [])]
+    return {
+        "verdict": "pass" if all(r.get("verdict") == "pass" for r in results) else "fail",
+        "verified_by": "+".join(r["verified_by"] for r in results),
+        "checks": checks,
+        "warnings": [w for r in results for w in r.get("warnings", [])],
+        "by_runner": {r["verified_by"]: r for r in results},
+    }
 
 
 def _target_for_path(path: Path) -> str:
@@ -386,6 +431,7 @@ def verify_artefact(
     config: str | None = None,
     labels: Path | None = None,
     write: bool = True,
+    verifier: str = "auto",
 ) -> dict[str, Any]:
     """Verify an existing artefact of any target against a model (+ checkpoint), same path as export.
 
@@ -395,6 +441,7 @@ def verify_artefact(
     if not path.exists():
         raise ExportError(f"artefact {path} does not exist")
     target_name = _target_for_path(path)
+    check_verifier(target_name, verifier)
     export_target = get_target(target_name)
     try:
         meta = export_target.read_metadata(path)
@@ -412,7 +459,7 @@ def verify_artefact(
     fused = fuse_batchnorm(resolved.net)
     _, reference = build_for_target(resolved, fused, target_name, opts)
     graph, checks = graph_checks(export_target, path)
-    verification = run_verification(export_target, path, resolved, reference, precision, opts)
+    verification = run_verification(export_target, path, resolved, reference, precision, opts, verifier=verifier)
     failed = [c for c in checks + verification.get("checks", []) if not c["passed"]]
     report = {
         "artefact": path.name, "target": target_name, "model": resolved.name, "weights": resolved.weights,

@@ -24,6 +24,8 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from .base import ExportError  # noqa: E402
 from .targets import target_names  # noqa: E402
 
+VERIFIER_HELP = ("CoreML: auto (Apple's runtime on macOS, the MIL reference evaluator elsewhere) | "
+                 "mil-reference | coreml-runtime (macOS) | both (macOS: each judged against PyTorch)")
 EXIT_FAILED_VERIFICATION = 1
 EXIT_BAD_INPUT = 2
 _err = Console(stderr=True, highlight=False)
@@ -59,17 +61,20 @@ def export(
     mask: bool = typer.Option(False, "--mask", help="Segmentation: upsample to input size and argmax inside the model"),
     raw_detection: bool = typer.Option(False, "--raw-detection", help="Detection: raw box/score tensors; anchors saved as <artefact>.anchors.npy"),
     no_nms: bool = typer.Option(False, "--no-nms", help="Detection: decoded boxes and scores, no NMS"),
-    raw_input: bool = typer.Option(False, "--raw-input", help="ONNX/TFLite: take the normalised tensor instead of RGB pixels"),
+    raw_input: bool = typer.Option(False, "--raw-input", help="Take the normalised tensor instead of RGB pixels (CoreML: a TensorType input)"),
     nhwc: bool = typer.Option(False, "--nhwc", help="TFLite: NHWC input"),
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="ONNX: dynamic batch dimension"),
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip numerics verification"),
     into_harness: bool = typer.Option(False, "--into-harness", help="Copy the .mlpackage into ios_harness/App/Models/"),
+    verifier: str = typer.Option("auto", help=VERIFIER_HELP),
 ) -> int:
     from . import api
 
     targets = target_names() if target == "all" else [target]
     if target != "all" and target not in target_names():
         return _fail(f"unknown --target {target!r}: use coreml, onnx, tflite or all")
+    if verifier != "auto" and "coreml" not in targets:
+        return _fail(f"--verifier {verifier} applies to CoreML exports only (got --target {target})")
     if into_harness and "coreml" not in targets:
         return _fail("--into-harness needs --target coreml (or all)")
     options = dict(mask=mask, raw_detection=raw_detection, raw_input=raw_input, nhwc=nhwc,
@@ -85,7 +90,8 @@ def export(
             progress.update(bar, description=f"{name}: export{' + verify' if not no_verify else ''}")
             try:
                 result = api.export_model(model, name, out, config=config, precision=precision, image_size=image_size,
-                                          checkpoint=checkpoint, labels=labels, verify=not no_verify, **options)
+                                          checkpoint=checkpoint, labels=labels, verify=not no_verify,
+                                          verifier=verifier if name == "coreml" else "auto", **options)
                 if into_harness and name == "coreml":
                     dest = api.copy_into_harness(result.path)
                     lines.append(f"copied {result.path.name} -> {dest}")
@@ -120,11 +126,12 @@ def verify(
     checkpoint: Optional[Path] = typer.Option(None, help="Weights the artefact was exported from"),
     config: Optional[str] = typer.Option(None, help="A | B (default: as recorded)"),
     labels: Optional[Path] = typer.Option(None, help="Labels file, if the export used one"),
+    verifier: str = typer.Option("auto", help=VERIFIER_HELP),
 ) -> int:
     from . import api
 
     try:
-        report = api.verify_artefact(path, model, checkpoint=checkpoint, config=config, labels=labels)
+        report = api.verify_artefact(path, model, checkpoint=checkpoint, config=config, labels=labels, verifier=verifier)
     except ExportError as exc:
         return _fail(str(exc))
     detail = f" ({'; '.join(report['failed'])})" if report.get("failed") else ""

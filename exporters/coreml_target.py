@@ -110,16 +110,23 @@ class CoreMLTarget:
         return max(ranks)
 
     def load(self, path: Path, num_threads: int | None = None) -> Runner:
-        if sys.platform == "darwin":
+        """Apple's runtime where it exists (macOS), else the MIL reference evaluator."""
+        return self.load_verifier(path, "coreml-runtime" if sys.platform == "darwin" else "mil-reference", num_threads)
+
+    def load_verifier(self, path: Path, verifier: str, num_threads: int | None = None) -> Runner:
+        """A runner by name, so a Mac can check the reference evaluator against Apple's runtime."""
+        if verifier == "coreml-runtime":
+            if sys.platform != "darwin":
+                raise ExportError(
+                    f"cannot run {path} with the CoreML runtime: CoreML predict needs macOS; "
+                    "on Linux use --verifier mil-reference (the default there)"
+                )
             return CoreMLRuntimeRunner(Path(path))
-        try:
+        if verifier == "mil-reference":
             from mvit.exporters.coreml_reference import MilReferenceRunner
-        except ImportError:
-            raise ExportError(
-                f"cannot run {path}: CoreML predict needs macOS and the MIL reference evaluator "
-                "(mvit.exporters.coreml_reference) is not available"
-            ) from None
-        return MilReferenceRunner(Path(path))
+
+            return MilReferenceRunner(Path(path), num_threads=num_threads)
+        raise ExportError(f"unknown CoreML verifier {verifier!r}: use coreml-runtime or mil-reference")
 
 
 def _convert(request: ExportRequest) -> Any:

@@ -1,0 +1,75 @@
+"""`python -m mvit.exporters.matrix`: export and verify every registered model x config x target.
+
+The full-size companion of the XXS unit tests: it writes every artefact, its report, and one
+markdown table of verdicts (the source of the table in docs/exporting.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from mvit.models import get_spec, list_models
+
+from .api import export_model
+from .base import ExportError
+from .targets import target_names
+
+
+def run_matrix(out: Path, models: list[str], configs: list[str], targets: list[str], precision: str) -> list[dict]:
+    rows = []
+    for model in models:
+        for config in configs:
+            if config != "A" and not get_spec(model).supports_patch_config:
+                continue
+            for target in targets:
+                row = {"model": model, "config": config, "target": target, "precision": precision}
+                try:
+                    result = export_model(model, target, out / model, config=config, precision=precision)
+                    verification = result.report.get("verification") or {}
+                    outputs = verification.get("outputs", {})
+                    row |= {
+                        "verdict": result.verdict, "verified_by": result.report.get("verified_by"),
+                        "size_mb": round(result.size_bytes / 2**20, 2),
+                        "max_relative_error": max((o["relative_error"] for o in outputs.values()), default=None),
+                        "failed": result.report.get("failed", []), "warnings": len(result.report.get("warnings", [])),
+                    }
+                except ExportError as exc:
+                    row |= {"verdict": "error", "failed": [str(exc)]}
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| model | config | target | precision | verdict | verified by | max rel. error | MB |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        err = f"{r['max_relative_error']:.1e}" if r.get("max_relative_error") is not None else "-"
+        verdict = r["verdict"] + (f" ({'; '.join(r['failed'])})" if r.get("failed") else "")
+        lines.append(f"| {r['model']} | {r['config']} | {r['target']} | {r['precision']} | {verdict} | "
+                     f"{r.get('verified_by') or '-'} | {err} | {r.get('size_mb', '-')} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("exports/matrix"))
+    parser.add_argument("--models", default=",".join(list_models()), help="comma list (default: every registered model)")
+    parser.add_argument("--configs", default="A,B")
+    parser.add_argument("--targets", default=",".join(target_names()))
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16"])
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    rows = run_matrix(args.out, args.models.split(","), args.configs.split(","), args.targets.split(","), args.precision)
+    table = markdown(rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"matrix-{args.precision}.md").write_text(table + "\n")
+    print(table)
+    return 0 if all(r["verdict"] == "pass" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
