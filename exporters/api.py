@@ -389,7 +389,8 @@ def run_verification(
                 raise
             return {"verdict": "not-verified", "reason": str(exc), "checks": []}
         results.append(verify_runner(runner, reference, task=resolved.task, preprocess=resolved.preprocess,
-                                     precision=precision, raw_input=bool(opts.get("raw_input")), nms=opts.get("nms")))
+                                     precision=precision, raw_input=bool(opts.get("raw_input")), nms=opts.get("nms"),
+                                     nms_best_class_only=export_target.name == "coreml"))
     return results[0] if len(results) == 1 else _merge_verifications(results)
 
 

@@ -19,7 +19,10 @@ from .base import ExportError
 from .targets import target_names
 
 
-def run_matrix(out: Path, models: list[str], configs: list[str], targets: list[str], precision: str) -> list[dict]:
+def run_matrix(
+    out: Path, models: list[str], configs: list[str], targets: list[str], precision: str,
+    score_threshold: float | None = None,
+) -> list[dict]:
     rows = []
     for model in models:
         for config in configs:
@@ -27,8 +30,12 @@ def run_matrix(out: Path, models: list[str], configs: list[str], targets: list[s
                 continue
             for target in targets:
                 row = {"model": model, "config": config, "target": target, "precision": precision}
+                extra = {}
+                if score_threshold is not None and get_spec(model).task == "detection":
+                    extra["nms"] = {"score_threshold": score_threshold}
+                    row["score_threshold"] = score_threshold
                 try:
-                    result = export_model(model, target, out / model, config=config, precision=precision)
+                    result = export_model(model, target, out / model, config=config, precision=precision, **extra)
                     verification = result.report.get("verification") or {}
                     outputs = verification.get("outputs", {})
                     row |= {
@@ -37,6 +44,9 @@ def run_matrix(out: Path, models: list[str], configs: list[str], targets: list[s
                         "max_relative_error": max((o["relative_error"] for o in outputs.values()), default=None),
                         "failed": result.report.get("failed", []), "warnings": len(result.report.get("warnings", [])),
                     }
+                    metrics = verification.get("task_metrics", {})
+                    if "reference_detections" in metrics:
+                        row |= {k: metrics[k] for k in ("reference_detections", "matched_detections")}
                 except ExportError as exc:
                     row |= {"verdict": "error", "failed": [str(exc)]}
                 print(json.dumps(row), flush=True)
@@ -49,6 +59,8 @@ def markdown(rows: list[dict]) -> str:
     for r in rows:
         err = f"{r['max_relative_error']:.1e}" if r.get("max_relative_error") is not None else "-"
         verdict = r["verdict"] + (f" ({'; '.join(r['failed'])})" if r.get("failed") else "")
+        if r.get("matched_detections") is not None:
+            verdict += f", {r['matched_detections']}/{r['reference_detections']} boxes matched"
         lines.append(f"| {r['model']} | {r['config']} | {r['target']} | {r['precision']} | {verdict} | "
                      f"{r.get('verified_by') or '-'} | {err} | {r.get('size_mb', '-')} |")
     return "\n".join(lines)
@@ -61,9 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", default="A,B")
     parser.add_argument("--targets", default=",".join(target_names()))
     parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16"])
+    parser.add_argument(
+        "--score-threshold", type=float, default=None,
+        help="detectors' NMS score threshold; random-weight detectors score about 1/81 per class, so "
+             "below 0.05 (e.g. 0.0125) is needed for their boxes to be compared at all",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("TQDM_DISABLE", "1")
-    rows = run_matrix(args.out, args.models.split(","), args.configs.split(","), args.targets.split(","), args.precision)
+    rows = run_matrix(args.out, args.models.split(","), args.configs.split(","), args.targets.split(","),
+                      args.precision, args.score_threshold)
     table = markdown(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"matrix-{args.precision}.md").write_text(table + "\n")

@@ -109,8 +109,13 @@ def verify_runner(
     raw_input: bool = False,
     nms: dict[str, Any] | None = None,
     samples: list[Sample] | None = None,
+    nms_best_class_only: bool = False,
 ) -> dict[str, Any]:
-    """Run every sample through both and judge. Returns the report's "verification" section."""
+    """Run every sample through both and judge. Returns the report's "verification" section.
+
+    `nms_best_class_only`: the artefact's NMS keeps each box under its best class only (CoreML's
+    op), so the reference detections are selected the same way and only numerics are judged.
+    """
     tol: Tolerance = tolerance_for(precision)
     if samples is None:
         samples = verification_samples(preprocess.resize_shortest, preprocess.crop)
@@ -131,7 +136,8 @@ def verify_runner(
         art = runner.run({INPUT_NAME: x_norm if raw_input else sample.pixels})
 
         if settings is not None:
-            ref_dets = tuple(t.numpy() for t in select_detections(torch.from_numpy(ref["boxes"][0]), torch.from_numpy(ref["scores"][0]), settings))
+            ref_dets = tuple(t.numpy() for t in select_detections(
+                torch.from_numpy(ref["boxes"][0]), torch.from_numpy(ref["scores"][0]), settings, best_class_only=nms_best_class_only))
             det_stats.append(_match_detections(ref_dets, artefact_detections(art), settings.score_threshold + tol.score_difference))
             continue
 

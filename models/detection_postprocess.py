@@ -90,12 +90,18 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
 
 
 def select_detections(
-    boxes: torch.Tensor, probs: torch.Tensor, settings: NmsSettings = NmsSettings()
+    boxes: torch.Tensor, probs: torch.Tensor, settings: NmsSettings = NmsSettings(), best_class_only: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-class NMS for one image. boxes [A, 4], probs [A, C] with class 0 = background.
 
     Returns boxes [K, 4], scores [K], class ids [K] (K <= max_detections), best score first.
+    By default (ml-cvnets, torchvision) an anchor may be kept under several classes;
+    `best_class_only` keeps each anchor under its best foreground class only, which is what
+    CoreML's non_maximum_suppression op does.
     """
+    if best_class_only:
+        best = probs[:, 1:].argmax(dim=1) + 1
+        probs = torch.zeros_like(probs).scatter(1, best[:, None], probs.gather(1, best[:, None]))
     out_boxes, out_scores, out_labels = [], [], []
     for cls in range(1, probs.shape[1]):
         scores = probs[:, cls]

@@ -110,3 +110,12 @@ def test_zero_offsets_decode_to_the_anchor_boxes_and_nms_suppresses_overlaps():
     kept_boxes, scores, labels = select_detections(boxes[0], probs)
     assert scores.tolist() == pytest.approx([0.9, 0.7])  # the 0.8 box overlaps the 0.9 one
     assert labels.tolist() == [1, 1]
+
+
+def test_best_class_only_keeps_each_anchor_once_like_coreml():
+    boxes = torch.tensor([[0.1, 0.1, 0.3, 0.3], [0.6, 0.6, 0.9, 0.9]])
+    probs = torch.tensor([[0.1, 0.5, 0.4], [0.2, 0.3, 0.5]])
+    _, scores, labels = select_detections(boxes, probs)
+    assert sorted(labels.tolist()) == [1, 1, 2, 2]  # both anchors under both classes
+    _, scores, labels = select_detections(boxes, probs, best_class_only=True)
+    assert labels.tolist() == [1, 2] and scores.tolist() == pytest.approx([0.5, 0.5])
