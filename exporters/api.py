@@ -13,7 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -149,10 +149,10 @@ def resolve_model(
     channel_order: str | None = None,
 ) -> ResolvedModel:
     config = str(config).upper()
-    if config not in ("A", "B"):
-        raise ExportError(f"unknown --config {config!r}: use A (patches 2,2,2) or B (patches 8,4,2)")
     if channel_order is not None and channel_order.upper() not in ("RGB", "BGR"):
         raise ExportError(f"unknown --channel-order {channel_order!r}: use RGB or BGR")
+    if config not in ("A", "B") and not (model_name and ":" in model_name and config == "CUSTOM"):
+        raise ExportError(f"unknown --config {config!r}: use A (patches 2,2,2) or B (patches 8,4,2)")
     if model_name and ":" in model_name:
         if image_size is None:
             raise ExportError(f"--image-size is required for a custom model ({model_name})")
@@ -202,18 +202,32 @@ def resolve_model(
     return ResolvedModel(model_name, spec.task, net.eval(), config, size, preprocess, lbls, weights)
 
 
-def _normalise_options(task: str, options: dict[str, Any]) -> dict[str, Any]:
+# Layout options that exist in one format only; other targets drop them (they would not apply).
+TARGET_ONLY_OPTIONS = {"nhwc": "tflite", "dynamic_batch": "onnx"}
+
+
+def _normalise_options(task: str, options: dict[str, Any], target: str) -> dict[str, Any]:
     unknown = set(options) - KNOWN_OPTIONS
     if unknown:
         raise ExportError(f"unknown export option(s) {sorted(unknown)}; known: {sorted(KNOWN_OPTIONS)}")
-    opts = {k: v for k, v in options.items() if v not in (None, False) and k not in ("channel_order", "num_threads")}
+    opts = {
+        k: v for k, v in options.items()
+        if v not in (None, False) and k not in ("channel_order", "num_threads") and TARGET_ONLY_OPTIONS.get(k, target) == target
+    }
     if opts.get("mask") and task != "segmentation":
         raise ExportError("--mask applies to segmentation models only")
     if opts.get("raw_detection") and task != "detection":
         raise ExportError("--raw-detection applies to detection models only")
     if task == "detection" and not opts.get("raw_detection") and options.get("nms", True) is not False:
         given = opts.get("nms") if isinstance(opts.get("nms"), dict) else {}
+        bad = set(given) - {f.name for f in fields(NmsSettings)}
+        if bad:
+            raise ExportError(f"unknown NMS setting(s) {sorted(bad)}; known: {[f.name for f in fields(NmsSettings)]}")
         opts["nms"] = asdict(replace(NmsSettings(), **given))
+        if opts.get("dynamic_batch"):
+            # ONNX NonMaxSuppression's top-k would then be shared by every image in the batch.
+            raise ExportError("--dynamic-batch with NMS inside would cap detections across the whole batch; "
+                              "add --no-nms or --raw-detection, or export batch 1")
     else:
         opts.pop("nms", None)
     return opts
@@ -222,8 +236,8 @@ def _normalise_options(task: str, options: dict[str, Any]) -> dict[str, Any]:
 def artefact_stem(resolved: ResolvedModel, precision: str, opts: dict[str, Any], target: str) -> str:
     name = resolved.name.replace(":", ".")
     tags = [t for t, on in (("mask", opts.get("mask")), ("raw", opts.get("raw_detection")),
-                            ("rawinput", opts.get("raw_input")), ("nhwc", opts.get("nhwc") and target == "tflite"),
-                            ("dynbatch", opts.get("dynamic_batch") and target == "onnx"),
+                            ("rawinput", opts.get("raw_input")), ("nhwc", opts.get("nhwc")),
+                            ("dynbatch", opts.get("dynamic_batch")),
                             ("nonms", resolved.task == "detection" and not opts.get("raw_detection") and "nms" not in opts)) if on]
     return "_".join([name, resolved.config, str(resolved.image_size), precision, *tags])
 
@@ -288,7 +302,7 @@ def export_model(
         check_verifier(target, verifier)
     resolved = resolve_model(model_name, config=config, image_size=image_size, checkpoint=checkpoint,
                              labels=labels, channel_order=options.get("channel_order"))
-    opts = _normalise_options(resolved.task, options)
+    opts = _normalise_options(resolved.task, options, target)
     size_info = check_image_size(resolved.net, resolved.image_size, resolved.config, resolved.name)
     out_dir = _prepare_out_dir(out_dir)
 
@@ -296,7 +310,7 @@ def export_model(
     built, reference = build_for_target(resolved, fused, target, opts)
     in_graph = target != "coreml" and not opts.get("raw_input")
     preprocess = preprocess_dict(resolved.preprocess, raw_input=bool(opts.get("raw_input")), in_graph=in_graph)
-    final_outputs = NMS_OUTPUT_NAMES if "nms" in opts else built.output_names
+    final_outputs = getattr(export_target, "nms_output_names", NMS_OUTPUT_NAMES) if "nms" in opts else built.output_names
     metadata = {
         "mvit_version": __version__, "model": resolved.name, "task": resolved.task, "config": resolved.config,
         "precision": precision, "image_size": str(resolved.image_size), "weights": resolved.weights,
@@ -317,6 +331,7 @@ def export_model(
         export_target.export(request, tmp)
         graph, checks = graph_checks(export_target, tmp)
         _remove(final)
+        _remove(report_path_for(final))  # a report of the previous file must not describe this one
         os.replace(tmp, final)
     except ExportError:
         _remove(tmp)
@@ -343,8 +358,14 @@ def export_model(
     }
     verification = None
     if verify:
-        verification = run_verification(export_target, final, resolved, reference, precision, opts,
-                                         num_threads=options.get("num_threads"), verifier=verifier)
+        try:
+            verification = run_verification(export_target, final, resolved, reference, precision, opts,
+                                             num_threads=options.get("num_threads"), verifier=verifier)
+        except ExportError:
+            raise
+        except Exception as exc:  # a runtime that crashes on the artefact is a finding, not a traceback
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise ExportError(f"verifying {final.name} failed: {exc.__class__.__name__}: {first}") from exc
     report["verification"] = verification
     report["graph_checks"] = checks
     failed = [c for c in checks if not c["passed"]] + ([] if not verification else [c for c in verification.get("checks", []) if not c["passed"]])
@@ -446,8 +467,11 @@ def verify_artefact(
     export_target = get_target(target_name)
     try:
         meta = export_target.read_metadata(path)
+    except ExportError:
+        raise
     except Exception as exc:
-        raise ExportError(f"cannot read {path} as a {target_name} artefact: {exc.__class__.__name__}") from None
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise ExportError(f"cannot read {path} as a {target_name} artefact: {exc.__class__.__name__}: {first}") from None
     try:
         opts = json.loads(meta.get("export_options", "{}"))
         pre = json.loads(meta["preprocess"])

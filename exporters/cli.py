@@ -73,6 +73,9 @@ def export(
     targets = target_names() if target == "all" else [target]
     if target != "all" and target not in target_names():
         return _fail(f"unknown --target {target!r}: use coreml, onnx, tflite or all")
+    for flag, on, needs in (("--nhwc", nhwc, "tflite"), ("--dynamic-batch", dynamic_batch, "onnx")):
+        if on and needs not in targets:
+            return _fail(f"{flag} applies to {needs} exports only (got --target {target})")
     if verifier != "auto" and "coreml" not in targets:
         return _fail(f"--verifier {verifier} applies to CoreML exports only (got --target {target})")
     if into_harness and "coreml" not in targets:

@@ -49,6 +49,8 @@ def run_matrix(
                         row |= {k: metrics[k] for k in ("reference_detections", "matched_detections")}
                 except ExportError as exc:
                     row |= {"verdict": "error", "failed": [str(exc)]}
+                except Exception as exc:  # one broken row must not hide the others
+                    row |= {"verdict": "error", "failed": [f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"]}
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     return rows
@@ -79,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
              "below 0.05 (e.g. 0.0125) is needed for their boxes to be compared at all",
     )
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.models.split(",")) - set(list_models()))
+    if unknown:
+        print(f"error: unknown model(s) {', '.join(unknown)}; known: {', '.join(list_models())}", file=sys.stderr)
+        return 2
     os.environ.setdefault("TQDM_DISABLE", "1")
     rows = run_matrix(args.out, args.models.split(","), args.configs.split(","), args.targets.split(","),
                       args.precision, args.score_threshold)

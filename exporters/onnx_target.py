@@ -18,7 +18,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from .base import ExportError, ExportRequest
+from .base import ExportError, ExportRequest, importable
 from .wrappers import INPUT_NAME, NMS_OUTPUT_NAMES
 
 OPSET = 18
@@ -122,8 +122,10 @@ class OnnxTarget:
     suffix = ".onnx"
     install_hint = "pip install 'mvit[onnx]'"
 
+    nms_output_names = [*NMS_OUTPUT_NAMES, "batch_index"]
+
     def available(self) -> bool:
-        return True  # this module imported onnx and torch already
+        return importable("onnx", "onnxruntime", "onnxslim")
 
     def export(self, request: ExportRequest, path: Path) -> None:
         nms = request.options.get("nms") if request.task == "detection" else None

@@ -25,17 +25,13 @@ def preprocess_dict(spec: PreprocessSpec, *, raw_input: bool, in_graph: bool) ->
     return d
 
 
-def has_mean_std(spec: PreprocessSpec) -> bool:
-    return any(m != 0.0 for m in spec.mean) or any(s != 1.0 for s in spec.std)
-
-
 def normalise(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """Reference preprocessing: float32 NCHW RGB 0..255 -> the network's input tensor (numpy, eager)."""
     x = pixels.astype(np.float64)
     if spec.channel_order == "BGR":
         x = x[:, ::-1]
     x = x * spec.scale
-    if has_mean_std(spec):
+    if spec.has_mean_std:
         x = (x - np.asarray(spec.mean).reshape(1, 3, 1, 1)) / np.asarray(spec.std).reshape(1, 3, 1, 1)
     return np.ascontiguousarray(x, dtype=np.float32)
 
@@ -51,7 +47,7 @@ class PixelPreprocess(nn.Module):
         self.flip = spec.channel_order == "BGR"
         std = torch.tensor(spec.std, dtype=torch.float64).reshape(1, 3, 1, 1)
         mean = torch.tensor(spec.mean, dtype=torch.float64).reshape(1, 3, 1, 1)
-        self.use_bias = has_mean_std(spec)
+        self.use_bias = spec.has_mean_std
         if self.use_bias:
             self.register_buffer("mul", (spec.scale / std).float(), persistent=False)
             self.register_buffer("add", (-mean / std).float(), persistent=False)

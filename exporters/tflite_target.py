@@ -31,6 +31,7 @@ class TFLiteTarget:
     name = "tflite"
     suffix = ".tflite"
     install_hint = "pip install 'mvit[tflite]' (litert-torch==0.10.0, ai-edge-litert==2.3.0, ai-edge-quantizer==0.10.0)"
+    nms_output_names = ["boxes", "scores", "class_ids", "num_detections"]  # TFLite_Detection_PostProcess's four
 
     def available(self) -> bool:
         return importable("ai_edge_litert.interpreter", "litert_torch")

@@ -10,7 +10,7 @@ def registry_table() -> str:
         params = sum(p.numel() for p in create_model(name).parameters())
         scale = "x1/255" if abs(pre.scale * 255 - 1) < 1e-9 else f"x{pre.scale:.6g}"
         recipe = f"resize {pre.resize_shortest}, crop {pre.crop}, {scale}, {pre.channel_order}"
-        if any(pre.mean) or any(s != 1 for s in pre.std):
+        if pre.has_mean_std:
             recipe += f", mean {pre.mean} std {pre.std}"
         rows.append(f"| `{name}` | {spec.task} | {spec.input_size} | {params:,} | {recipe} |")
     return "\n".join(rows)

@@ -36,6 +36,10 @@ class PreprocessSpec:
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     channel_order: ChannelOrder = "BGR"
 
+    @property
+    def has_mean_std(self) -> bool:
+        return any(m != 0.0 for m in self.mean) or any(s != 1.0 for s in self.std)
+
     def with_size(self, crop: int) -> "PreprocessSpec":
         """Same recipe at another crop size, keeping the resize/crop ratio."""
         return replace(self, crop=crop, resize_shortest=round(crop * self.resize_shortest / self.crop))

@@ -100,7 +100,7 @@ class SSDLite(nn.Module):
         return out[..., :4], out[..., 4:]
 
     def feature_map_sizes(self, image_size: int | tuple[int, int]) -> list[tuple[int, int]]:
-        """Spatial sizes of the six maps for an input size, without running the network."""
+        """Spatial sizes of the six maps for an input size (runs the network once on zeros)."""
         h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
         with torch.no_grad():
             maps = self.feature_maps(torch.zeros(1, 3, h, w))

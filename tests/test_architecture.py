@@ -13,16 +13,27 @@ FORBIDDEN = {
 }
 
 
-def imported_modules(path: Path) -> set[str]:
+def _package_of(path: Path) -> list[str]:
+    """Installed package of a source file: models/checkpoints/load.py -> mvit.models.checkpoints."""
+    parts = list(path.resolve().relative_to(ROOT).parent.parts)
+    return ["mvit", *parts] if parts else ["mvit"]
+
+
+def imported_modules(path: Path, package: list[str] | None = None) -> set[str]:
+    package = package if package is not None else _package_of(path)
     tree = ast.parse(path.read_text())
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module)
-        elif isinstance(node, ast.ImportFrom) and node.level >= 2:
-            names.add("mvit." + (node.module or "").split(".")[0])  # `from ..exporters import x`
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(package[: len(package) - node.level + 1])
+            if node.module:
+                names.add(f"{base}.{node.module}")
+            else:  # `from .. import exporters` imports the names themselves as modules
+                names.update(f"{base}.{a.name}" for a in node.names)
     return names
 
 
@@ -38,5 +49,12 @@ def test_no_import_flows_backwards(folder):
 
 def test_the_checker_sees_a_forbidden_import(tmp_path):
     probe = tmp_path / "probe.py"
-    probe.write_text("from mvit.exporters.api import export_model\nimport transformers\n")
-    assert {"mvit.exporters.api", "transformers"} <= imported_modules(probe)
+    probe.write_text(
+        "from mvit.exporters.api import export_model\nimport transformers\n"
+        "from .. import exporters\nfrom ..benchmarks import runner\nfrom .registry import get_spec\n"
+    )
+    found = imported_modules(probe, package=["mvit", "models", "checkpoints"])
+    assert {"mvit.exporters.api", "transformers", "mvit.models.exporters", "mvit.models.benchmarks"} <= found
+    assert "mvit.models.checkpoints.registry" in found
+    found = imported_modules(probe, package=["mvit", "models"])
+    assert {"mvit.exporters", "mvit.benchmarks"} <= found
