@@ -47,11 +47,14 @@ def _quiet_import_coremltools():
     # coremltools prints a line per missing macOS library and a torch-version warning on import;
     # none of it matters for reading a package.
     logging.getLogger("coremltools").setLevel(logging.ERROR)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
-        import coremltools  # noqa: F401
-        from coremltools.converters.mil.frontend.milproto.load import load as load_milproto
-        from coremltools.models.utils import load_spec
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            import coremltools  # noqa: F401
+            from coremltools.converters.mil.frontend.milproto.load import load as load_milproto
+            from coremltools.models.utils import load_spec
+    except ImportError:
+        raise MilReferenceError("reading .mlpackage files needs coremltools: pip install 'mvit[coreml]'") from None
     return load_spec, load_milproto
 
 
@@ -73,9 +76,14 @@ def load_package(path: str | Path) -> LoadedPackage:
             "(convert with convert_to='mlprogram')"
         )
     weights = path / "Data" / "com.apple.CoreML" / "weights"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = load_milproto(spec, spec.specificationVersion, str(weights))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = load_milproto(spec, spec.specificationVersion, str(weights))
+    except Exception as exc:  # a truncated weight.bin or a program coremltools cannot parse
+        raise MilReferenceError(f"{path}: cannot read the program or its weights ({exc.__class__.__name__}); re-export it") from exc
+    if "main" not in program.functions:
+        raise MilReferenceError(f"{path}: the ML Program has no 'main' function; re-export it")
     return LoadedPackage(
         path=path,
         spec=spec,
