@@ -18,7 +18,6 @@ must never turn CI red. Non-zero only when this commit's XXS artefacts cannot be
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -30,6 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from mvit.exporters.api import artefact_sha256
 
 from .ab import run_ab
 from .compare import RowComparison, comparison_markdown
@@ -67,14 +68,6 @@ class CiSettings:
     threshold: float = 0.10
     previous: bool = True  # try the previous commit; False = A/A noise floor only
     repo: Path = Path(".")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def export_current(out: Path, runtimes: list[str]) -> dict[tuple[str, str], Path]:
@@ -174,7 +167,7 @@ def run_ci(settings: CiSettings, log: Callable[[str], None] = print) -> str:
         rows = []
         for (runtime, config), cand in current.items():
             base = baseline[(runtime, config)]
-            identical = base != cand and _sha256(base) == _sha256(cand)
+            identical = base != cand and artefact_sha256(base) == artefact_sha256(cand)
             log(f"timing {CI_MODEL} {config} {runtime}: {settings.runs} interleaved pairs")
             outcome = run_ab(base, cand, threads=settings.threads, warmups=settings.warmups, runs=settings.runs,
                              threshold=settings.threshold, measure_gemm=False)

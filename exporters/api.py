@@ -73,7 +73,8 @@ def _size_bytes(path: Path) -> int:
     return path.stat().st_size
 
 
-def _sha256(path: Path) -> str:
+def artefact_sha256(path: Path) -> str:
+    """sha256 of a file, or of a folder artefact (.mlpackage) file by file in path order."""
     h = hashlib.sha256()
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for f in files:
@@ -351,7 +352,7 @@ def export_model(
     report: dict[str, Any] = {
         "artefact": final.name, "target": target, "model": resolved.name, "task": resolved.task,
         "config": resolved.config, "precision": precision, "image_size": resolved.image_size,
-        "weights": resolved.weights, "size_bytes": _size_bytes(final), "sha256": _sha256(final),
+        "weights": resolved.weights, "size_bytes": _size_bytes(final), "sha256": artefact_sha256(final),
         "input": {"name": "image", "shape": list(request.input_shape), "layout": "NHWC" if request.channels_last_input else "NCHW"},
         "output_names": final_outputs, "preprocess": preprocess, "labels_count": len(resolved.labels),
         "export_options": opts, "image_size_check": size_info, **graph,

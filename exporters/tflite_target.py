@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .base import ExportError, ExportRequest, Runner, importable
+from .tflite_nms import _decode
 
 METADATA_NAME = "mvit"
 SIGNATURE = "serving_default"
@@ -179,10 +180,6 @@ def _with_metadata(content: bytes, meta: dict[str, Any]) -> bytes:
     entry.buffer = len(model.buffers) - 1
     model.metadata = [m for m in (model.metadata or []) if _decode(m.name) != METADATA_NAME] + [entry]
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-
-
-def _decode(name: Any) -> str:
-    return name.decode("utf-8") if isinstance(name, (bytes, bytearray)) else str(name)
 
 
 def _read_model(path: Path) -> tuple[Any, bytes]:
