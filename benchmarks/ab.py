@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from mvit.errors import one_line
+
 from .machine import gemm_gflops
 from .runner import new_document, result_row
 from .runtimes import (
@@ -33,17 +35,40 @@ def _artefact_model(path: Path, runtime: str, image_size: int | None) -> BenchMo
     """Name, task, input size and input kind from the artefact's own metadata (mvit exports)."""
     from mvit.exporters.targets import get_target
 
+    target = get_target(RUNTIME_TARGETS[runtime])
     try:
-        meta = get_target(RUNTIME_TARGETS[runtime]).read_metadata(path)
-    except Exception:  # foreign artefacts have no mvit metadata; the options below must say it
+        meta = target.read_metadata(path)
+    except Exception as exc:  # corrupt, or a foreign artefact without mvit metadata: the runtime decides
+        _check_loadable(path, runtime, exc)
         meta = {}
-    preprocess = json.loads(meta["preprocess"]) if meta.get("preprocess") else {}
-    size = image_size or meta.get("image_size") or preprocess.get("crop")
-    if not size:
+    try:
+        preprocess = json.loads(meta["preprocess"]) if meta.get("preprocess") else {}
+        if not isinstance(preprocess, dict):
+            raise ValueError("preprocess is not an object")
+        size = int(image_size or meta.get("image_size") or preprocess.get("crop") or 0)
+    except (ValueError, TypeError, AttributeError):
+        raise RuntimeUnavailable(f"{path}: its mvit metadata is damaged (image_size / preprocess); "
+                                 "re-export it with mvit-export or pass --image-size") from None
+    if size <= 0:
+        _check_loadable(path, runtime, None)
         raise RuntimeUnavailable(f"{path}: no input size in the artefact's metadata; pass --image-size")
     config = meta.get("config") if meta.get("config") in ("A", "B") else "-"
     return BenchModel(meta.get("model") or path.stem, config, meta.get("task") or "unknown", int(size),
                       in_registry=not preprocess.get("raw_input", False))
+
+
+def _check_loadable(path: Path, runtime: str, why: Exception | None) -> None:
+    """Raise 'not a readable artefact' unless `runtime` can open the file (only asked on the
+    error path: loading costs as much as a session)."""
+    from mvit.exporters.targets import get_target
+
+    try:
+        get_target(RUNTIME_TARGETS[runtime]).load(path, 1)
+    except Exception as exc:
+        detail = one_line(why or exc, 160)
+        raise RuntimeUnavailable(
+            f"{path}: not a readable {path.suffix} artefact ({detail}); pass a file written by mvit-export"
+        ) from None
 
 
 def run_ab(base: Path, candidate: Path, *, threads: int = 1, warmups: int = 10, runs: int = 100,
@@ -65,7 +90,8 @@ def run_ab(base: Path, candidate: Path, *, threads: int = 1, warmups: int = 10, 
         try:
             loaded.append(load_artefact(runtime, Path(path), threads, x))
         except Exception as exc:  # the runtime refused the file: name it, one line
-            raise RuntimeUnavailable(f"{path}: {runtime} cannot load it ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+            raise RuntimeUnavailable(f"{path}: not a readable {path.suffix} artefact; {runtime} cannot load it "
+                                     f"({one_line(exc, 160)})") from None
     first_ms = []
     for item, path in zip(loaded, (base, candidate)):
         start = time.perf_counter_ns()
@@ -73,7 +99,7 @@ def run_ab(base: Path, candidate: Path, *, threads: int = 1, warmups: int = 10, 
             item.infer()
         except Exception as exc:  # e.g. a foreign file whose input is not "image"
             raise RuntimeUnavailable(
-                f"{path}: could not run it ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                f"{path}: could not run it ({type(exc).__name__}: {one_line(exc, 160)}); "
                 "mvit-bench ab runs artefacts written by mvit-export"
             ) from None
         first_ms.append((time.perf_counter_ns() - start) / 1e6)

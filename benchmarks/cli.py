@@ -1,26 +1,70 @@
-"""`mvit-bench`: run, report, compare, ab, ci. A thin layer over the library functions."""
+"""`mvit-bench`: run, report, compare, ab, ci. A thin layer over the library functions.
+
+Errors go the way of every mvit command (mvit.cli_support.run_cli): one `error: ...` line on
+stderr; exit 0 ok, 1 a significant regression (or a benchmark row that crashed), 2 bad input,
+130 interrupted, 3 a bug in mvit.
+"""
 
 from __future__ import annotations
 
+import functools
+import math
 import os
+import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from .files import atomic_write_text
-from .schema import ResultsFileError, load_results, write_results
+from mvit.cli_support import quiet_third_party, run_cli
+from mvit.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, MvitError
+
+from .files import atomic_write_text, check_output_path
+from .schema import load_results, write_results
 from .verdict import DEFAULT_THRESHOLD
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False,
                   help="Latency benchmarks for mvit models and artefacts (results schema v1).")
 
 DEFAULT_THREADS = min(4, os.cpu_count() or 1)
+# The bounds mvit-export accepts: smaller breaks the network, larger needs tens of GB.
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 1024
+INTERRUPTED = "interrupted; no half-written results, reports or artefacts were left"
 
 
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"mvit-bench: {message}", err=True)
-    raise typer.Exit(code)
+class BenchError(MvitError):
+    """A one-line failure of a mvit-bench command with its exit code (2 unless said)."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_BAD_INPUT):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Interrupted(MvitError):
+    exit_code = EXIT_INTERRUPTED
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
+    raise BenchError(message, code)
+
+
+def _interruptible(command):
+    """typer turns Ctrl-C into a silent exit 130 before run_cli sees it; say it in one line."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise Interrupted(INTERRUPTED) from None
+
+    return wrapper
+
+
+def _finite(value: float, flag: str) -> float:
+    if not math.isfinite(value):  # click's range check lets NaN through (every comparison is false)
+        _fail(f"{flag} {value} is not a finite number; pass a fraction such as 0.10")
+    return value
 
 
 def _split(values: list[str]) -> list[str]:
@@ -34,13 +78,24 @@ def _progress():
                     transient=False)
 
 
+def _report_paths(out: Path, source: Path | None = None) -> tuple[Path, Path]:
+    md, png = out.with_suffix(".md"), out.with_suffix(".png")
+    for path in (md, png):
+        check_output_path(path, "report")
+        if path == out or (source is not None and path.resolve() == source.resolve()):
+            _fail(f"the report {path} would overwrite the results file; name the results file *.json")
+    return md, png
+
+
 @app.command()
+@_interruptible
 def run(
     models: list[str] = typer.Option(["mobilevit_xxs", "mobilevit_xs", "mobilevit_s", "mobilenet_v2"], "--model", "-m",
                                      help="Registry names or cvt_13; repeat or comma-separate."),
     configs: list[str] = typer.Option(["A", "B"], "--config", "-c", help="Patch configs A and/or B."),
     runtimes: list[str] = typer.Option(["pytorch", "onnxruntime", "litert", "coreml"], "--runtime", "-r"),
-    image_size: Optional[int] = typer.Option(None, help="Override the task's input size (quick runs)."),
+    image_size: Optional[int] = typer.Option(None, min=MIN_IMAGE_SIZE, max=MAX_IMAGE_SIZE,
+                                             help="Override the task's input size (quick runs)."),
     threads: int = typer.Option(DEFAULT_THREADS, min=1, help="Threads for every runtime (fixed, recorded)."),
     warmups: int = typer.Option(10, min=0),
     runs: int = typer.Option(100, min=1),
@@ -51,6 +106,9 @@ def run(
                                          "(only when they were built by this same code)."),
 ) -> None:
     """Time model x config x runtime at batch 1 and write a results file."""
+    check_output_path(out)
+    if report:
+        _report_paths(out)
     from .runner import RunPlan, run_benchmarks
     from .runtimes import RUNTIMES
 
@@ -66,27 +124,27 @@ def run(
     try:
         plan.rows()
     except KeyError as exc:
-        _fail(str(exc.args[0]))
+        _fail(" ".join(str(exc.args[0]).split()))
     import torch
 
     torch.set_num_threads(threads)
     with _progress() as progress:
         outcome = run_benchmarks(plan, log=progress.console.print, progress=progress)
     if not outcome.document["results"]:
-        _fail("no row could run here: " + "; ".join(outcome.skipped + outcome.failed), 1)
+        _fail("no row could run here: " + "; ".join(outcome.skipped + outcome.failed), EXIT_FAILED)
     write_results(out, outcome.document)
     typer.echo(f"wrote {out}")
     if report:
         _write_report(outcome.document, out)
     if outcome.failed:
-        _fail(f"{len(outcome.failed)} row(s) failed: " + "; ".join(outcome.failed), 1)
+        _fail(f"{len(outcome.failed)} row(s) failed: " + "; ".join(outcome.failed), EXIT_FAILED)
 
 
-def _write_report(doc: dict, out: Path) -> None:
+def _write_report(doc: dict, out: Path, source: Path | None = None) -> None:
     from .report import markdown_table, plot
 
+    md, png = _report_paths(out, source)
     text = markdown_table(doc)
-    md, png = out.with_suffix(".md"), out.with_suffix(".png")
     atomic_write_text(md, text)
     plot(doc, png)
     typer.echo(text)
@@ -94,21 +152,21 @@ def _write_report(doc: dict, out: Path) -> None:
 
 
 @app.command()
+@_interruptible
 def report(
     results: Path = typer.Argument(..., help="Results JSON from mvit-bench run or the iOS harness."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Stem for .md/.png (default: beside the input)."),
 ) -> None:
     """Render a results file as a markdown table and a PNG plot."""
-    try:
-        doc = load_results(results)
-    except ResultsFileError as exc:
-        _fail(str(exc))
+    _report_paths(out or results, results)
+    doc = load_results(results)
     if not doc["results"]:
         _fail(f"{results}: the file has no results rows to report")
-    _write_report(doc, out or results)
+    _write_report(doc, out or results, results)
 
 
 @app.command()
+@_interruptible
 def compare(
     base: Path = typer.Argument(..., help="Baseline results JSON."),
     candidate: Path = typer.Argument(..., help="Candidate results JSON."),
@@ -118,10 +176,10 @@ def compare(
     """Per-row ratio with a bootstrap CI and a verdict; exit 1 only on a significant regression."""
     from .compare import compare_documents, comparison_markdown, has_regression
 
-    try:
-        base_doc, cand_doc = load_results(base), load_results(candidate)
-    except ResultsFileError as exc:
-        _fail(str(exc))
+    _finite(threshold, "--threshold")
+    if out:
+        check_output_path(out)
+    base_doc, cand_doc = load_results(base), load_results(candidate)
     rows, notes = compare_documents(base_doc, cand_doc, threshold=threshold)
     text = comparison_markdown(rows, title=f"{candidate} vs {base}", threshold=threshold, notes=notes,
                                statistic="p10",
@@ -130,35 +188,36 @@ def compare(
     if out:
         atomic_write_text(out, text)
     if has_regression(rows):
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command()
+@_interruptible
 def ab(
     base: Path = typer.Argument(..., help="Baseline artefact (.onnx, .tflite)."),
     candidate: Path = typer.Argument(..., help="Candidate artefact."),
     runs: int = typer.Option(100, min=1, help="Timed runs per artefact (interleaved pairs)."),
     warmups: int = typer.Option(10, min=0),
     threads: int = typer.Option(1, min=1),
-    image_size: Optional[int] = typer.Option(None, help="Input size when the artefact's metadata lacks it."),
+    image_size: Optional[int] = typer.Option(None, min=MIN_IMAGE_SIZE, max=MAX_IMAGE_SIZE,
+                                             help="Input size when the artefact's metadata lacks it."),
     threshold: float = typer.Option(DEFAULT_THRESHOLD, min=0.0),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write both rows as results JSON."),
 ) -> None:
     """Interleave runs of two artefacts (ABBA) in one process; verdict from paired ratios."""
     from .ab import run_ab
     from .compare import RowComparison, comparison_markdown
-    from .runtimes import RuntimeUnavailable
 
+    _finite(threshold, "--threshold")
     for path in (base, candidate):
         if not path.exists():
             _fail(f"{path}: no such artefact; pass the path of an exported .onnx or .tflite file")
-    try:
-        with _progress() as progress:
-            task = progress.add_task(f"{base.name} vs {candidate.name}", total=warmups + runs)
-            outcome = run_ab(base, candidate, threads=threads, warmups=warmups, runs=runs,
-                             image_size=image_size, threshold=threshold, on_step=lambda: progress.advance(task))
-    except RuntimeUnavailable as exc:
-        _fail(str(exc))
+    if out:
+        check_output_path(out)
+    with _progress() as progress:  # a RuntimeUnavailable names the file and is bad input (exit 2)
+        task = progress.add_task(f"{base.name} vs {candidate.name}", total=warmups + runs)
+        outcome = run_ab(base, candidate, threads=threads, warmups=warmups, runs=runs,
+                         image_size=image_size, threshold=threshold, on_step=lambda: progress.advance(task))
     b, c = outcome.document["results"]
     row = RowComparison(f"{candidate.name} vs {base.name}", b["stats"]["median_ms"], c["stats"]["median_ms"],
                         outcome.comparison)
@@ -168,10 +227,11 @@ def ab(
     if out:
         write_results(out, outcome.document)
     if outcome.comparison.verdict.value == "REGRESSION":
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command()
+@_interruptible
 def ci(
     out: Path = typer.Option(Path("latency-report.md"), "--out", "-o"),
     runs: int = typer.Option(60, min=1, help="Interleaved pairs per row."),
@@ -186,19 +246,21 @@ def ci(
     from .ci import CiSettings, run_ci
     from .runtimes import RuntimeUnavailable
 
+    check_output_path(out)
     settings = CiSettings(runs=runs, warmups=warmups, threads=threads, previous=previous, repo=repo)
     try:
         text = run_ci(settings, log=lambda m: typer.echo(f"mvit-bench ci: {m}", err=True))
     except (ExportError, RuntimeUnavailable) as exc:
         # This commit's own XXS artefacts cannot be built or run: the one real failure here.
-        _fail(f"this commit's MobileViT-XXS artefacts cannot be built or run: {exc}", 1)
+        _fail(f"this commit's MobileViT-XXS artefacts cannot be built or run: {exc}", EXIT_FAILED)
     atomic_write_text(out, text)
     typer.echo(text)
     typer.echo(f"wrote {out}", err=True)
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> None:
+    quiet_third_party()  # before torch, onnxruntime or LiteRT load: their C++ loggers read it once
+    sys.exit(run_cli(typer.main.get_command(app), argv, "mvit-bench"))
 
 
 if __name__ == "__main__":

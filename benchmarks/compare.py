@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .report import runtime_label
 import numpy as np
 
+from .report import runtime_label
 from .verdict import DEFAULT_THRESHOLD, UNPAIRED_QUANTILE, Comparison, Verdict, compare_samples
 
 DECISIVE = (Verdict.REGRESSION, Verdict.IMPROVEMENT)
@@ -74,6 +74,12 @@ def compare_documents(base: dict, candidate: dict, *, threshold: float = DEFAULT
                                     len(c["times_ms"]) if c else 0, False, f"row missing from {side}")
             out.append(RowComparison(row_name(present), b and _p10(b), c and _p10(c), comparison))
             continue
+        unusable = _unusable(b, "base") or _unusable(c, "candidate")
+        if unusable:
+            comparison = Comparison(Verdict.UNKNOWN, None, None, None, len(b["times_ms"]), len(c["times_ms"]),
+                                    False, unusable)
+            out.append(RowComparison(row_name(b), _p10(b), _p10(c), comparison))
+            continue
         comparison = compare_samples(b["times_ms"], c["times_ms"], paired=False, **kwargs)
         if b.get("threads") != c.get("threads"):
             comparison = _undecided(comparison, f"thread counts differ ({b.get('threads')} vs {c.get('threads')})")
@@ -81,6 +87,17 @@ def compare_documents(base: dict, candidate: dict, *, threshold: float = DEFAULT
             comparison = _undecided(comparison, notes[0])
         out.append(RowComparison(row_name(b), _p10(b), _p10(c), comparison))
     return out, notes
+
+
+def _unusable(r: dict, side: str) -> str | None:
+    """Why this row's times cannot give a ratio, or None. A 0 ms run is schema-valid (a clock too
+    coarse for the model) but no ratio can be formed with it; NaN/inf never get past load_results."""
+    times = np.asarray(r["times_ms"], dtype=np.float64)
+    if not np.all(np.isfinite(times)):
+        return f"{side} has non-finite timings; no ratio"
+    if np.any(times <= 0):
+        return f"{side} has {int(np.sum(times <= 0))} timing(s) of 0 ms (clock too coarse?); no ratio"
+    return None
 
 
 def _p10(r: dict) -> float:

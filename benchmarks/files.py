@@ -1,22 +1,47 @@
-"""Writing outputs without leaving half-written files behind."""
+"""Writing outputs without leaving half-written files behind.
+
+Every file mvit-bench writes (results JSON, markdown, PNG) goes to a temp file created
+exclusively in the destination folder, then is renamed over the final name: an interrupt, a
+full disk or a crash leaves the previous file (or none), never half of one. The temp name
+starts with a dot so a folder listing (and `find_artefact`) skips a leftover.
+"""
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
+from typing import BinaryIO, Callable
+
+from mvit.errors import MvitError
+from mvit.files import write_atomic
+
+
+class OutputPathError(MvitError):
+    """An output path that cannot be written (a folder, or under a file); one line, exit 2."""
+
+
+def check_output_path(path: Path | str, what: str = "--out") -> Path:
+    """Refuse, before any work is done, an output path that cannot become a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputPathError(f"{what} {path} is a folder; pass a file path")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputPathError(f"{what} {path}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise OutputPathError(f"{what} {path}: no permission to write in {parent}")
+            break
+    return path
+
+
+def atomic_write(path: Path | str, write: Callable[[BinaryIO], None]) -> Path:
+    """Call `write(fh)` on a temp file beside `path`, then rename it over `path` (mvit.files)."""
+    path = check_output_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_atomic(path, write)
 
 
 def atomic_write_text(path: Path | str, text: str) -> Path:
-    """Write to a temp file in the same folder, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write `text` (UTF-8) to `path` atomically."""
+    return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
+from .files import atomic_write
 
 BASELINE_MODEL = "mobilenet_v2"  # the paper's main comparison network
 
@@ -49,7 +48,7 @@ def markdown_table(doc: dict) -> str:
         label = runtime_label(r)
         gf = r.get("gflops_per_s")
         peak = f"{100 * gf / gemm:.0f}%" if gf and gemm else "-"
-        vs = f"{s['median_ms'] / baseline[label]:.2f}x" if label in baseline else "-"
+        vs = f"{s['median_ms'] / baseline[label]:.2f}x" if baseline.get(label) else "-"  # 0 ms: no ratio
         lines.append(
             f"| {r['model']} | {r['config']} | {label} | {r['threads'] if r['threads'] is not None else '-'} "
             f"| {r['input_size'][0]}x{r['input_size'][1]} | {s['mean_ms']:.2f} | {s['median_ms']:.2f} "
@@ -98,13 +97,7 @@ def plot(doc: dict, path: Path) -> Path:
         ax.legend(fontsize=8)
     fig.suptitle(f"batch 1, {doc['machine']['cpu']}, {doc['created_utc'][:10]}", fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent or ".")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        return atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
-    return path

@@ -13,7 +13,9 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from mvit.errors import MvitError
+
 from .comparison_models import CVT13, CVT13_INPUT_SIZE, build_cvt13
 
 RUNTIMES = ("pytorch", "onnxruntime", "litert", "coreml")
@@ -30,8 +34,10 @@ RUNTIMES = ("pytorch", "onnxruntime", "litert", "coreml")
 RUNTIME_TARGETS = {"onnxruntime": "onnx", "litert": "tflite", "coreml": "coreml"}
 
 
-class RuntimeUnavailable(Exception):
-    """This row cannot run here; the message says why (skipped, not failed)."""
+class RuntimeUnavailable(MvitError):
+    """This row cannot run here, or this artefact cannot be run; the message says why.
+
+    `mvit-bench run` skips such a row; where it is the whole command (ab), it is bad input."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +138,8 @@ def find_artefact(model: BenchModel, target_name: str, out_dir: Path, precision:
     wanted = {"model": model.name, "config": model.build_config if model.in_registry else "-",
               "image_size": str(model.input_size), "precision": precision}
     for path in sorted(out_dir.glob(f"*{target.suffix}")):
+        if path.name.startswith("."):  # a temp file some interrupted export left behind
+            continue
         try:
             meta = target.read_metadata(path)
         except Exception:  # not an artefact this target can read: not ours to reuse
@@ -183,9 +191,15 @@ def _export_comparison_model(model: BenchModel, target_name: str, out_dir: Path,
                   "image_size": str(size), "preprocess": json.dumps(preprocess, sort_keys=True)},
     )
     final = out_dir / f"{model.name}_{size}_{precision}{target.suffix}"
-    tmp = final.with_name(f".tmp-{final.name}")
-    target.export(request, tmp)
-    tmp.rename(final)
+    # A fresh private folder (mkdtemp: created exclusively, so a planted symlink is never
+    # followed), removed whatever happens; only a finished export is renamed to `final`.
+    work = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}.", dir=out_dir))
+    try:
+        tmp = work / final.name
+        target.export(request, tmp)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return final
 
 

@@ -9,18 +9,37 @@ are treated alike.
 from __future__ import annotations
 
 import json
+import math
+import stat
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from mvit.errors import MvitError
 
 from .files import atomic_write_text
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
+# Bounds checked before anything else looks at a file, so a hostile one cannot exhaust memory,
+# the stack or the bootstrap. A real file is a few hundred KB and 5 levels deep; the row and
+# run caps are the schema's maxItems.
+MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_DEPTH = 8
+MAX_ITEMS = 100_000  # = maxItems of times_ms in the schema (tests check they agree)
+_MAX_SHOWN = 120
 
 
-class ResultsFileError(Exception):
+class ResultsFileError(MvitError):
     """A results file that cannot be used; the message is one line naming the file and the fix."""
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))  # one line, whatever a field name contains
+
+
+def _shown(value: Any) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
 
 
 @lru_cache(maxsize=1)
@@ -57,7 +76,37 @@ def _where(path) -> str:
     out = ""
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "top level"
+    return _shown(out) if out else "top level"
+
+
+def check_bounds(doc: Any, source: str = "results") -> None:
+    """Nesting depth, list lengths and non-finite numbers, without recursion.
+
+    JSON has no NaN or Infinity, but Python's json reads them; a NaN latency passes `minimum: 0`
+    (every comparison with NaN is false), so it is refused here, naming the field.
+    """
+    stack: list[tuple[Any, tuple, int]] = [(doc, (), 1)]
+    while stack:
+        node, path, depth = stack.pop()
+        if isinstance(node, float) and not math.isfinite(node):
+            raise ResultsFileError(
+                f"{source}: {_where(path)} is {node!r}; latencies and other numbers must be finite "
+                "(JSON has no NaN or Infinity); re-create the file with mvit-bench run or the harness"
+            )
+        if not isinstance(node, (dict, list)):
+            continue
+        if depth > MAX_DEPTH:
+            raise ResultsFileError(
+                f"{source}: nested more than {MAX_DEPTH} levels deep at {_where(path)}; "
+                "not a benchmark results file (see docs/benchmarks.md for the schema)"
+            )
+        if len(node) > MAX_ITEMS:
+            raise ResultsFileError(
+                f"{source}: {_where(path)} has {len(node)} entries, more than the {MAX_ITEMS} "
+                "a results file may hold; split the run into several files"
+            )
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        stack.extend((value, (*path, key), depth + 1) for key, value in items)
 
 
 def validate_document(doc: Any, source: str = "results") -> dict[str, Any]:
@@ -67,19 +116,25 @@ def validate_document(doc: Any, source: str = "results") -> dict[str, Any]:
     """
     import jsonschema  # optional dependency (mvit[bench]); imported where it is needed
 
+    check_bounds(doc, source)
     schema = results_schema()
+    max_rows = schema["properties"]["results"]["maxItems"]
+    if isinstance(doc, dict) and isinstance(doc.get("results"), list) and len(doc["results"]) > max_rows:
+        # before jsonschema, which would check every one of the rows first
+        raise ResultsFileError(f"{source}: {len(doc['results'])} results rows, more than the {max_rows} a "
+                               "results file may hold; split the run into several files")
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
     if error is not None:
         if isinstance(doc, dict) and doc.get("schema_version") not in (None, SCHEMA_VERSION):
             raise ResultsFileError(
-                f"{source}: schema_version {doc.get('schema_version')!r} is not supported "
+                f"{source}: schema_version {_shown(repr(doc.get('schema_version')))} is not supported "
                 f"(this mvit-bench reads version {SCHEMA_VERSION}); re-create the file with a "
                 "matching mvit-bench or harness"
             )
         raise ResultsFileError(
             f"{source}: not a valid benchmark results file at {_where(error.absolute_path)}: "
-            f"{error.message}; see docs/benchmarks.md for the schema"
+            f"{_shown(error.message)}; see docs/benchmarks.md for the schema"
         )
     for i, result in enumerate(doc["results"]):
         if len(result["times_ms"]) != result["runs"]:
@@ -103,17 +158,36 @@ def load_results(path: Path | str) -> dict[str, Any]:
     """Read and validate a results file written by `mvit-bench run` or the iOS harness."""
     path = Path(path)
     try:
-        text = path.read_text()
+        info = path.stat()
+        # stat first: a FIFO or /dev/zero would block or never end once opened
+        if not stat.S_ISREG(info.st_mode):
+            raise ResultsFileError(f"{path}: not a regular file; pass a results JSON file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise ResultsFileError(
+                f"{path}: {info.st_size / 2**20:.0f} MB is more than a results file can be "
+                f"({MAX_FILE_BYTES // 2**20} MB); pass a results JSON written by mvit-bench run or the iOS harness"
+            )
+        with path.open("rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ResultsFileError(
             f"{path}: no such file; pass a results JSON written by mvit-bench run or the iOS harness"
         ) from None
     except OSError as exc:
-        raise ResultsFileError(f"{path}: cannot read ({exc.strerror})") from None
+        raise ResultsFileError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ResultsFileError(f"{path}: grew past {MAX_FILE_BYTES // 2**20} MB while being read; pass a finished file")
     try:
-        doc = json.loads(text)
+        doc = json.loads(data)
     except json.JSONDecodeError as exc:
         raise ResultsFileError(f"{path}: not JSON (line {exc.lineno}: {exc.msg}); pass a results JSON file") from None
+    except UnicodeDecodeError:
+        raise ResultsFileError(f"{path}: not UTF-8 text; pass a results JSON file") from None
+    except RecursionError:
+        raise ResultsFileError(
+            f"{path}: nested too deeply to be a benchmark results file (more than {MAX_DEPTH} levels); "
+            "see docs/benchmarks.md for the schema"
+        ) from None
     return validate_document(doc, source=str(path))
 
 

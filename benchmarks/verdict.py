@@ -64,9 +64,16 @@ class Comparison:
         return f"{self.ratio:.3f} [{self.ci_low:.3f}, {self.ci_high:.3f}]"
 
 
+_BOOTSTRAP_CHUNK = 4_000_000  # resampled values held at once (32 MB): a 100k-run file must not need 1.6 GB
+
+
 def _bootstrap_quantiles(samples: np.ndarray, q: float, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    idx = rng.integers(0, len(samples), size=(resamples, len(samples)))
-    return np.quantile(samples[idx], q, axis=1)
+    rows = max(1, _BOOTSTRAP_CHUNK // len(samples))
+    out = []
+    for start in range(0, resamples, rows):
+        idx = rng.integers(0, len(samples), size=(min(rows, resamples - start), len(samples)))
+        out.append(np.quantile(samples[idx], q, axis=1))
+    return np.concatenate(out)
 
 
 def decide(ratio: float, ci_low: float, ci_high: float, threshold: float) -> tuple[Verdict, str]:

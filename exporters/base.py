@@ -15,10 +15,12 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from torch import nn
 
+from mvit.errors import MvitError
+
 Precision = Literal["fp32", "fp16"]
 
 
-class ExportError(Exception):
+class ExportError(MvitError):
     """A user-facing failure: the message is one line saying what was wrong and what to do."""
 
 

@@ -12,6 +12,9 @@ from .base import ExportTarget, TargetNotInstalled
 
 _MODULES = {"coreml": "coreml_target", "onnx": "onnx_target", "tflite": "tflite_target"}
 INSTALL_HINTS = {name: f"pip install 'mvit[{name}]'" for name in _MODULES}
+# File endings, known without importing a target's converter (so a path can be told apart even
+# where the extra is missing). Each target module's `suffix` must equal its entry (tested).
+SUFFIXES = {"coreml": ".mlpackage", "onnx": ".onnx", "tflite": ".tflite"}
 
 
 def target_names() -> list[str]:

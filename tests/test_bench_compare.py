@@ -157,13 +157,23 @@ def test_cli_ab_writes_schema_valid_rows(tiny_artefacts, tmp_path):
     assert [r["input_size"] for r in doc["results"]] == [[64, 64], [64, 64]]
 
 
-def test_cli_ab_names_a_missing_artefact(tmp_path):
-    out = CliRunner().invoke(app, ["ab", str(tmp_path / "nope.onnx"), str(tmp_path / "nope2.onnx")])
-    assert out.exit_code == 2 and "nope.onnx" in out.output and "Traceback" not in out.output
+def _bench(argv, capsys):
+    """mvit-bench through its real error path (run_cli); CliRunner would bypass it."""
+    from mvit.benchmarks.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return info.value.code, out.err
 
 
-def test_cli_ab_names_an_unreadable_artefact(tmp_path):
+def test_cli_ab_names_a_missing_artefact(tmp_path, capsys):
+    code, err = _bench(["ab", tmp_path / "nope.onnx", tmp_path / "nope2.onnx"], capsys)
+    assert code == 2 and err.startswith("error: ") and "nope.onnx" in err and "Traceback" not in err
+
+
+def test_cli_ab_names_an_unreadable_artefact(tmp_path, capsys):
     bad = tmp_path / "bad.onnx"
     bad.write_text("not a model")
-    out = CliRunner().invoke(app, ["ab", str(bad), str(bad), "--image-size", "64"])
-    assert out.exit_code == 2 and "bad.onnx" in out.output and "Traceback" not in out.output
+    code, err = _bench(["ab", bad, bad, "--image-size", "64"], capsys)
+    assert code == 2 and err.startswith("error: ") and "bad.onnx" in err and "Traceback" not in err

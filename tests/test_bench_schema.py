@@ -1,11 +1,9 @@
 import json
 
 import pytest
-from typer.testing import CliRunner
 
 from bench_docs import document, harness_document, lognormal_times, result
 from mvit.benchmarks import schema
-from mvit.benchmarks.cli import app
 from mvit.benchmarks.schema import ResultsFileError, load_results, validate_document, write_results
 
 
@@ -96,10 +94,14 @@ def test_not_json_and_missing_file(tmp_path):
         load_results(tmp_path / "absent.json")
 
 
-def test_cli_reports_bad_file_in_one_line_without_traceback(tmp_path):
+def test_cli_reports_bad_file_in_one_line_without_traceback(tmp_path, capsys):
+    from mvit.benchmarks.cli import main
+
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({"schema_version": 1}))
-    out = CliRunner().invoke(app, ["report", str(path)])
-    assert out.exit_code == 2
-    assert "Traceback" not in out.output
-    assert len(out.output.strip().splitlines()) == 1 and "bad.json" in out.output
+    with pytest.raises(SystemExit) as info:
+        main(["report", str(path)])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ") and "bad.json" in err

@@ -10,8 +10,9 @@ from model_utils import randomize_
 from mvit.models import create_model
 from mvit.models.checkpoints import CheckpointError, load_checkpoint, save_checkpoint, to_format
 
-# The exact key lists live in the project's shared/ folder, beside the repository (CI too).
-KEYS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "keys"
+# The exact key lists of Apple's released checkpoints (HF, ml-cvnets, timm), copied into the
+# repository so a fresh clone's tests read nothing outside it.
+KEYS = Path(__file__).resolve().parent / "data" / "keys"
 
 CASES = [
     ("cvnets/classification", "cvnets_classification_xxs", "mobilevit_xxs"),
@@ -23,7 +24,7 @@ CASES = [
 
 
 def reference_keys(name: str) -> dict[str, tuple | None]:
-    """Key -> shape (where the list records one) from shared/reference/keys."""
+    """Key -> shape (where the list records one) from tests/data/keys."""
     out = {}
     for line in (KEYS / f"{name}.txt").read_text().splitlines():
         if line.strip():

@@ -42,7 +42,10 @@ def test_custom_factory_export_can_be_verified_again(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     result = api.export_model("tiny_net:build", "onnx", tmp_path / "out", precision="fp32", image_size=32)
     assert result.verdict == "pass"
-    report = api.verify_artefact(result.path, write=False)
+    # The artefact names its factory, but opening a file must never import code: the user names it.
+    with pytest.raises(ExportError, match="never imports code named by a file"):
+        api.verify_artefact(result.path, write=False)
+    report = api.verify_artefact(result.path, "tiny_net:build", write=False)
     assert report["verdict"] == "pass" and report["model"] == "tiny_net:build"
 
 
@@ -56,8 +59,9 @@ def test_a_crashing_verifier_is_one_error_and_leaves_no_stale_report(tmp_path, m
     monkeypatch.setattr(api, "run_verification", crash)
     with pytest.raises(ExportError, match=r"verifying mobilevit_xxs_A_64_fp32.onnx failed: RuntimeError: runtime fell over$"):
         api.export_model("mobilevit_xxs", "onnx", tmp_path, precision="fp32", image_size=64)
-    # The first export's report described the previous file: it must not sit beside the new one.
-    assert not first.report_path.exists()
+    # The failed export never reached its final name: the first artefact and its report stand, and agree.
+    assert first.report_path.exists() and json.loads(first.report_path.read_text())["sha256"] == api.artefact_sha256(first.path)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def test_cli_refuses_a_layout_flag_for_a_target_without_it(tmp_path):

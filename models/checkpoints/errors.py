@@ -1,2 +1,5 @@
-class CheckpointError(ValueError):
+from mvit.errors import MvitError
+
+
+class CheckpointError(MvitError, ValueError):
     """A checkpoint that cannot be read or does not fit; the message is one line for the user."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,12 +18,16 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from mvit.files import write_with_path_atomic
+
 from ..mobilevit import SIZES, resolve_patch_sizes
 from ..registry import create_model, get_spec
 from .convert import from_format
 from .errors import CheckpointError
 from .keymaps import KEY_MAPS
+from .preprocessing import hf_preprocessing, native_preprocessing
 from .read import read_json, read_tensors
+from .validate import MAX_CLASSES, hf_labels, positive_int
 
 FORMAT_VERSION = "1"
 _SIZE_BY_LAST_CHANNELS = {spec.channels[-1]: name for name, spec in SIZES.items()}
@@ -46,6 +49,9 @@ class CheckpointInfo:
     labels: list[str] | None = None
     image_size: int | None = None
     channel_order: str | None = None  # what the weights expect, when the checkpoint says
+    # scale/mean/std/channel_order/resize_shortest/crop as the checkpoint records them (None: it records nothing)
+    preprocess: dict | None = None
+    config_recorded: bool = False  # the file itself says which patch config it was trained with
     extra: dict = field(default_factory=dict)
 
 
@@ -71,9 +77,11 @@ def load_checkpoint(
         raise CheckpointError(
             f"{path} holds {info.model_name} ({info.format}), not {model_name}; pass --model {info.model_name}"
         )
+    skeleton = _skeleton(info.model_name, info.patch_sizes, info.num_classes, path)
+    ours, missing, unexpected = from_format(tensors, info.format, list(skeleton))
+    _check_fit(skeleton, ours, missing, unexpected, f"{info.format} checkpoint of {info.model_name}", path)
     model = create_model(info.model_name, info.patch_sizes, num_classes=info.num_classes)
-    ours, missing, unexpected = from_format(tensors, info.format, list(model.state_dict()))
-    _load_strict(model, ours, missing, unexpected, f"{info.format} checkpoint of {info.model_name}", path)
+    model.load_state_dict(ours, strict=False)  # keys were checked above; BN counters may be absent
     return model.eval(), info
 
 
@@ -84,8 +92,13 @@ def save_checkpoint(
     config: str | tuple[int, int, int] = "A",
     labels: list[str] | None = None,
     channel_order: str | None = None,
+    preprocess: dict | None = None,
 ) -> Path:
-    """Write this package's own format: safetensors plus the model name, patch config and labels."""
+    """Write this package's own format: safetensors plus the model name, patch config and labels.
+
+    `preprocess` records how the weights were trained to see pixels ({"scale", "mean", "std"},
+    0..1-scale mean/std as in torchvision's Normalize), so exports need no flags.
+    """
     get_spec(model_name)  # unknown names fail here, before anything is written
     path = Path(path)
     metadata = {
@@ -98,15 +111,10 @@ def save_checkpoint(
         metadata["mvit.labels"] = json.dumps(labels)
     if channel_order:
         metadata["mvit.channel_order"] = channel_order
+    if preprocess:
+        metadata["mvit.preprocess"] = json.dumps(preprocess, sort_keys=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_with_path_atomic(path, lambda staged: save_file(state, str(staged), metadata=metadata))
     return path
 
 
@@ -115,6 +123,8 @@ def _read_hf_folder(folder: Path) -> tuple[dict[str, torch.Tensor], CheckpointIn
     if not config_path.exists():
         raise CheckpointError(f"{folder} is a folder without config.json; a Hugging Face checkpoint folder needs one")
     config = read_json(config_path)
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{config_path} is not a JSON object; a Hugging Face config.json is one")
     arch = next((a for a in config.get("architectures") or [] if a in _HF_TASKS), None)
     if config.get("model_type") != "mobilevit" or arch is None:
         raise CheckpointError(
@@ -128,20 +138,24 @@ def _read_hf_folder(folder: Path) -> tuple[dict[str, torch.Tensor], CheckpointIn
     weights = next((folder / n for n in ("model.safetensors", "pytorch_model.bin") if (folder / n).exists()), None)
     if weights is None:
         raise CheckpointError(f"{folder} has no model.safetensors or pytorch_model.bin")
+    labels = hf_labels(config, config_path)
+    num_classes = positive_int(config, "num_labels", config_path, default=len(labels) if labels else None, upper=MAX_CLASSES)
+    if num_classes is None:
+        raise CheckpointError(f"{config_path} has neither num_labels nor id2label; add one of them")
+    if labels is not None and len(labels) != num_classes:
+        raise CheckpointError(f"{config_path}: id2label has {len(labels)} entries but num_labels is {num_classes}; make them agree")
+    patch = positive_int(config, "patch_size", config_path, default=2, upper=64)
+    image_size = positive_int(config, "image_size", config_path, default=None, upper=4096)
+    preprocess = hf_preprocessing(folder)
+    if preprocess and preprocess.get("crop"):
+        image_size = preprocess["crop"]  # what the processor feeds the network, when it says
     tensors, _ = read_tensors(weights)
-    id2label = config.get("id2label") or {}
-    labels = [id2label[k] for k in sorted(id2label, key=int)] if id2label else None
-    patch = int(config.get("patch_size", 2))
-    preprocessor = folder / "preprocessor_config.json"
-    # MobileViTImageProcessor flips RGB to BGR by default, matching Apple's training data.
-    flip = read_json(preprocessor).get("do_flip_channel_order", True) if preprocessor.exists() else True
     info = CheckpointInfo(
         path=str(folder), format=f"hf/{task}", model_name=f"{_MODEL_PREFIX[task]}_{size}",
-        patch_sizes=(patch, patch, patch), num_classes=int(config.get("num_labels", len(labels or []) or 0)),
-        labels=labels, image_size=config.get("image_size"), channel_order="BGR" if flip else "RGB",
+        patch_sizes=(patch, patch, patch), num_classes=num_classes, labels=labels, image_size=image_size,
+        # MobileViTImageProcessor flips RGB to BGR by default, matching Apple's training data.
+        channel_order=(preprocess or {}).get("channel_order", "BGR"), preprocess=preprocess, config_recorded=True,
     )
-    if not info.num_classes:
-        raise CheckpointError(f"{config_path} has neither num_labels nor id2label")
     return tensors, info
 
 
@@ -176,29 +190,49 @@ def _load_native(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
         spec = get_spec(name)
     except KeyError as exc:
         raise CheckpointError(f"{path}: {exc.args[0]}") from None
-    patch_sizes = resolve_patch_sizes(tuple(int(p) for p in metadata["mvit.patch_sizes"].split(",")))
-    labels = json.loads(metadata["mvit.labels"]) if "mvit.labels" in metadata else None
-    num_classes = int(metadata.get("mvit.num_classes", len(labels) if labels else spec.num_classes))
+    try:
+        patch_sizes = resolve_patch_sizes(tuple(int(p) for p in metadata.get("mvit.patch_sizes", "2,2,2").split(",")))
+        labels = json.loads(metadata["mvit.labels"]) if "mvit.labels" in metadata else None
+        if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
+            raise ValueError("mvit.labels is not a list of strings")
+        num_classes = int(metadata.get("mvit.num_classes", len(labels) if labels else spec.num_classes))
+        if not 1 <= num_classes <= MAX_CLASSES:
+            raise ValueError(f"mvit.num_classes {num_classes} is outside 1..{MAX_CLASSES}")
+        order = metadata.get("mvit.channel_order")
+        if order is not None and order not in ("RGB", "BGR"):
+            raise ValueError(f"mvit.channel_order {order!r} is not RGB or BGR")
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path} has malformed mvit metadata ({exc}); re-save it with mvit's save_checkpoint") from None
+    skeleton = _skeleton(name, patch_sizes, num_classes, path)
+    missing = [k for k in skeleton if k not in tensors and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in tensors if k not in skeleton]
+    state = {k: v for k, v in tensors.items() if k in skeleton}
+    _check_fit(skeleton, state, missing, unexpected, f"mvit checkpoint of {name}", path)
     model = create_model(name, patch_sizes, num_classes=num_classes)
-    expected = set(model.state_dict())
-    missing = [k for k in expected if k not in tensors and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in tensors if k not in expected]
-    _load_strict(model, {k: v for k, v in tensors.items() if k in expected}, missing, unexpected, f"mvit checkpoint of {name}", path)
+    model.load_state_dict(state, strict=False)
     info = CheckpointInfo(
         path=str(path), format="mvit", model_name=name, patch_sizes=patch_sizes, num_classes=num_classes,
-        labels=labels, channel_order=metadata.get("mvit.channel_order"),
+        labels=labels, channel_order=order, preprocess=native_preprocessing(metadata, path), config_recorded=True,
     )
     return model.eval(), info
 
 
-def _load_strict(model: nn.Module, state: dict, missing: list[str], unexpected: list[str], looked_like: str, path: Path) -> None:
+def _skeleton(name: str, patch_sizes: tuple[int, int, int], num_classes: int, path: Path) -> dict[str, torch.Size]:
+    """Parameter shapes of the model a checkpoint claims, built on the meta device: nothing is
+    allocated, so a small file claiming millions of classes is refused before it costs memory."""
+    if not 1 <= num_classes <= MAX_CLASSES:
+        raise CheckpointError(f"{path} claims {num_classes} classes; mvit accepts 1..{MAX_CLASSES}")
+    with torch.device("meta"):
+        model = create_model(name, patch_sizes, num_classes=num_classes)
+    return {k: v.shape for k, v in model.state_dict().items()}
+
+
+def _check_fit(own: dict[str, torch.Size], state: dict, missing: list[str], unexpected: list[str], looked_like: str, path: Path) -> None:
     """All or nothing: any missing, unexpected or mis-shaped tensor is one error, nothing loaded."""
-    own = model.state_dict()
-    mis_shaped = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if k in own and v.shape != own[k].shape]
+    mis_shaped = [f"{k} {tuple(v.shape)} vs {tuple(own[k])}" for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k])]
     problems = []
     for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mis_shaped)):
         if items:
             problems.append(f"{len(items)} {label} ({', '.join(items[:3])}{', ...' if len(items) > 3 else ''})")
     if problems:
         raise CheckpointError(f"{path} does not fit: it looked like a {looked_like} but has " + "; ".join(problems))
-    model.load_state_dict(state, strict=False)  # keys were checked above; BN counters may be absent

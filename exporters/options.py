@@ -1,0 +1,57 @@
+"""Export options: which apply to which task and target, checked once before anything is built."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields, replace
+from typing import Any
+
+from mvit.models.detection_postprocess import NmsSettings
+
+from .base import ExportError
+from .resolve import ResolvedModel
+
+KNOWN_OPTIONS = {"mask", "raw_detection", "raw_input", "nhwc", "dynamic_batch", "nms", "channel_order", "num_threads",
+                 "mean", "std"}
+# Options that only describe the input, consumed by resolve_model, not by a target.
+_INPUT_OPTIONS = ("channel_order", "num_threads", "mean", "std")
+# Layout options that exist in one format only; other targets drop them (they would not apply).
+TARGET_ONLY_OPTIONS = {"nhwc": "tflite", "dynamic_batch": "onnx"}
+# Options that exist for one task only; given for another they are refused, never ignored.
+TASK_ONLY_OPTIONS = {"mask": ("segmentation", "--mask"), "raw_detection": ("detection", "--raw-detection")}
+
+
+def normalise_options(task: str, options: dict[str, Any], target: str) -> dict[str, Any]:
+    unknown = set(options) - KNOWN_OPTIONS
+    if unknown:
+        raise ExportError(f"unknown export option(s) {sorted(unknown)}; known: {sorted(KNOWN_OPTIONS)}")
+    opts = {
+        k: v for k, v in options.items()
+        if v not in (None, False) and k not in _INPUT_OPTIONS and TARGET_ONLY_OPTIONS.get(k, target) == target
+    }
+    for key, (only_task, flag) in TASK_ONLY_OPTIONS.items():
+        if opts.get(key) and task != only_task:
+            raise ExportError(f"{flag} applies to {only_task} models only (this model does {task})")
+    if options.get("nms") is False and task != "detection":
+        raise ExportError(f"--no-nms applies to detection models only (this model does {task})")
+    if task == "detection" and not opts.get("raw_detection") and options.get("nms", True) is not False:
+        given = opts.get("nms") if isinstance(opts.get("nms"), dict) else {}
+        bad = set(given) - {f.name for f in fields(NmsSettings)}
+        if bad:
+            raise ExportError(f"unknown NMS setting(s) {sorted(bad)}; known: {[f.name for f in fields(NmsSettings)]}")
+        opts["nms"] = asdict(replace(NmsSettings(), **given))
+        if opts.get("dynamic_batch"):
+            # ONNX NonMaxSuppression's top-k would then be shared by every image in the batch.
+            raise ExportError("--dynamic-batch with NMS inside would cap detections across the whole batch; "
+                              "add --no-nms or --raw-detection, or export batch 1")
+    else:
+        opts.pop("nms", None)
+    return opts
+
+
+def artefact_stem(resolved: ResolvedModel, precision: str, opts: dict[str, Any]) -> str:
+    name = resolved.name.replace(":", ".")
+    tags = [t for t, on in (("mask", opts.get("mask")), ("raw", opts.get("raw_detection")),
+                            ("rawinput", opts.get("raw_input")), ("nhwc", opts.get("nhwc")),
+                            ("dynbatch", opts.get("dynamic_batch")),
+                            ("nonms", resolved.task == "detection" and not opts.get("raw_detection") and "nms" not in opts)) if on]
+    return "_".join([name, resolved.config, str(resolved.image_size), precision, *tags])

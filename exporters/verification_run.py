@@ -1,0 +1,68 @@
+"""Who runs an artefact for verification, and one verdict from one or several runners."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from .base import ExportError, ExportTarget, TargetNotInstalled
+from .resolve import ResolvedModel
+from .wrappers import BuiltModule
+
+VERIFIERS = ("auto", "mil-reference", "coreml-runtime", "both")
+
+
+def check_verifier(target: str, verifier: str) -> None:
+    """Refuse a verifier that cannot run here before anything is exported."""
+    if verifier not in VERIFIERS:
+        raise ExportError(f"unknown --verifier {verifier!r}: use {', '.join(VERIFIERS)}")
+    if verifier != "auto" and target != "coreml":
+        raise ExportError(f"--verifier {verifier} applies to CoreML exports only (got --target {target})")
+    if verifier in ("coreml-runtime", "both") and sys.platform != "darwin":
+        raise ExportError(f"--verifier {verifier} needs Apple's CoreML runtime, which runs only on macOS; "
+                          "use --verifier mil-reference or auto here")
+
+
+def merge_verifications(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One verdict from several runners: every check is kept, prefixed with who ran it."""
+    checks = [{**c, "check": f"{r['verified_by']}:{c['check']}"} for r in results for c in r.get("checks", [])]
+    return {
+        "verdict": "pass" if all(r.get("verdict") == "pass" for r in results) else "fail",
+        "verified_by": "+".join(r["verified_by"] for r in results),
+        "checks": checks,
+        "warnings": [w for r in results for w in r.get("warnings", [])],
+        "by_runner": {r["verified_by"]: r for r in results},
+    }
+
+
+def run_verification(
+    export_target: ExportTarget, path: Path, resolved: ResolvedModel, reference: BuiltModule,
+    precision: str, opts: dict[str, Any], num_threads: int | None = None, verifier: str = "auto",
+) -> dict[str, Any]:
+    """Verify with the target's own runner, or for CoreML with a chosen one or both.
+
+    "both" (on macOS) judges Apple's runtime and the MIL reference evaluator against PyTorch in
+    the same run, so the evaluator that guards Linux CI is itself checked wherever a Mac runs it.
+    Only a runtime that is not installed gives "not-verified"; an artefact the runtime cannot
+    read is an error, never a pass.
+    """
+    from .verify import verify_runner
+
+    check_verifier(export_target.name, verifier)
+    names = {"auto": [None], "both": ["coreml-runtime", "mil-reference"]}.get(verifier, [verifier])
+    results = []
+    for name in names:
+        try:
+            if name is None:
+                runner = export_target.load(path, num_threads=num_threads or 1)
+            else:
+                runner = export_target.load_verifier(path, name, num_threads=num_threads or 1)  # type: ignore[attr-defined]
+        except TargetNotInstalled as exc:
+            if verifier != "auto":
+                raise
+            return {"verdict": "not-verified", "reason": str(exc), "checks": []}
+        results.append(verify_runner(runner, reference, task=resolved.task, preprocess=resolved.preprocess,
+                                     precision=precision, raw_input=bool(opts.get("raw_input")), nms=opts.get("nms"),
+                                     nms_best_class_only=export_target.name == "coreml"))
+    return results[0] if len(results) == 1 else merge_verifications(results)

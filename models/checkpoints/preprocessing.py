@@ -1,0 +1,81 @@
+"""How a checkpoint says its weights see pixels: scale, mean/std, channel order, sizes.
+
+Read from Hugging Face `preprocessor_config.json` or mvit's own metadata. The result is a plain
+dict with any of: scale, mean, std (0..1 scale, as torchvision's Normalize), channel_order,
+resize_shortest, crop. Absent keys mean the checkpoint does not say.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from .errors import CheckpointError
+from .read import read_json
+from .validate import finite_triple, positive_int
+
+_MAX_SIZE = 4096
+
+
+def _size(value: object, key: str, path: Path) -> int | None:
+    """HF sizes come as an int, {"height", "width"} or {"shortest_edge"}; square sizes only."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        if "shortest_edge" in value:
+            return positive_int(value, "shortest_edge", path, default=None, upper=_MAX_SIZE)
+        h = positive_int(value, "height", path, default=None, upper=_MAX_SIZE)
+        w = positive_int(value, "width", path, default=None, upper=_MAX_SIZE)
+        if h != w:
+            raise CheckpointError(f"{path}: {key} is {h}x{w}; mvit exports square inputs, pass --image-size")
+        return h
+    return positive_int({key: value}, key, path, default=None, upper=_MAX_SIZE)
+
+
+def hf_preprocessing(folder: Path) -> dict | None:
+    path = folder / "preprocessor_config.json"
+    if not path.exists():
+        return None
+    pp = read_json(path)
+    if not isinstance(pp, dict):
+        raise CheckpointError(f"{path} is not a JSON object")
+    out: dict = {}
+    # MobileViTImageProcessor's defaults: flip RGB->BGR, rescale by 1/255, no normalisation.
+    out["channel_order"] = "BGR" if pp.get("do_flip_channel_order", True) else "RGB"
+    factor = pp.get("rescale_factor", 1 / 255)
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor <= 0:
+        raise CheckpointError(f"{path}: rescale_factor is {factor!r}; it must be a positive number")
+    out["scale"] = float(factor) if pp.get("do_rescale", True) else 1.0
+    if pp.get("do_normalize", "image_mean" in pp):
+        out["mean"] = finite_triple(pp.get("image_mean", 0.0), "image_mean", path)
+        out["std"] = finite_triple(pp.get("image_std", 1.0), "image_std", path, positive=True)
+    crop = _size(pp.get("crop_size"), "crop_size", path) if pp.get("do_center_crop", True) else None
+    resize = _size(pp.get("size"), "size", path) if pp.get("do_resize", True) else None
+    if crop:
+        out["crop"] = crop
+        out["resize_shortest"] = max(resize or crop, crop)
+    elif resize:
+        out["crop"] = out["resize_shortest"] = resize
+    return out
+
+
+def native_preprocessing(metadata: dict[str, str], path: Path) -> dict | None:
+    """mvit's own .safetensors: `mvit.preprocess` JSON, plus the older `mvit.channel_order`."""
+    out: dict = {}
+    if "mvit.preprocess" in metadata:
+        try:
+            recorded = json.loads(metadata["mvit.preprocess"])
+        except json.JSONDecodeError:
+            recorded = None
+        if not isinstance(recorded, dict):
+            raise CheckpointError(f"{path}: mvit.preprocess is not a JSON object; re-save it with save_checkpoint")
+        if "scale" in recorded:
+            out["scale"] = finite_triple(recorded["scale"], "mvit.preprocess scale", path, positive=True)[0]
+        if "mean" in recorded:
+            out["mean"] = finite_triple(recorded["mean"], "mvit.preprocess mean", path)
+        if "std" in recorded:
+            out["std"] = finite_triple(recorded["std"], "mvit.preprocess std", path, positive=True)
+    if metadata.get("mvit.channel_order") in ("RGB", "BGR"):
+        out["channel_order"] = metadata["mvit.channel_order"]
+    return out or None
