@@ -34,9 +34,9 @@ from .resolve import (  # noqa: F401 (re-exported: the library's entry points)
 from .targets import SUFFIXES, get_target
 from .verification_run import VERIFIERS, check_verifier, merge_verifications, run_verification  # noqa: F401
 from .verify import describe_failure
-from .wrappers import NMS_OUTPUT_NAMES, BuiltModule, build_export_module
+from .wrappers import MAX_RANK, NMS_OUTPUT_NAMES, BuiltModule, build_export_module
 
-MAX_RANK = 5  # CoreML rejects rank > 5
+
 _merge_verifications = merge_verifications  # older name, kept for callers
 
 
@@ -104,7 +104,9 @@ def build_for_target(resolved: ResolvedModel, fused: nn.Module, target: str, opt
     """(module the target traces, reference module without pixel preprocessing)."""
     built = build_export_module(fused, resolved.task, resolved.image_size, target=target,
                                 preprocess=resolved.preprocess if _in_graph(target, opts) else None, options=opts)
-    reference = build_export_module(fused, resolved.task, resolved.image_size, target=target, preprocess=None, options=opts)
+    # The reference is the network as written (never rank-lowered), so verification also proves the rewrite exact.
+    reference = build_export_module(fused, resolved.task, resolved.image_size, target=target, preprocess=None, options=opts,
+                                    lower=False)
     return built, reference
 
 
@@ -198,6 +200,9 @@ def export_model(
                 raise ExportError(f"verifying {final.name} failed: {exc.__class__.__name__}: {one_line(exc)}") from exc
         report = _export_report(final, staged, target, resolved, precision, request, opts, prepared.size_info,
                                 graph, checks, verification)
+        lowering = built.extras.get("rank_lowering") or {}
+        if lowering.get("rewrites"):
+            report["rank_lowering"] = lowering  # what was rewritten to keep every tensor at rank <= 5
         report_path = report_path_for(final)
         staged_report = staging / report_path.name
         write_json_atomic(staged_report, {"schema": REPORT_SCHEMA, **report})

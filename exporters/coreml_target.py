@@ -30,6 +30,9 @@ from .wrappers import NMS_OUTPUT_NAMES
 DEPLOYMENT_TARGET = "iOS16"
 DEPLOYMENT_TARGET_DESCRIPTION = "iOS16 / macOS13 / watchOS9 / tvOS16"
 PREVIEW_TYPES = {"classification": "imageClassifier", "segmentation": "imageSegmenter", "detection": "objectDetector"}
+# Xcode's previews (classifier, segmenter, detector) each expect outputs of their own shape; a
+# custom network's outputs are arbitrary, so its package declares none rather than a wrong one.
+NO_PREVIEW = "none: a custom network's outputs match no Xcode preview type"
 # Name of the (pre-NMS) outputs while the NMS ops are appended; the artefact's outputs are renamed.
 _DECODED_NAMES = ("decoded_boxes", "class_probabilities")
 
@@ -270,7 +273,10 @@ def _metadata(request: ExportRequest) -> dict[str, str]:
         meta["image_input_bias"] = json.dumps(bias)
         if factor is not None:
             meta["input_channel_factor"] = json.dumps(list(map(float, factor)))
-    meta["com.apple.coreml.model.preview.type"] = PREVIEW_TYPES[request.task]
+    if request.task in PREVIEW_TYPES:
+        meta["com.apple.coreml.model.preview.type"] = PREVIEW_TYPES[request.task]
+    else:
+        meta["xcode_preview"] = NO_PREVIEW
     if request.task in ("segmentation", "detection"):
         # Xcode's segmentation preview reads the class names from these params.
         meta["com.apple.coreml.model.preview.params"] = json.dumps({"labels": list(request.labels)})

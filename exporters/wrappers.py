@@ -1,7 +1,8 @@
 """Build the module a target traces: fused network + optional pixel preprocessing + task outputs.
 
-BatchNorm is fused before anything is traced, so no export ever contains a BN op. Output names
-for every task live here (OUTPUT_NAMES) and nowhere else.
+BatchNorm is fused before anything is traced, so no export ever contains a BN op, and reshape/
+permute chains through tensors above rank 5 are lowered (lower_rank.py), so no target sees one.
+Output names for every task live here (OUTPUT_NAMES) and nowhere else.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from mvit.models import PreprocessSpec
 from mvit.models.deeplabv3 import SegmentationMask
 from mvit.models.detection_postprocess import DetectionDecoder, generate_anchors
 
+from .base import ExportError
+from .lower_rank import lower_rank
 from .preprocessing import PixelPreprocess
 
 INPUT_NAME = "image"
+MAX_RANK = 5  # CoreML takes rank <= 5; ONNX and TFLite artefacts are held to the same limit
 
 # Names of the traced module's outputs, per task and mode.
 OUTPUT_NAMES: dict[str, list[str]] = {
@@ -109,24 +113,43 @@ def build_export_module(
     target: str,
     preprocess: PreprocessSpec | None,
     options: dict[str, Any] | None = None,
+    lower: bool = True,
 ) -> BuiltModule:
     """`fused` must already be BN-fused and in eval mode. `preprocess=None` leaves pixel
-    preprocessing out (CoreML's ImageType does it; the verification reference does it in numpy)."""
+    preprocessing out (CoreML's ImageType does it; the verification reference does it in numpy).
+    `lower=False` keeps tensors above rank 5 (a verification reference may stay the original
+    network, so verification also proves the rewrite exact); `extras["rank_lowering"]` says what
+    was rewritten."""
     options = options or {}
     pre = PixelPreprocess(preprocess) if preprocess is not None else None
     anchors = None
+    extras: dict[str, Any] = {}
+    net = fused
+    if lower:
+        net, extras["rank_lowering"] = lower_rank_for_export(fused, image_size, options)
     if task == "generic":
-        head, names = fused, generic_output_names(fused, image_size)
+        head, names = net, generic_output_names(fused, image_size)
     else:
         names = list(OUTPUT_NAMES[output_key(task, target, options)])
         if task == "classification":
-            head = _Classification(fused, with_class_id=len(names) == 2)
+            head = _Classification(net, with_class_id=len(names) == 2)
         elif task == "segmentation":
-            head = SegmentationMask(fused) if options.get("mask") else fused
+            head = SegmentationMask(net) if options.get("mask") else net
         elif task == "detection":
             anchors = detection_anchors(fused, image_size)
             decoder = None if options.get("raw_detection") else DetectionDecoder(anchors)
-            head = _Detection(fused, decoder)
+            head = _Detection(net, decoder)
         else:
             raise ValueError(f"unknown task {task!r}")
-    return BuiltModule(ExportModule(head, pre).eval(), names, anchors)
+    return BuiltModule(ExportModule(head, pre).eval(), names, anchors, extras)
+
+
+def lower_rank_for_export(net: nn.Module, image_size: int, options: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+    # A seeded normal input stands in for normalised pixels: the capture runs the network for real.
+    example = torch.randn(1, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
+    lowered, info = lower_rank(net, example, MAX_RANK)
+    if lowered is not net and options.get("dynamic_batch"):
+        # The lowered graph holds concrete shapes, batch 1 included.
+        raise ExportError(f"--dynamic-batch cannot be combined with a network whose tensors reach rank {info['max_rank_before']}: "
+                          "its reshapes are lowered to rank <= 5 for batch 1 only; export without --dynamic-batch")
+    return lowered, info

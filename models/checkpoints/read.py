@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
+
+from mvit.errors import one_line
 
 from .errors import CheckpointError
 
@@ -26,9 +29,19 @@ def read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
             raise CheckpointError(f"{path} is not a readable safetensors file ({_first_line(exc)})") from None
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch says "GLOBAL ..." when the file names Python code to call; anything else is damage.
+        if "GLOBAL" not in str(exc):
+            raise CheckpointError(f"{path} is not a PyTorch checkpoint (damaged or another format); "
+                                  "pass a .pt/.pth/.bin state dict or a .safetensors file") from None
+        # torch's own message suggests weights_only=False, i.e. running the file's code: never.
+        raise CheckpointError(
+            f"{path} holds Python objects besides tensors, and mvit never unpickles those (they can run code); "
+            "save a plain state dict with torch.save(model.state_dict()) or use .safetensors"
+        ) from None
     except Exception as exc:
         raise CheckpointError(
-            f"{path} is not a PyTorch state dict that loads with weights_only=True ({_first_line(exc)}); "
+            f"{path} is not a readable PyTorch checkpoint ({_first_line(exc)}); "
             "save it with torch.save(model.state_dict()) or as .safetensors"
         ) from None
     for key in _NESTED:
@@ -48,5 +61,4 @@ def read_json(path: Path) -> dict:
 
 
 def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+    return one_line(exc, limit=200)
