@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .base import ExportError, ExportRequest, Runner, importable
-from .tflite_nms import _decode
+from .tflite_nms import OP_NAME, _decode
 
 METADATA_NAME = "mvit"
 SIGNATURE = "serving_default"
@@ -238,6 +238,30 @@ class LiteRTRunner:
         self._nhwc = shape[-1] == 3 and shape[1] != 3
         self.input_names = ["image"]
         self.output_names = list(self.runner.get_output_details())
+        self._path, self._num_threads, self._tap = Path(path), num_threads, None
+
+    def pre_nms(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+        """What the file's TFLite_Detection_PostProcess reads, for image 0: boxes [A,4] xyxy and
+        foreground scores [A,C-1]; None for a graph without it. Read from the same file with every
+        intermediate tensor kept, so the network's numerics are judged whatever NMS keeps."""
+        from ai_edge_litert.interpreter import Interpreter
+
+        if self._tap is None:
+            tap = Interpreter(model_path=str(self._path), num_threads=self._num_threads, experimental_preserve_all_tensors=True)
+            op = next((o for o in tap._get_ops_details() if o["op_name"] == OP_NAME), None)
+            if op is None:
+                return None
+            tap.allocate_tensors()
+            self._tap = (tap, int(op["inputs"][0]), int(op["inputs"][1]))
+        tap, encodings_index, scores_index = self._tap
+        x = np.asarray(inputs["image"], dtype=np.float32)[:1]
+        x = x.transpose(0, 2, 3, 1) if self._nhwc else x
+        tap.set_tensor(tap.get_input_details()[0]["index"], np.ascontiguousarray(x))
+        tap.invoke()
+        enc, scores = tap.get_tensor(encodings_index)[0], tap.get_tensor(scores_index)[0]
+        # The encodings are (cx, cy, log w, log h) of the decoded boxes (tflite_nms.SsdEncodings).
+        half = np.exp(enc[:, 2:]) / 2
+        return np.concatenate([enc[:, :2] - half, enc[:, :2] + half], axis=1), scores[:, 1:]
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         x = np.asarray(inputs["image"], dtype=np.float32)

@@ -44,6 +44,14 @@ def _tensor_metrics(ref: np.ndarray, art: np.ndarray) -> dict[str, float]:
     return {"max_abs_error": max_abs, "relative_error": max_abs / scale if scale > 0 else max_abs, "cosine": cosine}
 
 
+def _accumulate(per_output: dict[str, dict[str, float]], name: str, m: dict[str, float]) -> None:
+    """Worst case over samples: largest errors, smallest cosine."""
+    agg = per_output.setdefault(name, {"max_abs_error": 0.0, "relative_error": 0.0, "cosine": 1.0})
+    agg["max_abs_error"] = max(agg["max_abs_error"], m["max_abs_error"])
+    agg["relative_error"] = max(agg["relative_error"], m["relative_error"])
+    agg["cosine"] = min(agg["cosine"], m["cosine"])
+
+
 def _margin(scores: np.ndarray, axis: int) -> np.ndarray:
     """Gap between the best two classes, relative to the output's scale (like relative_error)."""
     top2 = -np.partition(-scores, 1, axis=axis)
@@ -126,6 +134,7 @@ def verify_runner(
     mious: list[float] = []
     det_stats: list[dict[str, Any]] = []
     settings = NmsSettings(**nms) if nms else None
+    pre_nms_taps = 0
 
     for sample in samples:
         x_norm = normalise(sample.pixels, preprocess)
@@ -139,6 +148,13 @@ def verify_runner(
             ref_dets = tuple(t.numpy() for t in select_detections(
                 torch.from_numpy(ref["boxes"][0]), torch.from_numpy(ref["scores"][0]), settings, best_class_only=nms_best_class_only))
             det_stats.append(_match_detections(ref_dets, artefact_detections(art), settings.score_threshold + tol.score_difference))
+            # What NMS was given, judged numerically: whatever NMS keeps (nothing, with random
+            # weights at the default threshold), every anchor's box and score is compared.
+            tapped = runner.pre_nms({INPUT_NAME: x_norm if raw_input else sample.pixels}) if hasattr(runner, "pre_nms") else None
+            if tapped is not None:
+                pre_nms_taps += 1
+                for name, r, a in (("pre_nms_boxes", ref["boxes"][0], tapped[0]), ("pre_nms_scores", ref["scores"][0][:, 1:], tapped[1])):
+                    _accumulate(per_output, name, _tensor_metrics(r, np.asarray(a).reshape(r.shape)))
             continue
 
         for name, r in ref.items():
@@ -148,11 +164,7 @@ def verify_runner(
             if a.shape != r.shape:
                 a = a.reshape(r.shape)  # e.g. a runner that drops a unit dimension
             if np.issubdtype(r.dtype, np.floating):
-                m = _tensor_metrics(r, a)
-                agg = per_output.setdefault(name, {"max_abs_error": 0.0, "relative_error": 0.0, "cosine": 1.0})
-                agg["max_abs_error"] = max(agg["max_abs_error"], m["max_abs_error"])
-                agg["relative_error"] = max(agg["relative_error"], m["relative_error"])
-                agg["cosine"] = min(agg["cosine"], m["cosine"])
+                _accumulate(per_output, name, _tensor_metrics(r, a))
             art[name] = a
 
         if task == "classification":
@@ -218,7 +230,12 @@ def verify_runner(
         warnings.append("no sample had a decisive top-5 set (5th and 6th classes near-tied): top-5 agreement was not judged")
     if det_stats and task_metrics["reference_detections"] == 0:
         warnings.append("the reference found no detections above the score threshold on any sample (random weights?): "
-                        "box checks compared empty sets")
+                        "only the boxes and scores NMS was given were compared")
+    if det_stats:
+        task_metrics["pre_nms_compared_samples"] = pre_nms_taps
+        if pre_nms_taps == 0 and task_metrics["reference_detections"] == 0:
+            # Neither the final boxes nor what NMS was given could be compared: that judged nothing.
+            checks.append(_check("compared_detections_or_pre_nms_values", 0.0, 1.0, at_least=True))
     failed = [describe_failure(c) for c in checks if not c["passed"]]
     return {
         "warnings": warnings,

@@ -95,7 +95,9 @@ class ProgramEvaluator:
         shape = self.function.inputs[name].shape
         return tuple(int(d) for d in shape) if all(isinstance(d, (int, np.integer)) for d in shape) else None
 
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
+    def run(self, feeds: dict[str, np.ndarray], capture: str | None = None) -> dict[str, Any]:
+        """Outputs by name; with `capture` (an op type) also the inputs of its first op, under
+        "<op type>:<input name>" keys (how verification reads what the NMS op was given)."""
         env: dict[str, Any] = {}
         for name, var in self.function.inputs.items():
             if name not in feeds:
@@ -107,9 +109,12 @@ class ProgramEvaluator:
                     f"input {name!r}: got shape {list(value.shape)}, the program expects {list(want)}"
                 )
             env[name] = self._store(var, value)
+        captured: dict[str, Any] = {}
         for op in self.function.operations:
+            if capture and op.op_type == capture and not captured:
+                captured = {f"{capture}:{k}": self._lookup(v, env) for k, v in op.inputs.items() if not isinstance(v, (list, tuple))}
             self._run_op(op, env)
-        return {var.name: env[var.name] for var in self.function.outputs}
+        return {**captured, **{var.name: env[var.name] for var in self.function.outputs}}
 
     def _store(self, var, value: Any) -> Any:
         if self.fp16_emulation and var.name in self._fp16:

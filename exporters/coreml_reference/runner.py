@@ -56,6 +56,23 @@ class MilReferenceRunner:
         with torch.no_grad(), _torch_threads(self.num_threads):
             return self._run_batched(feeds)
 
+    def pre_nms(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+        """What the program's non_maximum_suppression op reads, for image 0: boxes [A,4] xyxy and
+        foreground scores [A,C-1]; None for a program without NMS."""
+        if not any(op.op_type == "non_maximum_suppression" for op in self._evaluator.function.operations):
+            return None
+        feeds = {}
+        for name in self.input_names:
+            image = self.package.images.get(name)
+            x = np.asarray(inputs[name])[:1]
+            feeds[name] = to_program_input(x, image) if image else x
+        with torch.no_grad(), _torch_threads(self.num_threads):
+            raw = self._evaluator.run(feeds, capture="non_maximum_suppression")
+        boxes = _to_numpy(raw["non_maximum_suppression:boxes"])[0]  # centre x, centre y, width, height
+        scores = _to_numpy(raw["non_maximum_suppression:scores"])[0]
+        half = boxes[:, 2:] / 2
+        return np.concatenate([boxes[:, :2] - half, boxes[:, :2] + half], axis=1), scores
+
     def _run_batched(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # Image inputs are one image per prediction in Core ML; a batch runs image by image.
         shapes = [self._evaluator.input_shape(name) for name in feeds]
