@@ -26,7 +26,7 @@ from .schema import SCHEMA_VERSION
 from .stats import LatencyStats
 
 DEFAULT_MODELS = ("mobilevit_xxs", "mobilevit_xs", "mobilevit_s", "mobilenet_v2")
-DEFAULT_RUNTIMES = ("pytorch", "onnxruntime", "litert", "coreml")
+from .runtimes import RUNTIMES as DEFAULT_RUNTIMES  # pytorch + every target's runtime
 
 
 def tool_info() -> dict[str, str]:

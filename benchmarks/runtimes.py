@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -27,11 +26,12 @@ from torch import nn
 
 from mvit.errors import MvitError
 
+from mvit.exporters.targets import RUNTIME_TARGETS
+
 from .comparison_models import CVT13, CVT13_INPUT_SIZE, build_cvt13
 
-RUNTIMES = ("pytorch", "onnxruntime", "litert", "coreml")
-# Benchmark runtime -> export target that produces and runs its artefact.
-RUNTIME_TARGETS = {"onnxruntime": "onnx", "litert": "tflite", "coreml": "coreml"}
+# Benchmark runtime -> export target that produces and runs its artefact: the targets' own list.
+RUNTIMES = ("pytorch", *RUNTIME_TARGETS)
 
 
 class RuntimeUnavailable(MvitError):
@@ -90,20 +90,18 @@ def runtime_available(runtime: str) -> None:
     """Raise RuntimeUnavailable with the reason when `runtime` cannot run on this machine."""
     if runtime not in RUNTIMES:
         raise RuntimeUnavailable(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
-    if runtime == "coreml" and platform.system() != "Darwin":
-        raise RuntimeUnavailable(
-            f"coreml skipped: CoreML runs only on macOS/iOS (this is {platform.system()}); "
-            "benchmark .mlpackage files with the iOS harness or on a Mac"
-        )
     if runtime == "pytorch":
         return
     from mvit.exporters.base import ExportError
     from mvit.exporters.targets import get_target
 
     try:
-        get_target(RUNTIME_TARGETS[runtime])  # raises TargetNotInstalled with the pip command
+        target = get_target(RUNTIME_TARGETS[runtime])  # raises TargetNotInstalled with the pip command
     except ExportError as exc:
         raise RuntimeUnavailable(f"{runtime} skipped: {exc}") from None
+    reason = target.benchmark_unavailable_reason()
+    if reason:
+        raise RuntimeUnavailable(reason)
 
 
 def build_artefact(model: BenchModel, runtime: str, out_dir: Path, precision: str = "fp32",

@@ -19,22 +19,24 @@ import torch
 from torch import nn
 
 from mvit import __version__
+from mvit.cli_support import native_chatter_filtered
 from mvit.errors import one_line
 from mvit.files import clean_stale_staging, normal_modes, publish, remove, staging_dir, write_json_atomic
 from mvit.models import fuse_batchnorm
 from mvit.models.registry import get_spec
 
 from .base import ExportError, ExportRequest, ExportTarget
-from .options import KNOWN_OPTIONS, TARGET_ONLY_OPTIONS, artefact_stem, normalise_options  # noqa: F401 (re-exported)
+from .options import KNOWN_OPTIONS, artefact_stem, normalise_options
 from .preprocessing import preprocess_dict
 from .report import REPORT_SCHEMA, report_path_for
 from .resolve import (  # noqa: F401 (re-exported: the library's entry points)
-    MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, RANDOM_WEIGHTS_SEED, ResolvedModel, check_image_size, describe_preprocess, resolve_model,
+    MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, RANDOM_WEIGHTS_SEED, ResolvedModel, check_image_size, check_size_bounds, describe_preprocess,
+    resolve_model,
 )
 from .targets import SUFFIXES, get_target
 from .verification_run import VERIFIERS, check_verifier, merge_verifications, run_verification  # noqa: F401
 from .verify import describe_failure
-from .wrappers import MAX_RANK, NMS_OUTPUT_NAMES, BuiltModule, build_export_module
+from .wrappers import MAX_RANK, BuiltModule, build_export_module
 
 
 _merge_verifications = merge_verifications  # older name, kept for callers
@@ -95,13 +97,14 @@ def graph_checks(target: ExportTarget, path: Path) -> tuple[dict[str, Any], list
     return {"op_histogram": hist, "max_tensor_rank": rank, "batchnorm_ops": bn_ops}, checks
 
 
-def _in_graph(target: str, opts: dict[str, Any]) -> bool:
+def _in_graph(target: ExportTarget, opts: dict[str, Any]) -> bool:
     """Pixel preprocessing inside the graph (ONNX, TFLite) or in CoreML's ImageType."""
-    return target != "coreml" and not opts.get("raw_input")
+    return target.preprocess_in_graph and not opts.get("raw_input")
 
 
-def build_for_target(resolved: ResolvedModel, fused: nn.Module, target: str, opts: dict[str, Any]) -> tuple[BuiltModule, BuiltModule]:
+def build_for_target(resolved: ResolvedModel, fused: nn.Module, target: ExportTarget | str, opts: dict[str, Any]) -> tuple[BuiltModule, BuiltModule]:
     """(module the target traces, reference module without pixel preprocessing)."""
+    target = get_target(target) if isinstance(target, str) else target
     built = build_export_module(fused, resolved.task, resolved.image_size, target=target,
                                 preprocess=resolved.preprocess if _in_graph(target, opts) else None, options=opts)
     # The reference is the network as written (never rank-lowered), so verification also proves the rewrite exact.
@@ -133,11 +136,10 @@ def prepare_export(
     **options: Any,
 ) -> PreparedExport:
     """Resolve the model and check every option for every target, before anything is written."""
-    for target in targets:
-        get_target(target)
+    export_targets = [get_target(t) for t in targets]
     resolved = resolve_model(model_name, config=config, image_size=image_size, checkpoint=checkpoint, labels=labels,
                              channel_order=options.get("channel_order"), mean=options.get("mean"), std=options.get("std"))
-    per_target = {t: normalise_options(resolved.task, options, t) for t in targets}
+    per_target = {t.name: normalise_options(resolved.task, options, t) for t in export_targets}
     size_info = check_image_size(resolved.net, resolved.image_size, resolved.config, resolved.name)
     return PreparedExport(resolved, per_target, size_info, fuse_batchnorm(resolved.net))
 
@@ -161,13 +163,13 @@ def export_model(
         raise ExportError(f"unknown --precision {precision!r}: use fp16 or fp32")
     export_target = get_target(target)
     if verify:
-        check_verifier(target, verifier)
+        check_verifier(export_target, verifier)
     if prepared is None:
         prepared = prepare_export(model_name, [target], config=config, image_size=image_size, checkpoint=checkpoint,
                                   labels=labels, **options)
     resolved, opts = prepared.resolved, prepared.options[target]
     out_dir = _prepare_out_dir(out_dir)
-    built, reference = build_for_target(resolved, prepared.fused, target, opts)
+    built, reference = build_for_target(resolved, prepared.fused, export_target, opts)
     request = _request(resolved, built, precision, opts, export_target)
     final = out_dir / (artefact_stem(resolved, precision, opts) + export_target.suffix)
 
@@ -175,7 +177,8 @@ def export_model(
         staged = staging / final.name
         try:
             torch.manual_seed(RANDOM_WEIGHTS_SEED)
-            export_target.export(request, staged)
+            with native_chatter_filtered():
+                export_target.export(request, staged)
             normal_modes(staged)
             graph, checks = graph_checks(export_target, staged)
         except ExportError:
@@ -192,8 +195,9 @@ def export_model(
         verification = None
         if verify:
             try:
-                verification = run_verification(export_target, staged, resolved, reference, precision, opts,
-                                                 num_threads=options.get("num_threads"), verifier=verifier)
+                with native_chatter_filtered():
+                    verification = run_verification(export_target, staged, resolved, reference, precision, opts,
+                                                     num_threads=options.get("num_threads"), verifier=verifier)
             except ExportError:
                 raise
             except Exception as exc:  # a runtime that crashes on the artefact is a finding, not a traceback
@@ -214,9 +218,9 @@ def export_model(
 
 def _request(resolved: ResolvedModel, built: BuiltModule, precision: str, opts: dict[str, Any],
              export_target: ExportTarget) -> ExportRequest:
-    in_graph = _in_graph(export_target.name, opts)
+    in_graph = _in_graph(export_target, opts)
     preprocess = preprocess_dict(resolved.preprocess, raw_input=bool(opts.get("raw_input")), in_graph=in_graph)
-    final_outputs = getattr(export_target, "nms_output_names", NMS_OUTPUT_NAMES) if "nms" in opts else built.output_names
+    final_outputs = export_target.nms_output_names if "nms" in opts else built.output_names
     metadata = {
         "mvit_version": __version__, "model": resolved.name, "task": resolved.task, "config": resolved.config,
         "precision": precision, "image_size": str(resolved.image_size), "weights": resolved.weights,
@@ -283,6 +287,10 @@ def _artefact_metadata(path: Path, target_name: str, export_target: ExportTarget
             raise ValueError("not JSON objects")
     except (KeyError, ValueError, TypeError):
         raise ExportError(f"{path} carries no mvit export metadata; it was not written by mvit-export") from None
+    try:  # checked here, so the error names the file, not an --image-size the user never passed
+        check_size_bounds(size, str(meta.get("config", "A")), "the recorded image_size")
+    except ExportError as exc:
+        raise ExportError(f"{path} has malformed mvit metadata ({exc}); re-export it") from None
     unknown = set(opts) - KNOWN_OPTIONS
     if unknown or precision not in ("fp16", "fp32") or pre.get("channel_order", "RGB") not in ("RGB", "BGR"):
         raise ExportError(f"{path} has malformed mvit metadata (options {sorted(unknown)}, precision {precision!r}); re-export it")
@@ -311,8 +319,8 @@ def verify_artefact(
     if not path.exists():
         raise ExportError(f"artefact {path} does not exist")
     target_name = target_for_path(path)
-    check_verifier(target_name, verifier)
     export_target = get_target(target_name)
+    check_verifier(export_target, verifier)
     meta = _artefact_metadata(path, target_name, export_target)
     if model_name is None:
         model_name = _registered_model_of(path, meta["model"], checkpoint)
@@ -323,12 +331,14 @@ def verify_artefact(
     resolved = resolve_model(model_name, config=config or recorded_config, image_size=meta["size"], checkpoint=checkpoint,
                              labels=labels, channel_order=pre.get("channel_order"),
                              mean=_triple(pre.get("mean")), std=_triple(pre.get("std")))
-    opts = normalise_options(resolved.task, meta["opts"], target_name)
+    opts = normalise_options(resolved.task, meta["opts"], export_target)
     fused = fuse_batchnorm(resolved.net)
-    _, reference = build_for_target(resolved, fused, target_name, opts)
+    _, reference = build_for_target(resolved, fused, export_target, opts)
     graph, checks = graph_checks(export_target, path)
     try:
-        verification = run_verification(export_target, path, resolved, reference, meta["precision"], opts, verifier=verifier)
+        with native_chatter_filtered():
+            verification = run_verification(export_target, path, resolved, reference, meta["precision"], opts,
+                                            verifier=verifier)
     except ExportError:
         raise
     except Exception as exc:

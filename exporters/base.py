@@ -69,9 +69,19 @@ class Runner(Protocol):
 
 
 class ExportTarget(Protocol):
+    """Everything a caller needs to know about a target is asked of this object."""
+
     name: str  # "coreml" | "onnx" | "tflite"
     suffix: str  # ".mlpackage" | ".onnx" | ".tflite"
+    runtime: str  # what benchmarks call the runtime that runs it: "coreml" | "onnxruntime" | "litert"
     install_hint: str  # e.g. "pip install 'mvit[onnx]'"
+    preprocess_in_graph: bool  # pixel preprocessing inside the graph (False: CoreML's ImageType does it)
+    own_options: frozenset[str]  # layout options only this target has ("nhwc", "dynamic_batch"); others drop them
+    verifiers: tuple[str, ...]  # --verifier values besides "auto"
+    nms_output_names: list[str]  # a detection artefact's outputs once the target's NMS is appended
+    nms_best_class_only: bool  # the native NMS keeps each box under its best class only (CoreML)
+    class_id_output: bool  # a classifier gets a class_id output (CoreML's ClassifierConfig adds its own label)
+    harness_ready: bool  # --into-harness can copy it into the iOS app
 
     def available(self) -> bool: ...
 
@@ -87,3 +97,9 @@ class ExportTarget(Protocol):
 
     def load(self, path: Path, num_threads: int | None = None) -> Runner:
         """A runner for verification and benchmarks; raises ExportError where the OS can't run it."""
+
+    def load_verifier(self, path: Path, verifier: str, num_threads: int | None = None) -> Runner:
+        """A runner by --verifier name (one of `verifiers`)."""
+
+    def benchmark_unavailable_reason(self) -> str | None:
+        """Why this machine cannot time this target's artefacts (None: it can)."""

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from mvit.errors import EXIT_BAD_INPUT, EXIT_FAILED, MvitError, one_line  # noqa: E402, F401
 
-from .targets import target_names  # noqa: E402
+from .targets import get_target, target_names  # noqa: E402
 
 VERIFIER_HELP = ("CoreML: auto (Apple's runtime on macOS, the MIL reference evaluator elsewhere) | "
                  "mil-reference | coreml-runtime (macOS) | both (macOS: each judged against PyTorch)")
@@ -88,15 +88,16 @@ def export(
 ) -> int:
     from . import api
 
-    targets = target_names() if target == "all" else [target]
     if target != "all" and target not in target_names():
-        return fail(f"unknown --target {target!r}: use coreml, onnx, tflite or all")
-    for flag, on, needs in (("--nhwc", nhwc, "tflite"), ("--dynamic-batch", dynamic_batch, "onnx")):
-        if on and needs not in targets:
-            return fail(f"{flag} applies to {needs} exports only (got --target {target})")
-    if verifier != "auto" and "coreml" not in targets:
+        return fail(f"unknown --target {target!r}: use {', '.join(target_names())} or all")
+    targets = [get_target(t) for t in (target_names() if target == "all" else [target])]
+    for flag, on, option in (("--nhwc", nhwc, "nhwc"), ("--dynamic-batch", dynamic_batch, "dynamic_batch")):
+        owners = [t.name for t in targets if option in t.own_options]
+        if on and not owners:
+            return fail(f"{flag} applies to {_owner_of(option)} exports only (got --target {target})")
+    if verifier != "auto" and not any(verifier in t.verifiers for t in targets):
         return fail(f"--verifier {verifier} applies to CoreML exports only (got --target {target})")
-    if into_harness and "coreml" not in targets:
+    if into_harness and not any(t.harness_ready for t in targets):
         return fail("--into-harness needs --target coreml (or all)")
     if precision not in ("fp16", "fp32"):
         return fail(f"unknown --precision {precision!r}: use fp16 or fp32")
@@ -104,25 +105,27 @@ def export(
                    channel_order=channel_order, mean=parse_triple(mean, "--mean"), std=parse_triple(std, "--std", positive=True))
     if no_nms:
         options["nms"] = False
-    for name in targets:
+    verifier_for = {t.name: verifier if verifier in t.verifiers else "auto" for t in targets}
+    for t in targets:
         if not no_verify:
-            api.check_verifier(name, verifier if name == "coreml" else "auto")
+            api.check_verifier(t, verifier_for[t.name])
     # One model, one set of checks, for every target: bad input is said once, before anything is written.
-    prepared = api.prepare_export(model, targets, config=config, image_size=image_size, checkpoint=checkpoint,
+    prepared = api.prepare_export(model, [t.name for t in targets], config=config, image_size=image_size, checkpoint=checkpoint,
                                   labels=labels, **options)
     code = 0
     lines: list[str] = []
     notes: list[str] = list(prepared.resolved.notes)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=_err, transient=True) as progress:
+                  TimeElapsedColumn(), console=_err, transient=True, disable=not _err.is_terminal) as progress:
         bar = progress.add_task("exporting", total=len(targets))
-        for name in targets:
+        for export_target in targets:
+            name = export_target.name
             progress.update(bar, description=f"{name}: export{' + verify' if not no_verify else ''}")
             try:
                 result = api.export_model(model, name, out, precision=precision, verify=not no_verify,
-                                          verifier=verifier if name == "coreml" else "auto", prepared=prepared, **options)
+                                          verifier=verifier_for[name], prepared=prepared, **options)
                 lines.append(_result_line(result, _human_size))
-                if into_harness and name == "coreml":
+                if into_harness and export_target.harness_ready:
                     dest = api.copy_into_harness(result.path)
                     lines.append(f"copied {result.path.name} -> {dest}")
             except MvitError as exc:
@@ -143,6 +146,10 @@ def export(
         for note in notes:
             _note(note)
     return code
+
+
+def _owner_of(option: str) -> str:
+    return " / ".join(n for n in target_names() if option in get_target(n).own_options)
 
 
 def _result_line(result, human_size) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import platform
 import shutil
 import sys
 import uuid
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from .base import ExportError, ExportRequest, Runner, importable
+from .tasks import get_task
 from .wrappers import NMS_OUTPUT_NAMES
 
 # iOS 16 / macOS 13: ML Program needs iOS 15; iOS 16 adds fp16 inputs/outputs for ML Programs and
@@ -29,7 +31,6 @@ from .wrappers import NMS_OUTPUT_NAMES
 # (iPhone 7 and earlier) cannot run iOS 16 anyway, and the Neural Engine fp16 path needs A12+.
 DEPLOYMENT_TARGET = "iOS16"
 DEPLOYMENT_TARGET_DESCRIPTION = "iOS16 / macOS13 / watchOS9 / tvOS16"
-PREVIEW_TYPES = {"classification": "imageClassifier", "segmentation": "imageSegmenter", "detection": "objectDetector"}
 # Xcode's previews (classifier, segmenter, detector) each expect outputs of their own shape; a
 # custom network's outputs are arbitrary, so its package declares none rather than a wrong one.
 NO_PREVIEW = "none: a custom network's outputs match no Xcode preview type"
@@ -41,6 +42,20 @@ class CoreMLTarget:
     name = "coreml"
     suffix = ".mlpackage"
     install_hint = "pip install 'mvit[coreml]' (coremltools==9.0)"
+    runtime = "coreml"
+    preprocess_in_graph = False  # the ImageType carries scale, bias and channel order
+    own_options: frozenset[str] = frozenset()
+    verifiers = ("mil-reference", "coreml-runtime", "both")
+    nms_output_names = list(NMS_OUTPUT_NAMES)
+    nms_best_class_only = True  # MIL non_maximum_suppression: one class per box (coreml_nms.py)
+    class_id_output = False  # ClassifierConfig adds the top label itself
+    harness_ready = True
+
+    def benchmark_unavailable_reason(self) -> str | None:
+        if sys.platform == "darwin":
+            return None
+        return (f"coreml skipped: CoreML runs only on macOS/iOS (this is {platform.system()}); "
+                "benchmark .mlpackage files with the iOS harness or on a Mac")
 
     def available(self) -> bool:
         return importable("coremltools")
@@ -273,8 +288,9 @@ def _metadata(request: ExportRequest) -> dict[str, str]:
         meta["image_input_bias"] = json.dumps(bias)
         if factor is not None:
             meta["input_channel_factor"] = json.dumps(list(map(float, factor)))
-    if request.task in PREVIEW_TYPES:
-        meta["com.apple.coreml.model.preview.type"] = PREVIEW_TYPES[request.task]
+    preview = get_task(request.task).coreml_preview
+    if preview:
+        meta["com.apple.coreml.model.preview.type"] = preview
     else:
         meta["xcode_preview"] = NO_PREVIEW
     if request.task in ("segmentation", "detection"):

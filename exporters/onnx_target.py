@@ -164,6 +164,19 @@ class OnnxTarget:
     name = "onnx"
     suffix = ".onnx"
     install_hint = "pip install 'mvit[onnx]'"
+    runtime = "onnxruntime"
+    preprocess_in_graph = True
+    own_options = frozenset({"dynamic_batch"})
+    verifiers: tuple[str, ...] = ()
+    nms_best_class_only = False
+    class_id_output = True
+    harness_ready = False
+
+    def benchmark_unavailable_reason(self) -> str | None:
+        return None
+
+    def load_verifier(self, path: Path, verifier: str, num_threads: int | None = None) -> OnnxRunner:
+        raise ExportError(f"--verifier {verifier} applies to CoreML exports only; ONNX is verified by onnxruntime")
 
     nms_output_names = [*NMS_OUTPUT_NAMES, "batch_index"]
 

@@ -7,33 +7,34 @@ from typing import Any
 
 from mvit.models.detection_postprocess import NmsSettings
 
-from .base import ExportError
+from .base import ExportError, ExportTarget
+from .tasks import TASKS, get_task, task_only_options
 from .resolve import ResolvedModel
 
 KNOWN_OPTIONS = {"mask", "raw_detection", "raw_input", "nhwc", "dynamic_batch", "nms", "channel_order", "num_threads",
                  "mean", "std"}
 # Options that only describe the input, consumed by resolve_model, not by a target.
 _INPUT_OPTIONS = ("channel_order", "num_threads", "mean", "std")
-# Layout options that exist in one format only; other targets drop them (they would not apply).
-TARGET_ONLY_OPTIONS = {"nhwc": "tflite", "dynamic_batch": "onnx"}
-# Options that exist for one task only; given for another they are refused, never ignored.
-TASK_ONLY_OPTIONS = {"mask": ("segmentation", "--mask"), "raw_detection": ("detection", "--raw-detection")}
+# Layout options that exist in one format only (each target lists its own); other targets drop them.
+LAYOUT_OPTIONS = frozenset({"nhwc", "dynamic_batch"})
+_FLAGS = {"mask": "--mask", "raw_detection": "--raw-detection", "nms": "--no-nms"}
 
 
-def normalise_options(task: str, options: dict[str, Any], target: str) -> dict[str, Any]:
+def normalise_options(task: str, options: dict[str, Any], target: ExportTarget) -> dict[str, Any]:
     unknown = set(options) - KNOWN_OPTIONS
     if unknown:
         raise ExportError(f"unknown export option(s) {sorted(unknown)}; known: {sorted(KNOWN_OPTIONS)}")
     opts = {
         k: v for k, v in options.items()
-        if v not in (None, False) and k not in _INPUT_OPTIONS and TARGET_ONLY_OPTIONS.get(k, target) == target
+        if v not in (None, False) and k not in _INPUT_OPTIONS and (k not in LAYOUT_OPTIONS or k in target.own_options)
     }
-    for key, (only_task, flag) in TASK_ONLY_OPTIONS.items():
-        if opts.get(key) and task != only_task:
-            raise ExportError(f"{flag} applies to {only_task} models only (this model does {task})")
-    if options.get("nms") is False and task != "detection":
-        raise ExportError(f"--no-nms applies to detection models only (this model does {task})")
-    if task == "detection" and not opts.get("raw_detection") and options.get("nms", True) is not False:
+    # Options that belong to one task are refused for another, never ignored.
+    owner = get_task(task)
+    for key in task_only_options() - owner.options:
+        if opts.get(key) or (key == "nms" and options.get("nms") is False):
+            only = next(t.name for t in TASKS.values() if key in t.options)
+            raise ExportError(f"{_FLAGS.get(key, key)} applies to {only} models only (this model does {task})")
+    if "nms" in owner.options and not opts.get("raw_detection") and options.get("nms", True) is not False:
         given = opts.get("nms") if isinstance(opts.get("nms"), dict) else {}
         bad = set(given) - {f.name for f in fields(NmsSettings)}
         if bad:
@@ -53,5 +54,6 @@ def artefact_stem(resolved: ResolvedModel, precision: str, opts: dict[str, Any])
     tags = [t for t, on in (("mask", opts.get("mask")), ("raw", opts.get("raw_detection")),
                             ("rawinput", opts.get("raw_input")), ("nhwc", opts.get("nhwc")),
                             ("dynbatch", opts.get("dynamic_batch")),
-                            ("nonms", resolved.task == "detection" and not opts.get("raw_detection") and "nms" not in opts)) if on]
+                            ("nonms", "nms" in get_task(resolved.task).options and not opts.get("raw_detection")
+                             and "nms" not in opts)) if on]
     return "_".join([name, resolved.config, str(resolved.image_size), precision, *tags])

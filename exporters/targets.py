@@ -10,11 +10,19 @@ import importlib
 
 from .base import ExportTarget, TargetNotInstalled
 
-_MODULES = {"coreml": "coreml_target", "onnx": "onnx_target", "tflite": "tflite_target"}
+# The one line a new target adds: name -> (module, file ending, benchmark runtime name). The ending
+# and runtime are known here without importing the target's converter, so a path can be told
+# apart and a runtime named even where that extra is missing; each target object's own `suffix`
+# and `runtime` must equal its entry (tested). Everything else is asked of the target object.
+_TARGETS = {
+    "coreml": ("coreml_target", ".mlpackage", "coreml"),
+    "onnx": ("onnx_target", ".onnx", "onnxruntime"),
+    "tflite": ("tflite_target", ".tflite", "litert"),
+}
+_MODULES = {name: module for name, (module, _, _) in _TARGETS.items()}
 INSTALL_HINTS = {name: f"pip install 'mvit[{name}]'" for name in _MODULES}
-# File endings, known without importing a target's converter (so a path can be told apart even
-# where the extra is missing). Each target module's `suffix` must equal its entry (tested).
-SUFFIXES = {"coreml": ".mlpackage", "onnx": ".onnx", "tflite": ".tflite"}
+SUFFIXES = {name: suffix for name, (_, suffix, _) in _TARGETS.items()}
+RUNTIME_TARGETS = {runtime: name for name, (_, _, runtime) in _TARGETS.items()}  # runtime -> target
 
 
 def target_names() -> list[str]:

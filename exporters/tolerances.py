@@ -2,8 +2,17 @@
 
 fp32 exports should reproduce PyTorch to float rounding (measured here: ONNX Runtime and LiteRT
 within 7e-6, CoreML fp32 within 5e-6, shared/reference/measured.md), so fp32 limits are tight.
-fp16 stores weights/activations with a 10-bit mantissa: about 1.5e-3 relative was measured on
-CoreML fp16, so fp16 limits leave about 10x headroom over that.
+
+fp16 is judged by what users see (the same top-1 / top-5, mask pixels, boxes) plus an error
+limit set between measured fp16 noise of healthy trained networks and measured real defects:
+- healthy, fp16 default exports: the trained fixture (tests/data/trained/mobilevit_xxs_digits,
+  64x64) 0.0048 CoreML / 0.0048 ONNX / 0.0049 TFLite, cosine >= 0.99999; a real fine-tune of
+  Apple's MobileViT-XXS (issue 9, 256x256) 0.036 CoreML (fp16 activations, which the Neural
+  Engine needs), 0.0085 ONNX once biases stay fp32, 0.007 TFLite, worst cosine 0.9987.
+- defects on the trained fixture's fp16 exports, any target (within 1e-3 of each other): every
+  weight x (1 + 0.01 N(0,1)) 0.086, cosine 0.9975, top-1 unchanged; 2% noise 0.197 (top-1 0.75);
+  RGB fed to BGR weights 0.69 (top-1 0.2).
+Commands: tests/test_trained_fixture.py and docs/trained-fixture.md.
 
 relative error = max |artefact - reference| / max |reference| over each output.
 Agreement checks on arg-max decisions (top-1, mask pixels) skip samples/pixels whose reference
@@ -40,7 +49,15 @@ TOLERANCES: dict[str, Tolerance] = {
         mask_agreement=0.999, mask_miou=0.99, box_iou=0.999, box_recall=1.0, score_difference=1e-4,
     ),
     "fp16": Tolerance(
-        relative_error=2e-2, cosine=0.999, decision_margin=2e-2, top1_agreement=1.0, top5_agreement=0.8,
+        # 0.06: 1.7x the worst healthy fp16 export measured (CoreML 0.036), and 1% weight noise
+        # (0.086) still fails; see the module docstring for each measurement.
+        relative_error=6e-2,
+        # Below the worst healthy cosine measured (0.9987); a backstop, the error limit bites first.
+        cosine=0.997,
+        # An honest export with error e can flip a decision whose margin is under 2e: 2 x 0.036
+        # measured, so smaller margins are not judged; top-1 on the rest must agree exactly.
+        decision_margin=8e-2, top1_agreement=1.0, top5_agreement=0.8,
+        # Not yet measured on a trained segmenter/detector (none trained yet): unchanged since random-weight tests.
         mask_agreement=0.98, mask_miou=0.9, box_iou=0.9, box_recall=0.9, score_difference=2e-2,
     ),
 }

@@ -8,17 +8,19 @@ from typing import Any
 
 from .base import ExportError, ExportTarget, TargetNotInstalled
 from .resolve import ResolvedModel
+from .targets import get_target
 from .wrappers import BuiltModule
 
 VERIFIERS = ("auto", "mil-reference", "coreml-runtime", "both")
 
 
-def check_verifier(target: str, verifier: str) -> None:
+def check_verifier(target: ExportTarget | str, verifier: str) -> None:
     """Refuse a verifier that cannot run here before anything is exported."""
+    target = get_target(target) if isinstance(target, str) else target
     if verifier not in VERIFIERS:
         raise ExportError(f"unknown --verifier {verifier!r}: use {', '.join(VERIFIERS)}")
-    if verifier != "auto" and target != "coreml":
-        raise ExportError(f"--verifier {verifier} applies to CoreML exports only (got --target {target})")
+    if verifier != "auto" and verifier not in target.verifiers:
+        raise ExportError(f"--verifier {verifier} applies to CoreML exports only (got --target {target.name})")
     if verifier in ("coreml-runtime", "both") and sys.platform != "darwin":
         raise ExportError(f"--verifier {verifier} needs Apple's CoreML runtime, which runs only on macOS; "
                           "use --verifier mil-reference or auto here")
@@ -49,7 +51,7 @@ def run_verification(
     """
     from .verify import verify_runner
 
-    check_verifier(export_target.name, verifier)
+    check_verifier(export_target, verifier)
     names = {"auto": [None], "both": ["coreml-runtime", "mil-reference"]}.get(verifier, [verifier])
     results = []
     for name in names:
@@ -64,5 +66,5 @@ def run_verification(
             return {"verdict": "not-verified", "reason": str(exc), "checks": []}
         results.append(verify_runner(runner, reference, task=resolved.task, preprocess=resolved.preprocess,
                                      precision=precision, raw_input=bool(opts.get("raw_input")), nms=opts.get("nms"),
-                                     nms_best_class_only=export_target.name == "coreml"))
+                                     nms_best_class_only=export_target.nms_best_class_only))
     return results[0] if len(results) == 1 else merge_verifications(results)

@@ -2,7 +2,7 @@
 
 BatchNorm is fused before anything is traced, so no export ever contains a BN op, and reshape/
 permute chains through tensors above rank 5 are lowered (lower_rank.py), so no target sees one.
-Output names for every task live here (OUTPUT_NAMES) and nowhere else.
+What each task wraps around the network, and its output names, is the task's (tasks/).
 """
 
 from __future__ import annotations
@@ -14,61 +14,17 @@ import torch
 from torch import nn
 
 from mvit.models import PreprocessSpec
-from mvit.models.deeplabv3 import SegmentationMask
-from mvit.models.detection_postprocess import DetectionDecoder, generate_anchors
-
-from .base import ExportError
+from .base import ExportError, ExportTarget
 from .lower_rank import lower_rank
 from .preprocessing import PixelPreprocess
+from .targets import get_target
+from .tasks import get_task
 
 INPUT_NAME = "image"
 MAX_RANK = 5  # CoreML takes rank <= 5; ONNX and TFLite artefacts are held to the same limit
 
-# Names of the traced module's outputs, per task and mode.
-OUTPUT_NAMES: dict[str, list[str]] = {
-    "classification": ["probabilities", "class_id"],
-    "classification_coreml": ["probabilities"],  # ClassifierConfig adds the top class itself
-    "segmentation": ["logits"],
-    "segmentation_mask": ["mask"],
-    "detection": ["boxes", "scores"],  # decoded xyxy in [0, 1] and softmax scores, no NMS
-    "detection_raw": ["box_offsets", "class_logits"],
-}
-# Outputs of a detection artefact once the target has appended its NMS.
+# Outputs of a detection artefact once the target has appended its NMS (targets may add more).
 NMS_OUTPUT_NAMES = ["boxes", "scores", "class_ids"]
-
-
-def output_key(task: str, target: str, options: dict[str, Any]) -> str:
-    if task == "classification":
-        return "classification_coreml" if target == "coreml" else "classification"
-    if task == "segmentation":
-        return "segmentation_mask" if options.get("mask") else "segmentation"
-    if task == "detection":
-        return "detection_raw" if options.get("raw_detection") else "detection"
-    raise ValueError(f"no fixed output names for task {task!r}")
-
-
-class _Classification(nn.Module):
-    def __init__(self, net: nn.Module, with_class_id: bool) -> None:
-        super().__init__()
-        self.net, self.with_class_id = net, with_class_id
-
-    def forward(self, x: torch.Tensor):
-        probs = self.net(x).softmax(dim=-1)
-        if self.with_class_id:
-            return probs, probs.argmax(dim=-1).to(torch.int32)
-        return probs
-
-
-class _Detection(nn.Module):
-    def __init__(self, net: nn.Module, decoder: DetectionDecoder | None) -> None:
-        super().__init__()
-        self.net, self.decoder = net, decoder
-
-    def forward(self, x: torch.Tensor):
-        offsets, logits = self.net(x)
-        if self.decoder is None:
-            return offsets, logits
-        return self.decoder(offsets, logits)
 
 
 class ExportModule(nn.Module):
@@ -91,26 +47,12 @@ class BuiltModule:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def detection_anchors(net: nn.Module, image_size: int) -> torch.Tensor:
-    from mvit.models.ssdlite import ASPECT_RATIOS
-
-    return generate_anchors(net.feature_map_sizes(image_size), ASPECT_RATIOS)
-
-
-def generic_output_names(net: nn.Module, image_size: int) -> list[str]:
-    """A user's own network: outputs exported as returned, named output_0..k."""
-    with torch.no_grad():
-        out = net(torch.zeros(1, 3, image_size, image_size))
-    n = len(out) if isinstance(out, (tuple, list)) else 1
-    return ["output"] if n == 1 else [f"output_{i}" for i in range(n)]
-
-
 def build_export_module(
     fused: nn.Module,
     task: str,
     image_size: int,
     *,
-    target: str,
+    target: ExportTarget | str,
     preprocess: PreprocessSpec | None,
     options: dict[str, Any] | None = None,
     lower: bool = True,
@@ -122,26 +64,13 @@ def build_export_module(
     was rewritten."""
     options = options or {}
     pre = PixelPreprocess(preprocess) if preprocess is not None else None
-    anchors = None
     extras: dict[str, Any] = {}
     net = fused
     if lower:
         net, extras["rank_lowering"] = lower_rank_for_export(fused, image_size, options)
-    if task == "generic":
-        head, names = net, generic_output_names(fused, image_size)
-    else:
-        names = list(OUTPUT_NAMES[output_key(task, target, options)])
-        if task == "classification":
-            head = _Classification(net, with_class_id=len(names) == 2)
-        elif task == "segmentation":
-            head = SegmentationMask(net) if options.get("mask") else net
-        elif task == "detection":
-            anchors = detection_anchors(fused, image_size)
-            decoder = None if options.get("raw_detection") else DetectionDecoder(anchors)
-            head = _Detection(net, decoder)
-        else:
-            raise ValueError(f"unknown task {task!r}")
-    return BuiltModule(ExportModule(head, pre).eval(), names, anchors, extras)
+    export_target = get_target(target) if isinstance(target, str) else target
+    head = get_task(task).head(net, fused, image_size, options, class_id_output=export_target.class_id_output)
+    return BuiltModule(ExportModule(head.module, pre).eval(), head.output_names, head.anchors, extras)
 
 
 def lower_rank_for_export(net: nn.Module, image_size: int, options: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:

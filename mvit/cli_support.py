@@ -9,12 +9,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import signal
 import sys
+import tempfile
 import warnings
-from typing import Any
+from typing import Any, Iterator
 
 from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, MvitError, one_line
 
@@ -31,6 +34,10 @@ _QUIET_ENV = {
 _QUIET_LOGGERS = ("coremltools", "torchao", "torch.utils._pytree", "absl", "jax", "tensorflow", "litert_torch",
                   "ai_edge_torch", "onnxscript", "onnx_ir", "torch.onnx", "torch._dynamo", "torch.export")
 
+
+# Notices C++ runtimes print on fd 2 whatever the log level: TFLite's minimal logger ("INFO: Created
+# TensorFlow Lite XNNPACK delegate for CPU."), absl's pre-init warning and glog-style I/W lines.
+_NATIVE_CHATTER = re.compile(rb"^(INFO: |WARNING: All log messages before absl::InitializeLog|[IW]\d{4} \d\d:\d\d:\d\d)")
 
 INTERRUPTED = "interrupted; nothing half-written was left under a final name"
 
@@ -55,6 +62,42 @@ def quiet_third_party() -> None:
     except Exception:  # absl is optional (it comes with the TFLite extra)
         pass
     warnings.filterwarnings("ignore")
+
+
+@contextlib.contextmanager
+def native_chatter_filtered() -> Iterator[None]:
+    """Collect what native code writes to fd 2 during the block and pass on all but known notices.
+
+    LiteRT's interpreter announces its XNNPACK delegate from C++, past every logger setting, so
+    it can only be filtered at the file descriptor. Python's own stderr keeps going straight to
+    the terminal meanwhile (progress bars stay live); MVIT_DEBUG=1 leaves fd 2 alone.
+    """
+    if debug():
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        python_on_fd2 = sys.stderr.fileno() == 2
+    except Exception:  # a captured stderr (tests) has no descriptor: leave it as it is
+        python_on_fd2 = False
+    saved = os.dup(2)
+    python_stderr = sys.stderr
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        if python_on_fd2:
+            sys.stderr = open(saved, "w", closefd=False, buffering=1)
+        try:
+            yield
+        finally:
+            if python_on_fd2:
+                sys.stderr.flush()
+                sys.stderr = python_stderr
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            kept = b"".join(line for line in sink if not _NATIVE_CHATTER.match(line))
+            if kept:
+                os.write(2, kept)
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
