@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from mvit.cli_support import fail, quiet_third_party, run_cli
 
@@ -101,7 +101,7 @@ def export(
         return fail("--into-harness needs --target coreml (or all)")
     if precision not in ("fp16", "fp32"):
         return fail(f"unknown --precision {precision!r}: use fp16 or fp32")
-    options = dict(mask=mask, raw_detection=raw_detection, raw_input=raw_input, nhwc=nhwc, dynamic_batch=dynamic_batch,
+    options: dict[str, Any] = dict(mask=mask, raw_detection=raw_detection, raw_input=raw_input, nhwc=nhwc, dynamic_batch=dynamic_batch,
                    channel_order=channel_order, mean=parse_triple(mean, "--mean"), std=parse_triple(std, "--std", positive=True))
     if no_nms:
         options["nms"] = False

@@ -263,6 +263,8 @@ def _first_conv_on_input(module: nn.Module, input_shape: tuple[int, ...]) -> nn.
 
 
 class _ScaleInput(nn.Module):
+    scale: torch.Tensor  # a buffer
+
     def __init__(self, module: nn.Module, scale: torch.Tensor) -> None:
         super().__init__()
         self.module = module

@@ -126,7 +126,8 @@ def _rewrite(gm: fx.GraphModule, max_rank: int) -> list[dict[str, Any]]:
         if not big and not inside:
             continue
         op = node.target if node.op == "call_function" else None
-        source = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
+        first = node.args[0] if node.args else None
+        source: fx.Node | None = first if isinstance(first, fx.Node) else None
         if op not in _RESHAPES | _COPIES | _PERMUTES or inside not in ([], [source]) or (not inside and op not in _RESHAPES):
             culprit = node if big else inside[0]
             raise LowerRankError(
@@ -134,8 +135,9 @@ def _rewrite(gm: fx.GraphModule, max_rank: int) -> list[dict[str, Any]]:
                 f"chains through rank > {max_rank} can be lowered: rewrite that step to use at most {max_rank} dimensions"
             )
         if not inside:
-            chains[node] = (source, _shape(node), list(range(len(_shape(node)))))
+            chains[node] = (node if source is None else source, _shape(node), list(range(len(_shape(node)))))
             continue
+        assert source is not None  # `inside` is [source] here
         src, view, perm = chains[source]
         if op in _COPIES:
             chains[node] = (src, view, perm)
@@ -160,11 +162,12 @@ def _rewrite(gm: fx.GraphModule, max_rank: int) -> list[dict[str, Any]]:
 
 def _permute_dims(node: fx.Node, rank: int) -> list[int]:
     if node.target == aten.transpose.int:
-        a, b = (int(d) % rank for d in node.args[1:3])
+        a, b = (int(d) % rank for d in node.args[1:3])  # type: ignore[arg-type]
         dims = list(range(rank))
         dims[a], dims[b] = b, a
         return dims
-    return [int(d) % rank for d in node.args[1]]
+    perm: Any = node.args[1]
+    return [int(d) % rank for d in perm]
 
 
 def simplify(view: list[int], perm: list[int]) -> tuple[list[int], list[int]]:

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from mvit.models import get_spec, list_models
 
@@ -29,20 +30,21 @@ def run_matrix(
             if config != "A" and not get_spec(model).supports_patch_config:
                 continue
             for target in targets:
-                row = {"model": model, "config": config, "target": target, "precision": precision}
-                extra = {}
+                row: dict[str, Any] = {"model": model, "config": config, "target": target, "precision": precision}
+                extra: dict[str, Any] = {}
                 if score_threshold is not None and get_spec(model).task == "detection":
                     extra["nms"] = {"score_threshold": score_threshold}
                     row["score_threshold"] = score_threshold
                 try:
                     result = export_model(model, target, out / model, config=config, precision=precision, **extra)
-                    verification = result.report.get("verification") or {}
+                    report = result.report or {}
+                    verification = report.get("verification") or {}
                     outputs = verification.get("outputs", {})
                     row |= {
-                        "verdict": result.verdict, "verified_by": result.report.get("verified_by"),
+                        "verdict": result.verdict, "verified_by": report.get("verified_by"),
                         "size_mb": round(result.size_bytes / 2**20, 2),
                         "max_relative_error": max((o["relative_error"] for o in outputs.values()), default=None),
-                        "failed": result.report.get("failed", []), "warnings": len(result.report.get("warnings", [])),
+                        "failed": report.get("failed", []), "warnings": len(report.get("warnings", [])),
                     }
                     metrics = verification.get("task_metrics", {})
                     if "reference_detections" in metrics:

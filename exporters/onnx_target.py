@@ -12,6 +12,7 @@ import io
 import warnings
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -42,7 +43,8 @@ class OnnxRunner:
             raise ExportError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}") from None
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self._path, self._num_threads, self._tap = Path(path), num_threads, None
+        self._path, self._num_threads = Path(path), num_threads
+        self._tap: tuple[Any, list[str]] | None = None
 
     def pre_nms(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
         """What the file's NonMaxSuppression reads, for image 0: boxes [A,4] xyxy and foreground
@@ -194,7 +196,7 @@ class OnnxTarget:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                request.module, (dummy,), buffer, dynamo=False, opset_version=OPSET,
+                request.module, (dummy,), buffer, dynamo=False,  # type: ignore[arg-type]  # torch accepts a file object opset_version=OPSET,
                 input_names=[INPUT_NAME], output_names=traced_names, dynamic_axes=dynamic,
                 do_constant_folding=True,
             )

@@ -35,7 +35,8 @@ def normalise_options(task: str, options: dict[str, Any], target: ExportTarget) 
             only = next(t.name for t in TASKS.values() if key in t.options)
             raise ExportError(f"{_FLAGS.get(key, key)} applies to {only} models only (this model does {task})")
     if "nms" in owner.options and not opts.get("raw_detection") and options.get("nms", True) is not False:
-        given = opts.get("nms") if isinstance(opts.get("nms"), dict) else {}
+        nms = opts.get("nms")
+        given: dict[str, Any] = nms if isinstance(nms, dict) else {}
         bad = set(given) - {f.name for f in fields(NmsSettings)}
         if bad:
             raise ExportError(f"unknown NMS setting(s) {sorted(bad)}; known: {[f.name for f in fields(NmsSettings)]}")

@@ -54,6 +54,9 @@ class PixelPreprocess(nn.Module):
         else:
             self.scale = float(spec.scale)
 
+    mul: torch.Tensor  # buffers, when mean/std are used
+    add: torch.Tensor
+
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         x = pixels.flip(1) if self.flip else pixels
         if self.use_bias:

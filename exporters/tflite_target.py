@@ -251,7 +251,8 @@ class LiteRTRunner:
         self._nhwc = shape[-1] == 3 and shape[1] != 3
         self.input_names = ["image"]
         self.output_names = list(self.runner.get_output_details())
-        self._path, self._num_threads, self._tap = Path(path), num_threads, None
+        self._path, self._num_threads = Path(path), num_threads
+        self._tap: tuple[Any, int, int] | None = None
 
     def pre_nms(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
         """What the file's TFLite_Detection_PostProcess reads, for image 0: boxes [A,4] xyxy and

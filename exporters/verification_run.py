@@ -52,7 +52,8 @@ def run_verification(
     from .verify import verify_runner
 
     check_verifier(export_target, verifier)
-    names = {"auto": [None], "both": ["coreml-runtime", "mil-reference"]}.get(verifier, [verifier])
+    choices: dict[str, list[str | None]] = {"auto": [None], "both": ["coreml-runtime", "mil-reference"]}
+    names = choices.get(verifier, [verifier])
     results = []
     for name in names:
         try:

@@ -14,6 +14,7 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import MilReferenceError
 
@@ -36,7 +37,7 @@ class ClassifierOutputs:
 class LoadedPackage:
     path: Path
     spec: object  # coremltools.proto.Model_pb2.Model
-    program: object  # coremltools.converters.mil.mil.Program
+    program: Any  # coremltools.converters.mil.mil.Program
     input_names: list[str]
     output_names: list[str]
     images: dict[str, ImageInput]

@@ -63,7 +63,7 @@ class _Judge:
 class ClassificationTask:
     name = "classification"
     options: frozenset[str] = frozenset()
-    coreml_preview = "imageClassifier"
+    coreml_preview: str | None = "imageClassifier"
 
     def head(self, net: nn.Module, original: nn.Module, image_size: int, options: dict[str, Any],
              class_id_output: bool) -> Head:

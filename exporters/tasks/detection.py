@@ -33,7 +33,8 @@ class _Detection(nn.Module):
 def detection_anchors(net: nn.Module, image_size: int) -> torch.Tensor:
     from mvit.models.ssdlite import ASPECT_RATIOS
 
-    return generate_anchors(net.feature_map_sizes(image_size), ASPECT_RATIOS)
+    sizes: Any = getattr(net, "feature_map_sizes")  # SSDLite's; a detector without it is no SSDLite
+    return generate_anchors(sizes(image_size), ASPECT_RATIOS)
 
 
 def artefact_detections(out: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -134,8 +135,8 @@ class _NumericOnly:
 
 class DetectionTask:
     name = "detection"
-    options = frozenset({"raw_detection", "nms"})
-    coreml_preview = "objectDetector"
+    options: frozenset[str] = frozenset({"raw_detection", "nms"})
+    coreml_preview: str | None = "objectDetector"
 
     def head(self, net: nn.Module, original: nn.Module, image_size: int, options: dict[str, Any],
              class_id_output: bool) -> Head:

@@ -23,7 +23,7 @@ def output_names(net: nn.Module, image_size: int) -> list[str]:
 class GenericTask:
     name = "generic"
     options: frozenset[str] = frozenset()
-    coreml_preview = None
+    coreml_preview: str | None = None
 
     def head(self, net: nn.Module, original: nn.Module, image_size: int, options: dict[str, Any],
              class_id_output: bool) -> Head:

@@ -51,8 +51,8 @@ class _Judge:
 
 class SegmentationTask:
     name = "segmentation"
-    options = frozenset({"mask"})
-    coreml_preview = "imageSegmenter"
+    options: frozenset[str] = frozenset({"mask"})
+    coreml_preview: str | None = "imageSegmenter"
 
     def head(self, net: nn.Module, original: nn.Module, image_size: int, options: dict[str, Any],
              class_id_output: bool) -> Head:
