@@ -1,5 +1,5 @@
-"""DeepLabV3 with a MobileViT backbone at output stride 16 (paper recipe; HF's
-MobileViTForSemanticSegmentation computes the same function)."""
+"""DeepLabV3 with a MobileViT (v1 or v2) backbone at output stride 16 (paper recipe; HF's
+MobileViTForSemanticSegmentation and MobileViTV2ForSemanticSegmentation compute the same function)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from torch import nn
 
 from .layers import ConvBnAct
 from .mobilevit import MobileViT
+from .mobilevit_v2 import MobileViTV2
 
 ASPP_CHANNELS = 256
 ATROUS_RATES = (6, 12, 18)
@@ -50,12 +51,19 @@ class DeepLabV3(nn.Module):
         patch_sizes: str | tuple[int, int, int] = "A",
         num_classes: int = 21,
         output_stride: int = 16,
+        *,
+        encoder: MobileViT | MobileViTV2 | None = None,
+        aspp_channels: int = ASPP_CHANNELS,
     ) -> None:
+        """`encoder` replaces the v1 backbone named by `size`/`patch_sizes` (a v2 backbone,
+        built at its output stride with no classifier)."""
         super().__init__()
-        self.encoder = MobileViT(size, patch_sizes, num_classes=0, output_stride=output_stride, final_conv=False)
-        self.aspp = Aspp(self.encoder.stage_channels[-1])
+        if encoder is None:
+            encoder = MobileViT(size, patch_sizes, num_classes=0, output_stride=output_stride, final_conv=False)
+        self.encoder: MobileViT | MobileViTV2 = encoder
+        self.aspp = Aspp(self.encoder.stage_channels[-1], aspp_channels)
         self.drop = nn.Dropout2d(0.1)
-        self.classifier = nn.Conv2d(ASPP_CHANNELS, num_classes, 1, bias=True)
+        self.classifier = nn.Conv2d(aspp_channels, num_classes, 1, bias=True)
         self.num_classes = num_classes
         self.patch_sizes = self.encoder.patch_sizes
 
@@ -78,3 +86,12 @@ class SegmentationMask(nn.Module):
         logits = self.segmenter(x)
         logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return logits.argmax(dim=1).to(torch.int32)
+
+
+# ml-cvnets' MobileViT v2 DeepLabV3 configs and HF's MobileViTV2Config use 512 ASPP channels (v1: 256).
+V2_ASPP_CHANNELS = 512
+
+
+def deeplabv3_mobilevit_v2(width: str = "100", num_classes: int = 21, output_stride: int = 16) -> DeepLabV3:
+    encoder = MobileViTV2(width, num_classes=0, output_stride=output_stride)
+    return DeepLabV3(num_classes=num_classes, encoder=encoder, aspp_channels=V2_ASPP_CHANNELS)

@@ -11,9 +11,10 @@ from typing import Callable, Literal
 
 from torch import nn
 
-from .deeplabv3 import DeepLabV3
+from .deeplabv3 import DeepLabV3, deeplabv3_mobilevit_v2
 from .mobilenet_v2 import MobileNetV2
 from .mobilevit import MobileViT, resolve_patch_sizes
+from .mobilevit_v2 import WIDTHS, MobileViTV2
 from .ssdlite import SSDLite
 
 Task = Literal["classification", "segmentation", "detection"]
@@ -55,6 +56,7 @@ class ModelSpec:
     num_classes: int
     labels_file: str | None = None  # a file in models/labels/, else generic names
     supports_patch_config: bool = True
+    fixed_patch_reason: str = "has no MobileViT blocks"  # why config B is refused, when it is
     description: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
 
@@ -97,7 +99,7 @@ def create_model(name: str, config: str | tuple[int, int, int] = "A", num_classe
     if spec.supports_patch_config:
         kwargs["patch_sizes"] = resolve_patch_sizes(config)
     elif resolve_patch_sizes(config) != resolve_patch_sizes("A"):
-        raise ValueError(f"{name} has no MobileViT blocks, so patch config {config!r} does not apply")
+        raise ValueError(f"{name} {spec.fixed_patch_reason}, so patch config {config!r} does not apply")
     model = spec.builder(**kwargs)
     return model.eval()
 
@@ -119,6 +121,18 @@ for _size, _long in _SIZE_NAMES.items():
     register(ModelSpec(
         f"ssdlite_mobilevit_{_size}", lambda s=_size, **kw: SSDLite(s, **kw), "detection", 320, _DET, 81,
         labels_file="coco.txt", description=f"SSDLite MobileViT-{_long}, COCO",
+    ))
+
+_V2_FIXED = "uses patch size 2 in every MobileViT v2 block (the paper's only setting)"
+for _width, _mult in WIDTHS.items():
+    register(ModelSpec(
+        f"mobilevitv2_{_width}", lambda w=_width, **kw: MobileViTV2(w, **kw), "classification", 256, _CLS, 1000,
+        supports_patch_config=False, fixed_patch_reason=_V2_FIXED, description=f"MobileViT v2 {_mult} ImageNet-1k classifier",
+    ))
+    register(ModelSpec(
+        f"deeplabv3_mobilevitv2_{_width}", lambda w=_width, **kw: deeplabv3_mobilevit_v2(w, **kw), "segmentation", 512,
+        _SEG, 21, labels_file="voc.txt", supports_patch_config=False, fixed_patch_reason=_V2_FIXED,
+        description=f"DeepLabV3 MobileViT v2 {_mult}, PASCAL VOC",
     ))
 
 register(ModelSpec(

@@ -152,10 +152,103 @@ def hf_segmentation(key: str) -> list[str]:
     return [_conv_bn(rest, f"{base}.convolution", f"{base}.normalization")]
 
 
+# MobileViT v2 (models/mobilevit_v2.py). Its names are timm's; HF's and ml-cvnets' v2 names are
+# what HF's convert_mlcvnets_to_pytorch.py for v2 renames between.
+_V2_TRANSFORMER_CVNETS = {
+    "norm1": "pre_norm_attn.0", "attn.qkv_proj": "pre_norm_attn.1.qkv_proj.block.conv",
+    "attn.out_proj": "pre_norm_attn.1.out_proj.block.conv", "norm2": "pre_norm_ffn.0",
+    "mlp.fc1": "pre_norm_ffn.1.block.conv", "mlp.fc2": "pre_norm_ffn.3.block.conv",
+}
+_V2_TRANSFORMER_HF = {
+    "norm1": "layernorm_before", "attn.qkv_proj": "attention.qkv_proj.convolution",
+    "attn.out_proj": "attention.out_proj.convolution", "norm2": "layernorm_after",
+    "mlp.fc1": "ffn.conv1.convolution", "mlp.fc2": "ffn.conv2.convolution",
+}
+_V2_LAYER = r"transformer\.(\d+)\.(norm1|norm2|attn\.qkv_proj|attn\.out_proj|mlp\.fc1|mlp\.fc2)\.(\w+)"
+
+
+def _v2_backbone_cvnets(key: str) -> str:
+    m = re.fullmatch(r"stages\.([234])\.1\.(.+)", key)
+    if not m:  # stem and MV2 blocks are named as in v1
+        return _backbone_cvnets(key)
+    i, rest = int(m.group(1)), m.group(2)
+    base = f"layer_{i + 1}.1"
+    if rest == "conv_1x1.weight":
+        return f"{base}.local_rep.1.block.conv.weight"
+    if rest.startswith("norm."):
+        return f"{base}.global_rep.{_DEPTHS[i]}.{rest[5:]}"
+    t = re.fullmatch(_V2_LAYER, rest)
+    if t:
+        return f"{base}.global_rep.{t.group(1)}.{_V2_TRANSFORMER_CVNETS[t.group(2)]}.{t.group(3)}"
+    name, _, rest = rest.partition(".")
+    where = {"conv_kxk": "local_rep.0", "conv_proj": "conv_proj"}.get(name)
+    if where is None:
+        raise UnmappedKey(key)
+    return _conv_bn(rest, f"{base}.{where}.block.conv", f"{base}.{where}.block.norm")
+
+
+def _v2_backbone_hf(key: str) -> str:
+    pre = "mobilevitv2."
+    m = re.fullmatch(r"stages\.([234])\.1\.(.+)", key)
+    if not m:  # stem and MV2 blocks are named as in v1, under another prefix
+        (name,) = _backbone_hf(key)
+        return pre + name.removeprefix("mobilevit.")
+    base, rest = f"{pre}encoder.layer.{m.group(1)}", m.group(2)
+    if rest == "conv_1x1.weight":
+        return f"{base}.conv_1x1.convolution.weight"
+    if rest.startswith("norm."):
+        return f"{base}.layernorm.{rest[5:]}"
+    t = re.fullmatch(_V2_LAYER, rest)
+    if t:
+        return f"{base}.transformer.layer.{t.group(1)}.{_V2_TRANSFORMER_HF[t.group(2)]}.{t.group(3)}"
+    name, _, rest = rest.partition(".")
+    where = {"conv_kxk": "conv_kxk", "conv_proj": "conv_projection"}.get(name)
+    if where is None:
+        raise UnmappedKey(key)
+    return _conv_bn(rest, f"{base}.{where}.convolution", f"{base}.{where}.normalization")
+
+
+def timm_v2_classification(key: str) -> list[str]:
+    """timm's `mobilevitv2_*` uses this package's names (we chose them so)."""
+    return [key]
+
+
+def cvnets_v2_classification(key: str) -> list[str]:
+    if key.startswith("head.fc."):
+        return ["classifier.1." + key[8:]]
+    return [_v2_backbone_cvnets(key)]
+
+
+def cvnets_v2_segmentation(key: str) -> list[str]:
+    if key.startswith("encoder."):
+        return ["encoder." + _v2_backbone_cvnets(key[8:])]
+    if key.startswith("classifier."):
+        # ml-cvnets 0.2+, which brought v2, holds the classifier conv directly (v0.1 nested it).
+        return ["seg_head.classifier.block.conv." + key[11:]]
+    return cvnets_segmentation(key)  # the ASPP is named as in v1
+
+
+def hf_v2_classification(key: str) -> list[str]:
+    if key.startswith("head.fc."):
+        return ["classifier." + key[8:]]
+    return [_v2_backbone_hf(key)]
+
+
+def hf_v2_segmentation(key: str) -> list[str]:
+    if key.startswith("encoder."):
+        return [_v2_backbone_hf(key[8:])]
+    return hf_segmentation(key)  # the DeepLabV3 head is named as in v1
+
+
 KEY_MAPS: dict[str, KeyMap] = {
     "timm/classification": timm_classification,
     "cvnets/classification": cvnets_classification,
     "cvnets/segmentation": cvnets_segmentation,
     "hf/classification": hf_classification,
     "hf/segmentation": hf_segmentation,
+    "timm-v2/classification": timm_v2_classification,
+    "cvnets-v2/classification": cvnets_v2_classification,
+    "cvnets-v2/segmentation": cvnets_v2_segmentation,
+    "hf-v2/classification": hf_v2_classification,
+    "hf-v2/segmentation": hf_v2_segmentation,
 }

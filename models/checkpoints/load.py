@@ -1,8 +1,9 @@
 """Load a checkpoint from disk in any format users have, into a registered model.
 
 Formats: a Hugging Face folder (config.json + model.safetensors or pytorch_model.bin) for
-MobileViTForImageClassification / MobileViTForSemanticSegmentation; an ml-cvnets state dict
-(classification, segmentation); a timm MobileViT state dict; this package's own .safetensors
+MobileViT(V2)ForImageClassification / MobileViT(V2)ForSemanticSegmentation; an ml-cvnets state
+dict (v1 or v2; classification, segmentation); a timm MobileViT or MobileViT v2 state dict; this
+package's own .safetensors
 (any registered model, with its name, patch config and labels in the metadata).
 Nothing is ever fetched from a hub.
 """
@@ -21,6 +22,8 @@ from torch import nn
 from mvit.files import write_with_path_atomic
 
 from ..mobilevit import SIZES, resolve_patch_sizes
+from ..mobilevit_v2 import WIDTHS, stage_channels
+from ..mobilevit_v2_block import PATCH_SIZE as V2_PATCH_SIZE
 from ..registry import create_model, get_spec
 from .convert import from_format
 from .errors import CheckpointError
@@ -37,6 +40,21 @@ _MODEL_PREFIX = {"classification": "mobilevit", "segmentation": "deeplabv3_mobil
 # Probe keys (ours) whose presence in a mapped foreign dict tells the task and the size.
 _PROBES = {"classification": "stages.4.0.conv3_1x1.conv.weight", "segmentation": "encoder.stages.4.0.conv3_1x1.conv.weight"}
 _HEADS = {"classification": "head.fc.weight", "segmentation": "classifier.weight"}
+# MobileViT v2: the qkv projection exists only in v2; its input width (the last block's
+# attention width) tells the width multiplier.
+_V2_HF_TASKS = {"MobileViTV2ForImageClassification": "classification", "MobileViTV2ForSemanticSegmentation": "segmentation"}
+_V2_MODEL_PREFIX = {"classification": "mobilevitv2", "segmentation": "deeplabv3_mobilevitv2"}
+_V2_PROBES = {
+    "classification": "stages.4.1.transformer.0.attn.qkv_proj.weight",
+    "segmentation": "encoder.stages.4.1.transformer.0.attn.qkv_proj.weight",
+}
+_V2_WIDTH_BY_LAST_DIM = {stage_channels(mult)[2][-1]: name for name, mult in WIDTHS.items()}
+# What mvit's v2 models are, in MobileViTV2Config's terms; anything else computes another function.
+_V2_HF_FIXED = {
+    "n_attn_blocks": [2, 4, 3], "base_attn_unit_dims": [128, 192, 256], "ffn_multiplier": 2, "expand_ratio": 2.0,
+    "conv_kernel_size": 3, "patch_size": V2_PATCH_SIZE, "num_channels": 3,
+}
+_V2_HF_SEGMENTATION = {"output_stride": 16, "atrous_rates": [6, 12, 18], "aspp_out_channels": 512}
 
 
 @dataclass
@@ -125,16 +143,21 @@ def _read_hf_folder(folder: Path) -> tuple[dict[str, torch.Tensor], CheckpointIn
     config = read_json(config_path)
     if not isinstance(config, dict):
         raise CheckpointError(f"{config_path} is not a JSON object; a Hugging Face config.json is one")
-    arch = next((a for a in config.get("architectures") or [] if a in _HF_TASKS), None)
-    if config.get("model_type") != "mobilevit" or arch is None:
-        raise CheckpointError(
-            f"{config_path} describes {config.get('model_type')!r} {config.get('architectures')}; "
-            f"supported: model_type 'mobilevit' with {' or '.join(_HF_TASKS)}"
-        )
-    task = _HF_TASKS[arch]
-    size = _SIZE_BY_HF_NECK.get(tuple(config.get("neck_hidden_sizes", ())))
-    if size is None:
-        raise CheckpointError(f"{config_path}: neck_hidden_sizes {config.get('neck_hidden_sizes')} match no MobileViT size (XXS/XS/S)")
+    if config.get("model_type") == "mobilevitv2":
+        fmt, model_name = _hf_v2_model(config, config_path)
+    else:
+        arch = next((a for a in config.get("architectures") or [] if a in _HF_TASKS), None)
+        if config.get("model_type") != "mobilevit" or arch is None:
+            raise CheckpointError(
+                f"{config_path} describes {config.get('model_type')!r} {config.get('architectures')}; "
+                f"supported: model_type 'mobilevit' with {' or '.join(_HF_TASKS)}, "
+                f"or 'mobilevitv2' with {' or '.join(_V2_HF_TASKS)}"
+            )
+        task = _HF_TASKS[arch]
+        size = _SIZE_BY_HF_NECK.get(tuple(config.get("neck_hidden_sizes", ())))
+        if size is None:
+            raise CheckpointError(f"{config_path}: neck_hidden_sizes {config.get('neck_hidden_sizes')} match no MobileViT size (XXS/XS/S)")
+        fmt, model_name = f"hf/{task}", f"{_MODEL_PREFIX[task]}_{size}"
     weights = next((folder / n for n in ("model.safetensors", "pytorch_model.bin") if (folder / n).exists()), None)
     if weights is None:
         raise CheckpointError(f"{folder} has no model.safetensors or pytorch_model.bin")
@@ -151,7 +174,7 @@ def _read_hf_folder(folder: Path) -> tuple[dict[str, torch.Tensor], CheckpointIn
         image_size = preprocess["crop"]  # what the processor feeds the network, when it says
     tensors, _ = read_tensors(weights)
     info = CheckpointInfo(
-        path=str(folder), format=f"hf/{task}", model_name=f"{_MODEL_PREFIX[task]}_{size}",
+        path=str(folder), format=fmt, model_name=model_name,
         patch_sizes=(patch, patch, patch), num_classes=num_classes, labels=labels, image_size=image_size,
         # MobileViTImageProcessor flips RGB to BGR by default, matching Apple's training data.
         channel_order=(preprocess or {}).get("channel_order", "BGR"), preprocess=preprocess, config_recorded=True,
@@ -159,8 +182,66 @@ def _read_hf_folder(folder: Path) -> tuple[dict[str, torch.Tensor], CheckpointIn
     return tensors, info
 
 
+def _hf_v2_model(config: dict, config_path: Path) -> tuple[str, str]:
+    """(format, model name) of a MobileViTV2 config.json, refusing what mvit's v2 is not."""
+    arch = next((a for a in config.get("architectures") or [] if a in _V2_HF_TASKS), None)
+    if arch is None:
+        raise CheckpointError(
+            f"{config_path} describes mobilevitv2 {config.get('architectures')}; supported: {' or '.join(_V2_HF_TASKS)}"
+        )
+    task = _V2_HF_TASKS[arch]
+    multiplier = config.get("width_multiplier", 1.0)
+    width = next((name for name, m in WIDTHS.items() if multiplier == m), None)
+    if width is None:
+        raise CheckpointError(
+            f"{config_path}: width_multiplier {multiplier!r} is not one mvit builds; use "
+            + ", ".join(str(m) for m in WIDTHS.values())
+        )
+    # HF's own defaults where the file is silent: the network transformers would build from it.
+    expected = {**_V2_HF_FIXED, **(_V2_HF_SEGMENTATION if task == "segmentation" else {"output_stride": 32})}
+    hf_defaults = {"output_stride": 32, "atrous_rates": [6, 12, 18], "aspp_out_channels": 512}
+    for key, want in expected.items():
+        got = config.get(key, hf_defaults.get(key, want))
+        if (list(got) if isinstance(got, (list, tuple)) else got) != want:
+            raise CheckpointError(
+                f"{config_path}: {key} is {got!r}, but mvit's MobileViT v2 {task} model has {want!r}; "
+                "such a checkpoint computes another network"
+            )
+    if config.get("hidden_act", "swish") not in ("swish", "silu"):
+        raise CheckpointError(f"{config_path}: hidden_act is {config.get('hidden_act')!r}; mvit's MobileViT v2 uses swish (SiLU)")
+    return f"hf-v2/{task}", f"{_V2_MODEL_PREFIX[task]}_{width}"
+
+
+def _identify_v2(path: Path, tensors: dict[str, torch.Tensor], patch_sizes: tuple[int, int, int]) -> CheckpointInfo | None:
+    for fmt in ("cvnets-v2/classification", "cvnets-v2/segmentation", "timm-v2/classification",
+                "hf-v2/classification", "hf-v2/segmentation"):
+        task = fmt.split("/")[1]
+        probe = KEY_MAPS[fmt](_V2_PROBES[task])[0]
+        head = KEY_MAPS[fmt](_HEADS[task])[0]
+        if probe in tensors and head in tensors:
+            dim = tensors[probe].shape[1] if tensors[probe].dim() > 1 else -1
+            width = _V2_WIDTH_BY_LAST_DIM.get(dim)
+            if width is None:
+                raise CheckpointError(f"{path}: {probe} has input width {dim}, which matches no MobileViT v2 width (0.5/0.75/1.0)")
+            if patch_sizes != (V2_PATCH_SIZE,) * 3:
+                raise CheckpointError(
+                    f"{path} holds a MobileViT v2 model, which uses patch size {V2_PATCH_SIZE} in every block; "
+                    f"patch sizes {patch_sizes} do not apply (drop --config)"
+                )
+            return CheckpointInfo(
+                path=str(path), format=fmt, model_name=f"{_V2_MODEL_PREFIX[task]}_{width}",
+                patch_sizes=(V2_PATCH_SIZE,) * 3, num_classes=tensors[head].shape[0],
+                # Apple's v2 weights, like v1, expect BGR (HF's processor for them flips to BGR).
+                channel_order="BGR",
+            )
+    return None
+
+
 def _identify(path: Path, tensors: dict[str, torch.Tensor], patch_sizes: tuple[int, int, int]) -> CheckpointInfo:
     """Tell format, task and size of a bare state dict from its key names and shapes."""
+    v2 = _identify_v2(path, tensors, patch_sizes)  # first: v2 dicts also hold the v1 probe keys
+    if v2 is not None:
+        return v2
     for fmt in ("cvnets/classification", "cvnets/segmentation", "timm/classification", "hf/classification", "hf/segmentation"):
         task = fmt.split("/")[1]
         probe = KEY_MAPS[fmt](_PROBES[task])[0]
@@ -178,7 +259,7 @@ def _identify(path: Path, tensors: dict[str, torch.Tensor], patch_sizes: tuple[i
     sample = ", ".join(list(tensors)[:3])
     raise CheckpointError(
         f"{path} matches no known MobileViT checkpoint layout (first keys: {sample}); "
-        "supported: Hugging Face folder, ml-cvnets, timm, mvit .safetensors"
+        "supported: Hugging Face folder, ml-cvnets, timm (MobileViT v1 or v2), mvit .safetensors"
     )
 
 
