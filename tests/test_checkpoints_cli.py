@@ -21,6 +21,9 @@ from mvit.models import create_model
 from mvit.models.checkpoints import save_checkpoint, to_format
 from mvit.models.mobilevit import SIZES
 
+# Conversion-heavy: runs in CI; `pytest -m "not slow"` skips it for a quick check.
+pytestmark = pytest.mark.slow
+
 MVIT_EXPORT = Path(sys.executable).with_name("mvit-export")
 MVIT_VERIFY = Path(sys.executable).with_name("mvit-verify")
 SIZE = 64

@@ -18,6 +18,9 @@ from onnx import numpy_helper
 
 from mvit.exporters import api, cli
 
+# Conversion-heavy: runs in CI; `pytest -m "not slow"` skips it for a quick check.
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("target", ["onnx", "tflite", "coreml"])
 def test_random_detector_compares_what_nms_was_given(tmp_path, target):

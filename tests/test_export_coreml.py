@@ -29,6 +29,9 @@ from mvit.models import create_model, fuse_batchnorm, get_spec
 from mvit.models.checkpoints import load_checkpoint
 from mvit.models.detection_postprocess import NmsSettings, select_detections
 
+# Conversion-heavy: runs in CI; `pytest -m "not slow"` skips it for a quick check.
+pytestmark = pytest.mark.slow
+
 COREML = get_target("coreml")
 SIZES = {"mobilevit_xxs": 128, "deeplabv3_mobilevit_xxs": 128, "ssdlite_mobilevit_xxs": 192}
 PREVIEW = {"mobilevit_xxs": "imageClassifier", "deeplabv3_mobilevit_xxs": "imageSegmenter",

@@ -18,6 +18,9 @@ from mvit.exporters.api import export_model
 from mvit.exporters.base import ExportError
 from mvit.exporters.targets import get_target
 
+# Conversion-heavy: runs in CI; `pytest -m "not slow"` skips it for a quick check.
+pytestmark = pytest.mark.slow
+
 TFLITE = get_target("tflite")
 # Softmax over 81 classes of a random detector sits near 1/81; this threshold keeps dozens of boxes.
 LOW_SCORE = 0.0125

@@ -465,6 +465,9 @@ CASES: list[Case] = [
 SLOW_NET = '''\
 import os, time, torch
 
+# Conversion-heavy: runs in CI; `pytest -m "not slow"` skips it for a quick check.
+pytestmark = pytest.mark.slow
+
 class Slow(torch.nn.Module):
     """Each forward logs whether it is being exported, then sleeps: a wide window for a signal."""
 

@@ -35,6 +35,9 @@ from mvit.models.ssdlite import ASPECT_RATIOS
 
 import coremltools as ct  # the coreml extra; missing must fail, not skip
 
+# Conversion-heavy: runs in CI; `pytest -m "not slow"` skips it for a quick check.
+pytestmark = pytest.mark.slow
+
 SIZE = 128
 FP32_RTOL = 1e-4
 FP16_RTOL, FP16_COSINE = 2e-2, 0.999
