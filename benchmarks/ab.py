@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from mvit.errors import one_line
 
 from .machine import gemm_gflops
 from .runner import new_document, result_row
 from .runtimes import (
-    RUNTIME_TARGETS, BenchModel, RuntimeUnavailable, artefact_runtime, example_input, load_artefact,
+    RUNTIME_TARGETS,
+    BenchModel,
+    RuntimeUnavailable,
+    artefact_runtime,
+    example_input,
+    load_artefact,
     runtime_available,
 )
 from .verdict import DEFAULT_THRESHOLD, Comparison, compare_samples

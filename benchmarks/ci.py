@@ -26,9 +26,9 @@ import tarfile
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from mvit.exporters.api import artefact_sha256
 

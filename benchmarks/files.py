@@ -9,8 +9,9 @@ starts with a dot so a folder listing (and `find_artefact`) skips a leftover.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from mvit.errors import MvitError
 from mvit.files import write_atomic

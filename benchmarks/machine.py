@@ -89,7 +89,7 @@ class PeakRss:
     maximum (getrusage) is reported, which can only grow from row to row.
     """
 
-    def __enter__(self) -> "PeakRss":
+    def __enter__(self) -> PeakRss:
         self.mb: float | None = None
         try:
             with open("/proc/self/clear_refs", "w") as fh:

@@ -10,23 +10,29 @@ from __future__ import annotations
 import ctypes
 import gc
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
 
 from .machine import PeakRss, gemm_gflops, machine_info
 from .macs import count_macs
+from .runtimes import RUNTIMES as DEFAULT_RUNTIMES  # pytorch + every target's runtime
 from .runtimes import (
-    BenchModel, RuntimeUnavailable, bench_model, build_artefact, example_input, load_artefact,
-    load_pytorch, runtime_available,
+    BenchModel,
+    RuntimeUnavailable,
+    bench_model,
+    build_artefact,
+    example_input,
+    load_artefact,
+    load_pytorch,
+    runtime_available,
 )
 from .schema import SCHEMA_VERSION
 from .stats import LatencyStats
 
 DEFAULT_MODELS = ("mobilevit_xxs", "mobilevit_xs", "mobilevit_s", "mobilenet_v2")
-from .runtimes import RUNTIMES as DEFAULT_RUNTIMES  # pytorch + every target's runtime
 
 
 def tool_info() -> dict[str, str]:
@@ -41,7 +47,7 @@ def new_document(results: list[dict], gemm: float | None) -> dict:
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": tool_info(),
-        "created_utc": datetime.now(timezone.utc).isoformat(),
+        "created_utc": datetime.now(UTC).isoformat(),
         "machine": machine_info(),
         "gemm_gflops": gemm,
         "results": results,

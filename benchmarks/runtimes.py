@@ -16,16 +16,15 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
 from mvit.errors import MvitError
-
 from mvit.exporters.targets import RUNTIME_TARGETS
 
 from .comparison_models import CVT13, CVT13_INPUT_SIZE, build_cvt13

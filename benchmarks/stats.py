@@ -14,8 +14,8 @@ Pure Python on purpose: the arithmetic is the spec, not a library call.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 
 def percentile(sorted_times: Sequence[float], p: float) -> float:
@@ -42,7 +42,7 @@ class LatencyStats:
     std_ms: float
 
     @classmethod
-    def from_times(cls, times_ms: Sequence[float]) -> "LatencyStats":
+    def from_times(cls, times_ms: Sequence[float]) -> LatencyStats:
         if len(times_ms) == 0:
             raise ValueError("no timed runs to summarise")
         s = sorted(float(t) for t in times_ms)

@@ -30,14 +30,19 @@ from .options import KNOWN_OPTIONS, artefact_stem, normalise_options
 from .preprocessing import preprocess_dict
 from .report import REPORT_SCHEMA, report_path_for
 from .resolve import (  # noqa: F401 (re-exported: the library's entry points)
-    MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, RANDOM_WEIGHTS_SEED, ResolvedModel, check_image_size, check_size_bounds, describe_preprocess,
+    MAX_IMAGE_SIZE,
+    MIN_IMAGE_SIZE,
+    RANDOM_WEIGHTS_SEED,
+    ResolvedModel,
+    check_image_size,
+    check_size_bounds,
+    describe_preprocess,
     resolve_model,
 )
 from .targets import SUFFIXES, get_target
 from .verification_run import VERIFIERS, check_verifier, merge_verifications, run_verification  # noqa: F401
 from .verify import describe_failure
 from .wrappers import MAX_RANK, BuiltModule, build_export_module
-
 
 _merge_verifications = merge_verifications  # older name, kept for callers
 

@@ -8,8 +8,8 @@ from typing import Any
 from mvit.models.detection_postprocess import NmsSettings
 
 from .base import ExportError, ExportTarget
-from .tasks import TASKS, get_task, task_only_options
 from .resolve import ResolvedModel
+from .tasks import TASKS, get_task, task_only_options
 
 KNOWN_OPTIONS = {"mask", "raw_detection", "raw_input", "nhwc", "dynamic_batch", "nms", "channel_order", "num_threads",
                  "mean", "std"}

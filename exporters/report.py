@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 REPORT_SCHEMA = "mvit-export-report/1"
 
 

@@ -43,7 +43,7 @@ class TFLiteTarget:
     def benchmark_unavailable_reason(self) -> str | None:
         return None
 
-    def load_verifier(self, path: Path, verifier: str, num_threads: int | None = None) -> "LiteRTRunner":
+    def load_verifier(self, path: Path, verifier: str, num_threads: int | None = None) -> LiteRTRunner:
         raise ExportError(f"--verifier {verifier} applies to CoreML exports only; TFLite is verified by LiteRT")
     nms_output_names = ["boxes", "scores", "class_ids", "num_detections"]  # TFLite_Detection_PostProcess's four
 

@@ -10,6 +10,7 @@ is the task's own judge (tasks/).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,10 @@ def _compare_outputs(ref: dict[str, np.ndarray], art: dict[str, np.ndarray]) -> 
     return pairs
 
 
+def _tap(pre_nms: Any, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+    return pre_nms(feed) if pre_nms else None
+
+
 def verify_runner(
     runner: Any,
     reference: BuiltModule,
@@ -97,7 +102,7 @@ def verify_runner(
         art = runner.run(feed)
         # With NMS inside, the artefact's outputs are the kept boxes, not the reference's tensors.
         pairs = {} if nms else _compare_outputs(ref, art)
-        pairs.update(judge.add(SampleOutputs(ref, art, lambda: pre_nms(feed) if pre_nms else None)))
+        pairs.update(judge.add(SampleOutputs(ref, art, functools.partial(_tap, pre_nms, feed))))
         for name, (r, a) in pairs.items():
             _accumulate(per_output, name, tensor_metrics(r, np.asarray(a).reshape(r.shape)))
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from mvit.models import PreprocessSpec
+
 from .base import ExportError, ExportTarget
 from .lower_rank import lower_rank
 from .preprocessing import PixelPreprocess

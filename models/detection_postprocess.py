@@ -61,6 +61,8 @@ class DetectionDecoder(nn.Module):
         super().__init__()
         self.register_buffer("anchors", anchors, persistent=False)
 
+    anchors: torch.Tensor  # a buffer
+
     def forward(self, offsets: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return decode_boxes(offsets, self.anchors), logits.softmax(dim=-1)
 

@@ -60,6 +60,7 @@ class InvertedResidual(nn.Module):
     ) -> None:
         super().__init__()
         hidden = make_divisible(int(round(in_channels * expand_ratio)), 8)
+        self.conv1_1x1: nn.Module
         if skip_expand_when_ratio_one and expand_ratio == 1:
             # torchvision's MobileNetV2 omits the expansion conv in its first block.
             self.conv1_1x1 = nn.Identity()

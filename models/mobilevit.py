@@ -111,6 +111,7 @@ class MobileViT(nn.Module):
         self.num_features = spec.final_channels if final_conv else c5
         self.final_conv = ConvBnAct(c5, spec.final_channels, 1) if final_conv else nn.Identity()
         self.num_classes = num_classes
+        self.head: nn.Module
         if num_classes > 0:
             self.head = ClassifierHead(self.num_features, num_classes, drop_rate)
         else:

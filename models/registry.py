@@ -5,9 +5,10 @@ Adding a model is one builder plus one `register(...)` call.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from importlib import resources
-from typing import Callable, Literal
+from typing import Literal
 
 from torch import nn
 
@@ -41,7 +42,7 @@ class PreprocessSpec:
     def has_mean_std(self) -> bool:
         return any(m != 0.0 for m in self.mean) or any(s != 1.0 for s in self.std)
 
-    def with_size(self, crop: int) -> "PreprocessSpec":
+    def with_size(self, crop: int) -> PreprocessSpec:
         """Same recipe at another crop size, keeping the resize/crop ratio."""
         return replace(self, crop=crop, resize_shortest=round(crop * self.resize_shortest / self.crop))
 
@@ -95,7 +96,7 @@ def create_model(name: str, config: str | tuple[int, int, int] = "A", num_classe
     `config` is the paper's patch-size config: "A" (2,2,2), "B" (8,4,2) or explicit sizes.
     """
     spec = get_spec(name)
-    kwargs = {"num_classes": num_classes or spec.num_classes}
+    kwargs: dict[str, object] = {"num_classes": num_classes or spec.num_classes}
     if spec.supports_patch_config:
         kwargs["patch_sizes"] = resolve_patch_sizes(config)
     elif resolve_patch_sizes(config) != resolve_patch_sizes("A"):

@@ -24,6 +24,7 @@ class SeparableConv(nn.Sequential):
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, head: bool = False) -> None:
         super().__init__()
         self.dw = ConvBnAct(in_channels, in_channels, 3, stride, groups=in_channels, act=None)
+        self.pw: nn.Module
         if head:
             self.pw = nn.Conv2d(in_channels, out_channels, 1, bias=True)
         else:
@@ -47,6 +48,7 @@ class SsdHead(nn.Module):
         super().__init__()
         self.proj = ConvBnAct(in_channels, proj_channels, 1, act=nn.ReLU) if in_channels != proj_channels else nn.Identity()
         out = num_anchors * (4 + num_classes)
+        self.loc_cls: nn.Module
         if kernel_size == 3:
             self.loc_cls = SeparableConv(proj_channels, out, head=True)
         else:

@@ -18,8 +18,9 @@ import os
 import shutil
 import signal
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO
 
 STAGING_PREFIX = ".mvit-tmp-"
 

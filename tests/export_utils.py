@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from model_utils import randomize_
 
 from mvit.models import create_model
 from mvit.models.checkpoints import save_checkpoint
-from model_utils import randomize_
 
 
 @torch.no_grad()

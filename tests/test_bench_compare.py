@@ -3,14 +3,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from bench_docs import document, harness_document, lognormal_times, result
 from torch import nn
 from typer.testing import CliRunner
 
-from bench_docs import document, harness_document, lognormal_times, result
 from mvit.benchmarks.cli import app
 from mvit.benchmarks.compare import compare_documents, has_regression
 from mvit.benchmarks.verdict import Verdict, compare_samples
-
 
 # --- verdict logic on synthetic, seeded timings ---------------------------------------------------
 

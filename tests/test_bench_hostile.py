@@ -18,11 +18,11 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import pytest
-
 from bench_docs import document, lognormal_times, result
 
 BENCH = Path(sys.executable).with_name("mvit-bench")

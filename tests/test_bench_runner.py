@@ -3,9 +3,9 @@ import platform
 
 import pytest
 import torch
+from bench_docs import harness_document, lognormal_times
 from typer.testing import CliRunner
 
-from bench_docs import harness_document, lognormal_times
 from mvit.benchmarks.cli import app
 from mvit.benchmarks.macs import count_macs
 from mvit.benchmarks.runtimes import RuntimeUnavailable, runtime_available

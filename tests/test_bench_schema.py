@@ -1,8 +1,8 @@
 import json
 
 import pytest
-
 from bench_docs import document, harness_document, lognormal_times, result
+
 from mvit.benchmarks import schema
 from mvit.benchmarks.schema import ResultsFileError, load_results, validate_document, write_results
 

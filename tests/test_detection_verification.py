@@ -8,8 +8,6 @@ read from the same artefact and judged numerically too.
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -52,13 +50,14 @@ def test_a_damaged_detector_fails_even_when_no_box_survives_nms(tmp_path, capsys
 
 def test_a_runner_without_taps_and_no_boxes_is_not_a_pass():
     """A runner that cannot show what NMS was given (Apple's runtime) with no box to match: nothing was judged."""
+    from dataclasses import asdict
+
     import torch
 
     from mvit.exporters.verify import verify_runner
     from mvit.exporters.wrappers import build_export_module
     from mvit.models import create_model, fuse_batchnorm, get_spec
     from mvit.models.detection_postprocess import NmsSettings
-    from dataclasses import asdict
 
     net = fuse_batchnorm(create_model("ssdlite_mobilevit_xxs"))
     options = {"nms": asdict(NmsSettings())}

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from export_utils import decisive_checkpoint
+
 from mvit.exporters import cli, targets
 
 MVIT_EXPORT = Path(sys.executable).with_name("mvit-export")

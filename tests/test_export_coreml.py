@@ -15,16 +15,16 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 import torch
-
-from model_utils import randomize_
 from export_utils import decisive_checkpoint
+from model_utils import randomize_
+
 from mvit.exporters.api import export_model
 from mvit.exporters.base import ExportError, ExportRequest
 from mvit.exporters.coreml_target import _fold_channel_scale
 from mvit.exporters.preprocessing import normalise, preprocess_dict
 from mvit.exporters.samples import verification_samples
-from mvit.exporters.wrappers import build_export_module
 from mvit.exporters.targets import get_target
+from mvit.exporters.wrappers import build_export_module
 from mvit.models import create_model, fuse_batchnorm, get_spec
 from mvit.models.checkpoints import load_checkpoint
 from mvit.models.detection_postprocess import NmsSettings, select_detections

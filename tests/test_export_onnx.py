@@ -7,8 +7,8 @@ import json
 import numpy as np
 import onnx
 import pytest
-
 from export_utils import decisive_checkpoint
+
 from mvit.exporters.api import export_model
 from mvit.exporters.targets import get_target
 

@@ -12,8 +12,8 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from export_utils import decisive_checkpoint
+
 from mvit.exporters.api import export_model
 from mvit.exporters.base import ExportError
 from mvit.exporters.targets import get_target

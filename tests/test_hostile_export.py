@@ -89,6 +89,7 @@ def _env(**extra: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> Inputs:
     import transformers
+
     from mvit.exporters import api
     from mvit.models import create_model
     from mvit.models.checkpoints import save_checkpoint
@@ -866,6 +867,7 @@ def test_guard_off_config_b_is_silently_ignored(inputs, monkeypatch):
 
 def test_guard_off_unsafe_unpickling_runs_the_code(inputs, tmp_path, monkeypatch):
     import torch
+
     from mvit.models.checkpoints import read
 
     monkeypatch.chdir(tmp_path)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from harness_contract import STRUCT_TO_SCHEMA, contract_mismatches
 from swift_source import codable_structs, imports, syntax_problems, top_level_outline
+
 from mvit.benchmarks.schema import load_results, results_schema, validate_document
 from mvit.benchmarks.stats import LatencyStats
 

@@ -13,6 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import coremltools as ct  # the coreml extra; missing must fail, not skip
 import numpy as np
 import pytest
 import torch
@@ -32,8 +33,6 @@ from mvit.exporters.coreml_reference.ops import OPS
 from mvit.models import create_model, fuse_batchnorm
 from mvit.models.detection_postprocess import DetectionDecoder, box_iou, generate_anchors
 from mvit.models.ssdlite import ASPECT_RATIOS
-
-import coremltools as ct  # the coreml extra; missing must fail, not skip
 
 # Conversion-heavy: runs in CI; `pytest -m "not slow"` skips it for a quick check.
 pytestmark = pytest.mark.slow

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from model_utils import MaxRank
 from torch import nn
 
-from model_utils import MaxRank
 from mvit.exporters import cli
 from mvit.exporters.lower_rank import LowerRankError, lower_rank, lowered_steps, simplify
 from mvit.exporters.wrappers import build_export_module

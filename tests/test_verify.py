@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from export_utils import decisive_checkpoint
+
 from mvit.exporters import api, cli
 from mvit.exporters.preprocessing import normalise
 from mvit.exporters.samples import PHOTOS, verification_samples

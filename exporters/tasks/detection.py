@@ -33,7 +33,7 @@ class _Detection(nn.Module):
 def detection_anchors(net: nn.Module, image_size: int) -> torch.Tensor:
     from mvit.models.ssdlite import ASPECT_RATIOS
 
-    sizes: Any = getattr(net, "feature_map_sizes")  # SSDLite's; a detector without it is no SSDLite
+    sizes: Any = net.feature_map_sizes  # SSDLite's; a detector without it is no SSDLite
     return generate_anchors(sizes(image_size), ASPECT_RATIOS)
 
 

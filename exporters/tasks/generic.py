@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from ..tolerances import Tolerance
-from .detection import _NumericOnly
 from .base import Head
+from .detection import _NumericOnly
 
 
 def output_names(net: nn.Module, image_size: int) -> list[str]:

@@ -9,7 +9,7 @@ in shared/reference/keys/ are what the tests hold them to.
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 KeyMap = Callable[[str], list[str]]
 

@@ -167,7 +167,7 @@ def _read_hf_folder(folder: Path) -> tuple[dict[str, torch.Tensor], CheckpointIn
         raise CheckpointError(f"{config_path} has neither num_labels nor id2label; add one of them")
     if labels is not None and len(labels) != num_classes:
         raise CheckpointError(f"{config_path}: id2label has {len(labels)} entries but num_labels is {num_classes}; make them agree")
-    patch = positive_int(config, "patch_size", config_path, default=2, upper=64)
+    patch = positive_int(config, "patch_size", config_path, default=2, upper=64) or 2
     image_size = positive_int(config, "image_size", config_path, default=None, upper=4096)
     preprocess = hf_preprocessing(folder)
     if preprocess and preprocess.get("crop"):
@@ -272,7 +272,8 @@ def _load_native(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
     except KeyError as exc:
         raise CheckpointError(f"{path}: {exc.args[0]}") from None
     try:
-        patch_sizes = resolve_patch_sizes(tuple(int(p) for p in metadata.get("mvit.patch_sizes", "2,2,2").split(",")))
+        p1, p2, p3 = (int(p) for p in metadata.get("mvit.patch_sizes", "2,2,2").split(","))
+        patch_sizes = resolve_patch_sizes((p1, p2, p3))
         labels = json.loads(metadata["mvit.labels"]) if "mvit.labels" in metadata else None
         if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
             raise ValueError("mvit.labels is not a list of strings")
