@@ -68,6 +68,24 @@ class Runner(Protocol):
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
+class TargetDefaults:
+    """What most targets answer alike; a target overrides what differs (CoreML: most of it)."""
+
+    preprocess_in_graph = True
+    own_options: frozenset[str] = frozenset()
+    verifiers: tuple[str, ...] = ()
+    nms_best_class_only = False
+    class_id_output = True
+    harness_ready = False
+    name = ""
+
+    def benchmark_unavailable_reason(self) -> str | None:
+        return None
+
+    def load_verifier(self, path: Path, verifier: str, num_threads: int | None = None) -> Runner:
+        raise ExportError(f"--verifier {verifier} applies to CoreML exports only; {self.name} artefacts have one runtime")
+
+
 class ExportTarget(Protocol):
     """Everything a caller needs to know about a target is asked of this object."""
 

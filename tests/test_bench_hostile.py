@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 import pytest
 from bench_docs import document, lognormal_times, result
+from cli_utils import stop_and_check_interrupted
 
 BENCH = Path(sys.executable).with_name("mvit-bench")
 
@@ -334,16 +335,8 @@ def test_sigint_during_run_exits_130_in_one_line_and_writes_no_results(tmp_path)
             time.sleep(0.2)
         time.sleep(1.5)  # past loading, into the timed runs
         assert proc.poll() is None
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 130, err
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: interrupted"), err
-    assert "Traceback" not in out + err
+        stop_and_check_interrupted(proc, signal.SIGINT)
     assert not (tmp_path / "res.json").exists() and not (tmp_path / "res.md").exists()
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
 

@@ -31,7 +31,7 @@ def test_random_detector_compares_what_nms_was_given(tmp_path, target):
     assert {"relative_error[pre_nms_boxes]", "relative_error[pre_nms_scores]", "cosine[pre_nms_scores]"} <= checked
 
 
-def test_a_damaged_detector_fails_even_when_no_box_survives_nms(tmp_path, capsys):
+def test_a_damaged_detector_fails_even_when_no_box_survives_nms(tmp_path, cli_run):
     result = api.export_model("ssdlite_mobilevit_xxs", "onnx", tmp_path, precision="fp32", image_size=128)
     model = onnx.load(str(result.path))
     # Damage the first head's box/class conv (the most anchors): scores and boxes change, NMS still keeps nothing.
@@ -40,10 +40,8 @@ def test_a_damaged_detector_fails_even_when_no_box_survives_nms(tmp_path, capsys
     weight = inits[conv.input[1]]
     weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 1.5, weight.name))
     onnx.save(model, str(result.path))
-    with pytest.raises(SystemExit) as exc:
-        cli.verify_main([str(result.path)])
-    out = capsys.readouterr().out
-    assert exc.value.code == 1 and " fail " in out and "pre_nms" in out
+    code, out, _ = cli_run(cli.verify_main, str(result.path))
+    assert code == 1 and " fail " in out and "pre_nms" in out
     report = json.loads(result.path.with_name(result.path.name + ".verify.json").read_text())
     assert report["verification"]["task_metrics"]["artefact_detections"] == 0
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_utils import run_main
 from export_utils import decisive_checkpoint
 
 from mvit.exporters import cli, targets
@@ -15,10 +16,7 @@ MVIT_EXPORT = Path(sys.executable).with_name("mvit-export")
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        cli.main(list(args))
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
+    return run_main(capsys, cli.main, *args)
 
 
 def assert_one_error_line(code: int, err: str, *needles: str) -> None:
@@ -44,10 +42,7 @@ def test_onnx_export_prints_path_size_verdict(tmp_path, capsys):
 
 
 def run_verify(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        cli.verify_main(list(args))
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
+    return run_main(capsys, cli.verify_main, *args)
 
 
 def test_unknown_model(tmp_path, capsys):

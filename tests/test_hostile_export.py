@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from cli_utils import stop_and_check_interrupted
 
 BIN = Path(sys.executable).parent
 MODEL = "mobilevit_xxs"
@@ -729,16 +730,8 @@ def test_interrupt_leaves_nothing_under_a_final_name(sig, phase, tmp_path):
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the export never reached its " + phase
             time.sleep(0.05)
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 130, err
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: interrupted"), err
-    assert "Traceback" not in out + err
+        stop_and_check_interrupted(proc, sig)
     out_dir = tmp_path / "out"
     assert [p.name for p in out_dir.iterdir()] == [], "an interrupted export left files"  # neither final names nor staging
     calls = log.read_text().split()

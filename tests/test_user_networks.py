@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_utils import run_main
 from model_utils import MaxRank
 from torch import nn
 
@@ -132,13 +133,6 @@ def test_arithmetic_at_rank_six_is_refused_by_name():
         lower_rank(_RankSixMath(), torch.randn(1, 3, 32, 32))
 
 
-def _cli(capsys, main, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
-
-
 def _assert_report_pass(artefact: Path) -> dict:
     report = json.loads(artefact.with_name(artefact.name + ".report.json").read_text())
     assert report["verdict"] == "pass", report["failed"]
@@ -155,7 +149,7 @@ def _assert_report_pass(artefact: Path) -> dict:
 @pytest.mark.parametrize("factory", ["factory", "factory_patch8_4"])
 def test_einops_network_exports_and_verifies(tmp_path, capsys, user_nets, target, factory):
     model = f"einops_mobilevit:{factory}"
-    code, out, err = _cli(capsys, cli.main, "--model", model, "--image-size", "64", "--target", target, "--out", str(tmp_path))
+    code, out, err = run_main(capsys, cli.main, "--model", model, "--image-size", "64", "--target", target, "--out", str(tmp_path))
     assert code == 0, err
     suffix = {"coreml": ".mlpackage", "onnx": ".onnx", "tflite": ".tflite"}[target]
     artefact = tmp_path / f"einops_mobilevit.{factory}_custom_64_fp16{suffix}"
@@ -168,7 +162,7 @@ def test_einops_network_exports_and_verifies(tmp_path, capsys, user_nets, target
         assert "com.apple.coreml.model.preview.type" not in meta and meta["xcode_preview"] == NO_PREVIEW
         assert json.loads(meta["model_outputs"]) == ["output_0", "output_1", "output_2"]
 
-    code, out, err = _cli(capsys, cli.verify_main, str(artefact), "--model", model)
+    code, out, err = run_main(capsys, cli.verify_main, str(artefact), "--model", model)
     assert code == 0, err
     assert " pass " in out
     assert json.loads(artefact.with_name(artefact.name + ".verify.json").read_text())["verdict"] == "pass"
@@ -188,7 +182,7 @@ def test_console_script_with_user_network_on_pythonpath(tmp_path):
 
 
 def test_dynamic_batch_with_rank_six_network_is_one_error_line(tmp_path, capsys, user_nets):
-    code, _, err = _cli(capsys, cli.main, "--model", "einops_mobilevit:factory", "--image-size", "64", "--target", "onnx",
+    code, _, err = run_main(capsys, cli.main, "--model", "einops_mobilevit:factory", "--image-size", "64", "--target", "onnx",
                         "--dynamic-batch", "--out", str(tmp_path))
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and "--dynamic-batch" in lines[0], err

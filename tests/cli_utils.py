@@ -1,0 +1,32 @@
+"""Checks every CLI test shares: the one-line error contract of all three commands."""
+
+from __future__ import annotations
+
+import subprocess
+
+
+def stop_and_check_interrupted(proc: subprocess.Popen, sig: int) -> tuple[str, str]:
+    """Send `sig` to a running command, wait, and assert exit 130 with exactly one `error: interrupted` line."""
+    try:
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: interrupted"), err
+    assert "Traceback" not in out + err
+    return out, err
+
+
+def run_main(capsys, main, *args: str) -> tuple[int, str, str]:
+    """Run a CLI entry point (`mvit.exporters.cli.main`, `verify_main`, `mvit.benchmarks.cli.main`)
+    in-process as a user's shell would: (exit code, stdout, stderr)."""
+    import pytest
+
+    with pytest.raises(SystemExit) as exc:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return exc.value.code, out, err
