@@ -67,9 +67,7 @@ def classifier_fp16(tmp_path_factory) -> Path:
     return out
 
 
-TRAINED = [f for f in tf.FIXTURES.values() if f.checkpoint.exists()]
-untrained = pytest.mark.skipif(not tf.SEGMENTER.checkpoint.exists() or not tf.DETECTOR.checkpoint.exists(),
-                               reason="segmenter/detector fixtures not trained yet: tests/data/make_trained_fixtures.py")
+TRAINED = list(tf.FIXTURES.values())  # all three are committed
 
 
 def test_fixture_checkpoints_are_small_and_match_their_recorded_accuracy():
@@ -87,7 +85,10 @@ def test_fixture_checkpoints_are_small_and_match_their_recorded_accuracy():
     assert info.channel_order == "BGR" and info.labels == tf.LABELS
     measured = evaluate("classification", model)["top1_accuracy"]
     assert measured == pytest.approx(metrics["classification"]["heldout"]["top1_accuracy"], abs=1e-9)
-    assert measured > 0.2  # ten classes: chance is 0.1
+    assert measured > 0.9  # a network that really classifies (ten classes: chance is 0.1)
+    # The segmenter and detector really segment and detect: well above what a constant output scores.
+    assert metrics["segmentation"]["heldout"]["miou"] > 0.3
+    assert metrics["detection"]["heldout"]["recall"] > 0.4
 
 
 def test_heldout_scenes_are_deterministic_and_real_photos():
@@ -115,7 +116,6 @@ def test_classifier_fp32_passes_in_every_target(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@untrained
 @pytest.mark.parametrize("precision", ["fp16", "fp32"])
 @pytest.mark.parametrize("fixture", [tf.SEGMENTER, tf.DETECTOR], ids=lambda f: f.task)
 def test_segmenter_and_detector_pass_in_every_target(tmp_path, capsys, fixture, precision):
