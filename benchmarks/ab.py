@@ -1,9 +1,11 @@
 """`mvit-bench ab BASE CANDIDATE`: interleaved runs of two artefacts in one process.
 
-The two artefacts alternate run by run in ABBA order (base, cand, cand, base, ...), so both see
-the same machine state, and whichever goes second in a pair alternates too (no systematic
-cache or turbo advantage). Pair i = the i-th base run and the i-th candidate run, measured back to
-back; the verdict uses their paired ratios (benchmarks/verdict.py).
+The two artefacts take turns in short blocks (benchmarks/timing.py: 4 calls, the first 2 untimed)
+in ABBA order (base, cand, cand, base, ...), so both see the same machine state and whichever goes
+second alternates (no systematic cache or turbo advantage); each runtime stops its threads
+spinning when a call returns, so neither slows the other (issue 14). Pair i = the i-th timed base
+run and the i-th timed candidate run, from the same round; the verdict uses their paired ratios
+(benchmarks/verdict.py).
 """
 
 from __future__ import annotations
@@ -27,7 +29,12 @@ from .runtimes import (
     load_artefact,
     runtime_available,
 )
+from .timing import Blocks, time_interleaved
 from .verdict import DEFAULT_THRESHOLD, Comparison, compare_samples
+
+# Measured (issue 14): within 1-5% of each runtime's solo median, at twice the calls of
+# call-by-call alternation.
+BLOCKS = Blocks(calls=4, discard=2)
 
 
 @dataclass
@@ -36,7 +43,7 @@ class AbOutcome:
     comparison: Comparison
 
 
-def _artefact_model(path: Path, runtime: str, image_size: int | None) -> BenchModel:
+def artefact_model(path: Path, runtime: str, image_size: int | None) -> BenchModel:
     """Name, task, input size and input kind from the artefact's own metadata (mvit exports)."""
     from mvit.exporters.targets import get_target
 
@@ -82,7 +89,7 @@ def run_ab(base: Path, candidate: Path, *, threads: int = 1, warmups: int = 10, 
     runtimes = [artefact_runtime(Path(p)) for p in (base, candidate)]
     for runtime in set(runtimes):
         runtime_available(runtime)
-    models = [_artefact_model(Path(p), r, image_size) for p, r in zip((base, candidate), runtimes)]
+    models = [artefact_model(Path(p), r, image_size) for p, r in zip((base, candidate), runtimes)]
     if models[0].input_size != models[1].input_size or models[0].raw_input != models[1].raw_input:
         raise RuntimeUnavailable(
             f"{base} and {candidate} take different inputs ({models[0].input_size} vs {models[1].input_size}); "
@@ -108,16 +115,7 @@ def run_ab(base: Path, candidate: Path, *, threads: int = 1, warmups: int = 10, 
                 "mvit-bench ab runs artefacts written by mvit-export"
             ) from None
         first_ms.append((time.perf_counter_ns() - start) / 1e6)
-    times: list[list[float]] = [[], []]
-    for i in range(warmups + runs):
-        order = (0, 1) if i % 2 == 0 else (1, 0)  # ABBA: who goes first alternates
-        for side in order:
-            start = time.perf_counter_ns()
-            loaded[side].infer()
-            if i >= warmups:
-                times[side].append((time.perf_counter_ns() - start) / 1e6)
-        if on_step:
-            on_step()
+    times = time_interleaved([item.infer for item in loaded], runs, warmups, BLOCKS, on_step=on_step)
     rows = [
         result_row(models[k], runtimes[k], precision=_precision(Path(p), runtimes[k]), threads=threads,
                    artefact=str(p), load_ms=loaded[k].load_ms, first_ms=first_ms[k], warmups=warmups,

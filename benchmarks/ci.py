@@ -3,7 +3,8 @@
 Baseline: the previous commit's own exports. HEAD~1 is unpacked with `git archive` into a temp
 folder and exports in a subprocess whose PYTHONPATH puts that tree's `mvit` first (the editable
 install's finder comes after the path finder, so the old code wins). Both commits' artefacts are
-then timed interleaved (ABBA) in one process, so machine drift cancels pair by pair.
+then timed interleaved (ABBA, in short blocks, no thread spinning between calls:
+benchmarks/timing.py) in one process, so machine drift cancels pair by pair.
 
 When nothing under mvit/, models/ or exporters/ changed since HEAD~1, the previous commit's
 artefacts are this commit's (exports are deterministic), so nothing is rebuilt and the table is
@@ -32,7 +33,7 @@ from pathlib import Path
 
 from mvit.exporters.api import artefact_sha256
 
-from .ab import run_ab
+from .ab import BLOCKS, run_ab
 from .compare import RowComparison, comparison_markdown
 from .runtimes import RUNTIME_TARGETS, RuntimeUnavailable, bench_model, build_artefact, runtime_available
 
@@ -178,8 +179,9 @@ def run_ci(settings: CiSettings, log: Callable[[str], None] = print) -> str:
     report = comparison_markdown(
         rows, title=f"Latency: this commit vs {'itself (A/A)' if baseline is current else baseline_name}",
         threshold=settings.threshold, statistic="median",
-        method=f"interleaved ABBA runs in one process, {settings.runs} pairs after {settings.warmups} warm-ups, "
-               f"{settings.threads} thread(s), median of paired ratios",
+        method=f"interleaved ABBA blocks in one process ({BLOCKS.calls} calls, the first {BLOCKS.discard} untimed), "
+               f"{settings.runs} pairs after {settings.warmups} warm-ups, {settings.threads} thread(s), "
+               "median of paired ratios",
         notes=notes,
     )
     return report + (f"\nInformational only: this step never fails CI on latency. Took {elapsed:.0f} s.\n")

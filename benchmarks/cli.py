@@ -1,4 +1,4 @@
-"""`mvit-bench`: run, report, compare, ab, ci. A thin layer over the library functions.
+"""`mvit-bench`: run, report, compare, ab, profile, ci. A thin layer over the library functions.
 
 Errors go the way of every mvit command (mvit.cli_support.run_cli): one `error: ...` line on
 stderr; exit 0 ok, 1 a significant regression (or a benchmark row that crashed), 2 bad input,
@@ -8,6 +8,7 @@ stderr; exit 0 ok, 1 a significant regression (or a benchmark row that crashed),
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import sys
@@ -205,7 +206,7 @@ def ab(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write both rows as results JSON."),
 ) -> None:
     """Interleave runs of two artefacts (ABBA) in one process; verdict from paired ratios."""
-    from .ab import run_ab
+    from .ab import BLOCKS, run_ab
     from .compare import RowComparison, comparison_markdown
 
     _finite(threshold, "--threshold")
@@ -222,12 +223,39 @@ def ab(
     row = RowComparison(f"{candidate.name} vs {base.name}", b["stats"]["median_ms"], c["stats"]["median_ms"],
                         outcome.comparison)
     text = comparison_markdown([row], title="Interleaved A/B", threshold=threshold, statistic="median",
-                               method=f"ABBA interleaved, {runs} pairs, {threads} thread(s), median of paired ratios")
+                               method=f"ABBA interleaved in blocks of {BLOCKS.calls} calls (first {BLOCKS.discard} untimed), "
+                                      f"{runs} pairs, {threads} thread(s), median of paired ratios")
     typer.echo(text)
     if out:
         write_results(out, outcome.document)
     if outcome.comparison.verdict.value == "REGRESSION":
         raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+@_interruptible
+def profile(
+    artefact: Path = typer.Argument(..., help="An exported .onnx or .tflite file."),
+    threads: int = typer.Option(DEFAULT_THREADS, min=1),
+    warmups: int = typer.Option(5, min=0),
+    runs: int = typer.Option(20, min=1),
+    image_size: Optional[int] = typer.Option(None, min=MIN_IMAGE_SIZE, max=MAX_IMAGE_SIZE,
+                                             help="Input size when the artefact's metadata lacks it."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write <out>.json and <out>.md."),
+) -> None:
+    """Time by op type (ONNX Runtime's profiler); LiteRT: ops by type and XNNPACK partitions."""
+    from .op_profile import profile_artefact, profile_markdown
+
+    paths = (out.with_suffix(".json"), out.with_suffix(".md")) if out else ()
+    for path in paths:
+        check_output_path(path)
+    result = profile_artefact(artefact, threads=threads, warmups=warmups, runs=runs, image_size=image_size)
+    text = profile_markdown(result)
+    typer.echo(text)
+    if paths:
+        atomic_write_text(paths[0], json.dumps(result.as_dict(), indent=2) + "\n")
+        atomic_write_text(paths[1], text)
+        typer.echo(f"wrote {paths[0]} and {paths[1]}", err=True)
 
 
 @app.command()

@@ -2,7 +2,9 @@
 
 Each row: build the artefact (not timed), load it (load_ms: session creation / interpreter
 allocation / eager module construction), one first inference (first_inference_ms), warm-ups,
-then `runs` timed inferences at batch 1 with a fixed thread count, all in this process.
+then `runs` timed inferences at batch 1 with a fixed thread count, all in this process. Rows run
+one after another, each at its solo speed: artefacts are loaded with thread spinning off, eager
+after one large allocation has warmed the heap (runtimes.py, timing.py).
 """
 
 from __future__ import annotations

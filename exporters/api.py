@@ -225,7 +225,7 @@ def _request(resolved: ResolvedModel, built: BuiltModule, precision: str, opts: 
              export_target: ExportTarget) -> ExportRequest:
     in_graph = _in_graph(export_target, opts)
     preprocess = preprocess_dict(resolved.preprocess, raw_input=bool(opts.get("raw_input")), in_graph=in_graph)
-    final_outputs = export_target.nms_output_names if "nms" in opts else built.output_names
+    final_outputs = export_target.output_names_with_nms(opts) if "nms" in opts else built.output_names
     metadata = {
         "mvit_version": __version__, "model": resolved.name, "task": resolved.task, "config": resolved.config,
         "precision": precision, "image_size": str(resolved.image_size), "weights": resolved.weights,

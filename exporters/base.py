@@ -77,7 +77,12 @@ class TargetDefaults:
     nms_best_class_only = False
     class_id_output = True
     harness_ready = False
+    nms_forms: tuple[str, ...] = ()  # one NMS form: nothing to choose
+    nms_output_names: list[str] = []
     name = ""
+
+    def output_names_with_nms(self, options: dict[str, Any]) -> list[str]:
+        return list(self.nms_output_names)
 
     def benchmark_unavailable_reason(self) -> str | None:
         return None
@@ -100,6 +105,10 @@ class ExportTarget(Protocol):
     nms_best_class_only: bool  # the native NMS keeps each box under its best class only (CoreML)
     class_id_output: bool  # a classifier gets a class_id output (CoreML's ClassifierConfig adds its own label)
     harness_ready: bool  # --into-harness can copy it into the iOS app
+    nms_forms: tuple[str, ...]  # detection NMS forms it can write (--coreml-nms), the default first; () for one
+
+    def output_names_with_nms(self, options: dict[str, Any]) -> list[str]:
+        """A detection artefact's outputs once its NMS is appended, in the chosen form."""
 
     def available(self) -> bool: ...
 

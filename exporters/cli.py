@@ -79,6 +79,9 @@ def export(
     mask: bool = typer.Option(False, "--mask", help="Segmentation: upsample to input size and argmax inside the model"),
     raw_detection: bool = typer.Option(False, "--raw-detection", help="Detection: raw box/score tensors; anchors saved as <artefact>.anchors.npy"),
     no_nms: bool = typer.Option(False, "--no-nms", help="Detection: decoded boxes and scores, no NMS"),
+    coreml_nms: Optional[str] = typer.Option(None, "--coreml-nms", help="CoreML detection: vision (default: a pipeline "
+                                             "ending in Core ML's NonMaximumSuppression model, what Vision reads) | "
+                                             "program (one ML Program with MIL NMS inside: boxes, scores, class_ids)"),
     raw_input: bool = typer.Option(False, "--raw-input", help="Take the normalised tensor instead of RGB pixels (CoreML: a TensorType input)"),
     nhwc: bool = typer.Option(False, "--nhwc", help="TFLite: NHWC input"),
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="ONNX: dynamic batch dimension"),
@@ -95,6 +98,8 @@ def export(
         owners = [t.name for t in targets if option in t.own_options]
         if on and not owners:
             return fail(f"{flag} applies to {_owner_of(option)} exports only (got --target {target})")
+    if coreml_nms is not None and not any(t.nms_forms for t in targets):
+        return fail(f"--coreml-nms applies to CoreML exports only (got --target {target})")
     if verifier != "auto" and not any(verifier in t.verifiers for t in targets):
         return fail(f"--verifier {verifier} applies to CoreML exports only (got --target {target})")
     if into_harness and not any(t.harness_ready for t in targets):
@@ -102,7 +107,8 @@ def export(
     if precision not in ("fp16", "fp32"):
         return fail(f"unknown --precision {precision!r}: use fp16 or fp32")
     options: dict[str, Any] = dict(mask=mask, raw_detection=raw_detection, raw_input=raw_input, nhwc=nhwc, dynamic_batch=dynamic_batch,
-                   channel_order=channel_order, mean=parse_triple(mean, "--mean"), std=parse_triple(std, "--std", positive=True))
+                   channel_order=channel_order, mean=parse_triple(mean, "--mean"), std=parse_triple(std, "--std", positive=True),
+                   coreml_nms=coreml_nms)
     if no_nms:
         options["nms"] = False
     verifier_for = {t.name: verifier if verifier in t.verifiers else "auto" for t in targets}

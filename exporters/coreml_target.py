@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .base import ExportError, ExportRequest, Runner, importable
+from .coreml_pipeline import NMS_FORMS, VISION_OUTPUTS
 from .tasks import get_task
 from .wrappers import NMS_OUTPUT_NAMES
 
@@ -46,8 +47,13 @@ class CoreMLTarget:
     preprocess_in_graph = False  # the ImageType carries scale, bias and channel order
     own_options: frozenset[str] = frozenset()
     verifiers = ("mil-reference", "coreml-runtime", "both")
+    # The program form's outputs (`--coreml-nms program`); the default Vision pipeline returns
+    # VISION_OUTPUTS instead, and export() records those as the artefact's output names.
     nms_output_names = list(NMS_OUTPUT_NAMES)
-    nms_best_class_only = True  # MIL non_maximum_suppression: one class per box (coreml_nms.py)
+    nms_forms = NMS_FORMS  # --coreml-nms values, the default first
+    # Both forms keep a box under its best class only: MIL non_maximum_suppression
+    # (coreml_nms.py), and NonMaximumSuppression's pickTop.perClass (coreml_pipeline.py).
+    nms_best_class_only = True
     class_id_output = False  # ClassifierConfig adds the top label itself
     harness_ready = True
 
@@ -56,6 +62,10 @@ class CoreMLTarget:
             return None
         return (f"coreml skipped: CoreML runs only on macOS/iOS (this is {platform.system()}); "
                 "benchmark .mlpackage files with the iOS harness or on a Mac")
+
+    def output_names_with_nms(self, options: dict[str, Any]) -> list[str]:
+        # The Vision form returns what Core ML's NonMaximumSuppression model outputs.
+        return list(VISION_OUTPUTS) if nms_form(options) == "vision" else list(self.nms_output_names)
 
     def available(self) -> bool:
         return importable("coremltools")
@@ -113,13 +123,17 @@ class CoreMLTarget:
         return meta
 
     def op_histogram(self, path: Path) -> dict[str, int]:
+        """MIL op counts of the ML Program; a pipeline's other models count as `model:<type>`."""
         counts: Counter[str] = Counter()
-        for op in _program_ops(_load_spec(path)):
+        spec = _load_spec(path)
+        for op in _program_ops(spec):
             counts[op.type] += 1
+        for stage in _pipeline_models(spec)[1:]:
+            counts[f"model:{stage.WhichOneof('Type')}"] += 1
         return dict(counts)
 
     def max_tensor_rank(self, path: Path) -> int:
-        spec = _load_spec(path)
+        spec = _program_spec(_load_spec(path))
         ranks = [0]
         for function in spec.mlProgram.functions.values():
             ranks += [_rank(i.type) for i in function.inputs]
@@ -170,15 +184,31 @@ def _convert(request: ExportRequest) -> Any:
     precision = ct.precision.FLOAT16 if request.precision == "fp16" else ct.precision.FLOAT32
     if not nms:
         return ct.convert(traced, convert_to="mlprogram", compute_precision=precision, **common)
-    # NMS is appended to the MIL program built from the traced network (in fp32; the fp16 pass
-    # runs over the whole program, NMS included, in the second conversion).
+    # The NMS (or the arrays a NonMaximumSuppression model reads) is appended to the MIL program
+    # built from the traced network in fp32; the fp16 pass runs over the whole program in the
+    # second conversion and keeps the outputs fp32.
     program = ct.convert(traced, convert_to="milinternal", compute_precision=ct.precision.FLOAT32, **common)
-    from .coreml_nms import append_nms
+    settings = request.options["nms"]
+    if nms_form(request.options) == "program":
+        from .coreml_nms import append_nms
 
-    append_nms(program, request.options["nms"], NMS_OUTPUT_NAMES)
-    return ct.convert(
+        append_nms(program, settings, NMS_OUTPUT_NAMES)
+        return ct.convert(
+            program, convert_to="mlprogram", compute_precision=precision, minimum_deployment_target=ct.target.iOS16
+        )
+    from .coreml_pipeline import append_vision_outputs, build_pipeline
+
+    append_vision_outputs(program)
+    stage = ct.convert(
         program, convert_to="mlprogram", compute_precision=precision, minimum_deployment_target=ct.target.iOS16
     )
+    # Column 0 of the detector's softmax is the background, which the NMS model never sees.
+    return build_pipeline(stage, list(request.labels)[1:], settings)
+
+
+def nms_form(options: dict[str, Any]) -> str:
+    """"vision" (pipeline ending in a NonMaximumSuppression model, the default) or "program"."""
+    return str(options.get("coreml_nms") or NMS_FORMS[0])
 
 
 def _rename_probabilities(mlmodel: Any, name: str) -> Any:
@@ -300,6 +330,11 @@ def _metadata(request: ExportRequest) -> dict[str, str]:
         meta["com.apple.coreml.model.preview.params"] = json.dumps({"labels": list(request.labels)})
     if request.task == "detection" and request.options.get("nms") is not None:
         meta["nms"] = json.dumps(request.options["nms"], sort_keys=True, default=str)
+        meta["nms_form"] = nms_form(request.options)
+        if meta["nms_form"] == "vision":
+            # Defaults of the pipeline's optional threshold inputs, readable without parsing the NMS model.
+            meta["iou_threshold"] = repr(float(request.options["nms"]["iou_threshold"]))
+            meta["confidence_threshold"] = repr(float(request.options["nms"]["score_threshold"]))
     return meta
 
 
@@ -337,8 +372,21 @@ def _load_spec(path: Path) -> Any:
     return load_spec(str(path))
 
 
+def _pipeline_models(spec: Any) -> list[Any]:
+    """The models of a pipeline in order, or [spec] for a single model."""
+    if spec.WhichOneof("Type") == "pipeline":
+        return list(spec.pipeline.models)
+    return [spec]
+
+
+def _program_spec(spec: Any) -> Any:
+    """The ML Program: the model itself, or the first stage of the Vision pipeline."""
+    return _pipeline_models(spec)[0]
+
+
 def _program_ops(spec: Any) -> list[Any]:
     """Every op in every function and nested block of the ML Program (depth first)."""
+    spec = _program_spec(spec)
     if spec.WhichOneof("Type") != "mlProgram":
         raise ExportError("not an ML Program model; mvit writes ML Programs only (convert_to='mlprogram')")
     ops: list[Any] = []
@@ -381,7 +429,12 @@ _COLOR_SPACES = {10: "GRAYSCALE", 20: "RGB", 30: "BGR", 40: "GRAYSCALE_FLOAT16"}
 
 
 class CoreMLRuntimeRunner:
-    """Apple's runtime (macOS only): pixels go in as a PIL image, as an app would hand them over."""
+    """Apple's runtime (macOS only): pixels go in as a PIL image, as an app would hand them over.
+
+    A Vision pipeline's `confidence` / `coordinates` are also given as boxes/scores/class_ids, read
+    the way Vision reads them. What its NMS model was given is not exposed by the runtime (no
+    `pre_nms`): on macOS only the final boxes are judged, the MIL reference judges both.
+    """
 
     verified_by = "coreml-runtime"
 
@@ -395,13 +448,17 @@ class CoreMLRuntimeRunner:
         self._image_input = spec.description.input[0].type.WhichOneof("Type") == "imageType"
         self._labels = _class_labels(spec)
         self._probs_name = spec.description.predictedProbabilitiesName
+        self._vision = spec.WhichOneof("Type") == "pipeline"
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         x = np.asarray(inputs["image"], dtype=np.float32)
-        per_image = [self._predict_one(x[i : i + 1]) for i in range(x.shape[0])]
+        extra = {k: v for k, v in inputs.items() if k != "image"}  # a pipeline's threshold overrides
+        per_image = [self._predict_one(x[i : i + 1], extra) for i in range(x.shape[0])]
+        if self._vision and len(per_image) > 1:
+            raise ExportError("the CoreML runtime runner takes one image per call for a Vision pipeline")
         return {k: np.concatenate([p[k] for p in per_image]) for k in per_image[0]}
 
-    def _predict_one(self, x: np.ndarray) -> dict[str, np.ndarray]:
+    def _predict_one(self, x: np.ndarray, extra: dict[str, Any]) -> dict[str, np.ndarray]:
         if self._image_input:
             from PIL import Image
 
@@ -410,13 +467,17 @@ class CoreMLRuntimeRunner:
             feed: Any = Image.fromarray(pixels)  # uint8 [H, W, 3] is an RGB image
         else:
             feed = x
-        out = self.model.predict({"image": feed})
+        out = self.model.predict({"image": feed, **{k: float(np.asarray(v).reshape(-1)[0]) for k, v in extra.items()}})
         result: dict[str, np.ndarray] = {}
         for name, value in out.items():
             if name == self._probs_name and isinstance(value, dict):
                 result[name] = np.array([[value[label] for label in self._labels]], dtype=np.float32)
             elif isinstance(value, np.ndarray):
                 result[name] = value
+        if self._vision:
+            from .coreml_reference.nms_model import as_detections
+
+            result.update(as_detections(result[VISION_OUTPUTS[0]], result[VISION_OUTPUTS[1]]))
         return result
 
 

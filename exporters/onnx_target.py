@@ -19,7 +19,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from .base import ExportError, ExportRequest, importable
+from .base import ExportError, ExportRequest, TargetDefaults, importable
 from .wrappers import INPUT_NAME, NMS_OUTPUT_NAMES
 
 OPSET = 18
@@ -30,13 +30,15 @@ _FP16_MIN_ELEMENTS = 16
 class OnnxRunner:
     verified_by = "onnxruntime"
 
-    def __init__(self, path: Path, num_threads: int | None = None) -> None:
+    def __init__(self, path: Path, num_threads: int | None = None, spinning: bool = True) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = num_threads or 1
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        if not spinning:  # benchmarks: idle workers that keep spinning slow the next runtime called
+            options.add_session_config_entry("session.force_spinning_stop", "1")
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
@@ -162,23 +164,12 @@ def _store_weights_fp16(model: onnx.ModelProto) -> None:
     g.node.extend(casts + nodes)
 
 
-class OnnxTarget:
+class OnnxTarget(TargetDefaults):
     name = "onnx"
     suffix = ".onnx"
     install_hint = "pip install 'mvit[onnx]'"
     runtime = "onnxruntime"
-    preprocess_in_graph = True
     own_options = frozenset({"dynamic_batch"})
-    verifiers: tuple[str, ...] = ()
-    nms_best_class_only = False
-    class_id_output = True
-    harness_ready = False
-
-    def benchmark_unavailable_reason(self) -> str | None:
-        return None
-
-    def load_verifier(self, path: Path, verifier: str, num_threads: int | None = None) -> OnnxRunner:
-        raise ExportError(f"--verifier {verifier} applies to CoreML exports only; ONNX is verified by onnxruntime")
 
     nms_output_names = [*NMS_OUTPUT_NAMES, "batch_index"]
 
@@ -196,7 +187,8 @@ class OnnxTarget:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                request.module, (dummy,), buffer, dynamo=False,  # type: ignore[arg-type]  # torch accepts a file object opset_version=OPSET,
+                request.module, (dummy,), buffer,  # type: ignore[arg-type]  # torch accepts a file object
+                dynamo=False, opset_version=OPSET,
                 input_names=[INPUT_NAME], output_names=traced_names, dynamic_axes=dynamic,
                 do_constant_folding=True,
             )
@@ -230,8 +222,8 @@ class OnnxTarget:
                 ranks.append(len(info.type.tensor_type.shape.dim))
         return max(ranks, default=0)
 
-    def load(self, path: Path, num_threads: int | None = None) -> OnnxRunner:
-        return OnnxRunner(path, num_threads)
+    def load(self, path: Path, num_threads: int | None = None, spinning: bool = True) -> OnnxRunner:
+        return OnnxRunner(path, num_threads, spinning)
 
 
 def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -12,7 +12,7 @@ from .resolve import ResolvedModel
 from .tasks import TASKS, get_task, task_only_options
 
 KNOWN_OPTIONS = {"mask", "raw_detection", "raw_input", "nhwc", "dynamic_batch", "nms", "channel_order", "num_threads",
-                 "mean", "std"}
+                 "mean", "std", "coreml_nms"}
 # Options that only describe the input, consumed by resolve_model, not by a target.
 _INPUT_OPTIONS = ("channel_order", "num_threads", "mean", "std")
 # Layout options that exist in one format only (each target lists its own); other targets drop them.
@@ -47,14 +47,32 @@ def normalise_options(task: str, options: dict[str, Any], target: ExportTarget) 
                               "add --no-nms or --raw-detection, or export batch 1")
     else:
         opts.pop("nms", None)
+    _nms_form(opts, options.get("coreml_nms"), target)
     return opts
+
+
+def _nms_form(opts: dict[str, Any], form: Any, target: ExportTarget) -> None:
+    """--coreml-nms: the form a target with several NMS forms writes (recorded; default the first).
+    Targets with one form drop it, as they drop another format's layout options."""
+    opts.pop("coreml_nms", None)
+    forms = target.nms_forms
+    if not forms:
+        return
+    if form is not None:
+        if form not in forms:
+            raise ExportError(f"unknown --coreml-nms {form!r}: use {' or '.join(forms)}")
+        if "nms" not in opts:
+            raise ExportError("--coreml-nms applies to detection exports with NMS inside "
+                              "(not with --no-nms, --raw-detection or another task)")
+    if "nms" in opts:
+        opts["coreml_nms"] = form or forms[0]
 
 
 def artefact_stem(resolved: ResolvedModel, precision: str, opts: dict[str, Any]) -> str:
     name = resolved.name.replace(":", ".")
     tags = [t for t, on in (("mask", opts.get("mask")), ("raw", opts.get("raw_detection")),
                             ("rawinput", opts.get("raw_input")), ("nhwc", opts.get("nhwc")),
-                            ("dynbatch", opts.get("dynamic_batch")),
+                            ("dynbatch", opts.get("dynamic_batch")), ("nmsprogram", opts.get("coreml_nms") == "program"),
                             ("nonms", "nms" in get_task(resolved.task).options and not opts.get("raw_detection")
                              and "nms" not in opts)) if on]
     return "_".join([name, resolved.config, str(resolved.image_size), precision, *tags])

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import ExportError, ExportRequest, Runner, importable
+from .base import ExportError, ExportRequest, Runner, TargetDefaults, importable
 from .tflite_nms import OP_NAME, _decode
 
 METADATA_NAME = "mvit"
@@ -28,23 +28,12 @@ SIGNATURE = "serving_default"
 FP16_WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "CONV_2D_TRANSPOSE")
 
 
-class TFLiteTarget:
+class TFLiteTarget(TargetDefaults):
     name = "tflite"
     suffix = ".tflite"
     install_hint = "pip install 'mvit[tflite]' (litert-torch==0.10.0, ai-edge-litert==2.3.0, ai-edge-quantizer==0.10.0)"
     runtime = "litert"
-    preprocess_in_graph = True
     own_options = frozenset({"nhwc"})
-    verifiers: tuple[str, ...] = ()
-    nms_best_class_only = False
-    class_id_output = True
-    harness_ready = False
-
-    def benchmark_unavailable_reason(self) -> str | None:
-        return None
-
-    def load_verifier(self, path: Path, verifier: str, num_threads: int | None = None) -> LiteRTRunner:
-        raise ExportError(f"--verifier {verifier} applies to CoreML exports only; TFLite is verified by LiteRT")
     nms_output_names = ["boxes", "scores", "class_ids", "num_detections"]  # TFLite_Detection_PostProcess's four
 
     def available(self) -> bool:

@@ -109,9 +109,11 @@ def test_three_tasks_two_configs_export_with_metadata(exported, model, config, o
         assert "non_maximum_suppression" not in hist
         assert json.loads(meta["model_outputs"]) == ["boxes", "scores"]
     else:
-        assert hist.get("non_maximum_suppression") == 1
-        assert json.loads(meta["model_outputs"]) == json.loads(meta["output_names"]) == ["boxes", "scores", "class_ids"]
+        # The default detector is the Vision pipeline: MIL NMS gives way to a NonMaximumSuppression model.
+        assert "non_maximum_suppression" not in hist and hist.get("model:nonMaximumSuppression") == 1
+        assert json.loads(meta["model_outputs"]) == json.loads(meta["output_names"]) == ["confidence", "coordinates"]
         assert json.loads(meta["nms"])["iou_threshold"] == pytest.approx(0.5)
+        assert meta["nms_form"] == "vision" and float(meta["iou_threshold"]) == pytest.approx(0.5)
     if options.get("verify"):
         assert result.verdict == "pass", result.report["failed"]
         assert result.report["verified_by"] == ("coreml-runtime" if sys.platform == "darwin" else "mil-reference")
@@ -135,9 +137,12 @@ def test_fp32_classifier_matches_pytorch_and_fp16_weights_are_half(exported):
     assert weights(fp16.path) < 0.6 * weights(fp32.path)
 
 
-def test_detection_nms_inside_the_program_matches_reference(exported):
-    """One photograph through the artefact (MIL reference on Linux) against the eager PyTorch
-    decode + per-class NMS (the full 5-sample verification of a detector is slow in the evaluator)."""
+@pytest.mark.parametrize("threshold", [None, 0.03])
+def test_detection_pipeline_matches_reference(exported, threshold):
+    """One photograph through the Vision pipeline (MIL reference + NMS model semantics on Linux)
+    against the eager PyTorch decode + per-class NMS, at the stored confidence threshold and at one
+    passed as the pipeline's `confidenceThreshold` input (the full 5-sample verification of a
+    detector is slow in the evaluator)."""
     result = exported("ssdlite_mobilevit_xxs", "A")
     spec = get_spec("ssdlite_mobilevit_xxs")
     pixels = verification_samples(192, 192, noise=False)[0].pixels
@@ -146,13 +151,17 @@ def test_detection_nms_inside_the_program_matches_reference(exported):
                                     options={"nms": NMS})
     with torch.no_grad():
         boxes, probs = reference.module(torch.from_numpy(normalise(pixels, spec.preprocess)))
-    settings = NmsSettings(**{**asdict(NmsSettings()), **NMS})
-    ref_boxes, ref_scores, ref_classes = select_detections(boxes[0], probs[0], settings)
-    out = COREML.load(result.path).run({"image": pixels})
-    assert out["boxes"].shape == (1, 50, 4) and out["class_ids"].shape == (1, 50)
+    overrides = {} if threshold is None else {"score_threshold": threshold}
+    settings = NmsSettings(**{**asdict(NmsSettings()), **NMS, **overrides})
+    # Core ML's NMS model keeps each box under its top class (pickTop.perClass).
+    ref_boxes, ref_scores, ref_classes = select_detections(boxes[0], probs[0], settings, best_class_only=True)
+    feed = {"image": pixels} if threshold is None else {"image": pixels, "confidenceThreshold": np.float64(threshold)}
+    out = COREML.load(result.path).run(feed)
+    k = len(ref_scores)
+    assert out["confidence"].shape == (k, 80) and out["coordinates"].shape == (k, 4)
+    assert out["boxes"].shape == (1, k, 4) and out["class_ids"].shape == (1, k)
     valid = out["class_ids"][0] >= 1
-    assert (out["scores"][0][~valid] == 0).all() and (out["class_ids"][0][~valid] == -1).all()
-    assert len(ref_scores) > 5 and valid.sum() == len(ref_scores)
+    assert 5 < k <= NMS["max_detections"] and valid.all()
     order = np.argsort(-out["scores"][0][valid], kind="stable")
     np.testing.assert_allclose(out["scores"][0][valid][order], ref_scores.numpy(), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(out["boxes"][0][valid][order], ref_boxes.numpy(), atol=1e-4)

@@ -16,12 +16,12 @@ def test_target_answers_for_itself_and_agrees_with_its_registry_line(name):
     target: ExportTarget = get_target(name)
     assert target.name == name and target.suffix == SUFFIXES[name] and RUNTIME_TARGETS[target.runtime] == name
     for attribute in ("preprocess_in_graph", "own_options", "verifiers", "nms_output_names", "nms_best_class_only",
-                      "class_id_output", "harness_ready", "install_hint"):
+                      "class_id_output", "harness_ready", "install_hint", "nms_forms"):
         assert hasattr(target, attribute), attribute
     assert set(target.own_options) <= {"nhwc", "dynamic_batch"}
     assert target.nms_output_names[:3] == ["boxes", "scores", "class_ids"]
     for method in ("export", "read_metadata", "op_histogram", "max_tensor_rank", "load", "load_verifier",
-                   "benchmark_unavailable_reason"):
+                   "benchmark_unavailable_reason", "output_names_with_nms"):
         assert callable(getattr(target, method)), method
 
 

@@ -4,6 +4,9 @@ coremltools' own MIL proto loader (converters/mil/frontend/milproto/load.py) reb
 and reads the weights from Data/com.apple.CoreML/weights/weight.bin, so the program evaluated here
 is exactly the one the package holds. The model description supplies what the program itself does
 not: which inputs are images (and their channel order) and the classifier wrapper.
+
+A pipeline (mvit's Vision-ready detector) is read as its ML Program stage plus the
+NonMaximumSuppression model after it (nms_model.py runs that one); no other pipeline is accepted.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import MilReferenceError
+from .nms_model import NmsModel, read_nms_model
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,8 @@ class LoadedPackage:
     output_names: list[str]
     images: dict[str, ImageInput]
     classifier: ClassifierOutputs | None
+    nms: NmsModel | None = None  # the pipeline's NonMaximumSuppression stage, run after the program
+    optional_inputs: frozenset[str] = frozenset()  # inputs a caller may leave out (NMS thresholds)
 
 
 def _quiet_import_coremltools():
@@ -70,17 +76,12 @@ def load_package(path: str | Path) -> LoadedPackage:
         spec = load_spec(str(path))
     except Exception as exc:  # a corrupt manifest or protobuf
         raise MilReferenceError(f"{path}: cannot read the package ({exc}); re-export it") from exc
-    kind = spec.WhichOneof("Type")
-    if kind != "mlProgram":
-        raise MilReferenceError(
-            f"{path}: holds a Core ML {kind!r} model; the reference evaluator runs ML Programs only "
-            "(convert with convert_to='mlprogram')"
-        )
+    program_spec, nms = _stages(path, spec)
     weights = path / "Data" / "com.apple.CoreML" / "weights"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            program = load_milproto(spec, spec.specificationVersion, str(weights))
+            program = load_milproto(program_spec, program_spec.specificationVersion, str(weights))
     except Exception as exc:  # a truncated weight.bin or a program coremltools cannot parse
         raise MilReferenceError(f"{path}: cannot read the program or its weights ({exc.__class__.__name__}); re-export it") from exc
     if "main" not in program.functions:
@@ -91,9 +92,39 @@ def load_package(path: str | Path) -> LoadedPackage:
         program=program,
         input_names=[f.name for f in spec.description.input],
         output_names=[f.name for f in spec.description.output],
-        images=_image_inputs(spec),
+        images=_image_inputs(program_spec),
         classifier=_classifier(spec),
+        nms=nms,
+        optional_inputs=frozenset(f.name for f in spec.description.input if f.type.isOptional),
     )
+
+
+def _stages(path: Path, spec: Any) -> tuple[Any, NmsModel | None]:
+    """(the ML Program spec, the NMS stage or None): a single ML Program, or a pipeline of an ML
+    Program followed by a NonMaximumSuppression model that reads the program's outputs."""
+    kind = spec.WhichOneof("Type")
+    if kind == "mlProgram":
+        return spec, None
+    stages = list(spec.pipeline.models) if kind == "pipeline" else []
+    kinds = [s.WhichOneof("Type") for s in stages]
+    if kinds != ["mlProgram", "nonMaximumSuppression"]:
+        what = f"a pipeline of {kinds}" if kind == "pipeline" else f"a Core ML {kind!r} model"
+        raise MilReferenceError(
+            f"{path}: holds {what}; the reference evaluator runs ML Programs, alone or followed by a "
+            "NonMaximumSuppression model (convert with convert_to='mlprogram')"
+        )
+    program, nms_spec = stages
+    versions = {spec.specificationVersion, program.specificationVersion, nms_spec.specificationVersion}
+    if len(versions) > 1:
+        raise MilReferenceError(f"{path}: the pipeline and its models declare different specification versions "
+                                f"{sorted(versions)}; Core ML refuses that, re-export it")
+    nms = read_nms_model(nms_spec)
+    produced = {o.name for o in program.description.output}
+    missing = sorted({nms.confidence_input, nms.coordinates_input} - produced)
+    if missing:
+        raise MilReferenceError(f"{path}: the NonMaximumSuppression model reads {missing}, which the ML Program "
+                                "does not output; re-export it")
+    return program, nms
 
 
 def _image_inputs(spec) -> dict[str, ImageInput]:
