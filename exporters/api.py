@@ -25,7 +25,7 @@ from mvit.files import clean_stale_staging, normal_modes, publish, remove, stagi
 from mvit.models import fuse_batchnorm
 from mvit.models.registry import get_spec
 
-from .base import ExportError, ExportRequest, ExportTarget
+from .base import ExportError, ExportOptions, ExportRequest, ExportTarget
 from .options import KNOWN_OPTIONS, artefact_stem, normalise_options
 from .preprocessing import preprocess_dict
 from .report import REPORT_SCHEMA, report_path_for
@@ -69,7 +69,7 @@ class PreparedExport:
     """A model resolved and its options checked once, for one or several targets."""
 
     resolved: ResolvedModel
-    options: dict[str, dict[str, Any]]  # target -> normalised options
+    options: dict[str, ExportOptions]  # target -> checked options
     size_info: dict[str, Any]
     fused: nn.Module
 
@@ -102,14 +102,16 @@ def graph_checks(target: ExportTarget, path: Path) -> tuple[dict[str, Any], list
     return {"op_histogram": hist, "max_tensor_rank": rank, "batchnorm_ops": bn_ops}, checks
 
 
-def _in_graph(target: ExportTarget, opts: dict[str, Any]) -> bool:
+def _in_graph(target: ExportTarget, opts: ExportOptions) -> bool:
     """Pixel preprocessing inside the graph (ONNX, TFLite) or in CoreML's ImageType."""
-    return target.preprocess_in_graph and not opts.get("raw_input")
+    return target.preprocess_in_graph and not opts.raw_input
 
 
-def build_for_target(resolved: ResolvedModel, fused: nn.Module, target: ExportTarget | str, opts: dict[str, Any]) -> tuple[BuiltModule, BuiltModule]:
+def build_for_target(resolved: ResolvedModel, fused: nn.Module, target: ExportTarget | str,
+                     opts: ExportOptions | dict[str, Any] | None = None) -> tuple[BuiltModule, BuiltModule]:
     """(module the target traces, reference module without pixel preprocessing)."""
     target = get_target(target) if isinstance(target, str) else target
+    opts = ExportOptions.from_dict(opts)
     built = build_export_module(fused, resolved.task, resolved.image_size, target=target,
                                 preprocess=resolved.preprocess if _in_graph(target, opts) else None, options=opts)
     # The reference is the network as written (never rank-lowered), so verification also proves the rewrite exact.
@@ -191,7 +193,7 @@ def export_model(
         except Exception as exc:
             raise ExportError(f"{target} export of {resolved.name} failed: {exc.__class__.__name__}: {one_line(exc)}") from exc
         moves = [(staged, final)]
-        if built.anchors is not None and opts.get("raw_detection"):
+        if built.anchors is not None and opts.raw_detection:
             anchors = staging / (final.name + ".anchors.npy")
             with open(anchors, "wb") as f:
                 np.save(f, built.anchors.numpy())
@@ -221,28 +223,28 @@ def export_model(
     return ExportResult(final, target, report, report_path, list(resolved.notes))
 
 
-def _request(resolved: ResolvedModel, built: BuiltModule, precision: str, opts: dict[str, Any],
+def _request(resolved: ResolvedModel, built: BuiltModule, precision: str, opts: ExportOptions,
              export_target: ExportTarget) -> ExportRequest:
     in_graph = _in_graph(export_target, opts)
-    preprocess = preprocess_dict(resolved.preprocess, raw_input=bool(opts.get("raw_input")), in_graph=in_graph)
-    final_outputs = export_target.output_names_with_nms(opts) if "nms" in opts else built.output_names
+    preprocess = preprocess_dict(resolved.preprocess, raw_input=opts.raw_input, in_graph=in_graph)
+    final_outputs = export_target.output_names_with_nms(opts) if opts.nms else built.output_names
     metadata = {
         "mvit_version": __version__, "model": resolved.name, "task": resolved.task, "config": resolved.config,
         "precision": precision, "image_size": str(resolved.image_size), "weights": resolved.weights,
         "labels": json.dumps(resolved.labels), "preprocess": json.dumps(preprocess, sort_keys=True),
-        "output_names": json.dumps(final_outputs), "export_options": json.dumps(opts, sort_keys=True),
+        "output_names": json.dumps(final_outputs), "export_options": json.dumps(opts.as_dict(), sort_keys=True),
     }
     return ExportRequest(
         module=built.module, model_name=resolved.name, task=resolved.task,
         input_shape=(1, 3, resolved.image_size, resolved.image_size), output_names=built.output_names,
         labels=resolved.labels, preprocess=preprocess, precision=precision,  # type: ignore[arg-type]
-        channels_last_input=bool(opts.get("nhwc")), dynamic_batch=bool(opts.get("dynamic_batch")),
+        channels_last_input=opts.nhwc, dynamic_batch=opts.dynamic_batch,
         metadata=metadata, options=opts,
     )
 
 
 def _export_report(final: Path, staged: Path, target: str, resolved: ResolvedModel, precision: str, request: ExportRequest,
-                   opts: dict[str, Any], size_info: dict[str, Any], graph: dict[str, Any], checks: list[dict[str, Any]],
+                   opts: ExportOptions, size_info: dict[str, Any], graph: dict[str, Any], checks: list[dict[str, Any]],
                    verification: dict[str, Any] | None) -> dict[str, Any]:
     failed = [c for c in checks if not c["passed"]] + [c for c in (verification or {}).get("checks", []) if not c["passed"]]
     if failed:
@@ -258,7 +260,7 @@ def _export_report(final: Path, staged: Path, target: str, resolved: ResolvedMod
         "input": {"name": "image", "shape": list(request.input_shape), "layout": "NHWC" if request.channels_last_input else "NCHW"},
         "output_names": json.loads(request.metadata["output_names"]), "preprocess": request.preprocess,
         "preprocess_summary": describe_preprocess(resolved.preprocess), "assumptions": list(resolved.notes),
-        "labels_count": len(resolved.labels), "export_options": opts, "image_size_check": size_info, **graph,
+        "labels_count": len(resolved.labels), "export_options": opts.as_dict(), "image_size_check": size_info, **graph,
         "verification": verification, "graph_checks": checks, "failed": [describe_failure(c) for c in failed],
         "verdict": verdict, "verified_by": verification.get("verified_by") if verification else None,
         "warnings": (verification or {}).get("warnings", []),

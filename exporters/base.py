@@ -8,7 +8,8 @@ labels, tolerances, verification, reports) live beside this file, never inside a
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -16,6 +17,7 @@ import numpy as np
 from torch import nn
 
 from mvit.errors import MvitError
+from mvit.models.detection_postprocess import NmsSettings
 
 Precision = Literal["fp32", "fp16"]
 
@@ -58,7 +60,49 @@ class ExportRequest:
     channels_last_input: bool = False  # NHWC input (tflite option)
     dynamic_batch: bool = False  # onnx option
     metadata: dict[str, str] = field(default_factory=dict)  # written into the artefact as is
-    options: dict[str, Any] = field(default_factory=dict)  # target-specific extras
+    options: ExportOptions = field(default_factory=lambda: ExportOptions())
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """The task and layout options of one export, checked (options.normalise_options) and typed.
+
+    What is passed between layers; `as_dict()` is its JSON form in metadata and reports.
+    """
+
+    mask: bool = False  # segmentation: class mask inside the model
+    raw_detection: bool = False  # detection: raw box/score tensors, anchors beside the artefact
+    raw_input: bool = False  # the normalised tensor as input instead of pixels
+    nhwc: bool = False  # TFLite: NHWC input
+    dynamic_batch: bool = False  # ONNX: dynamic batch dimension
+    nms: NmsSettings | None = None  # detection: NMS inside the artefact, with these settings
+    coreml_nms: str | None = None  # CoreML detection: "vision" pipeline or "program"
+
+    def nms_dict(self) -> dict[str, Any] | None:
+        return asdict(self.nms) if self.nms is not None else None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options that are on, as JSON-able data (the artefact's `export_options`)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value not in (None, False):
+                out[f.name] = asdict(value) if isinstance(value, NmsSettings) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: ExportOptions | Mapping[str, Any] | None) -> ExportOptions:
+        """From `as_dict()` output (or already typed); unknown keys are an error."""
+        if isinstance(data, ExportOptions):
+            return data
+        data = dict(data or {})
+        known = {f.name for f in fields(cls)}
+        if set(data) - known:
+            raise ExportError(f"unknown export option(s) {sorted(set(data) - known)}; known: {sorted(known)}")
+        nms = data.pop("nms", None)
+        if isinstance(nms, dict):
+            nms = NmsSettings(**nms)
+        return cls(**{k: v for k, v in data.items() if v is not None}, nms=nms or None)
 
 
 class Runner(Protocol):
@@ -81,7 +125,7 @@ class TargetDefaults:
     nms_output_names: list[str] = []
     name = ""
 
-    def output_names_with_nms(self, options: dict[str, Any]) -> list[str]:
+    def output_names_with_nms(self, options: ExportOptions) -> list[str]:
         return list(self.nms_output_names)
 
     def benchmark_unavailable_reason(self) -> str | None:
@@ -107,7 +151,7 @@ class ExportTarget(Protocol):
     harness_ready: bool  # --into-harness can copy it into the iOS app
     nms_forms: tuple[str, ...]  # detection NMS forms it can write (--coreml-nms), the default first; () for one
 
-    def output_names_with_nms(self, options: dict[str, Any]) -> list[str]:
+    def output_names_with_nms(self, options: ExportOptions) -> list[str]:
         """A detection artefact's outputs once its NMS is appended, in the chosen form."""
 
     def available(self) -> bool: ...

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import ExportError, ExportRequest, Runner, importable
+from .base import ExportError, ExportOptions, ExportRequest, Runner, importable
 from .coreml_pipeline import NMS_FORMS, VISION_OUTPUTS
 from .tasks import get_task
 from .wrappers import NMS_OUTPUT_NAMES
@@ -63,7 +63,7 @@ class CoreMLTarget:
         return (f"coreml skipped: CoreML runs only on macOS/iOS (this is {platform.system()}); "
                 "benchmark .mlpackage files with the iOS harness or on a Mac")
 
-    def output_names_with_nms(self, options: dict[str, Any]) -> list[str]:
+    def output_names_with_nms(self, options: ExportOptions) -> list[str]:
         # The Vision form returns what Core ML's NonMaximumSuppression model outputs.
         return list(VISION_OUTPUTS) if nms_form(options) == "vision" else list(self.nms_output_names)
 
@@ -168,7 +168,7 @@ def _convert(request: ExportRequest) -> Any:
     example = torch.rand(request.input_shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         traced = torch.jit.trace(module.eval(), example)
-    nms = request.task == "detection" and request.options.get("nms") is not None
+    nms = request.options.nms is not None
     output_names = list(_DECODED_NAMES) if nms else list(request.output_names)
     classifier = None
     if request.task == "classification":
@@ -188,7 +188,8 @@ def _convert(request: ExportRequest) -> Any:
     # built from the traced network in fp32; the fp16 pass runs over the whole program in the
     # second conversion and keeps the outputs fp32.
     program = ct.convert(traced, convert_to="milinternal", compute_precision=ct.precision.FLOAT32, **common)
-    settings = request.options["nms"]
+    settings = request.options.nms_dict()
+    assert settings is not None  # `nms` above
     if nms_form(request.options) == "program":
         from .coreml_nms import append_nms
 
@@ -206,9 +207,9 @@ def _convert(request: ExportRequest) -> Any:
     return build_pipeline(stage, list(request.labels)[1:], settings)
 
 
-def nms_form(options: dict[str, Any]) -> str:
+def nms_form(options: ExportOptions) -> str:
     """"vision" (pipeline ending in a NonMaximumSuppression model, the default) or "program"."""
-    return str(options.get("coreml_nms") or NMS_FORMS[0])
+    return options.coreml_nms or NMS_FORMS[0]
 
 
 def _rename_probabilities(mlmodel: Any, name: str) -> Any:
@@ -328,13 +329,13 @@ def _metadata(request: ExportRequest) -> dict[str, str]:
     if request.task in ("segmentation", "detection"):
         # Xcode's segmentation preview reads the class names from these params.
         meta["com.apple.coreml.model.preview.params"] = json.dumps({"labels": list(request.labels)})
-    if request.task == "detection" and request.options.get("nms") is not None:
-        meta["nms"] = json.dumps(request.options["nms"], sort_keys=True, default=str)
+    if request.options.nms is not None:
+        meta["nms"] = json.dumps(request.options.nms_dict(), sort_keys=True, default=str)
         meta["nms_form"] = nms_form(request.options)
         if meta["nms_form"] == "vision":
             # Defaults of the pipeline's optional threshold inputs, readable without parsing the NMS model.
-            meta["iou_threshold"] = repr(float(request.options["nms"]["iou_threshold"]))
-            meta["confidence_threshold"] = repr(float(request.options["nms"]["score_threshold"]))
+            meta["iou_threshold"] = repr(float(request.options.nms.iou_threshold))
+            meta["confidence_threshold"] = repr(float(request.options.nms.score_threshold))
     return meta
 
 

@@ -177,7 +177,7 @@ class OnnxTarget(TargetDefaults):
         return importable("onnx", "onnxruntime", "onnxslim")
 
     def export(self, request: ExportRequest, path: Path) -> None:
-        nms = request.options.get("nms") if request.task == "detection" else None
+        nms = request.options.nms_dict()
         traced_names = [f"decoded_{n}" for n in request.output_names] if nms else list(request.output_names)
         dynamic = None
         if request.dynamic_batch:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields, replace
+from collections.abc import Mapping
+from dataclasses import fields, replace
 from typing import Any
 
 from mvit.models.detection_postprocess import NmsSettings
 
-from .base import ExportError, ExportTarget
+from .base import ExportError, ExportOptions, ExportTarget
 from .resolve import ResolvedModel
 from .tasks import TASKS, get_task, task_only_options
 
@@ -20,7 +21,9 @@ LAYOUT_OPTIONS = frozenset({"nhwc", "dynamic_batch"})
 _FLAGS = {"mask": "--mask", "raw_detection": "--raw-detection", "nms": "--no-nms"}
 
 
-def normalise_options(task: str, options: dict[str, Any], target: ExportTarget) -> dict[str, Any]:
+def normalise_options(task: str, options: Mapping[str, Any], target: ExportTarget) -> ExportOptions:
+    """The user's options (CLI flags, library keywords, or an artefact's recorded `export_options`)
+    checked for this task and target: the typed options every later layer takes."""
     unknown = set(options) - KNOWN_OPTIONS
     if unknown:
         raise ExportError(f"unknown export option(s) {sorted(unknown)}; known: {sorted(KNOWN_OPTIONS)}")
@@ -40,7 +43,7 @@ def normalise_options(task: str, options: dict[str, Any], target: ExportTarget) 
         bad = set(given) - {f.name for f in fields(NmsSettings)}
         if bad:
             raise ExportError(f"unknown NMS setting(s) {sorted(bad)}; known: {[f.name for f in fields(NmsSettings)]}")
-        opts["nms"] = asdict(replace(NmsSettings(), **given))
+        opts["nms"] = replace(NmsSettings(), **given)
         if opts.get("dynamic_batch"):
             # ONNX NonMaxSuppression's top-k would then be shared by every image in the batch.
             raise ExportError("--dynamic-batch with NMS inside would cap detections across the whole batch; "
@@ -48,7 +51,7 @@ def normalise_options(task: str, options: dict[str, Any], target: ExportTarget) 
     else:
         opts.pop("nms", None)
     _nms_form(opts, options.get("coreml_nms"), target)
-    return opts
+    return ExportOptions.from_dict(opts)
 
 
 def _nms_form(opts: dict[str, Any], form: Any, target: ExportTarget) -> None:
@@ -68,11 +71,10 @@ def _nms_form(opts: dict[str, Any], form: Any, target: ExportTarget) -> None:
         opts["coreml_nms"] = form or forms[0]
 
 
-def artefact_stem(resolved: ResolvedModel, precision: str, opts: dict[str, Any]) -> str:
+def artefact_stem(resolved: ResolvedModel, precision: str, opts: ExportOptions) -> str:
     name = resolved.name.replace(":", ".")
-    tags = [t for t, on in (("mask", opts.get("mask")), ("raw", opts.get("raw_detection")),
-                            ("rawinput", opts.get("raw_input")), ("nhwc", opts.get("nhwc")),
-                            ("dynbatch", opts.get("dynamic_batch")), ("nmsprogram", opts.get("coreml_nms") == "program"),
-                            ("nonms", "nms" in get_task(resolved.task).options and not opts.get("raw_detection")
-                             and "nms" not in opts)) if on]
+    tags = [t for t, on in (("mask", opts.mask), ("raw", opts.raw_detection), ("rawinput", opts.raw_input),
+                            ("nhwc", opts.nhwc), ("dynbatch", opts.dynamic_batch), ("nmsprogram", opts.coreml_nms == "program"),
+                            ("nonms", "nms" in get_task(resolved.task).options and not opts.raw_detection
+                             and opts.nms is None)) if on]
     return "_".join([name, resolved.config, str(resolved.image_size), precision, *tags])

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .base import ExportError, ExportTarget, TargetNotInstalled
+from .base import ExportError, ExportOptions, ExportTarget, TargetNotInstalled
 from .resolve import ResolvedModel
 from .targets import get_target
 from .wrappers import BuiltModule
@@ -40,7 +40,7 @@ def merge_verifications(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run_verification(
     export_target: ExportTarget, path: Path, resolved: ResolvedModel, reference: BuiltModule,
-    precision: str, opts: dict[str, Any], num_threads: int | None = None, verifier: str = "auto",
+    precision: str, opts: ExportOptions, num_threads: int | None = None, verifier: str = "auto",
 ) -> dict[str, Any]:
     """Verify with the target's own runner, or for CoreML with a chosen one or both.
 
@@ -66,6 +66,6 @@ def run_verification(
                 raise
             return {"verdict": "not-verified", "reason": str(exc), "checks": []}
         results.append(verify_runner(runner, reference, task=resolved.task, preprocess=resolved.preprocess,
-                                     precision=precision, raw_input=bool(opts.get("raw_input")), nms=opts.get("nms"),
+                                     precision=precision, raw_input=opts.raw_input, nms=opts.nms,
                                      nms_best_class_only=export_target.nms_best_class_only))
     return results[0] if len(results) == 1 else merge_verifications(results)

@@ -17,7 +17,9 @@ import numpy as np
 import torch
 
 from mvit.models import PreprocessSpec
+from mvit.models.detection_postprocess import NmsSettings
 
+from .base import ExportOptions
 from .preprocessing import normalise
 from .samples import Sample, verification_samples
 from .tasks import get_task
@@ -76,7 +78,7 @@ def verify_runner(
     preprocess: PreprocessSpec,
     precision: str,
     raw_input: bool = False,
-    nms: dict[str, Any] | None = None,
+    nms: NmsSettings | dict[str, Any] | None = None,
     samples: list[Sample] | None = None,
     nms_best_class_only: bool = False,
 ) -> dict[str, Any]:
@@ -88,7 +90,8 @@ def verify_runner(
     tol: Tolerance = tolerance_for(precision)
     if samples is None:
         samples = verification_samples(preprocess.resize_shortest, preprocess.crop)
-    judge = get_task(task).judge(tol, {"nms": nms} if nms else {}, nms_best_class_only)
+    settings = NmsSettings(**nms) if isinstance(nms, dict) else nms
+    judge = get_task(task).judge(tol, ExportOptions(nms=settings), nms_best_class_only)
     per_output: dict[str, dict[str, float]] = {}
     pre_nms = getattr(runner, "pre_nms", None)
 

@@ -7,6 +7,7 @@ What each task wraps around the network, and its output names, is the task's (ta
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +16,7 @@ from torch import nn
 
 from mvit.models import PreprocessSpec
 
-from .base import ExportError, ExportTarget
+from .base import ExportError, ExportOptions, ExportTarget
 from .lower_rank import lower_rank
 from .preprocessing import PixelPreprocess
 from .targets import get_target
@@ -55,7 +56,7 @@ def build_export_module(
     *,
     target: ExportTarget | str,
     preprocess: PreprocessSpec | None,
-    options: dict[str, Any] | None = None,
+    options: ExportOptions | Mapping[str, Any] | None = None,
     lower: bool = True,
 ) -> BuiltModule:
     """`fused` must already be BN-fused and in eval mode. `preprocess=None` leaves pixel
@@ -63,7 +64,7 @@ def build_export_module(
     `lower=False` keeps tensors above rank 5 (a verification reference may stay the original
     network, so verification also proves the rewrite exact); `extras["rank_lowering"]` says what
     was rewritten."""
-    options = options or {}
+    options = ExportOptions.from_dict(options)
     pre = PixelPreprocess(preprocess) if preprocess is not None else None
     extras: dict[str, Any] = {}
     net = fused
@@ -74,11 +75,11 @@ def build_export_module(
     return BuiltModule(ExportModule(head.module, pre).eval(), head.output_names, head.anchors, extras)
 
 
-def lower_rank_for_export(net: nn.Module, image_size: int, options: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+def lower_rank_for_export(net: nn.Module, image_size: int, options: ExportOptions) -> tuple[nn.Module, dict[str, Any]]:
     # A seeded normal input stands in for normalised pixels: the capture runs the network for real.
     example = torch.randn(1, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
     lowered, info = lower_rank(net, example, MAX_RANK)
-    if lowered is not net and options.get("dynamic_batch"):
+    if lowered is not net and options.dynamic_batch:
         # The lowered graph holds concrete shapes, batch 1 included.
         raise ExportError(f"--dynamic-batch cannot be combined with a network whose tensors reach rank {info['max_rank_before']}: "
                           "its reshapes are lowered to rank <= 5 for batch 1 only; export without --dynamic-batch")

@@ -845,8 +845,8 @@ def test_guard_off_mask_and_no_nms_on_a_classifier_are_accepted(monkeypatch):
         with pytest.raises(options.ExportError, match=flag):
             options.normalise_options("classification", given, onnx)
     monkeypatch.setattr(options, "task_only_options", lambda: set())
-    assert options.normalise_options("classification", {"mask": True}, onnx) == {"mask": True}
-    assert options.normalise_options("classification", {"nms": False}, onnx) == {}  # dropped without a word
+    assert options.normalise_options("classification", {"mask": True}, onnx).as_dict() == {"mask": True}
+    assert options.normalise_options("classification", {"nms": False}, onnx).as_dict() == {}  # dropped without a word
 
 
 def test_guard_off_config_b_is_silently_ignored(inputs, monkeypatch):

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..base import ExportOptions
 from ..tolerances import Tolerance
 
 
@@ -56,11 +57,11 @@ class ExportTask(Protocol):
     options: frozenset[str]  # task-only options it takes ("mask", "raw_detection", "nms")
     coreml_preview: str | None  # Xcode preview type ("imageClassifier"...), None: no preview fits
 
-    def head(self, net: nn.Module, original: nn.Module, image_size: int, options: dict[str, Any],
+    def head(self, net: nn.Module, original: nn.Module, image_size: int, options: ExportOptions,
              class_id_output: bool) -> Head:
         """`net` is what gets traced (maybe rank-lowered); `original` the network as written."""
 
-    def judge(self, tol: Tolerance, options: dict[str, Any], nms_best_class_only: bool) -> Judge: ...
+    def judge(self, tol: Tolerance, options: ExportOptions, nms_best_class_only: bool) -> Judge: ...
 
 
 def check(name: str, value: float, limit: float, at_least: bool) -> dict[str, Any]:

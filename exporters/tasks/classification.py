@@ -3,12 +3,11 @@ top-1 and top-5 agreement on samples whose decision is not a near-tie."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 from torch import nn
 
+from ..base import ExportOptions
 from ..tolerances import Tolerance
 from .base import Head, Judgement, SampleOutputs, check, margin
 
@@ -65,12 +64,12 @@ class ClassificationTask:
     options: frozenset[str] = frozenset()
     coreml_preview: str | None = "imageClassifier"
 
-    def head(self, net: nn.Module, original: nn.Module, image_size: int, options: dict[str, Any],
+    def head(self, net: nn.Module, original: nn.Module, image_size: int, options: ExportOptions,
              class_id_output: bool) -> Head:
         names = ["probabilities", "class_id"] if class_id_output else ["probabilities"]
         return Head(_Classification(net, with_class_id=class_id_output), names)
 
-    def judge(self, tol: Tolerance, options: dict[str, Any], nms_best_class_only: bool) -> _Judge:
+    def judge(self, tol: Tolerance, options: ExportOptions, nms_best_class_only: bool) -> _Judge:
         return _Judge(tol)
 
 

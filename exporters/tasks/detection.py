@@ -12,6 +12,7 @@ from torch import nn
 
 from mvit.models.detection_postprocess import DetectionDecoder, NmsSettings, box_iou, generate_anchors, select_detections
 
+from ..base import ExportOptions
 from ..tolerances import Tolerance
 from .base import Head, Judgement, SampleOutputs, check
 
@@ -138,17 +139,17 @@ class DetectionTask:
     options: frozenset[str] = frozenset({"raw_detection", "nms"})
     coreml_preview: str | None = "objectDetector"
 
-    def head(self, net: nn.Module, original: nn.Module, image_size: int, options: dict[str, Any],
+    def head(self, net: nn.Module, original: nn.Module, image_size: int, options: ExportOptions,
              class_id_output: bool) -> Head:
         anchors = detection_anchors(original, image_size)
-        if options.get("raw_detection"):
+        if options.raw_detection:
             return Head(_Detection(net, None), ["box_offsets", "class_logits"], anchors)
         # Decoded xyxy boxes in [0, 1] and softmax scores; each target appends its own NMS.
         return Head(_Detection(net, DetectionDecoder(anchors)), ["boxes", "scores"], anchors)
 
-    def judge(self, tol: Tolerance, options: dict[str, Any], nms_best_class_only: bool):
-        if options.get("nms"):
-            return _NmsJudge(tol, NmsSettings(**options["nms"]), nms_best_class_only)
+    def judge(self, tol: Tolerance, options: ExportOptions, nms_best_class_only: bool):
+        if options.nms is not None:
+            return _NmsJudge(tol, options.nms, nms_best_class_only)
         return _NumericOnly()
 
 

@@ -3,11 +3,10 @@ output / output_0..k, judged by the numeric comparison alone; no Xcode preview t
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
+from ..base import ExportOptions
 from ..tolerances import Tolerance
 from .base import Head
 from .detection import _NumericOnly
@@ -25,11 +24,11 @@ class GenericTask:
     options: frozenset[str] = frozenset()
     coreml_preview: str | None = None
 
-    def head(self, net: nn.Module, original: nn.Module, image_size: int, options: dict[str, Any],
+    def head(self, net: nn.Module, original: nn.Module, image_size: int, options: ExportOptions,
              class_id_output: bool) -> Head:
         return Head(net, output_names(original, image_size))
 
-    def judge(self, tol: Tolerance, options: dict[str, Any], nms_best_class_only: bool) -> _NumericOnly:
+    def judge(self, tol: Tolerance, options: ExportOptions, nms_best_class_only: bool) -> _NumericOnly:
         return _NumericOnly()
 
 

@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from torch import nn
 
 from mvit.models.deeplabv3 import SegmentationMask
 
+from ..base import ExportOptions
 from ..tolerances import Tolerance
 from .base import Head, Judgement, SampleOutputs, check, margin
 
@@ -54,13 +53,13 @@ class SegmentationTask:
     options: frozenset[str] = frozenset({"mask"})
     coreml_preview: str | None = "imageSegmenter"
 
-    def head(self, net: nn.Module, original: nn.Module, image_size: int, options: dict[str, Any],
+    def head(self, net: nn.Module, original: nn.Module, image_size: int, options: ExportOptions,
              class_id_output: bool) -> Head:
-        if options.get("mask"):
+        if options.mask:
             return Head(SegmentationMask(net), ["mask"])
         return Head(net, ["logits"])
 
-    def judge(self, tol: Tolerance, options: dict[str, Any], nms_best_class_only: bool) -> _Judge:
+    def judge(self, tol: Tolerance, options: ExportOptions, nms_best_class_only: bool) -> _Judge:
         return _Judge(tol)
 
 
