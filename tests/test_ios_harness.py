@@ -182,13 +182,26 @@ def test_schema_rejects_a_harness_file_with_a_renamed_key():
         validate_document(doc, source="renamed.json")
 
 
+class _Done:
+    def __init__(self, code: int, output: str) -> None:
+        self.exit_code, self.output = code, output
+
+
 def _bench(*args: str):
-    """`mvit-bench ARGS` in this process (the same typer app the console script runs)."""
-    from typer.testing import CliRunner
+    """`mvit-bench ARGS` in this process, through the console script's own entry point (one error path)."""
+    import contextlib
+    import io
 
-    from mvit.benchmarks.cli import app
+    from mvit.benchmarks.cli import main
 
-    return CliRunner().invoke(app, [str(a) for a in args])
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    return _Done(code, out.getvalue() + err.getvalue())
 
 
 def test_report_ingests_harness_json(tmp_path):

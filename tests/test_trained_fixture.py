@@ -23,6 +23,9 @@ from mvit.exporters.targets import get_target
 from mvit.exporters.verify import verify_runner
 from mvit.models import fuse_batchnorm
 
+# Conversion-heavy: runs in CI; `pytest -m "not slow"` skips it for a quick check.
+pytestmark = pytest.mark.slow
+
 MVIT_EXPORT = Path(sys.executable).with_name("mvit-export")
 TARGETS = ("coreml", "onnx", "tflite")
 # Every weight times (1 + PERTURBATION * N(0, 1)): a subtly damaged copy of the weights. On the
