@@ -17,6 +17,17 @@ from typing import Any
 import numpy as np
 
 
+def centre_size_and_foreground(mb: Any, boxes: Any, probs: Any) -> tuple[Any, Any]:
+    """MIL ops: xyxy boxes [1,A,4] -> centre/size [1,A,4]; probabilities [1,A,C+1] -> foreground
+    [1,A,C] (column 0 is the background). What both NMS forms feed their NMS."""
+    top_left = mb.slice_by_index(x=boxes, begin=[0, 0, 0], end=[0, 0, 2], end_mask=[True, True, False])
+    bottom_right = mb.slice_by_index(x=boxes, begin=[0, 0, 2], end=[0, 0, 4], end_mask=[True, True, True])
+    centre = mb.mul(x=mb.add(x=top_left, y=bottom_right), y=np.float32(0.5))
+    size = mb.sub(x=bottom_right, y=top_left)
+    foreground = mb.slice_by_index(x=probs, begin=[0, 0, 1], end=[0, 0, 0], end_mask=[True, True, True])
+    return mb.concat(values=[centre, size], axis=-1), foreground
+
+
 def append_nms(program: Any, settings: dict[str, Any], output_names: list[str]) -> None:
     from coremltools.converters.mil import Builder as mb
     from coremltools.converters.mil.mil.scope import ScopeInfo, ScopeSource
@@ -31,12 +42,7 @@ def append_nms(program: Any, settings: dict[str, Any], output_names: list[str]) 
     )
     with function, mb.scope(*scopes):
         boxes, probs = function.outputs
-        top_left = mb.slice_by_index(x=boxes, begin=[0, 0, 0], end=[0, 0, 2], end_mask=[True, True, False])
-        bottom_right = mb.slice_by_index(x=boxes, begin=[0, 0, 2], end=[0, 0, 4], end_mask=[True, True, True])
-        centre = mb.mul(x=mb.add(x=top_left, y=bottom_right), y=np.float32(0.5))
-        size = mb.sub(x=bottom_right, y=top_left)
-        centre_size = mb.concat(values=[centre, size], axis=-1)
-        foreground = mb.slice_by_index(x=probs, begin=[0, 0, 1], end=[0, 0, 0], end_mask=[True, True, True])
+        centre_size, foreground = centre_size_and_foreground(mb, boxes, probs)
         kept_boxes, kept_probs, _, count = mb.non_maximum_suppression(
             boxes=centre_size,
             scores=foreground,

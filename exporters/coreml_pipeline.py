@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 STAGE_OUTPUTS = ("raw_confidence", "raw_coordinates")
 VISION_OUTPUTS = ("confidence", "coordinates")
 THRESHOLD_INPUTS = ("iouThreshold", "confidenceThreshold")
@@ -32,6 +30,8 @@ def append_vision_outputs(program: Any) -> None:
     from coremltools.converters.mil import Builder as mb
     from coremltools.converters.mil.mil.scope import ScopeInfo, ScopeSource
 
+    from .coreml_nms import centre_size_and_foreground
+
     confidence_name, coordinates_name = STAGE_OUTPUTS
     function = program.functions["main"]
     # The torch frontend's validation wants every op to carry a torch module scope.
@@ -41,12 +41,8 @@ def append_vision_outputs(program: Any) -> None:
     )
     with function, mb.scope(*scopes):
         boxes, probs = function.outputs
-        top_left = mb.slice_by_index(x=boxes, begin=[0, 0, 0], end=[0, 0, 2], end_mask=[True, True, False])
-        bottom_right = mb.slice_by_index(x=boxes, begin=[0, 0, 2], end=[0, 0, 4], end_mask=[True, True, True])
-        centre = mb.mul(x=mb.add(x=top_left, y=bottom_right), y=np.float32(0.5))
-        size = mb.sub(x=bottom_right, y=top_left)
-        coordinates = mb.squeeze(x=mb.concat(values=[centre, size], axis=-1), axes=[0], name=coordinates_name)
-        foreground = mb.slice_by_index(x=probs, begin=[0, 0, 1], end=[0, 0, 0], end_mask=[True, True, True])
+        centre_size, foreground = centre_size_and_foreground(mb, boxes, probs)
+        coordinates = mb.squeeze(x=centre_size, axes=[0], name=coordinates_name)
         confidence = mb.squeeze(x=foreground, axes=[0], name=confidence_name)
         function.set_outputs([confidence, coordinates])
         # The user-declared output types belonged to the traced outputs.
