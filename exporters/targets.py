@@ -44,7 +44,7 @@ def get_target(name: str) -> ExportTarget:
         ) from None
     target: ExportTarget = module.TARGET
     if not target.available():
-        raise TargetNotInstalled(f"target {name!r} is not installed: {getattr(target, 'install_hint', INSTALL_HINTS[name])}")
+        raise TargetNotInstalled(f"target {name!r} is not installed: {target.install_hint}")
     return target
 
 

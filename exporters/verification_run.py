@@ -60,7 +60,7 @@ def run_verification(
             if name is None:
                 runner = export_target.load(path, num_threads=num_threads or 1)
             else:
-                runner = export_target.load_verifier(path, name, num_threads=num_threads or 1)  # type: ignore[attr-defined]
+                runner = export_target.load_verifier(path, name, num_threads=num_threads or 1)
         except TargetNotInstalled as exc:
             if verifier != "auto":
                 raise
