@@ -13,9 +13,7 @@ import contextlib
 import inspect
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from torch import nn
 
 from mvit.errors import MvitError
 from mvit.exporters.targets import RUNTIME_TARGETS
+from mvit.files import publish, staging_dir
 
 from .comparison_models import CVT13, CVT13_INPUT_SIZE, build_cvt13
 
@@ -189,15 +188,12 @@ def _export_comparison_model(model: BenchModel, target_name: str, out_dir: Path,
                   "image_size": str(size), "preprocess": json.dumps(preprocess, sort_keys=True)},
     )
     final = out_dir / f"{model.name}_{size}_{precision}{target.suffix}"
-    # A fresh private folder (mkdtemp: created exclusively, so a planted symlink is never
-    # followed), removed whatever happens; only a finished export is renamed to `final`.
-    work = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}.", dir=out_dir))
-    try:
+    # The exporters' own staging: a private folder removed whatever happens, and only a finished
+    # export published under `final` (replacing an earlier one, .mlpackage folders included).
+    with staging_dir(out_dir) as work:
         tmp = work / final.name
         target.export(request, tmp)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        publish([(tmp, final)])
     return final
 
 

@@ -21,7 +21,7 @@ from torch import nn
 from mvit import __version__
 from mvit.cli_support import native_chatter_filtered
 from mvit.errors import one_line
-from mvit.files import clean_stale_staging, normal_modes, publish, remove, staging_dir, write_json_atomic
+from mvit.files import clean_stale_staging, normal_modes, publish, staging_dir, write_json_atomic
 from mvit.models import fuse_batchnorm
 from mvit.models.registry import get_spec
 
@@ -43,8 +43,6 @@ from .targets import SUFFIXES, get_target
 from .verification_run import VERIFIERS, check_verifier, merge_verifications, run_verification  # noqa: F401
 from .verify import describe_failure
 from .wrappers import MAX_RANK, BuiltModule, build_export_module
-
-_merge_verifications = merge_verifications  # older name, kept for callers
 
 
 @dataclass
@@ -274,7 +272,6 @@ def target_for_path(path: Path) -> str:
     raise ExportError(f"cannot tell the target of {path}: expected a .mlpackage, .onnx or .tflite file")
 
 
-_target_for_path = target_for_path  # older name, kept for callers
 
 
 def _artefact_metadata(path: Path, target_name: str, export_target: ExportTarget) -> dict[str, Any]:
@@ -407,5 +404,3 @@ def copy_into_harness(artefact: Path) -> Path:
         publish([(copy, dest)])
     return dest
 
-
-_remove = remove  # older name, kept for callers

@@ -24,7 +24,6 @@ from .targets import get_target, target_names  # noqa: E402
 
 VERIFIER_HELP = ("CoreML: auto (Apple's runtime on macOS, the MIL reference evaluator elsewhere) | "
                  "mil-reference | coreml-runtime (macOS) | both (macOS: each judged against PyTorch)")
-EXIT_FAILED_VERIFICATION = EXIT_FAILED
 _err = Console(stderr=True, highlight=False)
 
 export_app = typer.Typer(add_completion=False, help="Export a MobileViT model to CoreML, ONNX or TFLite and verify its numerics.")

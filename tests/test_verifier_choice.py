@@ -6,6 +6,7 @@ import pytest
 
 from mvit.exporters import api
 from mvit.exporters.base import ExportError
+from mvit.exporters.verification_run import merge_verifications
 
 
 def test_mil_reference_verifier_is_named_in_the_report(tmp_path):
@@ -39,8 +40,8 @@ def test_verifier_choice_is_for_coreml_only_and_names_are_checked():
 def test_merged_verdict_fails_when_either_runner_fails():
     ok = {"verdict": "pass", "verified_by": "coreml-runtime", "checks": [{"check": "cosine[x]", "passed": True}]}
     bad = {"verdict": "fail", "verified_by": "mil-reference", "checks": [{"check": "cosine[x]", "passed": False}]}
-    merged = api._merge_verifications([ok, bad])
+    merged = merge_verifications([ok, bad])
     assert merged["verdict"] == "fail"
     assert merged["verified_by"] == "coreml-runtime+mil-reference"
     assert [c["check"] for c in merged["checks"]] == ["coreml-runtime:cosine[x]", "mil-reference:cosine[x]"]
-    assert api._merge_verifications([ok, ok])["verdict"] == "pass"
+    assert merge_verifications([ok, ok])["verdict"] == "pass"
