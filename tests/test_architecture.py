@@ -1,4 +1,4 @@
-"""The folders are the architecture and data flows one way: models -> exporters -> benchmarks."""
+"""The folders are the architecture and data flows one way: models -> exporters -> benchmarks -> evaluation."""
 
 import ast
 from pathlib import Path
@@ -8,8 +8,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # folder -> packages it must never import
 FORBIDDEN = {
-    "models": ("mvit.exporters", "mvit.benchmarks", "transformers", "timm"),
-    "exporters": ("mvit.benchmarks", "transformers", "timm"),
+    "models": ("mvit.exporters", "mvit.benchmarks", "mvit.evaluation", "transformers", "timm"),
+    "exporters": ("mvit.benchmarks", "mvit.evaluation", "transformers", "timm"),
+    "benchmarks": ("mvit.evaluation",),
 }
 
 
