@@ -1,4 +1,4 @@
-"""`mvit-bench`: run, report, compare, ab, profile, ci. A thin layer over the library functions.
+"""`mvit-bench`: run, report, compare, ab, profile, ci, calibrate-ci. A thin layer over the library functions.
 
 Errors go the way of every mvit command (mvit.cli_support.run_cli): one `error: ...` line on
 stderr; exit 0 ok, 1 a significant regression (or a benchmark row that crashed), 2 bad input,
@@ -284,6 +284,32 @@ def ci(
     atomic_write_text(out, text)
     typer.echo(text)
     typer.echo(f"wrote {out}", err=True)
+
+
+@app.command("calibrate-ci")
+@_interruptible
+def calibrate_ci(
+    trials: int = typer.Option(20, min=1, help="CI-step runs per row on each candidate."),
+    slowdown: float = typer.Option(0.15, min=0.01, max=1.0, help="How much slower the slowed build is (solo)."),
+    out: Path = typer.Option(Path("calibrate-ci.json"), "--out", "-o", help="Every run's timings; also <out>.md."),
+    artefact_dir: Optional[Path] = typer.Option(None, help="Keep (and reuse) the artefacts here."),
+    from_file: Optional[Path] = typer.Option(None, "--from", help="Only summarise an earlier --out JSON."),
+    identical_only: bool = typer.Option(False, help="No slowed build: false alarms only, half the time."),
+) -> None:
+    """Measure the CI step's false-alarm rate (identical builds) and power (a slowed build) here."""
+    from .calibrate_ci import calibrate_ci as measure
+    from .calibrate_ci import load_calibration, report_markdown
+
+    md = out.with_suffix(".md")
+    for path in (out, md):
+        check_output_path(path)
+    _finite(slowdown, "--slowdown")
+    doc = load_calibration(from_file) if from_file else measure(
+        trials, slowdown, out, artefact_dir, slowed=not identical_only, log=lambda m: typer.echo(f"mvit-bench calibrate-ci: {m}", err=True))
+    text = report_markdown(doc)
+    atomic_write_text(md, text)
+    typer.echo(text)
+    typer.echo(f"wrote {md}" if from_file else f"wrote {out} and {md}", err=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -142,6 +142,7 @@ def validate_document(doc: Any, source: str = "results") -> dict[str, Any]:
                 f"{source}: results[{i}] has runs={result['runs']} but "
                 f"{len(result['times_ms'])} times_ms; every timed run must be listed"
             )
+        _check_harness_details(result, f"{source}: results[{i}]")
     machine = doc["machine"]
     for key in _nullable_optional(schema["properties"]["machine"]):
         machine.setdefault(key, None)
@@ -151,7 +152,25 @@ def validate_document(doc: Any, source: str = "results") -> dict[str, Any]:
     for result in doc["results"]:
         for key in _nullable_optional(result_node):
             result.setdefault(key, None)
+        for key in ("vision", "compute_plan"):  # the harness's nested objects: omitted keys read as null
+            if result[key] is not None:
+                for inner in _nullable_optional(result_node["properties"][key]):
+                    result[key].setdefault(inner, None)
     return doc
+
+
+def _check_harness_details(result: dict[str, Any], where: str) -> None:
+    """What the schema cannot say about the iOS harness's Vision run and compute-plan split."""
+    vision = result.get("vision")
+    if vision is not None and len(vision["times_ms"]) != vision["runs"]:
+        raise ResultsFileError(f"{where}.vision has runs={vision['runs']} but {len(vision['times_ms'])} times_ms; "
+                               "every timed Vision request must be listed")
+    plan = result.get("compute_plan")
+    if plan is not None and plan["available"]:
+        counted = plan["cpu_ops"] + plan["gpu_ops"] + plan["neural_engine_ops"]
+        if counted != plan["operations"]:
+            raise ResultsFileError(f"{where}.compute_plan counts {plan['operations']} operations but its devices "
+                                   f"add up to {counted}; re-create the file with the harness")
 
 
 def load_results(path: Path | str) -> dict[str, Any]:

@@ -25,7 +25,9 @@ from mvit.files import clean_stale_staging, normal_modes, publish, staging_dir, 
 from mvit.models import fuse_batchnorm
 from mvit.models.registry import get_spec
 
+from . import quantize
 from .base import ExportError, ExportOptions, ExportRequest, ExportTarget
+from .coreml_preview import report_fields
 from .options import KNOWN_OPTIONS, artefact_stem, normalise_options
 from .preprocessing import preprocess_dict
 from .report import REPORT_SCHEMA, report_path_for
@@ -162,11 +164,11 @@ def export_model(
     verify: bool = True,
     verifier: str = "auto",
     prepared: PreparedExport | None = None,
+    calibration: Path | None = None,
     **options: Any,
 ) -> ExportResult:
-    if precision not in ("fp16", "fp32"):
-        raise ExportError(f"unknown --precision {precision!r}: use fp16 or fp32")
     export_target = get_target(target)
+    quantize.check_precision(precision, export_target)
     if verify:
         check_verifier(export_target, verifier)
     if prepared is None:
@@ -176,6 +178,10 @@ def export_model(
     out_dir = _prepare_out_dir(out_dir)
     built, reference = build_for_target(resolved, prepared.fused, export_target, opts)
     request = _request(resolved, built, precision, opts, export_target)
+    quant = quantize.prepare(precision, export_target, resolved.preprocess.resize_shortest, resolved.preprocess.crop,
+                             calibration)
+    request.calibration, judged = quant.calibration, quant.judged or None
+    request.metadata.update(quant.metadata)
     final = out_dir / (artefact_stem(resolved, precision, opts) + export_target.suffix)
 
     with staging_dir(out_dir) as staging:
@@ -202,7 +208,9 @@ def export_model(
             try:
                 with native_chatter_filtered():
                     verification = run_verification(export_target, staged, resolved, reference, precision, opts,
-                                                     num_threads=options.get("num_threads"), verifier=verifier)
+                                                     num_threads=options.get("num_threads"), verifier=verifier,
+                                                     samples=judged)
+                verification["warnings"] = [*quant.warnings, *verification.get("warnings", [])]
             except ExportError:
                 raise
             except Exception as exc:  # a runtime that crashes on the artefact is a finding, not a traceback
@@ -212,6 +220,8 @@ def export_model(
         lowering = built.extras.get("rank_lowering") or {}
         if lowering.get("rewrites"):
             report["rank_lowering"] = lowering  # what was rewritten to keep every tensor at rank <= 5
+        if built.extras.get("export_rewrites"):
+            report["export_rewrites"] = built.extras["export_rewrites"]  # exporters/rewrites/: what the traced module differs by
         report_path = report_path_for(final)
         staged_report = staging / report_path.name
         write_json_atomic(staged_report, {"schema": REPORT_SCHEMA, **report})
@@ -262,6 +272,8 @@ def _export_report(final: Path, staged: Path, target: str, resolved: ResolvedMod
         "verification": verification, "graph_checks": checks, "failed": [describe_failure(c) for c in failed],
         "verdict": verdict, "verified_by": verification.get("verified_by") if verification else None,
         "warnings": (verification or {}).get("warnings", []),
+        # Read back from the artefact: its own output names (a CoreML segmenter adds its class map), its Xcode preview.
+        **report_fields(get_target(target).read_metadata(staged)),
     }
 
 
@@ -271,6 +283,14 @@ def target_for_path(path: Path) -> str:
             return name
     raise ExportError(f"cannot tell the target of {path}: expected a .mlpackage, .onnx or .tflite file")
 
+
+def artefact_metadata(path: Path) -> dict[str, Any]:
+    """An artefact's checked mvit metadata (see _artefact_metadata), its target, and the raw fields (task, labels) for mvit-eval."""
+    path = Path(path)
+    target_name = target_for_path(path)
+    export_target = get_target(target_name)
+    meta = _artefact_metadata(path, target_name, export_target)
+    return {**meta, "target": target_name, "raw": export_target.read_metadata(path)}
 
 
 
@@ -296,7 +316,7 @@ def _artefact_metadata(path: Path, target_name: str, export_target: ExportTarget
     except ExportError as exc:
         raise ExportError(f"{path} has malformed mvit metadata ({exc}); re-export it") from None
     unknown = set(opts) - KNOWN_OPTIONS
-    if unknown or precision not in ("fp16", "fp32") or pre.get("channel_order", "RGB") not in ("RGB", "BGR"):
+    if unknown or precision not in quantize.PRECISIONS or pre.get("channel_order", "RGB") not in ("RGB", "BGR"):
         raise ExportError(f"{path} has malformed mvit metadata (options {sorted(unknown)}, precision {precision!r}); re-export it")
     return {"opts": opts, "pre": pre, "size": size, "precision": precision,
             "model": str(meta.get("model", "")), "config": str(meta.get("config", "A"))}
@@ -311,6 +331,7 @@ def verify_artefact(
     labels: Path | None = None,
     write: bool = True,
     verifier: str = "auto",
+    images: Path | None = None,
 ) -> dict[str, Any]:
     """Verify an existing artefact of any target against a model (+ checkpoint), same path as export.
 
@@ -328,6 +349,12 @@ def verify_artefact(
     meta = _artefact_metadata(path, target_name, export_target)
     if model_name is None:
         model_name = _registered_model_of(path, meta["model"], checkpoint)
+    from . import multisize  # a multi-size artefact: every recorded function / size / signature at its size
+
+    recorded = multisize.recorded_entries(export_target.read_metadata(path))
+    if recorded is not None:
+        return multisize.verify_recorded(path, export_target, recorded, meta, model_name, checkpoint=checkpoint, config=config,
+                                         labels=labels, write=write, verifier=verifier)
     pre = meta["pre"]
     # Without a checkpoint the recorded config rebuilds the same random-weight model; with one,
     # the checkpoint says (and a mismatch with the artefact shows up as failed checks).
@@ -342,7 +369,8 @@ def verify_artefact(
     try:
         with native_chatter_filtered():
             verification = run_verification(export_target, path, resolved, reference, meta["precision"], opts,
-                                            verifier=verifier)
+                                            verifier=verifier, samples=quantize.judged_images(
+                                                images, resolved.preprocess.resize_shortest, resolved.preprocess.crop) or None)
     except ExportError:
         raise
     except Exception as exc:

@@ -19,7 +19,8 @@ from torch import nn
 from mvit.errors import MvitError
 from mvit.models.detection_postprocess import NmsSettings
 
-Precision = Literal["fp32", "fp16"]
+# int8-weights / int8 / palette4 / palette6: see quantize.py (what each means per target).
+Precision = Literal["fp32", "fp16", "int8-weights", "int8", "palette4", "palette6"]
 
 
 class ExportError(MvitError):
@@ -61,6 +62,7 @@ class ExportRequest:
     dynamic_batch: bool = False  # onnx option
     metadata: dict[str, str] = field(default_factory=dict)  # written into the artefact as is
     options: ExportOptions = field(default_factory=lambda: ExportOptions())
+    calibration: np.ndarray | None = None  # int8: pixels [N, 3, H, W] like the input, that set activation scales
 
 
 @dataclass(frozen=True)
@@ -121,8 +123,11 @@ class TargetDefaults:
     nms_best_class_only = False
     class_id_output = True
     harness_ready = False
+    # Graph rewrites of the traced module (exporters/rewrites/), each measured faster on the runtime.
+    export_rewrites: frozenset[str] = frozenset({"fold_preprocessing", "patch_layout"})
     nms_forms: tuple[str, ...] = ()  # one NMS form: nothing to choose
     nms_output_names: list[str] = []
+    precisions: tuple[str, ...] = ("fp32", "fp16", "int8-weights", "int8")
     name = ""
 
     def output_names_with_nms(self, options: ExportOptions) -> list[str]:
@@ -149,7 +154,12 @@ class ExportTarget(Protocol):
     nms_best_class_only: bool  # the native NMS keeps each box under its best class only (CoreML)
     class_id_output: bool  # a classifier gets a class_id output (CoreML's ClassifierConfig adds its own label)
     harness_ready: bool  # --into-harness can copy it into the iOS app
+    export_rewrites: frozenset[str]  # exporters/rewrites/ names applied to the traced module
     nms_forms: tuple[str, ...]  # detection NMS forms it can write (--coreml-nms), the default first; () for one
+    precisions: tuple[str, ...]  # --precision values it writes (quantize.py says what each means for it)
+
+    def quantisation_settings(self, precision: str) -> dict[str, Any]:
+        """What its quantiser does for a quantised precision, recorded in the artefact's metadata."""
 
     def output_names_with_nms(self, options: ExportOptions) -> list[str]:
         """A detection artefact's outputs once its NMS is appended, in the chosen form."""

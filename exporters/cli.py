@@ -66,10 +66,13 @@ def parse_triple(text: str | None, flag: str, positive: bool = False) -> tuple[f
 def export(
     target: str = typer.Option("coreml", help="coreml | onnx | tflite | all"),
     model: Optional[str] = typer.Option(None, help="Registered model name, or pkg.module:factory for your own nn.Module. Default: mobilevit_xs"),
-    config: Optional[str] = typer.Option(None, help="Patch config: A (2,2,2) or B (8,4,2). Default: the checkpoint's, else A"),
+    config: Optional[str] = typer.Option(None, help="Patch config: A (2,2,2) or B (8,4,2), or A,B for both in one artefact. Default: the checkpoint's, else A"),
     checkpoint: Optional[Path] = typer.Option(None, help="Weights (HF folder/file, ml-cvnets .pt, timm, or mvit .safetensors)"),
-    precision: str = typer.Option("fp16", help="fp16 | fp32"),
-    image_size: Optional[int] = typer.Option(None, help="Input size (square). Default: the checkpoint's, else the model's"),
+    precision: str = typer.Option("fp16", help="fp16 | fp32 | int8-weights | int8 | palette4 | palette6 (CoreML only)"),
+    calibration: Optional[Path] = typer.Option(None, help="int8: folder of images that set activation scales (default: the "
+                                               "verification photos); quantised exports are also judged on them"),
+    image_size: Optional[str] = typer.Option(None, help="Input size (square), or several (256,320,384,512) for one multi-size "
+                                             "artefact. Default: the checkpoint's, else the model's"),
     out: Path = typer.Option(Path("exports"), help="Output folder"),
     labels: Optional[Path] = typer.Option(None, help="Labels file, one per line (default: checkpoint id2label, else the model's)"),
     channel_order: Optional[str] = typer.Option(None, help="RGB | BGR the weights expect (default: checkpoint, else model spec)"),
@@ -87,8 +90,11 @@ def export(
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip numerics verification"),
     into_harness: bool = typer.Option(False, "--into-harness", help="Copy the .mlpackage into ios_harness/App/Models/"),
     verifier: str = typer.Option("auto", help=VERIFIER_HELP),
+    coreml_shapes: Optional[str] = typer.Option(None, "--coreml-shapes", help="Several sizes in CoreML: functions (default: one "
+                                                "fixed-shape function per size, iOS 18) | enumerated (EnumeratedShapes, iOS 16-17, config A)"),
 ) -> int:
-    from . import api
+    from . import api, multisize, quantize
+    from .calibration import image_files
 
     if target != "all" and target not in target_names():
         return fail(f"unknown --target {target!r}: use {', '.join(target_names())} or all")
@@ -103,8 +109,10 @@ def export(
         return fail(f"--verifier {verifier} applies to CoreML exports only (got --target {target})")
     if into_harness and not any(t.harness_ready for t in targets):
         return fail("--into-harness needs --target coreml (or all)")
-    if precision not in ("fp16", "fp32"):
-        return fail(f"unknown --precision {precision!r}: use fp16 or fp32")
+    for t in targets:  # e.g. a palette for ONNX: said once, before anything is built
+        quantize.check_precision(precision, t)
+    if calibration is not None:
+        image_files(calibration)
     options: dict[str, Any] = dict(mask=mask, raw_detection=raw_detection, raw_input=raw_input, nhwc=nhwc, dynamic_batch=dynamic_batch,
                    channel_order=channel_order, mean=parse_triple(mean, "--mean"), std=parse_triple(std, "--std", positive=True),
                    coreml_nms=coreml_nms)
@@ -115,7 +123,12 @@ def export(
         if not no_verify:
             api.check_verifier(t, verifier_for[t.name])
     # One model, one set of checks, for every target: bad input is said once, before anything is written.
-    prepared = api.prepare_export(model, [t.name for t in targets], config=config, image_size=image_size, checkpoint=checkpoint,
+    sizes, configs = multisize.parse_size_list(image_size), multisize.parse_config_list(config)
+    if multisize.wanted(sizes, configs, coreml_shapes):
+        return multisize.cli_export(model, [t.name for t in targets], out, sizes=sizes, configs=configs, coreml_shapes=coreml_shapes,
+                                    precision=precision, verify=not no_verify, verifier_for=verifier_for, checkpoint=checkpoint,
+                                    labels=labels, into_harness=into_harness, **options)
+    prepared = api.prepare_export(model, [t.name for t in targets], config=config, image_size=sizes[0] if sizes else None, checkpoint=checkpoint,
                                   labels=labels, **options)
     code = 0
     lines: list[str] = []
@@ -128,7 +141,7 @@ def export(
             progress.update(bar, description=f"{name}: export{' + verify' if not no_verify else ''}")
             try:
                 result = api.export_model(model, name, out, precision=precision, verify=not no_verify,
-                                          verifier=verifier_for[name], prepared=prepared, **options)
+                                          verifier=verifier_for[name], prepared=prepared, calibration=calibration, **options)
                 lines.append(_result_line(result, _human_size))
                 if into_harness and export_target.harness_ready:
                     dest = api.copy_into_harness(result.path)
@@ -176,10 +189,13 @@ def verify(
     config: Optional[str] = typer.Option(None, help="A | B (default: as recorded)"),
     labels: Optional[Path] = typer.Option(None, help="Labels file, if the export used one"),
     verifier: str = typer.Option("auto", help=VERIFIER_HELP),
+    images: Optional[Path] = typer.Option(None, help="Quantised artefacts: a folder of your images to judge agreement "
+                                          "with fp32 on, besides the verification photos"),
 ) -> int:
     from . import api
 
-    report = api.verify_artefact(path, model, checkpoint=checkpoint, config=config, labels=labels, verifier=verifier)
+    report = api.verify_artefact(path, model, checkpoint=checkpoint, config=config, labels=labels, verifier=verifier,
+                                 images=images)
     detail = f" ({'; '.join(report['failed'])})" if report.get("failed") else ""
     reason = report.get("verification", {}).get("reason")
     detail += f" ({reason})" if report["verdict"] == "not-verified" and reason else ""

@@ -24,7 +24,7 @@ from torch import nn
 
 from .base import ExportError, ExportOptions, ExportRequest, Runner, importable
 from .coreml_pipeline import NMS_FORMS, VISION_OUTPUTS
-from .tasks import get_task
+from .coreml_preview import NO_PREVIEW, preview_metadata, record_outputs, with_class_map  # noqa: F401 (NO_PREVIEW: callers read it here)
 from .wrappers import NMS_OUTPUT_NAMES
 
 # iOS 16 / macOS 13: ML Program needs iOS 15; iOS 16 adds fp16 inputs/outputs for ML Programs and
@@ -32,9 +32,6 @@ from .wrappers import NMS_OUTPUT_NAMES
 # (iPhone 7 and earlier) cannot run iOS 16 anyway, and the Neural Engine fp16 path needs A12+.
 DEPLOYMENT_TARGET = "iOS16"
 DEPLOYMENT_TARGET_DESCRIPTION = "iOS16 / macOS13 / watchOS9 / tvOS16"
-# Xcode's previews (classifier, segmenter, detector) each expect outputs of their own shape; a
-# custom network's outputs are arbitrary, so its package declares none rather than a wrong one.
-NO_PREVIEW = "none: a custom network's outputs match no Xcode preview type"
 # Name of the (pre-NMS) outputs while the NMS ops are appended; the artefact's outputs are renamed.
 _DECODED_NAMES = ("decoded_boxes", "class_probabilities")
 
@@ -55,7 +52,14 @@ class CoreMLTarget:
     # (coreml_nms.py), and NonMaximumSuppression's pickTop.perClass (coreml_pipeline.py).
     nms_best_class_only = True
     class_id_output = False  # ClassifierConfig adds the top label itself
+    export_rewrites: frozenset[str] = frozenset()  # not timed on a device: the network as written
     harness_ready = True
+    precisions = ("fp32", "fp16", "int8-weights", "int8", "palette4", "palette6")  # palettes: a CoreML weight format
+
+    def quantisation_settings(self, precision: str) -> dict[str, Any]:
+        from .quantize_coreml import settings_for
+
+        return settings_for(precision)
 
     def benchmark_unavailable_reason(self) -> str | None:
         if sys.platform == "darwin":
@@ -72,6 +76,10 @@ class CoreMLTarget:
 
     def export(self, request: ExportRequest, path: Path) -> None:
         mlmodel = _convert(request)
+        if request.precision not in ("fp32", "fp16"):
+            from .quantize_coreml import quantize_coreml
+
+            mlmodel = quantize_coreml(mlmodel, request)
         if request.task == "classification":
             mlmodel = _rename_probabilities(mlmodel, request.output_names[0])
         mlmodel.author = request.metadata.get("author", "mvit")
@@ -107,7 +115,9 @@ class CoreMLTarget:
         meta["author"] = spec.description.metadata.author
         meta["license"] = spec.description.metadata.license
         meta["short_description"] = spec.description.metadata.shortDescription
-        image = spec.description.input[0].type
+        # A multifunction package (several sizes) describes inputs per function: the first speaks for it.
+        described = spec.description.functions[0] if spec.description.functions else spec.description
+        image = described.input[0].type
         if image.WhichOneof("Type") == "imageType":
             meta["input_type"] = "image"
             meta["color_layout"] = _COLOR_SPACES.get(image.imageType.colorSpace, str(image.imageType.colorSpace))
@@ -115,10 +125,10 @@ class CoreMLTarget:
             meta["input_type"] = "tensor"
         # The model's own outputs (a classifier adds classLabel); "output_names" is what the
         # exporter recorded.
-        meta["model_outputs"] = json.dumps([o.name for o in spec.description.output])
-        if spec.description.predictedFeatureName:
-            meta["classifier_label_output"] = spec.description.predictedFeatureName
-            meta["classifier_probabilities_output"] = spec.description.predictedProbabilitiesName
+        meta["model_outputs"] = json.dumps([o.name for o in described.output])
+        if described.predictedFeatureName:
+            meta["classifier_label_output"] = described.predictedFeatureName
+            meta["classifier_probabilities_output"] = described.predictedProbabilitiesName
             meta["classifier_labels"] = json.dumps(_class_labels(spec))
         return meta
 
@@ -164,12 +174,13 @@ class CoreMLTarget:
 def _convert(request: ExportRequest) -> Any:
     import coremltools as ct
 
-    module = _fold_channel_scale(request)
+    module, network_outputs = with_class_map(request.task, _fold_channel_scale(request), list(request.output_names))
+    record_outputs(request, network_outputs)  # the metadata and the report name the class map too
     example = torch.rand(request.input_shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         traced = torch.jit.trace(module.eval(), example)
     nms = request.options.nms is not None
-    output_names = list(_DECODED_NAMES) if nms else list(request.output_names)
+    output_names = list(_DECODED_NAMES) if nms else network_outputs
     classifier = None
     if request.task == "classification":
         classifier = ct.ClassifierConfig(
@@ -181,7 +192,8 @@ def _convert(request: ExportRequest) -> Any:
         classifier_config=classifier,
         minimum_deployment_target=ct.target.iOS16,
     )
-    precision = ct.precision.FLOAT16 if request.precision == "fp16" else ct.precision.FLOAT32
+    # Quantised precisions compress the fp16 program (quantize_coreml.py): fp16 is what the device computes in.
+    precision = ct.precision.FLOAT32 if request.precision == "fp32" else ct.precision.FLOAT16
     if not nms:
         return ct.convert(traced, convert_to="mlprogram", compute_precision=precision, **common)
     # The NMS (or the arrays a NonMaximumSuppression model reads) is appended to the MIL program
@@ -321,14 +333,7 @@ def _metadata(request: ExportRequest) -> dict[str, str]:
         meta["image_input_bias"] = json.dumps(bias)
         if factor is not None:
             meta["input_channel_factor"] = json.dumps(list(map(float, factor)))
-    preview = get_task(request.task).coreml_preview
-    if preview:
-        meta["com.apple.coreml.model.preview.type"] = preview
-    else:
-        meta["xcode_preview"] = NO_PREVIEW
-    if request.task in ("segmentation", "detection"):
-        # Xcode's segmentation preview reads the class names from these params.
-        meta["com.apple.coreml.model.preview.params"] = json.dumps({"labels": list(request.labels)})
+    meta.update(preview_metadata(request))  # Xcode's preview keys, and the class map's output name
     if request.options.nms is not None:
         meta["nms"] = json.dumps(request.options.nms_dict(), sort_keys=True, default=str)
         meta["nms_form"] = nms_form(request.options)

@@ -173,6 +173,11 @@ class OnnxTarget(TargetDefaults):
 
     nms_output_names = [*NMS_OUTPUT_NAMES, "batch_index"]
 
+    def quantisation_settings(self, precision: str) -> dict[str, Any]:
+        from .quantize_onnx import settings_for
+
+        return settings_for(precision)
+
     def available(self) -> bool:
         return importable("onnx", "onnxruntime", "onnxslim")
 
@@ -198,6 +203,10 @@ class OnnxTarget(TargetDefaults):
             _append_nms(model, traced_names[0], traced_names[1], nms)
         if request.precision == "fp16":
             _store_weights_fp16(model)
+        elif request.precision != "fp32":
+            from .quantize_onnx import quantize_onnx
+
+            model = quantize_onnx(model, request)
         del model.metadata_props[:]
         for key in sorted(request.metadata):
             model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=str(request.metadata[key])))

@@ -64,4 +64,8 @@ TOLERANCES: dict[str, Tolerance] = {
 
 
 def tolerance_for(precision: str) -> Tolerance:
+    if precision not in TOLERANCES:  # quantised precisions are judged by task agreement (quantize.py)
+        from .quantize import QUANTISED_TOLERANCES
+
+        return QUANTISED_TOLERANCES[precision]
     return TOLERANCES[precision]

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from .base import ExportError, ExportOptions, ExportTarget, TargetNotInstalled
+from .quantize import judge_quantised
 from .resolve import ResolvedModel
+from .samples import Sample, verification_samples
 from .targets import get_target
 from .wrappers import BuiltModule
 
@@ -38,9 +40,14 @@ def merge_verifications(results: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def verification_samples_for(resolved: ResolvedModel) -> list[Sample]:
+    return verification_samples(resolved.preprocess.resize_shortest, resolved.preprocess.crop)
+
+
 def run_verification(
     export_target: ExportTarget, path: Path, resolved: ResolvedModel, reference: BuiltModule,
     precision: str, opts: ExportOptions, num_threads: int | None = None, verifier: str = "auto",
+    samples: list[Sample] | None = None,
 ) -> dict[str, Any]:
     """Verify with the target's own runner, or for CoreML with a chosen one or both.
 
@@ -67,5 +74,8 @@ def run_verification(
             return {"verdict": "not-verified", "reason": str(exc), "checks": []}
         results.append(verify_runner(runner, reference, task=resolved.task, preprocess=resolved.preprocess,
                                      precision=precision, raw_input=opts.raw_input, nms=opts.nms,
-                                     nms_best_class_only=export_target.nms_best_class_only))
+                                     nms_best_class_only=export_target.nms_best_class_only,
+                                     samples=None if samples is None else verification_samples_for(resolved) + samples))
+    # Quantised precisions: random weights or too few decisive samples are no evidence (quantize.py).
+    results = [judge_quantised(r, precision, resolved.weights) for r in results]
     return results[0] if len(results) == 1 else merge_verifications(results)

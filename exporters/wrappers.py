@@ -19,6 +19,7 @@ from mvit.models import PreprocessSpec
 from .base import ExportError, ExportOptions, ExportTarget
 from .lower_rank import lower_rank
 from .preprocessing import PixelPreprocess
+from .rewrites import rewrite_for_export
 from .targets import get_target
 from .tasks import get_task
 
@@ -62,15 +63,18 @@ def build_export_module(
     """`fused` must already be BN-fused and in eval mode. `preprocess=None` leaves pixel
     preprocessing out (CoreML's ImageType does it; the verification reference does it in numpy).
     `lower=False` keeps tensors above rank 5 (a verification reference may stay the original
-    network, so verification also proves the rewrite exact); `extras["rank_lowering"]` says what
-    was rewritten."""
+    network, so verification also proves the rewrite exact) and applies none of the target's
+    `export_rewrites`; `extras["rank_lowering"]` and `extras["export_rewrites"]` say what was rewritten."""
     options = ExportOptions.from_dict(options)
-    pre = PixelPreprocess(preprocess) if preprocess is not None else None
+    export_target = get_target(target) if isinstance(target, str) else target
     extras: dict[str, Any] = {}
     net = fused
     if lower:
-        net, extras["rank_lowering"] = lower_rank_for_export(fused, image_size, options)
-    export_target = get_target(target) if isinstance(target, str) else target
+        # Only the traced module is rewritten; the reference (lower=False) stays the network as written.
+        net, folded, extras["export_rewrites"] = rewrite_for_export(fused, preprocess, image_size, export_target.export_rewrites)
+        preprocess = None if folded else preprocess
+        net, extras["rank_lowering"] = lower_rank_for_export(net, image_size, options)
+    pre = PixelPreprocess(preprocess) if preprocess is not None else None
     head = get_task(task).head(net, fused, image_size, options, class_id_output=export_target.class_id_output)
     return BuiltModule(ExportModule(head.module, pre).eval(), head.output_names, head.anchors, extras)
 

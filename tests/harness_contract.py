@@ -18,6 +18,8 @@ STRUCT_TO_SCHEMA = {
     "MachineInfo": ("machine", lambda s: s["properties"]["machine"]),
     "BenchmarkResult": ("result", lambda s: s["$defs"]["result"]),
     "LatencyStats": ("stats", lambda s: s["$defs"]["stats"]),
+    "VisionRun": ("vision", lambda s: s["$defs"]["result"]["properties"]["vision"]),
+    "ComputePlanSplit": ("compute_plan", lambda s: s["$defs"]["result"]["properties"]["compute_plan"]),
 }
 COMPUTE_UNITS_ENUM = "ComputeUnitSetting"
 SWIFT_SCALARS = {"String": "string", "Int": "integer", "Double": "number", "Float": "number", "Bool": "boolean"}

@@ -215,3 +215,15 @@ def top_level_outline(source: str | bytes) -> list[str]:
         if node.type not in ("comment", "multiline_comment")
     ]
 
+
+
+def availability_conditions(source: str | bytes) -> list[str]:
+    """The text of every `#available(...)` condition (if/guard), in source order."""
+    found = []
+    stack = [parse(source).root_node]
+    while stack:
+        node = stack.pop()
+        if node.type == "availability_condition":
+            found.append(" ".join(_text(node).split()))
+        stack.extend(reversed(node.children))
+    return found

@@ -30,7 +30,7 @@ def test_schema_fields_match_the_contract():
     assert set(schema.result_fields()) == {
         "model", "config", "task", "runtime", "compute_units", "precision", "input_size", "batch", "threads",
         "artefact", "compile_ms", "load_ms", "first_inference_ms", "warmup_runs", "runs", "times_ms", "stats",
-        "peak_rss_mb", "macs", "gflops_per_s"}
+        "peak_rss_mb", "macs", "gflops_per_s", "function", "vision", "compute_plan"}  # the last three: iOS harness
     assert set(schema.top_level_fields()) == {"schema_version", "tool", "created_utc", "machine", "gemm_gflops", "results"}
 
 

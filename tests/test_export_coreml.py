@@ -92,7 +92,9 @@ def test_three_tasks_two_configs_export_with_metadata(exported, model, config, o
         assert meta["input_type"] == "image" and meta["color_layout"] == order
         assert float(meta["image_input_scale"]) == pytest.approx(1 / 255)
         assert json.loads(meta["image_input_bias"]) == [0.0, 0.0, 0.0]
-    assert meta["com.apple.coreml.model.preview.type"] == PREVIEW[model]
+    # Xcode previews an image input only, and a detector only as the Vision pipeline (exporters/coreml_preview.py).
+    previewed = not options.get("raw_input") and options.get("nms") is not False
+    assert meta.get("com.apple.coreml.model.preview.type") == (PREVIEW[model] if previewed else None)
     assert meta["minimum_deployment_target"].startswith("iOS16")
     assert meta["author"] and meta["license"] and model in meta["short_description"]
     assert "com.github.apple.coremltools.conversion_date" not in meta
@@ -104,7 +106,8 @@ def test_three_tasks_two_configs_export_with_metadata(exported, model, config, o
         assert meta["classifier_probabilities_output"] == "probabilities"
     elif model == "deeplabv3_mobilevit_xxs":
         assert json.loads(meta["com.apple.coreml.model.preview.params"])["labels"] == labels
-        assert json.loads(meta["model_outputs"]) == (["mask"] if options.get("mask") else ["logits"])
+        # The class map `mask` goes beside the logits for Xcode's segmenter preview.
+        assert json.loads(meta["model_outputs"]) == (["mask"] if options.get("mask") else ["logits", "mask"])
     elif options.get("nms") is False:
         assert "non_maximum_suppression" not in hist
         assert json.loads(meta["model_outputs"]) == ["boxes", "scores"]

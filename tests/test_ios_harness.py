@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from harness_contract import STRUCT_TO_SCHEMA, contract_mismatches
-from swift_source import codable_structs, imports, syntax_problems, top_level_outline
+from swift_source import availability_conditions, codable_structs, imports, syntax_problems, top_level_outline
 
 from mvit.benchmarks.schema import load_results, results_schema, validate_document
 from mvit.benchmarks.stats import LatencyStats
@@ -27,8 +27,14 @@ from mvit.benchmarks.stats import LatencyStats
 REPO = Path(__file__).resolve().parents[1]
 HARNESS = REPO / "ios_harness"
 GOLDEN = REPO / "tests" / "data" / "harness_golden.json"
-SCHEMA_STRUCTS = HARNESS / "Sources" / "MVitBenchCore" / "BenchmarkReport.swift"
-STATS_STRUCT = HARNESS / "Sources" / "MVitBenchCore" / "LatencyStats.swift"
+# A multifunction detector: per-function rows, Vision runs, compute-plan splits (issue 11).
+GOLDEN_MULTIFUNCTION = REPO / "tests" / "data" / "harness_golden_multifunction.json"
+GOLDENS = [GOLDEN, GOLDEN_MULTIFUNCTION]
+CORE = HARNESS / "Sources" / "MVitBenchCore"
+COREML_BACKEND = HARNESS / "Sources" / "MVitBenchCoreML"
+SCHEMA_STRUCTS = CORE / "BenchmarkReport.swift"
+ROW_DETAILS = CORE / "RowDetails.swift"
+STATS_STRUCT = CORE / "LatencyStats.swift"
 
 
 def swift_files() -> list[Path]:
@@ -48,7 +54,8 @@ def test_every_swift_file_parses():
     names = {p.name for p in files}
     # The pieces issue 6 asks for; a missing one would make "everything parses" vacuous.
     assert {"Package.swift", "LatencyStats.swift", "BenchmarkReport.swift", "CoreMLBenchmark.swift",
-            "main.swift", "MVitHarnessApp.swift", "ContentView.swift"} <= names
+            "main.swift", "MVitHarnessApp.swift", "ContentView.swift", "RowDetails.swift", "VisionTiming.swift",
+            "ComputePlanTally.swift", "FunctionDiscovery.swift", "UsageExamples.swift"} <= names
     problems = [str(p) for f in files for p in syntax_problems(f.read_bytes(), str(f.relative_to(REPO)))]
     assert not problems, "Swift syntax errors:\n" + "\n".join(problems)
 
@@ -91,13 +98,21 @@ def test_swift_structs_match_results_schema():
     assert not problems, "Swift harness and results.schema.json disagree:\n" + "\n".join(problems)
 
 
+def schema_structs() -> dict:
+    return (codable_structs(SCHEMA_STRUCTS.read_text(), "BenchmarkReport.swift")
+            | codable_structs(ROW_DETAILS.read_text(), "RowDetails.swift"))
+
+
 def test_contract_reads_keys_from_coding_keys():
-    structs = codable_structs(SCHEMA_STRUCTS.read_text(), "BenchmarkReport.swift")
+    structs = schema_structs()
     assert set(STRUCT_TO_SCHEMA) - {"LatencyStats"} <= set(structs)
     result_keys = structs["BenchmarkResult"].json_keys()
     assert result_keys["first_inference_ms"] == "firstInferenceMs"
     assert result_keys["compute_units"] == "computeUnits"
     assert structs["BenchmarkResult"].properties["compileMs"].optional
+    assert result_keys["compute_plan"] == "computePlan" and result_keys["function"] == "function"
+    assert structs["VisionRun"].json_keys()["recognized_objects"] == "recognizedObjects"
+    assert not structs["ComputePlanSplit"].properties["available"].optional
 
 
 @pytest.mark.parametrize(
@@ -117,9 +132,18 @@ def test_contract_reads_keys_from_coding_keys():
          ["macs: String? encodes as string"]),
         (HARNESS / "Sources" / "MVitBenchCore" / "ComputeUnitSetting.swift", "case cpuAndGPU", "case cpuAndGpu",
          ["ComputeUnitSetting raw values"]),
+        # the issue-11 objects drift the same ways
+        (ROW_DETAILS, '= "recognized_objects"', '= "objects"',
+         ["'objects' is not in the schema's vision object", "'recognized_objects' has no Swift property"]),
+        (ROW_DETAILS, "public var available: Bool\n", "public var available: Bool?\n",
+         ["available is optional but the schema requires 'available'"]),
+        (ROW_DETAILS, "public var cpuCost: Double?", "public var cpuCost: String?",
+         ["cpuCost: String? encodes as string"]),
+        (SCHEMA_STRUCTS, 'case computePlan = "compute_plan"', 'case computePlan = "plan"',
+         ["'plan' is not in the schema's result object"]),
     ],
     ids=["renamed-result-key", "renamed-stats-key", "unkeyed-property", "optional-required", "wrong-type",
-         "compute-unit-name"],
+         "compute-unit-name", "renamed-vision-key", "optional-plan-flag", "wrong-cost-type", "renamed-plan-key"],
 )
 def test_contract_reports_drift(path, old, new, expected):
     sources = swift_sources()
@@ -143,16 +167,20 @@ def test_contract_reports_a_schema_field_the_swift_side_lacks():
 # --- 3. the golden harness file through the Python tools ----------------------------------------
 
 
-def golden() -> dict:
-    return json.loads(GOLDEN.read_text())
+def golden(path: Path = GOLDEN) -> dict:
+    return json.loads(path.read_text())
 
 
-def test_golden_is_what_the_swift_structs_write():
+@pytest.mark.parametrize("path", GOLDENS, ids=lambda p: p.stem)
+def test_golden_is_what_the_swift_structs_write(path):
     """Every key in the golden is one the Swift side writes; only nil optionals are left out."""
-    structs = codable_structs(SCHEMA_STRUCTS.read_text()) | codable_structs(STATS_STRUCT.read_text())
-    doc = golden()
+    structs = schema_structs() | codable_structs(STATS_STRUCT.read_text())
+    doc = golden(path)
+    visions = [r["vision"] for r in doc["results"] if "vision" in r]
     objects = {"BenchmarkReport": [doc], "ToolInfo": [doc["tool"]], "MachineInfo": [doc["machine"]],
-               "BenchmarkResult": doc["results"], "LatencyStats": [r["stats"] for r in doc["results"]]}
+               "BenchmarkResult": doc["results"],
+               "LatencyStats": [r["stats"] for r in doc["results"]] + [v["stats"] for v in visions],
+               "VisionRun": visions, "ComputePlanSplit": [r["compute_plan"] for r in doc["results"]]}
     for name, instances in objects.items():
         struct = structs[name]
         keys = struct.json_keys()
@@ -162,15 +190,22 @@ def test_golden_is_what_the_swift_structs_write():
             assert required <= set(obj), f"{name}: non-optional keys missing: {required - set(obj)}"
     assert doc["tool"]["name"] == "mvit-ios-harness"
     assert {r["runtime"] for r in doc["results"]} == {"coreml"}
-    assert [r["compute_units"] for r in doc["results"]] == ["cpuOnly", "cpuAndGPU", "cpuAndNeuralEngine", "all"]
+    if path == GOLDEN:
+        assert [r["compute_units"] for r in doc["results"]] == ["cpuOnly", "cpuAndGPU", "cpuAndNeuralEngine", "all"]
+    else:  # one row per function x compute units, in the package's function order
+        assert [(r["function"], r["compute_units"]) for r in doc["results"]] == [
+            ("A_256", "cpuOnly"), ("A_256", "cpuAndNeuralEngine"), ("A_320", "cpuOnly"), ("A_320", "cpuAndNeuralEngine")]
 
 
-def test_golden_validates_and_its_stats_follow_from_its_times():
-    doc = load_results(GOLDEN)
+@pytest.mark.parametrize("path", GOLDENS, ids=lambda p: p.stem)
+def test_golden_validates_and_its_stats_follow_from_its_times(path):
+    doc = load_results(path)
     for r in doc["results"]:
         assert r["threads"] is None and r["macs"] is None  # omitted by Swift, filled in as null
         # Exact equality: the Swift side computes these with the same operations (LatencyStats.swift).
         assert LatencyStats.from_times(r["times_ms"]).as_dict() == r["stats"]
+        if r["vision"] is not None:
+            assert LatencyStats.from_times(r["vision"]["times_ms"]).as_dict() == r["vision"]["stats"]
 
 
 def test_schema_rejects_a_harness_file_with_a_renamed_key():
@@ -234,6 +269,74 @@ def test_report_rejects_a_broken_harness_file_in_one_line(tmp_path):
     done = _bench("report", bad)
     assert done.exit_code == 2
     assert "compute_units" in done.output and "Traceback" not in done.output
+
+
+# --- issue 11: functions, Vision, compute plan ---------------------------------------------------
+
+
+def test_multifunction_rows_report_and_compare_apart(tmp_path):
+    """Each function is its own row: report lists both input sizes, compare matches row for row."""
+    done = _bench("report", GOLDEN_MULTIFUNCTION, "--out", tmp_path / "multi")
+    assert done.exit_code == 0, done.output
+    table = (tmp_path / "multi.md").read_text()
+    assert "256x256" in table and "320x320" in table
+    same = _bench("compare", GOLDEN_MULTIFUNCTION, GOLDEN_MULTIFUNCTION)
+    assert same.exit_code == 0 and same.output.count("**SAME**") == 4, same.output
+
+
+def _broken(tmp_path: Path, change) -> Path:
+    doc = golden(GOLDEN_MULTIFUNCTION)
+    change(doc["results"][0])
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda r: r["vision"]["times_ms"].pop(), "vision has runs=100 but 99 times_ms"),
+        (lambda r: r["compute_plan"].update(cpu_ops=r["compute_plan"]["cpu_ops"] + 1), "devices add up to"),
+        (lambda r: r["compute_plan"].update(available=False), "reason"),  # unavailable needs its reason
+        (lambda r: r["compute_plan"].update(neural_engine_cost=1.5), "neural_engine_cost"),
+        (lambda r: r["vision"].pop("recognized_objects"), "recognized_objects"),
+        (lambda r: r.update(function=""), "function"),
+    ],
+    ids=["vision-runs", "plan-sum", "unavailable-without-reason", "cost-above-one", "no-object-count", "empty-function"],
+)
+def test_schema_rejects_broken_harness_details_in_one_line(tmp_path, change, message):
+    done = _bench("report", _broken(tmp_path, change))
+    assert done.exit_code == 2, done.output
+    assert message in done.output and "Traceback" not in done.output and len(done.output.strip().splitlines()) == 1
+
+
+def test_compute_plan_unavailable_is_a_valid_row():
+    doc = golden()
+    doc["results"][0]["compute_plan"] = {"available": False, "reason": "MLComputePlan needs iOS 17.4 / macOS 14.4 "
+                                                                       "(this is Version 17.2 (Build 21C62))"}
+    row = validate_document(doc, source="old-phone.json")["results"][0]
+    assert row["compute_plan"]["cpu_ops"] is None and row["vision"] is None and row["function"] is None
+
+
+def test_harness_source_follows_the_conventions_it_reads():
+    """What the Swift reads from an artefact is what the exporters write, and every newer API is
+    behind the OS version that has it (the package targets iOS 17 / macOS 14)."""
+    from mvit.exporters.coreml_pipeline import VISION_OUTPUTS
+
+    vision = (COREML_BACKEND / "VisionTiming.swift").read_text()
+    assert f'isSuperset(of: ["{VISION_OUTPUTS[0]}", "{VISION_OUTPUTS[1]}"])' in vision
+    assert "VNRecognizedObjectObservation" in vision
+    discovery = (COREML_BACKEND / "FunctionDiscovery.swift").read_text()
+    assert 'metadata["functions"]' in discovery and "functionNames" in discovery
+    entry = codable_structs(ROW_DETAILS.read_text())["Entry"]  # one item of the "functions" metadata list
+    assert set(entry.json_keys()) == {"name", "image_size", "config"}
+    assert availability_conditions(discovery) == ["#available(iOS 18.0, macOS 15.0, *)"] * 2
+    plan = (COREML_BACKEND / "ComputePlanTally.swift").read_text()
+    assert availability_conditions(plan) == ["#available(iOS 17.4, macOS 14.4, *)"]
+    assert "@available(iOS 17.4, macOS 14.4, *)" in plan  # the walker that touches MLComputePlan types
+    benchmark = (COREML_BACKEND / "CoreMLBenchmark.swift").read_text()
+    for call in ("FunctionDiscovery.select(", "VisionTiming.run(", "ComputePlanTally.split(", "function: function.name"):
+        assert call in benchmark, call
 
 
 def _slowed_copy(tmp_path: Path, factor: float) -> Path:

@@ -80,6 +80,7 @@ class ProgramEvaluator:
         self._fp16 = {v.name for v in self.function.inputs.values() if _dtype_name(v) == "fp16"}
         for op in self.function.operations:
             self._fp16.update(v.name for v in op.outputs if _dtype_name(v) == "fp16")
+        self._expanded: dict[str, Any] = {}  # constexpr outputs: expanded once, as Core ML does at load
 
     @property
     def has_fp16_values(self) -> bool:
@@ -95,9 +96,10 @@ class ProgramEvaluator:
         shape = self.function.inputs[name].shape
         return tuple(int(d) for d in shape) if all(isinstance(d, (int, np.integer)) for d in shape) else None
 
-    def run(self, feeds: dict[str, np.ndarray], capture: str | None = None) -> dict[str, Any]:
+    def run(self, feeds: dict[str, np.ndarray], capture: str | None = None, observe: Any = None) -> dict[str, Any]:
         """Outputs by name; with `capture` (an op type) also the inputs of its first op, under
-        "<op type>:<input name>" keys (how verification reads what the NMS op was given)."""
+        "<op type>:<input name>" keys (how verification reads what the NMS op was given).
+        `observe(op, env)` is called after each op (how int8 calibration reads activation ranges)."""
         env: dict[str, Any] = {}
         for name, var in self.function.inputs.items():
             if name not in feeds:
@@ -114,6 +116,8 @@ class ProgramEvaluator:
             if capture and op.op_type == capture and not captured:
                 captured = {f"{capture}:{k}": self._lookup(v, env) for k, v in op.inputs.items() if not isinstance(v, (list, tuple))}
             self._run_op(op, env)
+            if observe is not None:
+                observe(op, env)
         return {**captured, **{var.name: env[var.name] for var in self.function.outputs}}
 
     def _store(self, var, value: Any) -> Any:
@@ -129,7 +133,9 @@ class ProgramEvaluator:
         raise MilReferenceError(f"variable {var.name!r} is used before it is computed")
 
     def _run_op(self, op, env: dict[str, Any]) -> None:
-        if is_constant_op(op.op_type):
+        # Compressed weights with an op of their own are expanded by it (an independent reading of
+        # the spec); other constexpr ops fall back to coremltools' value inference below.
+        if is_constant_op(op.op_type) and op.op_type not in OPS:
             values = [var.val for var in op.outputs]
             if any(v is None for v in values) and hasattr(op, "materialized_val_inference"):
                 # Compressed weights (constexpr_*): decompressed with the op definition's own
@@ -140,6 +146,9 @@ class ProgramEvaluator:
                 if val is None:
                     raise MilReferenceError(f"{op.op_type} op {op.name!r} has no value after loading")
                 env[var.name] = self._store(var, _to_value(val))
+            return
+        if op.name in self._expanded:
+            env[op.outputs[0].name] = self._expanded[op.name]
             return
         fn = OPS.get(op.op_type)
         if fn is None or op.blocks:
@@ -161,3 +170,5 @@ class ProgramEvaluator:
             raise MilReferenceError(f"{op.op_type} op {op.name!r}: {len(results)} results for {len(op.outputs)} outputs")
         for var, value in zip(op.outputs, results):
             env[var.name] = self._store(var, value)
+        if is_constant_op(op.op_type) and len(op.outputs) == 1:
+            self._expanded[op.name] = env[op.outputs[0].name]

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mvit.models.deeplabv3 import SegmentationMask
@@ -27,6 +29,8 @@ class _Judge:
         self.tol = tol
         self.agree: list[float] = []
         self.mious: list[float] = []
+        self.class_map_agree: list[float] = []
+        self.class_map_mious: list[float] = []
 
     def add(self, sample: SampleOutputs) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         ref, art = sample.reference, sample.artefact
@@ -39,13 +43,30 @@ class _Judge:
             judged = margin(rl, 1) >= self.tol.decision_margin
         self.agree.append(float((rm == am)[judged].mean()) if judged.any() else 1.0)
         self.mious.append(_miou(rm, am))
+        if "mask" not in ref and "mask" in art:  # a CoreML segmenter's class map beside its logits
+            self._add_class_map(ref["logits"], np.asarray(art["mask"]))
         return {}
+
+    def _add_class_map(self, logits: np.ndarray, class_map: np.ndarray) -> None:
+        """The class map against the reference logits upsampled as SegmentationMask does."""
+        size = class_map.shape[-2:]
+        up = F.interpolate(torch.from_numpy(logits), size=size, mode="bilinear", align_corners=False).numpy()
+        rm, am = up.argmax(1), class_map.reshape(up.shape[0], *size)
+        judged = margin(up, 1) >= self.tol.decision_margin
+        self.class_map_agree.append(float((rm == am)[judged].mean()) if judged.any() else 1.0)
+        self.class_map_mious.append(_miou(rm, am))
 
     def finish(self) -> Judgement:
         agree, miou = min(self.agree, default=1.0), min(self.mious, default=1.0)
-        return Judgement(metrics={"mask_pixel_agreement": agree, "mask_miou": miou},
-                         checks=[check("mask_pixel_agreement", agree, self.tol.mask_agreement, True),
-                                 check("mask_miou", miou, self.tol.mask_miou, True)])
+        judgement = Judgement(metrics={"mask_pixel_agreement": agree, "mask_miou": miou},
+                              checks=[check("mask_pixel_agreement", agree, self.tol.mask_agreement, True),
+                                      check("mask_miou", miou, self.tol.mask_miou, True)])
+        if self.class_map_agree:
+            agree, miou = min(self.class_map_agree), min(self.class_map_mious)
+            judgement.metrics.update(class_map_pixel_agreement=agree, class_map_miou=miou)
+            judgement.checks += [check("class_map_pixel_agreement", agree, self.tol.mask_agreement, True),
+                                 check("class_map_miou", miou, self.tol.mask_miou, True)]
+        return judgement
 
 
 class SegmentationTask:

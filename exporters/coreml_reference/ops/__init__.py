@@ -9,7 +9,7 @@ coremltools/converters/mil/mil/ops/defs/ (iOS15..iOS18), cited per op where they
 from __future__ import annotations
 
 # Importing a family module registers its ops.
-from . import activation, classify, conv, elementwise, linear, nms, normalization, pool, reduction, resize, tensor  # noqa: F401  # noqa: F401
+from . import activation, classify, conv, elementwise, linear, nms, normalization, pool, quantization, reduction, resize, tensor  # noqa: F401
 from ._registry import OPS, register
 
 __all__ = ["OPS", "register"]

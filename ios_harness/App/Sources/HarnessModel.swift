@@ -45,9 +45,11 @@ final class HarnessModel: ObservableObject {
         }
         Task {
             // CoreML predictions are synchronous; keep them off the main thread.
-            let outcome = await Task.detached(priority: .userInitiated) {
-                Result<CoreMLBenchmark.Outcome, Error> {
-                    try benchmark.run(models: chosenModels, progress: progress)
+            let outcome = await Task.detached(priority: .userInitiated) { () async -> Result<CoreMLBenchmark.Outcome, Error> in
+                do {
+                    return .success(try await benchmark.run(models: chosenModels, progress: progress))
+                } catch {
+                    return .failure(error)
                 }
             }.value
             finish(outcome)

@@ -22,6 +22,12 @@ struct ResultsTableView: View {
                     VStack(alignment: .leading) {
                         Text(row.model).lineLimit(1)
                         Text(row.computeUnits).foregroundStyle(.secondary)
+                        if row.vision != "-" {
+                            Text("Vision \(row.vision)").foregroundStyle(.secondary)
+                        }
+                        if row.computePlan != "-" {
+                            Text("ops CPU/GPU/ANE \(row.computePlan)").foregroundStyle(.secondary)
+                        }
                     }
                     .gridColumnAlignment(.leading)
                     Text(ResultsTable.format(row.stats.meanMs))

@@ -119,6 +119,12 @@ public struct BenchmarkResult: Codable, Equatable, Sendable {
     public var peakRssMb: Double?
     public var macs: Int?
     public var gflopsPerS: Double?
+    /// The function of a multifunction package this row timed; nil for a single-function model.
+    public var function: String?
+    /// The same model through Vision, for detectors Vision turns into recognised objects.
+    public var vision: VisionRun?
+    /// Where CoreML plans to run each op with this row's compute units.
+    public var computePlan: ComputePlanSplit?
 
     enum CodingKeys: String, CodingKey {
         case model
@@ -141,6 +147,9 @@ public struct BenchmarkResult: Codable, Equatable, Sendable {
         case peakRssMb = "peak_rss_mb"
         case macs
         case gflopsPerS = "gflops_per_s"
+        case function
+        case vision
+        case computePlan = "compute_plan"
     }
 
     public init(
@@ -148,7 +157,8 @@ public struct BenchmarkResult: Codable, Equatable, Sendable {
         computeUnits: ComputeUnitSetting?, precision: String, inputSize: [Int], batch: Int,
         threads: Int? = nil, artefact: String?, compileMs: Double?, loadMs: Double,
         firstInferenceMs: Double, warmupRuns: Int, timesMs: [Double], peakRssMb: Double?,
-        macs: Int? = nil, gflopsPerS: Double? = nil
+        macs: Int? = nil, gflopsPerS: Double? = nil, function: String? = nil, vision: VisionRun? = nil,
+        computePlan: ComputePlanSplit? = nil
     ) throws {
         self.model = model
         self.config = config
@@ -170,5 +180,8 @@ public struct BenchmarkResult: Codable, Equatable, Sendable {
         self.peakRssMb = peakRssMb
         self.macs = macs
         self.gflopsPerS = gflopsPerS
+        self.function = function
+        self.vision = vision
+        self.computePlan = computePlan
     }
 }

@@ -11,19 +11,30 @@ public enum ResultsTable {
         public var loadMs: Double
         public var firstMs: Double
         public var stats: LatencyStats
+        /// Vision's mean ms and recognised objects, and the CPU/GPU/Neural Engine op split.
+        public var vision: String
+        public var computePlan: String
     }
 
     public static func rows(_ report: BenchmarkReport) -> [Row] {
         report.results.enumerated().map { index, result in
             Row(
                 index: index,
-                model: result.config == "-" ? result.model : "\(result.model) (\(result.config))",
+                model: label(result),
                 computeUnits: result.computeUnits?.rawValue ?? "-",
                 loadMs: result.loadMs,
                 firstMs: result.firstInferenceMs,
-                stats: result.stats
+                stats: result.stats,
+                vision: result.vision.map { "\(format($0.stats.meanMs)) ms, \($0.recognizedObjects) objects" } ?? "-",
+                computePlan: result.computePlan?.summary ?? "-"
             )
         }
+    }
+
+    /// "mobilevit_xxs (A)", with the function of a multifunction package after it.
+    static func label(_ result: BenchmarkResult) -> String {
+        let model = result.config == "-" ? result.model : "\(result.model) (\(result.config))"
+        return result.function.map { "\(model) \($0)" } ?? model
     }
 
     public static func format(_ ms: Double) -> String {
@@ -32,14 +43,14 @@ public enum ResultsTable {
 
     public static func markdown(_ report: BenchmarkReport) -> String {
         var lines = [
-            "| model | compute units | load ms | first ms | mean ms | median ms | p90 ms | min ms | std ms |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| model | compute units | load ms | first ms | mean ms | median ms | p90 ms | min ms | std ms | Vision | ops CPU/GPU/ANE |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
         ]
         for row in rows(report) {
             let cells = [
                 row.model, row.computeUnits, format(row.loadMs), format(row.firstMs),
                 format(row.stats.meanMs), format(row.stats.medianMs), format(row.stats.p90Ms),
-                format(row.stats.minMs), format(row.stats.stdMs),
+                format(row.stats.minMs), format(row.stats.stdMs), row.vision, row.computePlan,
             ]
             lines.append("| " + cells.joined(separator: " | ") + " |")
         }

@@ -4,7 +4,8 @@ import Foundation
 import MVitBenchCore
 
 /// Times CoreML models the way `mvit-bench run` times the other runtimes: compile, first load,
-/// first prediction, untimed warm-ups, then every timed prediction kept in `times_ms`.
+/// first prediction, untimed warm-ups, then every timed prediction kept in `times_ms`; one row
+/// per function of a multifunction package, with a Vision run for detectors and the compute plan.
 public struct CoreMLBenchmark: Sendable {
     public var plan: BenchmarkPlan
 
@@ -22,10 +23,10 @@ public struct CoreMLBenchmark: Sendable {
         public var failures: [String]
     }
 
-    /// Runs every model under every compute-unit setting of the plan. Missing files are refused
-    /// before anything runs. The machine description is taken at the end, with the hottest
-    /// thermal state seen during the run.
-    public func run(models: [URL], progress: Progress = { _ in }) throws -> Outcome {
+    /// Runs every function of every model under every compute-unit setting of the plan. Missing
+    /// files are refused before anything runs. The machine description is taken at the end, with
+    /// the hottest thermal state seen during the run.
+    public func run(models: [URL], progress: @escaping Progress = { _ in }) async throws -> Outcome {
         for url in models where !FileManager.default.fileExists(atPath: url.path) {
             throw HarnessError.invalidInput(
                 "\(url.path): no such model; pass a .mlpackage, .mlmodel or .mlmodelc path"
@@ -34,17 +35,31 @@ public struct CoreMLBenchmark: Sendable {
         var results: [BenchmarkResult] = []
         var failures: [String] = []
         var hottest = ThermalStateName.current()
+        func failed(_ error: Error, _ what: String) {
+            let line = (error as? HarnessError)?.description ?? "\(what): \(error.localizedDescription)"
+            failures.append(line)
+            progress("failed: \(line)")
+        }
         for url in models {
-            for setting in plan.computeUnits {
-                do {
-                    results.append(try measure(modelAt: url, computeUnits: setting, progress: progress))
-                } catch {
-                    let line = (error as? HarnessError)?.description
-                        ?? "\(url.lastPathComponent) \(setting.rawValue): \(error.localizedDescription)"
-                    failures.append(line)
-                    progress("failed: \(line)")
+            let functions: [ModelFunction]
+            do {
+                functions = try await discoverFunctions(modelAt: url)
+            } catch {
+                failed(error, url.lastPathComponent)
+                continue
+            }
+            for function in functions {
+                for setting in plan.computeUnits {
+                    do {
+                        results.append(try await measure(
+                            modelAt: url, function: function, computeUnits: setting, progress: progress
+                        ))
+                    } catch {
+                        let what = [url.lastPathComponent, function.name, setting.rawValue].compactMap { $0 }
+                        failed(error, what.joined(separator: " "))
+                    }
+                    hottest = ThermalStateName.worst(hottest, ThermalStateName.current())
                 }
-                hottest = ThermalStateName.worst(hottest, ThermalStateName.current())
             }
         }
         var machine = MachineInfo.current(libraries: CoreMLBenchmark.libraryVersions())
@@ -52,48 +67,50 @@ public struct CoreMLBenchmark: Sendable {
         return Outcome(report: BenchmarkReport(machine: machine, results: results), failures: failures)
     }
 
-    /// One results row. The model is compiled afresh for every setting so each row carries its
-    /// own compile and first-load time, and the compiled copy is deleted afterwards.
+    /// The functions to time, read from a throwaway compiled copy (not timed).
+    func discoverFunctions(modelAt url: URL) async throws -> [ModelFunction] {
+        let compiled = try compile(url)
+        defer { compiled.cleanup() }
+        let configuration = MLModelConfiguration()
+        configuration.computeUnits = .cpuOnly
+        let metadata: [String: String]
+        do {
+            let model = try MLModel(contentsOf: compiled.url, configuration: configuration)
+            metadata = model.modelDescription.metadata[.creatorDefinedKey] as? [String: String] ?? [:]
+        } catch {
+            throw HarnessError.unsupportedModel(
+                "\(url.lastPathComponent): CoreML cannot load it (\(error.localizedDescription))"
+            )
+        }
+        return try await FunctionDiscovery.functions(compiledAt: compiled.url, metadata: metadata)
+    }
+
+    /// One results row. The model is compiled afresh for every row so each carries its own
+    /// compile and first-load time, and the compiled copy is deleted afterwards. Detectors are
+    /// then timed through Vision, and the compute plan of the row's setting is read.
     public func measure(
-        modelAt url: URL, computeUnits setting: ComputeUnitSetting, progress: Progress = { _ in }
-    ) throws -> BenchmarkResult {
-        let label = url.deletingPathExtension().lastPathComponent
+        modelAt url: URL, function: ModelFunction = .only, computeUnits setting: ComputeUnitSetting,
+        progress: Progress = { _ in }
+    ) async throws -> BenchmarkResult {
+        let label = [url.deletingPathExtension().lastPathComponent, function.name, setting.rawValue]
+            .compactMap { $0 }.joined(separator: " ")
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw HarnessError.invalidInput(
                 "\(url.path): no such model; pass a .mlpackage, .mlmodel or .mlmodelc path"
             )
         }
 
-        let compiledURL: URL
-        var compileMs: Double?
-        var temporaryCompiledURL: URL?
-        if url.pathExtension == "mlmodelc" {
-            compiledURL = url  // already compiled (e.g. by Xcode): nothing to time
-        } else {
-            progress("\(label) \(setting.rawValue): compiling")
-            do {
-                let compiled = try Stopwatch.time { try MLModel.compileModel(at: url) }
-                compiledURL = compiled.value
-                compileMs = compiled.ms
-                temporaryCompiledURL = compiled.value
-            } catch {
-                throw HarnessError.unsupportedModel(
-                    "\(url.lastPathComponent): CoreML cannot compile it (\(error.localizedDescription)); re-export with mvit-export --target coreml"
-                )
-            }
-        }
-        defer {
-            if let temporaryCompiledURL {
-                try? FileManager.default.removeItem(at: temporaryCompiledURL)
-            }
-        }
+        progress("\(label): compiling")
+        let compiled = try compile(url)
+        defer { compiled.cleanup() }
 
-        progress("\(label) \(setting.rawValue): loading")
+        progress("\(label): loading")
         let configuration = MLModelConfiguration()
         configuration.computeUnits = setting.mlComputeUnits
+        try FunctionDiscovery.select(function, in: configuration, artefact: url.lastPathComponent)
         let loaded: (value: MLModel, ms: Double)
         do {
-            loaded = try Stopwatch.time { try MLModel(contentsOf: compiledURL, configuration: configuration) }
+            loaded = try Stopwatch.time { try MLModel(contentsOf: compiled.url, configuration: configuration) }
         } catch {
             throw HarnessError.unsupportedModel(
                 "\(url.lastPathComponent): CoreML cannot load it with \(setting.rawValue) (\(error.localizedDescription))"
@@ -107,7 +124,7 @@ public struct CoreMLBenchmark: Sendable {
         for index in 0..<plan.warmupRuns {
             _ = try timedPrediction(model, input)
             if (index + 1) % 10 == 0 {
-                progress("\(label) \(setting.rawValue): warm-up \(index + 1)/\(plan.warmupRuns)")
+                progress("\(label): warm-up \(index + 1)/\(plan.warmupRuns)")
             }
         }
         var timesMs: [Double] = []
@@ -115,11 +132,25 @@ public struct CoreMLBenchmark: Sendable {
         for index in 0..<plan.runs {
             timesMs.append(try timedPrediction(model, input))
             if (index + 1) % 10 == 0 || index + 1 == plan.runs {
-                progress("\(label) \(setting.rawValue): timed \(index + 1)/\(plan.runs)")
+                progress("\(label): timed \(index + 1)/\(plan.runs)")
             }
         }
 
-        let labels = ModelLabels(description: description, artefactURL: url)
+        var vision: VisionRun?
+        if VisionTiming.applies(to: description), let pixels = ModelInputFactory.pixelBuffer(of: input, description) {
+            progress("\(label): Vision")
+            do {
+                vision = try VisionTiming.run(model: model, pixelBuffer: pixels, plan: plan)
+            } catch {
+                // The CoreML timings stand: the row is written without a Vision run.
+                progress("\(label): no Vision run: \((error as? HarnessError)?.description ?? error.localizedDescription)")
+            }
+        }
+        let computePlan = await ComputePlanTally.split(
+            compiledURL: compiled.url, configuration: configuration, functionName: function.name
+        )
+
+        let labels = ModelLabels(description: description, artefactURL: url, function: function)
         return try BenchmarkResult(
             model: labels.model,
             config: labels.config,
@@ -130,13 +161,44 @@ public struct CoreMLBenchmark: Sendable {
             inputSize: ModelInputFactory.inputSize(for: description),
             batch: ModelInputFactory.batchSize(for: description),
             artefact: url.lastPathComponent,
-            compileMs: compileMs,
+            compileMs: compiled.ms,
             loadMs: loaded.ms,
             firstInferenceMs: firstInferenceMs,
             warmupRuns: plan.warmupRuns,
             timesMs: timesMs,
-            peakRssMb: PeakMemory.residentMB()
+            peakRssMb: PeakMemory.residentMB(),
+            function: function.name,
+            vision: vision,
+            computePlan: computePlan
         )
+    }
+
+    /// A compiled copy of the model and how long compiling took; a precompiled `.mlmodelc` is
+    /// used as it is (nothing to time, nothing to delete).
+    struct Compiled {
+        var url: URL
+        var ms: Double?
+        var temporary: Bool
+
+        func cleanup() {
+            if temporary {
+                try? FileManager.default.removeItem(at: url)
+            }
+        }
+    }
+
+    func compile(_ url: URL) throws -> Compiled {
+        if url.pathExtension == "mlmodelc" {
+            return Compiled(url: url, ms: nil, temporary: false)
+        }
+        do {
+            let compiled = try Stopwatch.time { try MLModel.compileModel(at: url) }
+            return Compiled(url: compiled.value, ms: compiled.ms, temporary: true)
+        } catch {
+            throw HarnessError.unsupportedModel(
+                "\(url.lastPathComponent): CoreML cannot compile it (\(error.localizedDescription)); re-export with mvit-export --target coreml"
+            )
+        }
     }
 
     /// One synchronous prediction in milliseconds. The autorelease pool is drained outside the

@@ -10,10 +10,19 @@ import MVitBenchCore
 enum ModelInputFactory {
     static func makeInput(for description: MLModelDescription) throws -> MLFeatureProvider {
         var features: [String: MLFeatureValue] = [:]
-        for (name, feature) in description.inputDescriptionsByName {
+        // Optional inputs (a Vision detector's iouThreshold / confidenceThreshold) are left out,
+        // so the model runs with the defaults it was exported with, as an app's would.
+        for (name, feature) in description.inputDescriptionsByName where !feature.isOptional {
             features[name] = try value(for: feature)
         }
         return try MLDictionaryFeatureProvider(dictionary: features)
+    }
+
+    /// The pixel buffer of the model's first image input in `input`, for Vision.
+    static func pixelBuffer(of input: MLFeatureProvider, _ description: MLModelDescription) -> CVPixelBuffer? {
+        let images = description.inputDescriptionsByName.values.filter { $0.type == .image }
+        guard let name = images.map(\.name).sorted().first else { return nil }
+        return input.featureValue(for: name)?.imageBufferValue
     }
 
     /// [height, width] of the first image input, or the last two dimensions of the first

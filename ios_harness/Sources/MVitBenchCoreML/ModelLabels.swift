@@ -19,13 +19,15 @@ struct ModelLabels: Equatable {
         self.precision = precision
     }
 
-    init(description: MLModelDescription, artefactURL: URL) {
+    /// `function`: a multifunction package's function, whose own patch config wins over the
+    /// package's.
+    init(description: MLModelDescription, artefactURL: URL, function: ModelFunction = .only) {
         let metadata = description.metadata[.creatorDefinedKey] as? [String: String] ?? [:]
         func lookup(_ key: String) -> String? {
             guard let value = metadata[key], !value.isEmpty else { return nil }
             return value
         }
-        let config = lookup("config") ?? "-"
+        let config = function.config ?? lookup("config") ?? "-"
         self.init(
             model: lookup("model") ?? artefactURL.deletingPathExtension().lastPathComponent,
             // The schema only knows configs A and B; anything else is reported as unknown.

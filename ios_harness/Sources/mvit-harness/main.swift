@@ -36,29 +36,36 @@ func parseOptions(_ arguments: [String]) -> HarnessOptions {
 let options = parseOptions(Array(CommandLine.arguments.dropFirst()))
 
 #if canImport(CoreML)
-let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
-let models = options.modelPaths.map { URL(fileURLWithPath: $0, relativeTo: cwd).standardizedFileURL }
-let outURL = URL(fileURLWithPath: options.outPath, relativeTo: cwd).standardizedFileURL
-let quiet = options.quiet
-let benchmark = CoreMLBenchmark(plan: options.plan)
-do {
-    let outcome = try benchmark.run(models: models) { line in
-        if !quiet { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
+/// Times every model and writes the results; exits 1 when any row failed. A function, so its
+/// values stay locals rather than top-level globals the progress closure would have to reach.
+func runHarness(_ options: HarnessOptions) async -> Never {
+    let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+    let models = options.modelPaths.map { URL(fileURLWithPath: $0, relativeTo: cwd).standardizedFileURL }
+    let outURL = URL(fileURLWithPath: options.outPath, relativeTo: cwd).standardizedFileURL
+    let quiet = options.quiet
+    let benchmark = CoreMLBenchmark(plan: options.plan)
+    do {
+        let outcome = try await benchmark.run(models: models) { line in
+            if !quiet { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
+        }
+        if outcome.report.results.isEmpty {
+            fail("no row could run: " + outcome.failures.joined(separator: "; "), code: 1)
+        }
+        try ResultsFile.write(outcome.report, to: outURL)
+        print(ResultsTable.markdown(outcome.report))
+        print("wrote \(outURL.path)")
+        if !outcome.failures.isEmpty {
+            fail("\(outcome.failures.count) row(s) failed: " + outcome.failures.joined(separator: "; "), code: 1)
+        }
+        exit(0)
+    } catch let error as HarnessError {
+        fail(error.description, code: 1)
+    } catch {
+        fail("\(error.localizedDescription)", code: 1)
     }
-    if outcome.report.results.isEmpty {
-        fail("no row could run: " + outcome.failures.joined(separator: "; "), code: 1)
-    }
-    try ResultsFile.write(outcome.report, to: outURL)
-    print(ResultsTable.markdown(outcome.report))
-    print("wrote \(outURL.path)")
-    if !outcome.failures.isEmpty {
-        fail("\(outcome.failures.count) row(s) failed: " + outcome.failures.joined(separator: "; "), code: 1)
-    }
-} catch let error as HarnessError {
-    fail(error.description, code: 1)
-} catch {
-    fail("\(error.localizedDescription)", code: 1)
 }
+
+await runHarness(options)
 #else
 fail("CoreML is not available on this platform; run mvit-harness on macOS (or use the iOS app in ios_harness/App)", code: 1)
 #endif

@@ -1,0 +1,156 @@
+"""The models mvit-eval scores: the PyTorch reference and artefacts, each predicting in one form per task.
+
+- classification: class probabilities [C];
+- segmentation: a class mask at the crop size (logits are upsampled bilinearly first, as the
+  in-graph `--mask` does);
+- detection: boxes [K, 4] xyxy normalised to the crop, scores [K], class ids [K] (model indices).
+
+An artefact is run as shipped: its recipe (resize, crop; for `--raw-input` exports, the
+normalisation too) is read from its own metadata, and its outputs are read in its target's form.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mvit.exporters.base import ExportError, ExportOptions
+from mvit.exporters.preprocessing import normalise
+from mvit.exporters.tasks import get_task
+from mvit.exporters.tasks.detection import artefact_detections
+from mvit.models import PreprocessSpec
+from mvit.models.detection_postprocess import NmsSettings, select_detections
+
+from .datasets import DatasetError
+
+Prediction = Any  # probabilities | mask | (boxes, scores, classes)
+
+
+class Skipped(Exception):
+    """This artefact cannot be scored here; the message says why in one line."""
+
+
+@dataclass
+class ModelUnderTest:
+    name: str  # what reports call it: "pytorch" or the artefact's file name
+    kind: str  # "pytorch" or the target name
+    path: Path | None
+    task: str
+    labels: list[str]
+    recipe: PreprocessSpec  # resize/crop (and the normalisation PyTorch applies itself)
+    predict: Callable[[np.ndarray], Prediction]  # float32 [1, 3, crop, crop] RGB 0..255 -> prediction
+    precision: str = "fp32"
+    nms: NmsSettings | None = None
+
+
+def _mask_from_logits(logits: np.ndarray | torch.Tensor, size: int) -> np.ndarray:
+    t = torch.as_tensor(np.asarray(logits, dtype=np.float32))
+    if t.ndim == 3:
+        t = t[None]
+    up = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)
+    return up.argmax(1)[0].numpy()
+
+
+def pytorch_model(model: str | None, checkpoint: Path | None, *, config: str | None, image_size: int | None,
+                  labels: Path | None, nms: NmsSettings | None, num_threads: int) -> ModelUnderTest:
+    """The fused network the artefacts were exported from, with the checkpoint's own preprocessing."""
+    from mvit.exporters.resolve import resolve_model
+    from mvit.models import fuse_batchnorm
+
+    torch.set_num_threads(num_threads)
+    resolved = resolve_model(model, config=config, image_size=image_size, checkpoint=checkpoint, labels=labels)
+    if resolved.task not in ("classification", "segmentation", "detection"):
+        raise DatasetError(f"{resolved.name} is a {resolved.task!r} network; mvit-eval scores classification, segmentation "
+                           "and detection models")
+    fused = fuse_batchnorm(resolved.net).eval()
+    head = get_task(resolved.task).head(fused, resolved.net, resolved.image_size, ExportOptions(), False).module.eval()
+    spec, size, settings = resolved.preprocess, resolved.image_size, nms or NmsSettings()
+
+    def predict(pixels: np.ndarray) -> Prediction:
+        with torch.no_grad():
+            out = head(torch.from_numpy(normalise(pixels, spec)))
+        if resolved.task == "classification":
+            return out[0].numpy()
+        if resolved.task == "segmentation":
+            return _mask_from_logits(out, size)
+        boxes, scores = out
+        return tuple(t.numpy() for t in select_detections(boxes[0], scores[0], settings))
+
+    return ModelUnderTest("pytorch", "pytorch", None, resolved.task, list(resolved.labels), spec, predict, nms=settings)
+
+
+def _labels_of(path: Path, raw: dict[str, str]) -> list[str]:
+    try:
+        labels = json.loads(raw.get("labels", "null"))
+    except ValueError:
+        labels = None
+    if not isinstance(labels, list) or not all(isinstance(v, str) for v in labels) or not labels:
+        raise ExportError(f"{path} records no labels in its mvit metadata; re-export it with mvit-export")
+    return labels
+
+
+def artefact_model(path: Path, num_threads: int, runner_name: str = "auto") -> ModelUnderTest:
+    """An artefact through its target's own runner, or through one of the target's verifiers
+    (`runner_name`, e.g. CoreML's "mil-reference" off macOS). Raises Skipped where this machine
+    cannot run it."""
+    from mvit.exporters.api import artefact_metadata
+    from mvit.exporters.targets import get_target
+
+    path = Path(path)
+    if not path.exists():
+        raise ExportError(f"artefact {path} does not exist")
+    meta = artefact_metadata(path)
+    target = get_target(meta["target"])
+    task, pre, opts = meta["raw"].get("task", ""), meta["pre"], meta["opts"]
+    if task not in ("classification", "segmentation", "detection"):
+        raise ExportError(f"{path} is a {task or 'generic'!r} export; mvit-eval scores classification, segmentation and "
+                          "detection models")
+    if runner_name != "auto" and runner_name not in target.verifiers:
+        raise ExportError(f"--runner {runner_name} does not run {meta['target']} artefacts; "
+                          f"use auto{''.join(', ' + v for v in target.verifiers)}")
+    why = target.benchmark_unavailable_reason()
+    if why is not None and runner_name == "auto":
+        reason = re.sub(r"^\w+ skipped: ", "", why.split(";")[0])  # the benchmarks' wording, minus its prefix
+        hint = f" (--runner {target.verifiers[0]} scores it here, slowly)" if target.verifiers else ""
+        raise Skipped(f"cannot run on this machine: {reason}{hint}")
+    if opts.get("raw_detection"):
+        raise Skipped("a --raw-detection export outputs box offsets and logits before decoding; export it with NMS to score it")
+    spec = PreprocessSpec(resize_shortest=int(pre["resize_shortest"]), crop=int(pre["crop"]), scale=float(pre["scale"]),
+                          mean=tuple(pre["mean"]), std=tuple(pre["std"]), channel_order=pre["channel_order"])
+    raw_input = bool(pre.get("raw_input"))
+    # A runtime whose threads keep spinning after a call (ONNX Runtime) starves the next model
+    # scored on the same image; asked of `load`'s signature, as benchmarks.runtimes does.
+    if runner_name != "auto":
+        runner = target.load_verifier(path, runner_name, num_threads=num_threads)
+    else:
+        quiet = {"spinning": False} if "spinning" in inspect.signature(target.load).parameters else {}
+        runner = target.load(path, num_threads=num_threads, **quiet)
+    nms = NmsSettings(**opts["nms"]) if isinstance(opts.get("nms"), dict) else None
+
+    def predict(pixels: np.ndarray) -> Prediction:
+        out = runner.run({"image": normalise(pixels, spec) if raw_input else pixels})
+        if task == "classification":
+            if "probabilities" in out:
+                return np.asarray(out["probabilities"]).reshape(-1)
+            raise ExportError(f"{path} has no 'probabilities' output (it has {sorted(out)})")
+        if task == "segmentation":
+            if "mask" in out:
+                return np.asarray(out["mask"]).reshape(spec.crop, spec.crop)
+            return _mask_from_logits(out["logits"], spec.crop)
+        if "class_ids" in out:
+            return artefact_detections(out)
+        # --no-nms: decoded boxes and scores; the default NMS settings select, as the reference does
+        boxes, scores = (torch.from_numpy(np.asarray(out[k], dtype=np.float32)[0]) for k in ("boxes", "scores"))
+        return tuple(t.numpy() for t in select_detections(boxes, scores, NmsSettings()))
+
+    return ModelUnderTest(path.name, meta["target"], path, task, _labels_of(path, meta["raw"]), spec, predict,
+                          precision=meta["precision"], nms=nms)

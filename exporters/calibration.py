@@ -1,0 +1,66 @@
+"""Calibration images (`--calibration DIR`): a folder of photos -> the artefact's input pixels.
+
+Each image is resized and centre-cropped as the verification photos are (samples.py), from the
+model's PreprocessSpec, so activation ranges are measured on what the artefact will really see.
+Without a folder the verification photos are used, with a warning: three photos set rough
+activation ranges, the user's own images set the right ones.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .base import ExportError
+from .samples import PHOTOS, Sample, photo, resize_and_crop, to_nchw
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+# Enough for stable min/max ranges; more only slows int8 calibration (CoreML's runs in numpy).
+MAX_IMAGES = 64
+DEFAULT_WARNING = ("int8 calibrated on the 3 verification photos (no --calibration DIR given): "
+                   "a folder of your own images gives better activation scales")
+
+
+def image_files(directory: Path) -> list[Path]:
+    """The image files of a --calibration / --images folder by name; an error when there are none."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ExportError(f"--calibration {directory} is not a folder; give a folder of images (.png, .jpg, ...)")
+    try:
+        files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    except OSError as exc:
+        raise ExportError(f"cannot read --calibration {directory}: {exc.strerror or exc}") from None
+    if not files:
+        raise ExportError(f"--calibration {directory} holds no images ({', '.join(IMAGE_SUFFIXES)}); "
+                          "add some photos like the ones the model will see")
+    return files
+
+
+def read_images(directory: Path, resize_shortest: int, crop: int, limit: int = MAX_IMAGES) -> np.ndarray:
+    """The first `limit` images of `directory` by name, as float32 [N, 3, crop, crop] RGB pixels 0..255."""
+    files = image_files(directory)
+    out = []
+    for path in files[:limit]:
+        try:
+            with Image.open(path) as im:
+                rgb = np.asarray(im.convert("RGB"))
+        except (OSError, UnidentifiedImageError, ValueError) as exc:
+            raise ExportError(f"cannot read calibration image {path}: {exc.__class__.__name__}; "
+                              "remove it or replace it with a readable image") from None
+        out.append(to_nchw(resize_and_crop(rgb, resize_shortest, crop))[0])
+    return np.stack(out)
+
+
+def calibration_pixels(directory: Path | None, resize_shortest: int, crop: int) -> tuple[np.ndarray, str | None]:
+    """(pixels, warning or None): the folder's images, else the verification photos with a warning."""
+    if directory is not None:
+        return read_images(directory, resize_shortest, crop), None
+    photos = [to_nchw(resize_and_crop(photo(name), resize_shortest, crop))[0] for name in PHOTOS]
+    return np.stack(photos), DEFAULT_WARNING
+
+
+def as_samples(pixels: np.ndarray, prefix: str = "calibration") -> list[Sample]:
+    """Images as verification samples (quantised exports are also judged on them)."""
+    return [Sample(f"{prefix}_{i}", p[None].astype(np.float32)) for i, p in enumerate(pixels)]

@@ -1,0 +1,128 @@
+"""Quantised precisions (`--precision`): which target writes which, their calibration images, how
+their artefacts are judged, and what the artefact records about them.
+
+| precision | CoreML (quantize_coreml.py) | ONNX (quantize_onnx.py) | TFLite (quantize_tflite.py) |
+|---|---|---|---|
+| int8-weights | int8 weights, fp16 compute | dynamic range (quantize_dynamic) | dynamic range (dynamic_wi8_afp32) |
+| int8 | W8A8: int8 weights and activations | static QDQ (quantize_static) | static (static_wi8_ai8) |
+| palette4 / palette6 | k-means LUT of 16 / 64 values | - | - |
+
+A quantised artefact cannot match PyTorch elementwise, so it is judged by task agreement with the
+fp32 PyTorch model (QUANTISED_TOLERANCES, docs/verification.md): on the verification photos and
+noise plus the user's own images (`--calibration DIR` on export, `--images DIR` on mvit-verify),
+since three photos are too few to measure an agreement rate. Random weights, or too few decisive
+samples, give "not-verified", never a pass.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import ExportError, ExportTarget
+from .calibration import as_samples, calibration_pixels, read_images
+from .samples import Sample
+from .targets import get_target, target_names
+from .tolerances import Tolerance
+
+FLOAT_PRECISIONS = ("fp32", "fp16")
+QUANTISED = ("int8-weights", "int8", "palette4", "palette6")
+PRECISIONS = FLOAT_PRECISIONS + QUANTISED
+# User images judged per export: enough for an agreement rate, few enough that CoreML's reference
+# evaluator (numpy, about 0.5-2 s per image) keeps an export within a minute or two.
+MAX_JUDGED_IMAGES = 24
+# Fewer decisive samples than this and an agreement rate means little: "not-verified".
+MIN_JUDGED_SAMPLES = 10
+
+_NOT_ELEMENTWISE = dict(relative_error=float("inf"), cosine=-1.0)
+# Measured on the trained classifier fixture (docs/verification.md "Quantised exports"): held-out
+# top-1 agreement with fp32 PyTorch was >= 0.989 for every target and precision; the limits leave
+# room for data less clean than digits, and a broken graph (wrong scales, flipped channels) agrees
+# at chance level (0.1 for ten classes). Decisions closer than `decision_margin` are not judged:
+# int8 noise moves probabilities by a few percent. Mask/box limits are not yet measured on trained
+# segmenters/detectors.
+QUANTISED_TOLERANCES: dict[str, Tolerance] = {
+    "int8-weights": Tolerance(**_NOT_ELEMENTWISE, decision_margin=0.05, top1_agreement=0.95, top5_agreement=0.8,
+                              mask_agreement=0.95, mask_miou=0.8, box_iou=0.8, box_recall=0.8, score_difference=0.1),
+    "palette6": Tolerance(**_NOT_ELEMENTWISE, decision_margin=0.05, top1_agreement=0.95, top5_agreement=0.8,
+                          mask_agreement=0.95, mask_miou=0.8, box_iou=0.8, box_recall=0.8, score_difference=0.1),
+    "int8": Tolerance(**_NOT_ELEMENTWISE, decision_margin=0.1, top1_agreement=0.9, top5_agreement=0.7,
+                      mask_agreement=0.9, mask_miou=0.7, box_iou=0.7, box_recall=0.7, score_difference=0.15),
+    "palette4": Tolerance(**_NOT_ELEMENTWISE, decision_margin=0.1, top1_agreement=0.9, top5_agreement=0.7,
+                          mask_agreement=0.9, mask_miou=0.7, box_iou=0.7, box_recall=0.7, score_difference=0.15),
+}
+
+
+def check_precision(precision: str, target: ExportTarget | None = None) -> None:
+    """Refuse an unknown precision, or one the target cannot write, before anything is built."""
+    if precision not in PRECISIONS:
+        raise ExportError(f"unknown --precision {precision!r}: use {', '.join(PRECISIONS)}")
+    if target is not None and precision not in target.precisions:
+        writers = [t for t in target_names() if precision in get_target(t).precisions]
+        raise ExportError(f"--precision {precision} applies to {' / '.join(writers)} exports only "
+                          f"(got {target.name}; use {', '.join(p for p in target.precisions if p in QUANTISED)})")
+
+
+@dataclass
+class Quantisation:
+    """What one quantised export needs beyond the float one."""
+
+    calibration: np.ndarray | None = None  # pixels that set int8 activation ranges
+    judged: list[Sample] = field(default_factory=list)  # user images judged besides the verification samples
+    warnings: list[str] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def prepare(precision: str, target: ExportTarget, resize_shortest: int, crop: int, calibration_dir: Path | None) -> Quantisation:
+    """Calibration pixels, judged images and metadata of a quantised export (empty for fp32/fp16)."""
+    if precision in FLOAT_PRECISIONS:
+        return Quantisation()
+    check_precision(precision, target)
+    q = Quantisation()
+    if precision == "int8":
+        pixels, warning = calibration_pixels(calibration_dir, resize_shortest, crop)
+        q.calibration = pixels
+        q.warnings += [warning] if warning else []
+        if calibration_dir is not None:
+            q.judged = as_samples(pixels[:MAX_JUDGED_IMAGES])
+    elif calibration_dir is not None:  # weight-only precisions calibrate nothing; the images are judged
+        q.judged = as_samples(read_images(calibration_dir, resize_shortest, crop, limit=MAX_JUDGED_IMAGES))
+    q.metadata["quantization"] = json.dumps(target.quantisation_settings(precision), sort_keys=True)
+    return q
+
+
+def judged_images(directory: Path | None, resize_shortest: int, crop: int) -> list[Sample]:
+    """mvit-verify --images DIR: the user's images to judge a quantised artefact on."""
+    if directory is None:
+        return []
+    return as_samples(read_images(directory, resize_shortest, crop, limit=MAX_JUDGED_IMAGES), prefix="image")
+
+
+def judge_quantised(result: dict[str, Any], precision: str, weights: str) -> dict[str, Any]:
+    """A quantised artefact's verification, said honestly: agreement of random weights, or of
+    fewer than MIN_JUDGED_SAMPLES decisive samples, is no evidence, so the verdict is not-verified."""
+    if precision not in QUANTISED or result.get("verdict") == "not-verified":
+        return result
+    metrics = result.get("task_metrics", {})
+    judged = metrics.get("top1_judged_samples", len(result.get("samples", [])))
+    reason = None
+    if weights.startswith("random"):
+        reason = (f"random weights: a {precision} export's agreement with fp32 says nothing about a trained network; "
+                  "export with --checkpoint to judge it")
+    elif judged < MIN_JUDGED_SAMPLES:
+        reason = (f"only {judged} sample(s) had a decisive reference answer ({MIN_JUDGED_SAMPLES} needed to judge a "
+                  f"{precision} export): pass --calibration DIR (mvit-export) or --images DIR (mvit-verify) "
+                  "with your own images")
+    if reason is None:
+        return result
+    out = {**result, "reason": reason, "warnings": [*result.get("warnings", []), reason]}
+    if weights.startswith("random"):
+        # Neither a pass nor a fail means anything here: the checks are kept, apart, for the record.
+        out.update(checks=[], unjudged_checks=result.get("checks", []), failed=[], verdict="not-verified")
+    else:  # a failure on few samples is still a failure
+        out["verdict"] = "fail" if any(not c["passed"] for c in result.get("checks", [])) else "not-verified"
+    return out

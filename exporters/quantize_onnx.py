@@ -1,0 +1,96 @@
+"""ONNX int8 exports with onnxruntime.quantization, applied to the float graph the target wrote.
+
+int8-weights: `quantize_dynamic` (int8 weights of MatMul/Gemm; their activations are
+quantised per call from their own range, "dynamic range"). int8: `quantize_static` in QDQ form
+with activation scales from the calibration images. The settings were chosen on the trained
+classifier fixture by top-1 agreement with fp32 PyTorch on its 360 held-out scenes
+(docs/verification.md, "Quantised exports", has the table and the command).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from .base import ExportError, ExportRequest
+from .wrappers import INPUT_NAME
+
+# Chosen on the trained classifier: per-tensor scales without reduce_range agreed best
+# (0.994 vs 0.986 per-channel, 0.992 / 0.972 with reduce_range). Keeping LayerNormalization in
+# float bought nothing and ORT leaves Softmax float by default, so nothing is excluded.
+# uint8 activations (U8S8): ORT's x86 int8 kernels take unsigned activations; with int8 ones
+# (S8S8) the same graph ran 0.12x the fp32 speed on this project's CPU, with uint8 0.91x
+# (XXS classifier at 64 px, 1 thread, 40 interleaved pairs; docs/quantization.md).
+STATIC_SETTINGS: dict[str, Any] = {
+    "per_channel": False,
+    "reduce_range": False,
+    "excluded_op_types": [],
+    "calibrate_method": "MinMax",
+    "activation_type": "uint8",
+}
+# Dynamic range on MatMul/Gemm only: ORT runs a dynamically quantised Conv as ConvInteger, which
+# ran the whole classifier at 0.18x fp32 speed here; MatMul/Gemm alone gave 1.29x (same runs).
+DYNAMIC_SETTINGS: dict[str, Any] = {"per_channel": True, "reduce_range": False, "op_types": ["MatMul", "Gemm"]}
+
+
+class _Images:
+    """onnxruntime's CalibrationDataReader: one calibration image per call, then None."""
+
+    def __init__(self, pixels: np.ndarray):
+        self._items = iter([{INPUT_NAME: p[None].astype(np.float32)} for p in pixels])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._items, None)
+
+
+def quantize_onnx(model: onnx.ModelProto, request: ExportRequest, settings: dict[str, Any] | None = None) -> onnx.ModelProto:
+    """The float `model` quantised per `request.precision`; returns the new model (metadata not yet set)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    with tempfile.TemporaryDirectory(prefix="mvit-quant-") as tmp, _quiet_root_logger():
+        src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(model, str(src))
+        if request.precision == "int8-weights":
+            s = {**DYNAMIC_SETTINGS, **(settings or {})}
+            quantize_dynamic(src, dst, op_types_to_quantize=s["op_types"], per_channel=s["per_channel"],
+                             reduce_range=s["reduce_range"], weight_type=QuantType.QInt8)
+        elif request.precision == "int8":
+            s = {**STATIC_SETTINGS, **(settings or {})}
+            if request.calibration is None or not len(request.calibration):
+                raise ExportError("int8 needs calibration images; pass --calibration DIR")
+            excluded = [n.name for n in model.graph.node if n.op_type in s["excluded_op_types"]]
+            quantize_static(src, dst, _Images(request.calibration), quant_format=QuantFormat.QDQ,
+                            per_channel=s["per_channel"], reduce_range=s["reduce_range"],
+                            activation_type=QuantType.QUInt8 if s["activation_type"] == "uint8" else QuantType.QInt8,
+                            weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
+                            calibrate_method=getattr(CalibrationMethod, s["calibrate_method"]),
+                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        else:
+            raise ExportError(f"--precision {request.precision} is not available for ONNX exports")
+        out = onnx.load(str(dst))
+    del out.metadata_props[:]
+    return out
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    # onnxruntime.quantization advises "pre-processing" through the root logger on every call.
+    before = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(before)
+
+
+def settings_for(precision: str) -> dict[str, Any]:
+    """What an artefact records about how it was quantised (its `quantization` metadata)."""
+    if precision == "int8-weights":
+        return {"method": "onnxruntime.quantization.quantize_dynamic", **DYNAMIC_SETTINGS}
+    return {"method": "onnxruntime.quantization.quantize_static (QDQ)", **STATIC_SETTINGS}

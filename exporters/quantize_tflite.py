@@ -1,0 +1,59 @@
+"""TFLite int8 exports with ai-edge-quantizer recipes, applied to the float .tflite the target wrote.
+
+int8-weights: `dynamic_wi8_afp32` (int8 per-channel weights; LiteRT quantises activations on
+the fly, "dynamic range"). int8: `static_wi8_ai8` with activation ranges from the calibration
+images (int8 weights and activations). Ops the quantizer does not support stay float.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+import numpy as np
+
+from .base import ExportError, ExportRequest
+
+SIGNATURE = "serving_default"
+INPUT_NAME = "image"
+RECIPES = {"int8-weights": "dynamic_wi8_afp32", "int8": "static_wi8_ai8"}
+
+
+@contextlib.contextmanager
+def _quiet() -> Any:
+    # The quantizer prints sizes and progress bars; the CLI shows its own progress instead.
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(devnull):
+        yield
+
+
+def quantize_tflite(content: bytes, request: ExportRequest) -> bytes:
+    """The float flatbuffer quantised per `request.precision` (metadata is added by the caller)."""
+    from ai_edge_quantizer import quantizer, recipe
+
+    name = RECIPES.get(request.precision)
+    if name is None:
+        raise ExportError(f"--precision {request.precision} is not available for TFLite exports")
+    rules = getattr(recipe, name)()
+    # The artefact keeps float pixels in and float outputs: the recipe alone would make the graph's
+    # input and output tensors int8, which no caller of an mvit artefact feeds or reads.
+    # Softmax stays float too: its int8 output fed both the graph output and ARG_MAX, and LiteRT
+    # then returned the int8 tensor as the output, its bytes overwritten by the class id (measured).
+    rules += [{"regex": ".*", "operation": op, "algorithm_key": "no_quantize"} for op in ("INPUT", "OUTPUT", "SOFTMAX")]
+    q = quantizer.Quantizer(bytearray(content), rules)
+    with _quiet():
+        calibration = None
+        if q.need_calibration:
+            if request.calibration is None or not len(request.calibration):
+                raise ExportError("int8 needs calibration images; pass --calibration DIR")
+            pixels = request.calibration
+            if request.channels_last_input:
+                pixels = pixels.transpose(0, 2, 3, 1)
+            feeds = [{INPUT_NAME: np.ascontiguousarray(p[None], dtype=np.float32)} for p in pixels]
+            calibration = q.calibrate({SIGNATURE: feeds}, num_threads=1)
+        return bytes(q.quantize(calibration, enable_progress_bar=False, enable_progress_report=False).quantized_model)
+
+
+def settings_for(precision: str) -> dict[str, Any]:
+    """What an artefact records about how it was quantised."""
+    return {"method": f"ai_edge_quantizer.recipe.{RECIPES[precision]}"}

@@ -1,0 +1,150 @@
+"""Export rewrites (exporters/rewrites/): each one leaves the outputs as the network as written
+gives them, on the trained fixtures; the preprocessing fold is refused where it would not be exact;
+rewritten exports stay byte-deterministic."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from trained_fixtures import CLASSIFIER, FIXTURES, heldout, to_network_input
+
+from mvit.exporters import api
+from mvit.exporters.cli import main as export_main
+from mvit.exporters.preprocessing import PixelPreprocess
+from mvit.exporters.rewrites import ATTENTION_LAYOUT, FOLD_PREPROCESSING, PATCH_LAYOUT, SHORT_CONCATS, rewrite_for_export
+from mvit.exporters.rewrites.attention_layout import HeadMajorAttention
+from mvit.exporters.rewrites.fold_preprocessing import fold_preprocessing
+from mvit.exporters.rewrites.patch_layout import SpaceToDepthMobileVitBlock
+from mvit.exporters.rewrites.short_concats import GroupedConcatSSDLite
+from mvit.models import PreprocessSpec
+from mvit.models.mobilevit_block import Attention, MobileVitBlock
+
+ALL = frozenset({FOLD_PREPROCESSING, PATCH_LAYOUT, ATTENTION_LAYOUT, SHORT_CONCATS})
+# fp32 rounding: the rewrites reorder sums and fold constants into weights, nothing more.
+RELATIVE = 2e-5
+
+
+@functools.cache
+def _prepared(fixture):
+    # Shared by the parametrised cases: each one also asserts the fused network stays untouched.
+    return api.prepare_export(fixture.name, ["onnx"], checkpoint=fixture.checkpoint)
+
+
+def _pixels(task: str, count: int = 4) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(heldout(task, count)[0], dtype=np.float32))
+
+
+def _outputs(module: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    with torch.no_grad():
+        out = module(x)
+    return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+def _assert_same(got: list[torch.Tensor], want: list[torch.Tensor]) -> None:
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        scale = float(w.abs().max())
+        assert scale > 0 and float((g - w).abs().max()) <= RELATIVE * scale, (float((g - w).abs().max()), scale)
+
+
+@pytest.mark.parametrize("task", sorted(FIXTURES))
+@pytest.mark.parametrize("rewrites", [frozenset({FOLD_PREPROCESSING}), frozenset({PATCH_LAYOUT}),
+                                      frozenset({ATTENTION_LAYOUT}), frozenset({SHORT_CONCATS}), ALL],
+                         ids=lambda r: "+".join(sorted(r)))
+def test_each_rewrite_keeps_the_outputs_of_the_network_as_written(task, rewrites):
+    fixture = FIXTURES[task]
+    prepared = _prepared(fixture)
+    fused, spec = prepared.fused, prepared.resolved.preprocess
+    before = copy.deepcopy(fused.state_dict())
+    net, folded, info = rewrite_for_export(fused, spec, fixture.image_size, rewrites)
+    applies = rewrites if task == "detection" else rewrites - {SHORT_CONCATS}  # only SSDLite has six heads
+    assert (net is not fused) == bool(applies) and folded == (FOLD_PREPROCESSING in rewrites)
+    pixels = _pixels(task)
+    traced_input = pixels if folded else PixelPreprocess(spec)(pixels)
+    _assert_same(_outputs(net, traced_input), _outputs(fused, torch.from_numpy(to_network_input(pixels.numpy()))))
+    # the network as written is untouched: verification compares against it
+    assert all(torch.equal(before[k], v) for k, v in fused.state_dict().items())
+    assert not any(isinstance(m, (SpaceToDepthMobileVitBlock, HeadMajorAttention)) for m in fused.modules())
+    swapped = {type(m) for m in net.modules()}
+    assert (SpaceToDepthMobileVitBlock in swapped) == (PATCH_LAYOUT in rewrites)
+    assert (MobileVitBlock in swapped) == (PATCH_LAYOUT not in rewrites)
+    assert (HeadMajorAttention in swapped) == (ATTENTION_LAYOUT in rewrites)
+    assert (Attention in swapped) == (ATTENTION_LAYOUT not in rewrites)
+    assert (GroupedConcatSSDLite in swapped) == (SHORT_CONCATS in applies)
+    assert set(info) == set(applies)
+
+
+def test_fold_moves_scale_std_and_bgr_into_the_stem_conv():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.SiLU(), nn.Conv2d(8, 4, 1)).eval()
+    spec = PreprocessSpec(72, 64, scale=1 / 255, std=(0.229, 0.224, 0.225), channel_order="BGR")
+    rewritten = copy.deepcopy(net)
+    decision = fold_preprocessing(rewritten, spec, 64)
+    assert decision.folded and decision.conv == "0"
+    pixels = torch.rand(2, 3, 64, 64) * 255  # the padded border is where an offset would show
+    _assert_same(_outputs(rewritten, pixels), _outputs(net, PixelPreprocess(spec)(pixels)))
+    # BGR: the weight the network gave its first input channel (blue) now reads pixel channel 2
+    expected = net[0].weight[:, 0] * (1 / 255) / 0.229
+    assert torch.allclose(rewritten[0].weight[:, 2], expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("why, net, spec", [
+    ("mean", nn.Conv2d(3, 8, 3, padding=1), PreprocessSpec(64, 64, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))),
+    ("input read twice", None, PreprocessSpec(64, 64)),
+    ("reflect padding", nn.Conv2d(3, 8, 3, padding=1, padding_mode="reflect"), PreprocessSpec(64, 64)),
+])
+def test_fold_is_refused_where_it_would_not_be_exact(why, net, spec):
+    class InputTwice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(x) + x
+
+    net = (net or InputTwice()).eval()
+    weights = copy.deepcopy(net.state_dict())
+    decision = fold_preprocessing(net, spec, 64)
+    assert not decision.folded and decision.reason
+    assert all(torch.equal(weights[k], v) for k, v in net.state_dict().items())
+    kept, folded, info = rewrite_for_export(net, spec, 64, frozenset({FOLD_PREPROCESSING}))
+    assert kept is net and not folded and info[FOLD_PREPROCESSING]["folded"] is False
+
+
+def test_export_with_a_mean_keeps_preprocessing_in_graph_and_verifies(cli_run, tmp_path):
+    code, out, err = cli_run(export_main, "--target", "onnx", "--checkpoint", str(CLASSIFIER.checkpoint),
+                             "--precision", "fp32", "--mean", "0.5,0.4,0.3", "--std", "0.2,0.25,0.3", "--out", str(tmp_path))
+    assert code == 0, err
+    report = json.loads(next(tmp_path.glob("*.onnx.report.json")).read_text())
+    assert report["verdict"] == "pass"
+    assert report["export_rewrites"][FOLD_PREPROCESSING]["folded"] is False
+    assert "mean" in report["export_rewrites"][FOLD_PREPROCESSING]["why"]
+    assert report["preprocess"]["mean"] == [0.3, 0.4, 0.5]  # recorded in the network's (BGR) channel order
+
+
+def test_rewritten_onnx_export_verifies_describes_its_input_and_is_byte_identical(cli_run, tmp_path):
+    # Segmentation and detection exports take the same rewrites; their module-level exactness is
+    # checked above, and their verified exports in test_trained_fixture.py.
+    shas = []
+    for run, extra in (("first", ()), ("second", ("--no-verify",))):
+        code, out, err = cli_run(export_main, "--target", "onnx", "--checkpoint", str(CLASSIFIER.checkpoint),
+                                 "--precision", "fp32", "--out", str(tmp_path / run), *extra)
+        assert code == 0, err
+        report = json.loads(next((tmp_path / run).glob("*.onnx.report.json")).read_text())
+        shas.append(report["sha256"])
+        if run == "first":
+            assert report["verdict"] == "pass"
+    assert shas[0] == shas[1]
+    assert report["export_rewrites"][FOLD_PREPROCESSING]["folded"] is True
+    assert report["export_rewrites"][PATCH_LAYOUT]["blocks"]
+    hist = report["op_histogram"]
+    assert hist.get("SpaceToDepth") == hist.get("DepthToSpace") == 3
+    # the metadata still says what the input is: RGB pixels 0..255, BGR weights, x/255
+    assert report["preprocess"]["channel_order"] == "BGR" and report["preprocess"]["in_graph"] is True
+    assert abs(report["preprocess"]["scale"] - 1 / 255) < 1e-12
