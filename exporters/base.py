@@ -157,6 +157,7 @@ class ExportTarget(Protocol):
     export_rewrites: frozenset[str]  # exporters/rewrites/ names applied to the traced module
     nms_forms: tuple[str, ...]  # detection NMS forms it can write (--coreml-nms), the default first; () for one
     precisions: tuple[str, ...]  # --precision values it writes (quantize.py says what each means for it)
+    multisize_forms: tuple[str, ...]  # how it holds several sizes in one artefact (multisize.py), the default first
 
     def quantisation_settings(self, precision: str) -> dict[str, Any]:
         """What its quantiser does for a quantised precision, recorded in the artefact's metadata."""

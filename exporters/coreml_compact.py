@@ -1,15 +1,16 @@
 """Compact program text for a multifunction package, which shares the weights but repeats the
 program once per function (coreml_multifunction.py).
 
-Repeated constants: coremltools deduplicates only large constants, so each function held 518
-const ops of which 352 repeated another's value (axes, shapes, epsilons; and weights read twice).
+Repeated constants: coremltools deduplicates only large constants, so each mobilevit_xxs function
+held 518 const ops of which 352 repeated another's value (axes, shapes, epsilons, weight references).
 Const ops are pure, so every later copy is dropped and its readers read the first.
 
 Short names: coremltools names each value after the PyTorch node it came from (`var_1234_cast_fp16`,
 `model_stage_3_transformer_0_attn_qkv_weight_to_fp16`) and stores the name up to three times:
-the op's `name` attribute, its output, and every input that reads it. Renaming is a pure relabelling of SSA values inside
-one function: inputs and outputs of the function (the feature names the app sees) keep their
-names, and the new names follow the order of the ops, so the bytes stay deterministic.
+the op's `name` attribute, its output, and every input that reads it. Renaming is a pure
+relabelling of SSA values inside one function: inputs and outputs of the function (the feature
+names the app sees) keep their names, and the new names follow the order of the ops, so the bytes
+stay deterministic. Together: 164 KB -> 80 KB of program per XXS function (docs/exporting.md).
 """
 
 from __future__ import annotations

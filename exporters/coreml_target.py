@@ -55,6 +55,7 @@ class CoreMLTarget:
     export_rewrites: frozenset[str] = frozenset()  # not timed on a device: the network as written
     harness_ready = True
     precisions = ("fp32", "fp16", "int8-weights", "int8", "palette4", "palette6")  # palettes: a CoreML weight format
+    multisize_forms = ("functions", "enumerated")  # --coreml-shapes: one fixed-shape function per size, or EnumeratedShapes
 
     def quantisation_settings(self, precision: str) -> dict[str, Any]:
         from .quantize_coreml import settings_for

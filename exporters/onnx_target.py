@@ -172,6 +172,7 @@ class OnnxTarget(TargetDefaults):
     own_options = frozenset({"dynamic_batch"})
 
     nms_output_names = [*NMS_OUTPUT_NAMES, "batch_index"]
+    multisize_forms: tuple[str, ...] = ("dynamic",)  # one graph, dynamic height and width
 
     def quantisation_settings(self, precision: str) -> dict[str, Any]:
         from .quantize_onnx import settings_for

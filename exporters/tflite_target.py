@@ -39,6 +39,7 @@ class TFLiteTarget(TargetDefaults):
     # short_concats: XNNPACK takes concatenations of 2-5 inputs, SSDLite joins 6 heads.
     export_rewrites = frozenset({"fold_preprocessing", "short_concats"})
     nms_output_names = ["boxes", "scores", "class_ids", "num_detections"]  # TFLite_Detection_PostProcess's four
+    multisize_forms: tuple[str, ...] = ("signatures",)  # one signature per size
 
     def quantisation_settings(self, precision: str) -> dict[str, Any]:
         from .quantize_tflite import settings_for

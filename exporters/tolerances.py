@@ -34,7 +34,7 @@ class Tolerance:
     top1_agreement: float  # min fraction of judged samples with the same top-1
     top5_agreement: float  # min mean overlap of the top-5 sets
     mask_agreement: float  # min fraction of judged pixels with the same class
-    mask_miou: float  # min mIoU between reference and artefact masks
+    mask_miou: float  # min mIoU between reference and artefact masks (decided pixels of all samples pooled)
     box_iou: float  # min IoU of each matched detection
     box_recall: float  # min fraction of confident reference detections matched in the artefact
     score_difference: float  # max |score difference| of matched detections

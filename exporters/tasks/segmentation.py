@@ -24,13 +24,19 @@ def _miou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(ious)) if ious else 1.0
 
 
+def _pooled_miou(pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    if not pairs:
+        return 1.0
+    return _miou(np.concatenate([r.ravel() for r, _ in pairs]), np.concatenate([a.ravel() for _, a in pairs]))
+
+
 class _Judge:
     def __init__(self, tol: Tolerance) -> None:
         self.tol = tol
         self.agree: list[float] = []
-        self.mious: list[float] = []
+        self.mious: list[tuple[np.ndarray, np.ndarray]] = []  # (reference, artefact) classes of decided pixels
         self.class_map_agree: list[float] = []
-        self.class_map_mious: list[float] = []
+        self.class_map_mious: list[tuple[np.ndarray, np.ndarray]] = []
 
     def add(self, sample: SampleOutputs) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         ref, art = sample.reference, sample.artefact
@@ -42,7 +48,10 @@ class _Judge:
             rm, am = rl.argmax(1), al.argmax(1)
             judged = margin(rl, 1) >= self.tol.decision_margin
         self.agree.append(float((rm == am)[judged].mean()) if judged.any() else 1.0)
-        self.mious.append(_miou(rm, am))
+        # mIoU over the decided pixels of all samples pooled, as VOC pools images: per sample, a
+        # near-tie sliver of a rare class counted as a whole class missed (a trained int8 segmenter
+        # scored 0.2-0.6 that way while its mIoU on 120 held-out scenes moved by less than 0.3 points).
+        self.mious.append((rm[judged], am[judged]))
         if "mask" not in ref and "mask" in art:  # a CoreML segmenter's class map beside its logits
             self._add_class_map(ref["logits"], np.asarray(art["mask"]))
         return {}
@@ -54,15 +63,15 @@ class _Judge:
         rm, am = up.argmax(1), class_map.reshape(up.shape[0], *size)
         judged = margin(up, 1) >= self.tol.decision_margin
         self.class_map_agree.append(float((rm == am)[judged].mean()) if judged.any() else 1.0)
-        self.class_map_mious.append(_miou(rm, am))
+        self.class_map_mious.append((rm[judged], am[judged]))
 
     def finish(self) -> Judgement:
-        agree, miou = min(self.agree, default=1.0), min(self.mious, default=1.0)
+        agree, miou = min(self.agree, default=1.0), _pooled_miou(self.mious)
         judgement = Judgement(metrics={"mask_pixel_agreement": agree, "mask_miou": miou},
                               checks=[check("mask_pixel_agreement", agree, self.tol.mask_agreement, True),
                                       check("mask_miou", miou, self.tol.mask_miou, True)])
         if self.class_map_agree:
-            agree, miou = min(self.class_map_agree), min(self.class_map_mious)
+            agree, miou = min(self.class_map_agree), _pooled_miou(self.class_map_mious)
             judgement.metrics.update(class_map_pixel_agreement=agree, class_map_miou=miou)
             judgement.checks += [check("class_map_pixel_agreement", agree, self.tol.mask_agreement, True),
                                  check("class_map_miou", miou, self.tol.mask_miou, True)]

@@ -1,0 +1,408 @@
+"""Several input sizes (and patch configs) in one artefact per target (issue 11).
+
+MobileViT has no positional embedding, so one set of weights serves every size; flexible input
+shapes cost the Neural Engine, so each target gets the form that keeps fixed shapes where it can:
+
+- CoreML: one ML Program with one fixed-shape function per (config, size), weights stored once
+  (coreml_multifunction.py; iOS 18 / macOS 15), or `--coreml-shapes enumerated`: one function
+  with EnumeratedShapes for iOS 16-17 (config A only).
+- ONNX: one graph per config with dynamic height and width (onnx_multisize.py).
+- TFLite: one file with one signature per (config, size) (tflite_multisize.py).
+
+Every function, size and signature is verified against PyTorch at its size; the artefact's
+verdict passes only if all of them do. Names are f"{config}_{size}", recorded in order (the
+default first) under the metadata key "functions", which `mvit-verify` reads back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mvit.cli_support import native_chatter_filtered
+from mvit.errors import EXIT_FAILED, MvitError, one_line
+from mvit.files import normal_modes, publish, staging_dir, write_json_atomic
+
+from .base import ExportError, ExportTarget, Runner
+from .report import REPORT_SCHEMA, report_path_for
+from .resolve import check_image_size, check_size_bounds
+from .targets import get_target
+
+SHAPE_FORMS = ("functions", "enumerated")  # --coreml-shapes
+FUNCTIONS_KEY = "functions"  # metadata: JSON list of {"name", "image_size", "config"}, default first
+ENUMERATED_KEY = "enumerated_sizes"  # metadata of the EnumeratedShapes form: JSON list of sizes
+# Detection anchors and NMS are built for one input size, and CoreML's Vision pipeline cannot be
+# one function of a multifunction package.
+_TASKS = ("classification", "segmentation", "generic")
+
+
+@dataclass
+class SizedExport:
+    """One function / size / signature of a multi-size artefact."""
+
+    name: str  # f"{config}_{size}"
+    config: str
+    image_size: int
+    prepared: Any  # api.PreparedExport at this config and size
+
+    def as_entry(self) -> dict[str, Any]:
+        return {"name": self.name, "image_size": self.image_size, "config": self.config}
+
+
+def parse_size_list(text: str | None) -> list[int] | None:
+    """'256,320' -> [256, 320]; None stays None (the checkpoint's or the model's size)."""
+    if text is None:
+        return None
+    sizes = []
+    for part in str(text).replace(" ", "").split(","):
+        try:
+            sizes.append(int(part))
+        except ValueError:
+            raise ExportError(f"--image-size {part!r} is not a whole number of pixels; give sizes like 256 or 256,320") from None
+    _refuse_duplicates(sizes, "--image-size")
+    return sizes
+
+
+def parse_config_list(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    configs = [c.upper() for c in str(text).replace(" ", "").split(",")]
+    _refuse_duplicates(configs, "--config")
+    return configs
+
+
+def _refuse_duplicates(values: list, flag: str) -> None:
+    seen = set()
+    for v in values:
+        if v in seen:
+            raise ExportError(f"{flag} lists {v} twice; give each value once")
+        seen.add(v)
+
+
+def wanted(sizes: list[int] | None, configs: list[str] | None, coreml_shapes: str | None) -> bool:
+    return len(sizes or []) > 1 or len(configs or []) > 1 or coreml_shapes is not None
+
+
+def prepare(model: str | None, targets: list[str], *, sizes: list[int] | None, configs: list[str] | None,
+            coreml_shapes: str | None, checkpoint: Path | None, labels: Path | None, **options: Any) -> list[SizedExport]:
+    """Every (config, size) resolved and checked, before anything is built or written."""
+    from . import api
+
+    if coreml_shapes is not None and coreml_shapes not in SHAPE_FORMS:
+        raise ExportError(f"unknown --coreml-shapes {coreml_shapes!r}: use {' or '.join(SHAPE_FORMS)}")
+    if coreml_shapes is not None and not any(coreml_shapes in get_target(t).multisize_forms for t in targets):
+        raise ExportError(f"--coreml-shapes applies to CoreML exports only (got --target {','.join(targets)})")
+    config_list: list[str | None] = list(configs) if configs else [None]
+    size_list: list[int | None] = list(sizes) if sizes else [None]  # None: the checkpoint's or the model's size
+    for c in config_list:
+        for n in sizes or []:
+            check_size_bounds(n, c or "A")
+    if coreml_shapes == "enumerated" and (len(config_list) > 1 or config_list[0] not in (None, "A")):
+        raise ExportError("--coreml-shapes enumerated writes one function for config A (the iOS 16-17 form); "
+                          "for config B or several configs use the default --coreml-shapes functions")
+    # One network per config answers whether every size fits it (config B: multiples of 64), so a
+    # bad size is refused before the other sizes are resolved.
+    first_of: dict[str | None, Any] = {}
+    for c in config_list:
+        first_of[c] = api.prepare_export(model, targets, config=c, image_size=size_list[0], checkpoint=checkpoint,
+                                         labels=labels, **options)
+        resolved = first_of[c].resolved
+        if resolved.task not in _TASKS:
+            raise ExportError(f"several sizes or configs in one artefact take classification or segmentation models; "
+                              f"{resolved.name} does {resolved.task}, whose anchors and NMS are built for one size: "
+                              "export one size at a time")
+        fits = [(resolved.image_size, first_of[c].size_info)]
+        fits += [(n, check_image_size(resolved.net, n, resolved.config, resolved.name)) for n in (sizes or [])[1:]]
+        resized = [(n, info) for n, info in fits if info.get("feature_maps_resized")]
+        if coreml_shapes == "enumerated" and resized:
+            # coremltools cannot map a bilinear resize whose size is computed at run time (measured:
+            # "Unable to map torch_upsample_bilinear to core upsample").
+            n, info = resized[0]
+            raise ExportError(f"--coreml-shapes enumerated cannot take --image-size {n}: its feature maps are resized inside "
+                              "the MobileViT blocks, which CoreML cannot convert for a flexible shape; use multiples of "
+                              f"{info.get('size_multiple', 64)}, or the default --coreml-shapes functions")
+    entries = []
+    for c in config_list:
+        for s in size_list:
+            prepared = first_of[c] if s == size_list[0] else api.prepare_export(
+                model, targets, config=c, image_size=s, checkpoint=checkpoint, labels=labels, **options)
+            size = prepared.resolved.image_size
+            entries.append(SizedExport(f"{prepared.resolved.config}_{size}", prepared.resolved.config, size, prepared))
+    if coreml_shapes == "enumerated" and len(entries) < 2:
+        raise ExportError("--coreml-shapes enumerated needs at least two sizes, e.g. --image-size 256,320")
+    if coreml_shapes == "enumerated" and entries[0].config != "A":
+        raise ExportError(f"--coreml-shapes enumerated takes config A; {checkpoint} holds config {entries[0].config}")
+    return entries
+
+
+def artefact_stem(entries: list[SizedExport], target: str, precision: str, form: str) -> str:
+    """The single-size name with every config and size: mobilevit_xxs_A_256-320_fp16."""
+    from .options import artefact_stem as single_stem
+
+    first = entries[0]
+    stem = single_stem(first.prepared.resolved, precision, first.prepared.options[target])
+    configs = "-".join(dict.fromkeys(e.config for e in entries))
+    sizes = "-".join(str(s) for s in dict.fromkeys(e.image_size for e in entries))
+    head = f"_{first.config}_{first.image_size}_{precision}"
+    stem = stem.replace(head, f"_{configs}_{sizes}_{precision}", 1)
+    return stem + ("_enumerated" if form == "enumerated" else "")
+
+
+def recorded_entries(meta: dict[str, str]) -> list[dict[str, Any]] | None:
+    """The functions / sizes an artefact records, checked as file data; None for a single size."""
+    if FUNCTIONS_KEY in meta:
+        try:
+            entries = json.loads(meta[FUNCTIONS_KEY])
+            out: list[dict[str, Any]] = [{"name": str(e["name"]), "image_size": int(e["image_size"]), "config": str(e["config"])}
+                                         for e in entries]
+        except (ValueError, TypeError, KeyError):
+            raise ExportError("the artefact's recorded functions are malformed; re-export it") from None
+    elif ENUMERATED_KEY in meta:
+        try:
+            sizes = [int(s) for s in json.loads(meta[ENUMERATED_KEY])]
+        except (ValueError, TypeError):
+            raise ExportError("the artefact's recorded enumerated sizes are malformed; re-export it") from None
+        out = [{"name": "main", "image_size": s, "config": str(meta.get("config", "A"))} for s in sizes]
+    else:
+        return None
+    if not out:
+        raise ExportError("the artefact records an empty list of functions; re-export it")
+    for e in out:
+        if e["config"] not in ("A", "B", "custom"):
+            raise ExportError(f"the artefact records an unknown config {e['config']!r}; re-export it")
+        check_size_bounds(int(e["image_size"]), str(e["config"]), "a recorded image_size")
+    return out
+
+
+# ---- export -------------------------------------------------------------------------------
+
+
+def export(entries: list[SizedExport], target: str, out_dir: Path, *, precision: str, verify: bool = True,
+           verifier: str = "auto", coreml_shapes: str | None = None) -> list[Any]:
+    """Write, verify and publish this target's multi-size artefact(s); returns api.ExportResult each."""
+    from . import api
+
+    export_target = get_target(target)
+    if verify:
+        api.check_verifier(export_target, verifier)
+    out_dir = api._prepare_out_dir(out_dir)
+    forms = export_target.multisize_forms
+    form = coreml_shapes if coreml_shapes in forms else forms[0]
+    # A graph has one patch config: ONNX writes one dynamic-size file per config.
+    groups = [[e for e in entries if e.config == c] for c in dict.fromkeys(e.config for e in entries)] \
+        if form == "dynamic" else [entries]
+    return [_export_group(group, export_target, out_dir, precision, verify, verifier, form) for group in groups]
+
+
+def _export_group(entries: list[SizedExport], export_target: ExportTarget, out_dir: Path, precision: str, verify: bool,
+                  verifier: str, form: str) -> Any:
+    from . import api
+
+    target = export_target.name
+    final = out_dir / (artefact_stem(entries, target, precision, form) + export_target.suffix)
+    with staging_dir(out_dir) as staging:
+        staged = staging / final.name
+        extra: dict[str, Any] = {}
+        try:
+            with native_chatter_filtered():
+                extra = _write(entries, export_target, staged, staging, precision, form)
+            normal_modes(staged)
+            graph, checks = api.graph_checks(export_target, staged)
+        except MvitError:
+            raise
+        except Exception as exc:
+            raise ExportError(f"{target} multi-size export of {entries[0].prepared.resolved.name} failed: "
+                              f"{exc.__class__.__name__}: {one_line(exc)}") from exc
+        checks += extra.pop("checks", [])
+        per_entry = []
+        if verify:
+            per_entry = _verify_entries(export_target, staged, entries, precision, verifier, form)
+        report = _report(final, staged, export_target, entries, precision, form, graph, checks, per_entry, extra, verify)
+        report_path = report_path_for(final)
+        staged_report = staging / report_path.name
+        write_json_atomic(staged_report, {"schema": REPORT_SCHEMA, **report})
+        publish([(staged, final), (staged_report, report_path)], also_remove=(final.with_name(final.name + ".verify.json"),))
+    return api.ExportResult(final, target, report, report_path, list(entries[0].prepared.resolved.notes))
+
+
+def _write(entries: list[SizedExport], export_target: ExportTarget, staged: Path, staging: Path, precision: str,
+           form: str) -> dict[str, Any]:
+    if form == "functions":
+        from .coreml_multifunction import write_functions
+
+        return write_functions(entries, staged, staging, precision)
+    if form == "enumerated":
+        from .coreml_multifunction import write_enumerated
+
+        return write_enumerated(entries, staged, precision)
+    if form == "dynamic":
+        from .onnx_multisize import write_dynamic
+
+        return write_dynamic(entries, staged, precision)
+    from .tflite_multisize import write_signatures
+
+    return write_signatures(entries, staged, precision)
+
+
+def _runner_for(export_target: ExportTarget, path: Path, form: str, verifier: str) -> Callable[[dict[str, Any]], Runner]:
+    """entry -> the runner that runs that function / size / signature of the artefact."""
+    if form in ("functions", "enumerated"):
+        from .coreml_multifunction import function_runner
+
+        return lambda e: function_runner(path, e["name"] if form == "functions" else None, e["image_size"], verifier)
+    if form == "dynamic":
+        runner = export_target.load(path, num_threads=1)
+        return lambda e: runner
+    from .tflite_target import LiteRTRunner
+
+    return lambda e: LiteRTRunner(path, 1, signature=e["name"])
+
+
+def _verify_entries(export_target: ExportTarget, path: Path, entries: list[SizedExport], precision: str, verifier: str,
+                    form: str) -> list[dict[str, Any]]:
+    from . import api
+    from .verify import verify_runner
+
+    runner_for = _runner_for(export_target, path, form, verifier)
+    results = []
+    for e in entries:
+        resolved, opts = e.prepared.resolved, e.prepared.options[export_target.name]
+        _, reference = api.build_for_target(resolved, e.prepared.fused, export_target, opts)
+        entry = {**e.as_entry(), "name": e.name if form != "enumerated" else f"main@{e.image_size}"}
+        try:
+            with native_chatter_filtered():
+                runner = runner_for(e.as_entry())
+                result = verify_runner(runner, reference, task=resolved.task, preprocess=resolved.preprocess,
+                                       precision=precision, raw_input=opts.raw_input, nms=None,
+                                       nms_best_class_only=export_target.nms_best_class_only)
+        except MvitError:
+            raise
+        except Exception as exc:  # a runtime that crashes on one function is a finding, not a traceback
+            raise ExportError(f"verifying {entry['name']} of {path.name} failed: {exc.__class__.__name__}: {one_line(exc)}") from exc
+        results.append({**entry, "verdict": result["verdict"], "verified_by": result.get("verified_by"),
+                        "failed": result.get("failed", []), "verification": result})
+    return results
+
+
+def _verdict(checks: list[dict[str, Any]], per_entry: list[dict[str, Any]], verify: bool) -> tuple[str, list[str]]:
+    from .verify import describe_failure
+
+    failed = [describe_failure(c) for c in checks if not c["passed"]]
+    failed += [f"{e['name']}: {f}" for e in per_entry for f in e["failed"]]
+    if failed or any(e["verdict"] == "fail" for e in per_entry):
+        return "fail", failed
+    if verify and per_entry and all(e["verdict"] == "pass" for e in per_entry):
+        return "pass", failed
+    return "not-verified", failed
+
+
+def _report(final: Path, staged: Path, export_target: ExportTarget, entries: list[SizedExport], precision: str, form: str,
+            graph: dict[str, Any], checks: list[dict[str, Any]], per_entry: list[dict[str, Any]], extra: dict[str, Any],
+            verify: bool) -> dict[str, Any]:
+    from . import api
+    from .resolve import describe_preprocess
+
+    first = entries[0].prepared.resolved
+    opts = entries[0].prepared.options[export_target.name]
+    verdict, failed = _verdict(checks, per_entry, verify)
+    by = sorted({str(e["verified_by"]) for e in per_entry if e.get("verified_by")})
+    size = api._size_bytes(staged)
+    report = {
+        "artefact": final.name, "target": export_target.name, "form": form, "model": first.name, "task": first.task,
+        "configs": list(dict.fromkeys(e.config for e in entries)), "image_sizes": list(dict.fromkeys(e.image_size for e in entries)),
+        FUNCTIONS_KEY: [e.as_entry() for e in entries], "default_function": entries[0].name if form == "functions" else None,
+        "precision": precision, "weights": first.weights, "size_bytes": size, "sha256": api.artefact_sha256(staged),
+        "preprocess_summary": describe_preprocess(first.preprocess), "assumptions": list(first.notes),
+        "labels_count": len(first.labels), "export_options": opts.as_dict(), **graph, "graph_checks": checks,
+        "per_size": per_entry, "failed": failed, "verdict": verdict, "verified_by": "+".join(by) or None,
+        "warnings": [f"{e['name']}: {w}" for e in per_entry for w in e["verification"].get("warnings", [])],
+    }
+    if "single_size_bytes" in extra:
+        extra["size_ratio"] = round(size / extra["single_size_bytes"], 4)
+    report.update(extra)
+    return report
+
+
+# ---- mvit-verify ----------------------------------------------------------------------------
+
+
+def verify_recorded(path: Path, export_target: ExportTarget, recorded: list[dict[str, Any]], meta: dict[str, Any],
+                    model_name: str | None, *, checkpoint: Path | None, config: str | None, labels: Path | None,
+                    write: bool, verifier: str) -> dict[str, Any]:
+    """mvit-verify of a multi-size artefact: every recorded function / size / signature at its size."""
+    from . import api
+
+    forms = export_target.multisize_forms  # an enumerated package records one function, "main"
+    form = forms[0] if len(forms) == 1 else ("enumerated" if recorded[0]["name"] == "main" else "functions")
+    pre = meta["pre"]
+    entries = []
+    for e in recorded:
+        asked = config or (e["config"] if e["config"] in ("A", "B") and checkpoint is None
+                           and ":" not in (model_name or "") else None)
+        prepared = api.prepare_export(model_name, [export_target.name], config=asked, image_size=e["image_size"],
+                                      checkpoint=checkpoint, labels=labels, channel_order=pre.get("channel_order"),
+                                      mean=api._triple(pre.get("mean")), std=api._triple(pre.get("std")), **meta["opts"])
+        entries.append(SizedExport(e["name"], e["config"], e["image_size"], prepared))
+    graph, checks = api.graph_checks(export_target, path)
+    per_entry = _verify_entries(export_target, path, entries, meta["precision"], verifier, form)
+    verdict, failed = _verdict(checks, per_entry, True)
+    by = sorted({str(e["verified_by"]) for e in per_entry if e.get("verified_by")})
+    report = {
+        "artefact": path.name, "target": export_target.name, "form": form, "model": entries[0].prepared.resolved.name,
+        "weights": entries[0].prepared.resolved.weights, "precision": meta["precision"], **graph, "graph_checks": checks,
+        "per_size": per_entry, "failed": failed, "verdict": verdict, "verified_by": "+".join(by) or None,
+        "verification": {"verdict": verdict, "per_size": [{k: v for k, v in e.items() if k != "verification"} for e in per_entry]},
+    }
+    if write:
+        write_json_atomic(path.with_name(path.name + ".verify.json"), report)
+    return report
+
+
+# ---- the CLI path ----------------------------------------------------------------------------
+
+
+def cli_export(model: str | None, targets: list[str], out: Path, *, sizes: list[int] | None, configs: list[str] | None,
+               coreml_shapes: str | None, precision: str, verify: bool, verifier_for: dict[str, str], checkpoint: Path | None,
+               labels: Path | None, into_harness: bool, **options: Any) -> int:
+    """`mvit-export --image-size 256,320 [--config A,B]`: one artefact per target (ONNX: per config)."""
+    import typer
+
+    from mvit.cli_support import fail
+
+    from . import api
+    from .cli import _human_size, _note, _result_line
+
+    if precision not in ("fp16", "fp32"):
+        # The multi-size writers cast weights themselves; quantised forms go through one size at a time.
+        raise ExportError(f"several sizes or configs in one artefact take --precision fp16 or fp32 (got {precision}); "
+                          "export quantised artefacts one size at a time")
+    entries = prepare(model, targets, sizes=sizes, configs=configs, coreml_shapes=coreml_shapes, checkpoint=checkpoint,
+                      labels=labels, **options)
+    code, lines = 0, []
+    for target in targets:
+        try:
+            results = export(entries, target, out, precision=precision, verify=verify, verifier=verifier_for[target],
+                             coreml_shapes=coreml_shapes if coreml_shapes in get_target(target).multisize_forms else None)
+        except MvitError as exc:
+            code = max(code, fail(one_line(exc), exc.exit_code))
+            continue
+        for result in results:
+            per = ", ".join(f"{e['name']} {e['verdict']}" for e in (result.report or {}).get("per_size", []))
+            lines.append(_result_line(result, _human_size) + (f"  [{per}]" if per else ""))
+            if into_harness and get_target(target).harness_ready:
+                lines.append(f"copied {result.path.name} -> {api.copy_into_harness(result.path)}")
+            if result.verdict == "fail":
+                code = max(code, EXIT_FAILED)
+    for line in lines:
+        typer.echo(line)
+    if lines:
+        if checkpoint is None and (model is None or ":" not in model):
+            _note(f"no --checkpoint given, so {model or 'mobilevit_xs'} had RANDOM weights (seed {api.RANDOM_WEIGHTS_SEED}): "
+                  "fine for testing the pipeline, useless for predictions.")
+        for note in entries[0].prepared.resolved.notes:
+            _note(note)
+    return code
+
