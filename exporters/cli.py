@@ -155,15 +155,22 @@ def export(
                 progress.advance(bar)
             if result.verdict == "fail":
                 code = max(code, EXIT_FAILED)
+    print_results(lines, model, checkpoint, notes)
+    return code
+
+
+def print_results(lines: list[str], model: str | None, checkpoint: Path | None, notes: list[str]) -> None:
+    """The result lines, then what the user should know about them (random weights, assumptions)."""
+    from .resolve import RANDOM_WEIGHTS_SEED
+
     for line in lines:
         typer.echo(line)
     if lines:
         if checkpoint is None and (model is None or ":" not in model):
-            _note(f"no --checkpoint given, so {model or 'mobilevit_xs'} had RANDOM weights (seed {api.RANDOM_WEIGHTS_SEED}): "
+            _note(f"no --checkpoint given, so {model or 'mobilevit_xs'} had RANDOM weights (seed {RANDOM_WEIGHTS_SEED}): "
                   "fine for testing the pipeline, useless for predictions.")
         for note in notes:
             _note(note)
-    return code
 
 
 def _owner_of(option: str) -> str:

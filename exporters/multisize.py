@@ -368,12 +368,11 @@ def cli_export(model: str | None, targets: list[str], out: Path, *, sizes: list[
                coreml_shapes: str | None, precision: str, verify: bool, verifier_for: dict[str, str], checkpoint: Path | None,
                labels: Path | None, into_harness: bool, **options: Any) -> int:
     """`mvit-export --image-size 256,320 [--config A,B]`: one artefact per target (ONNX: per config)."""
-    import typer
 
     from mvit.cli_support import fail
 
     from . import api
-    from .cli import _human_size, _note, _result_line
+    from .cli import _human_size, _result_line, print_results
 
     if precision not in ("fp16", "fp32"):
         # The multi-size writers cast weights themselves; quantised forms go through one size at a time.
@@ -396,13 +395,6 @@ def cli_export(model: str | None, targets: list[str], out: Path, *, sizes: list[
                 lines.append(f"copied {result.path.name} -> {api.copy_into_harness(result.path)}")
             if result.verdict == "fail":
                 code = max(code, EXIT_FAILED)
-    for line in lines:
-        typer.echo(line)
-    if lines:
-        if checkpoint is None and (model is None or ":" not in model):
-            _note(f"no --checkpoint given, so {model or 'mobilevit_xs'} had RANDOM weights (seed {api.RANDOM_WEIGHTS_SEED}): "
-                  "fine for testing the pipeline, useless for predictions.")
-        for note in entries[0].prepared.resolved.notes:
-            _note(note)
+    print_results(lines, model, checkpoint, list(entries[0].prepared.resolved.notes))
     return code
 
