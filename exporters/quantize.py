@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import ExportError, ExportTarget
+from .base import ExportError, ExportTarget, TargetNotInstalled
 from .calibration import as_samples, calibration_pixels, read_images
 from .samples import Sample
 from .targets import get_target, target_names
@@ -62,9 +62,16 @@ def check_precision(precision: str, target: ExportTarget | None = None) -> None:
     if precision not in PRECISIONS:
         raise ExportError(f"unknown --precision {precision!r}: use {', '.join(PRECISIONS)}")
     if target is not None and precision not in target.precisions:
-        writers = [t for t in target_names() if precision in get_target(t).precisions]
+        writers = [t for t in target_names() if precision in _precisions_of(t)]
         raise ExportError(f"--precision {precision} applies to {' / '.join(writers)} exports only "
                           f"(got {target.name}; use {', '.join(p for p in target.precisions if p in QUANTISED)})")
+
+
+def _precisions_of(target_name: str) -> tuple[str, ...]:
+    try:
+        return get_target(target_name).precisions
+    except TargetNotInstalled:  # an extra not installed here: it writes nothing here
+        return ()
 
 
 @dataclass

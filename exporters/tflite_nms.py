@@ -61,12 +61,12 @@ def append_detection_postprocess(content: bytes, settings: dict[str, Any], num_c
 
     identity_anchors = np.tile(np.array([0.0, 0.0, 1.0, 1.0], dtype=np.float32), (num_anchors, 1))
     anchors = _add_tensor(model, subgraph, "nms/identity_anchors", [num_anchors, 4], f32, identity_anchors)
-    one = _add_tensor(model, subgraph, "nms/one", [1], f32, np.ones(1, dtype=np.float32))
+    one = _add_tensor(model, subgraph, "nms/one", [1], i32, np.ones(1, dtype=np.int32))
     boxes = _add_tensor(model, subgraph, OUTPUTS[0], [1, k, 4], f32)
     class_index = _add_tensor(model, subgraph, "nms/class_index", [1, k], f32)
     out_scores = _add_tensor(model, subgraph, OUTPUTS[1], [1, k], f32)
     count = _add_tensor(model, subgraph, OUTPUTS[3], [1], f32)
-    class_plus_one = _add_tensor(model, subgraph, "nms/class_index_plus_one", [1, k], f32)
+    class_index_int = _add_tensor(model, subgraph, "nms/class_index_int", [1, k], i32)
     class_ids = _add_tensor(model, subgraph, OUTPUTS[2], [1, k], i32)
 
     options = {
@@ -86,19 +86,20 @@ def append_detection_postprocess(content: bytes, settings: dict[str, Any], num_c
     nms.customOptionsFormat = schema.CustomOptionsFormat.FLEXBUFFERS
 
     # The op's classes are 0-based over foreground classes, as float; mvit's class ids are the
-    # model's class index (background 0 excluded), as int32.
-    add = schema.OperatorT()
-    add.opcodeIndex = _opcode(model, schema.BuiltinOperator.ADD)
-    add.inputs, add.outputs = [class_index, one], [class_plus_one]
-    add.builtinOptionsType, add.builtinOptions = schema.BuiltinOptions.AddOptions, schema.AddOptionsT()
+    # model's class index (background 0 excluded), as int32. Cast first, then add in int32: XNNPACK
+    # takes a float ADD, and that 200-element add after the NMS op was a second partition.
     cast = schema.OperatorT()
     cast.opcodeIndex = _opcode(model, schema.BuiltinOperator.CAST)
-    cast.inputs, cast.outputs = [class_plus_one], [class_ids]
+    cast.inputs, cast.outputs = [class_index], [class_index_int]
     cast_options = schema.CastOptionsT()
     cast_options.inDataType, cast_options.outDataType = f32, i32
     cast.builtinOptionsType, cast.builtinOptions = schema.BuiltinOptions.CastOptions, cast_options
+    add = schema.OperatorT()
+    add.opcodeIndex = _opcode(model, schema.BuiltinOperator.ADD)
+    add.inputs, add.outputs = [class_index_int, one], [class_ids]
+    add.builtinOptionsType, add.builtinOptions = schema.BuiltinOptions.AddOptions, schema.AddOptionsT()
 
-    subgraph.operators += [nms, add, cast]
+    subgraph.operators += [nms, cast, add]
     final = [boxes, out_scores, class_ids, count]
     subgraph.outputs = final
     signature.outputs = []
