@@ -100,10 +100,9 @@ def decide(size_ratio: float, speedup: float | None, drop_points: float | None, 
 
 
 def size_bytes(path: Path) -> int:
-    path = Path(path)
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size
+    from mvit.exporters.api import artefact_size_bytes
+
+    return artefact_size_bytes(Path(path))
 
 
 def check_same_target(variant: Path, baseline: Path) -> None:

@@ -61,7 +61,7 @@ class ExportResult:
 
     @property
     def size_bytes(self) -> int:
-        return _size_bytes(self.path)
+        return artefact_size_bytes(self.path)
 
 
 @dataclass
@@ -74,7 +74,8 @@ class PreparedExport:
     fused: nn.Module
 
 
-def _size_bytes(path: Path) -> int:
+def artefact_size_bytes(path: Path) -> int:
+    """Bytes on disk: a file, or every file in a folder artefact (.mlpackage)."""
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return path.stat().st_size
@@ -264,7 +265,7 @@ def _export_report(final: Path, staged: Path, target: str, resolved: ResolvedMod
     return {
         "artefact": final.name, "target": target, "model": resolved.name, "task": resolved.task,
         "config": resolved.config, "precision": precision, "image_size": resolved.image_size,
-        "weights": resolved.weights, "size_bytes": _size_bytes(staged), "sha256": artefact_sha256(staged),
+        "weights": resolved.weights, "size_bytes": artefact_size_bytes(staged), "sha256": artefact_sha256(staged),
         "input": {"name": "image", "shape": list(request.input_shape), "layout": "NHWC" if request.channels_last_input else "NCHW"},
         "output_names": json.loads(request.metadata["output_names"]), "preprocess": request.preprocess,
         "preprocess_summary": describe_preprocess(resolved.preprocess), "assumptions": list(resolved.notes),

@@ -64,7 +64,7 @@ def write_functions(entries: list[SizedExport], path: Path, staging: Path, preci
     _make_package_deterministic(combined)
     shutil.move(str(combined), str(path))
     blobs = {hashlib.sha256((s / _WEIGHTS_FILE).read_bytes()).hexdigest() for s in singles}
-    return {"single_size_bytes": api._size_bytes(singles[0]), "weight_blobs_identical": len(blobs) == 1,
+    return {"single_size_bytes": api.artefact_size_bytes(singles[0]), "weight_blobs_identical": len(blobs) == 1,
             "deployment_target": MULTIFUNCTION_DEPLOYMENT_TARGET}
 
 

@@ -309,7 +309,7 @@ def _report(final: Path, staged: Path, export_target: ExportTarget, entries: lis
     opts = entries[0].prepared.options[export_target.name]
     verdict, failed = _verdict(checks, per_entry, verify)
     by = sorted({str(e["verified_by"]) for e in per_entry if e.get("verified_by")})
-    size = api._size_bytes(staged)
+    size = api.artefact_size_bytes(staged)
     report = {
         "artefact": final.name, "target": export_target.name, "form": form, "model": first.name, "task": first.task,
         "configs": list(dict.fromkeys(e.config for e in entries)), "image_sizes": list(dict.fromkeys(e.image_size for e in entries)),

@@ -7,26 +7,17 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from mvit.benchmarks.peer_routes import randomise_
 
-@torch.no_grad()
+
 def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
     """Give every parameter and BN statistic non-trivial random values (in place).
 
     Default inits leave BN as identity and some heads at zero, which would let a wrong key map
-    or a broken fusion pass unnoticed.
+    or a broken fusion pass unnoticed. The peer-route benchmark needs the same weights, so the
+    one implementation lives there.
     """
-    g = torch.Generator().manual_seed(seed)
-    for name, p in model.named_parameters():
-        fan_in = p[0].numel() if p.dim() > 1 else 1
-        if name.endswith("weight") and p.dim() == 1:  # norms
-            p.copy_(torch.rand(p.shape, generator=g) * 0.5 + 0.75)
-        else:
-            p.copy_(torch.randn(p.shape, generator=g) / fan_in**0.5 * (1.0 if p.dim() > 1 else 0.1))
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.2)
-            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-    return model.eval()
+    return randomise_(model, seed)
 
 
 class MaxRank(TorchDispatchMode):

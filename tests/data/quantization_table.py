@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import trained_fixtures as tf  # noqa: E402
 from eval_datasets import classification_folders  # noqa: E402
 
+from mvit.exporters.api import artefact_size_bytes  # noqa: E402
 from mvit.exporters.quantize import QUANTISED, check_precision  # noqa: E402
 from mvit.exporters.targets import get_target  # noqa: E402
 
@@ -111,10 +112,6 @@ def _signed(points: float) -> str:
     return f"{round(points, 2) + 0.0:+.2f}"  # never "-0.00"
 
 
-def _bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
-
-
 def markdown(out: Path, targets: list[str]) -> str:
     rows = ["| target | precision | bytes | smaller | speed-up vs fp32 [95% CI] | top-1 PyTorch | top-1 artefact | "
             "drop vs fp32 (points) | images | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -127,7 +124,7 @@ def markdown(out: Path, targets: list[str]) -> str:
             if m["kind"] == "pytorch":
                 continue
             v = verdicts.get(name)
-            size = _bytes(Path(m["path"]))
+            size = artefact_size_bytes(Path(m["path"]))
             speed = "baseline" if v is None else ("not timed here" if v.get("speedup") is None else
                                                   f"{v['speedup']:.2f}" + (f" [{v['speedup_ci'][0]:.2f}, {v['speedup_ci'][1]:.2f}]"
                                                                            if v.get("speedup_ci") else ""))
