@@ -77,10 +77,6 @@ class CoreMLTarget:
 
     def export(self, request: ExportRequest, path: Path) -> None:
         mlmodel = _convert(request)
-        if request.precision not in ("fp32", "fp16"):
-            from .quantize_coreml import quantize_coreml
-
-            mlmodel = quantize_coreml(mlmodel, request)
         if request.task == "classification":
             mlmodel = _rename_probabilities(mlmodel, request.output_names[0])
         mlmodel.author = request.metadata.get("author", "mvit")
@@ -196,7 +192,7 @@ def _convert(request: ExportRequest) -> Any:
     # Quantised precisions compress the fp16 program (quantize_coreml.py): fp16 is what the device computes in.
     precision = ct.precision.FLOAT32 if request.precision == "fp32" else ct.precision.FLOAT16
     if not nms:
-        return ct.convert(traced, convert_to="mlprogram", compute_precision=precision, **common)
+        return _compressed(ct.convert(traced, convert_to="mlprogram", compute_precision=precision, **common), request)
     # The NMS (or the arrays a NonMaximumSuppression model reads) is appended to the MIL program
     # built from the traced network in fp32; the fp16 pass runs over the whole program in the
     # second conversion and keeps the outputs fp32.
@@ -207,17 +203,26 @@ def _convert(request: ExportRequest) -> Any:
         from .coreml_nms import append_nms
 
         append_nms(program, settings, NMS_OUTPUT_NAMES)
-        return ct.convert(
+        return _compressed(ct.convert(
             program, convert_to="mlprogram", compute_precision=precision, minimum_deployment_target=ct.target.iOS16
-        )
+        ), request)
     from .coreml_pipeline import append_vision_outputs, build_pipeline
 
     append_vision_outputs(program)
-    stage = ct.convert(
+    stage = _compressed(ct.convert(
         program, convert_to="mlprogram", compute_precision=precision, minimum_deployment_target=ct.target.iOS16
-    )
+    ), request)  # the Vision pipeline's NMS model has no weights: its program stage is what gets quantised
     # Column 0 of the detector's softmax is the background, which the NMS model never sees.
     return build_pipeline(stage, list(request.labels)[1:], settings)
+
+
+def _compressed(program_model: Any, request: ExportRequest) -> Any:
+    """The ML Program quantised per `request.precision` (quantize_coreml.py); fp32 / fp16 as they are."""
+    if request.precision in ("fp32", "fp16"):
+        return program_model
+    from .quantize_coreml import quantize_coreml
+
+    return quantize_coreml(program_model, request)
 
 
 def nms_form(options: ExportOptions) -> str:

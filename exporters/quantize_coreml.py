@@ -47,9 +47,8 @@ def quantize_coreml(mlmodel: Any, request: ExportRequest) -> Any:
     precision = request.precision
     if precision not in SETTINGS:
         raise ExportError(f"--precision {precision} is not available for CoreML exports")
-    if mlmodel.get_spec().WhichOneof("Type") != "mlProgram":
-        raise ExportError(f"--precision {precision} needs a single ML Program; a detector's Vision pipeline is not one: "
-                          "add --coreml-nms program")
+    if mlmodel.get_spec().WhichOneof("Type") != "mlProgram":  # a Vision pipeline's program stage is passed in instead
+        raise ExportError(f"--precision {precision} compresses an ML Program, not a {mlmodel.get_spec().WhichOneof('Type')}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if precision.startswith("palette"):

@@ -34,10 +34,12 @@ class TFLiteTarget(TargetDefaults):
     install_hint = "pip install 'mvit[tflite]' (litert-torch==0.10.0, ai-edge-litert==2.3.0, ai-edge-quantizer==0.10.0)"
     runtime = "litert"
     own_options = frozenset({"nhwc"})
-    # Measured (issue 14, XS B, LiteRT CPU time): the fold 0.988x; the patch and attention layouts
-    # gained nothing here (0.987x, 1.019x: litert-torch already lays the graph out NHWC itself).
+    # Measured (issue 14, LiteRT, interleaved, 2 threads): the fold 0.988x (XS B); channels-last
+    # patches 0.948x (XS A: 12 of 47 TRANSPOSEs go). The space-to-depth patch layout and the
+    # head-major attention gained nothing here (0.987x, 1.019x), nor did folding LayerNorm's
+    # affine and the query scale into the next linear layer (1.009x, XS A: 9 MULs fewer).
     # short_concats: XNNPACK takes concatenations of 2-5 inputs, SSDLite joins 6 heads.
-    export_rewrites = frozenset({"fold_preprocessing", "short_concats"})
+    export_rewrites = frozenset({"fold_preprocessing", "channels_last_patches", "short_concats"})
     nms_output_names = ["boxes", "scores", "class_ids", "num_detections"]  # TFLite_Detection_PostProcess's four
     multisize_forms: tuple[str, ...] = ("signatures",)  # one signature per size
 

@@ -35,9 +35,9 @@ class Tolerance:
     top5_agreement: float  # min mean overlap of the top-5 sets
     mask_agreement: float  # min fraction of judged pixels with the same class
     mask_miou: float  # min mIoU between reference and artefact masks (decided pixels of all samples pooled)
-    box_iou: float  # min IoU of each matched detection
-    box_recall: float  # min fraction of confident reference detections matched in the artefact
-    score_difference: float  # max |score difference| of matched detections
+    box_iou: float  # min IoU of each matched detection (quantised: mean matched IoU)
+    box_recall: float  # min fraction of judged detections matched, each way (recall and precision), pooled
+    score_difference: float  # max |score difference| of matched detections (quantised: 95th percentile)
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)

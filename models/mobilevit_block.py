@@ -107,10 +107,17 @@ class MobileVitBlock(nn.Module):
         resized = (new_h, new_w) != (h, w)
         if resized:
             y = F.interpolate(y, size=(new_h, new_w), mode="bilinear", align_corners=False)
-        y = unfold_patches(y, p, p)
-        y = self.norm(self.transformer(y))
-        y = fold_patches(y, b, new_h, new_w, p, p)
+        y = self.norm(self.transformer(self.unfold(y, p)))
+        y = self.fold(y, b, new_h, new_w, p)
         if resized:
             y = F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False)
         y = self.conv_proj(y)
         return self.conv_fusion(torch.cat([shortcut, y], dim=1))
+
+    # How pixels become tokens and back. Any layout whose fold inverts its unfold gives the same
+    # outputs; a subclass may pick the one a runtime runs fastest.
+    def unfold(self, y: torch.Tensor, p: int) -> torch.Tensor:
+        return unfold_patches(y, p, p)
+
+    def fold(self, y: torch.Tensor, batch: int, height: int, width: int, p: int) -> torch.Tensor:
+        return fold_patches(y, batch, height, width, p, p)

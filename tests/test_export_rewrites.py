@@ -17,8 +17,9 @@ from trained_fixtures import CLASSIFIER, FIXTURES, heldout, to_network_input
 from mvit.exporters import api
 from mvit.exporters.cli import main as export_main
 from mvit.exporters.preprocessing import PixelPreprocess
-from mvit.exporters.rewrites import ATTENTION_LAYOUT, FOLD_PREPROCESSING, PATCH_LAYOUT, SHORT_CONCATS, rewrite_for_export
+from mvit.exporters.rewrites import ATTENTION_LAYOUT, CHANNELS_LAST_PATCHES, FOLD_PREPROCESSING, PATCH_LAYOUT, SHORT_CONCATS, rewrite_for_export
 from mvit.exporters.rewrites.attention_layout import HeadMajorAttention
+from mvit.exporters.rewrites.channels_last_patches import ChannelsLastPatchBlock
 from mvit.exporters.rewrites.fold_preprocessing import fold_preprocessing
 from mvit.exporters.rewrites.patch_layout import SpaceToDepthMobileVitBlock
 from mvit.exporters.rewrites.short_concats import GroupedConcatSSDLite
@@ -26,6 +27,7 @@ from mvit.models import PreprocessSpec
 from mvit.models.mobilevit_block import Attention, MobileVitBlock
 
 ALL = frozenset({FOLD_PREPROCESSING, PATCH_LAYOUT, ATTENTION_LAYOUT, SHORT_CONCATS})
+ALL_CHANNELS_LAST = ALL - {PATCH_LAYOUT} | {CHANNELS_LAST_PATCHES}  # the two block layouts exclude each other
 # fp32 rounding: the rewrites reorder sums and fold constants into weights, nothing more.
 RELATIVE = 2e-5
 
@@ -55,7 +57,8 @@ def _assert_same(got: list[torch.Tensor], want: list[torch.Tensor]) -> None:
 
 @pytest.mark.parametrize("task", sorted(FIXTURES))
 @pytest.mark.parametrize("rewrites", [frozenset({FOLD_PREPROCESSING}), frozenset({PATCH_LAYOUT}),
-                                      frozenset({ATTENTION_LAYOUT}), frozenset({SHORT_CONCATS}), ALL],
+                                      frozenset({ATTENTION_LAYOUT}), frozenset({SHORT_CONCATS}),
+                                      frozenset({CHANNELS_LAST_PATCHES}), ALL, ALL_CHANNELS_LAST],
                          ids=lambda r: "+".join(sorted(r)))
 def test_each_rewrite_keeps_the_outputs_of_the_network_as_written(task, rewrites):
     fixture = FIXTURES[task]
@@ -70,14 +73,54 @@ def test_each_rewrite_keeps_the_outputs_of_the_network_as_written(task, rewrites
     _assert_same(_outputs(net, traced_input), _outputs(fused, torch.from_numpy(to_network_input(pixels.numpy()))))
     # the network as written is untouched: verification compares against it
     assert all(torch.equal(before[k], v) for k, v in fused.state_dict().items())
-    assert not any(isinstance(m, (SpaceToDepthMobileVitBlock, HeadMajorAttention)) for m in fused.modules())
+    assert not any(isinstance(m, (SpaceToDepthMobileVitBlock, ChannelsLastPatchBlock, HeadMajorAttention)) for m in fused.modules())
     swapped = {type(m) for m in net.modules()}
     assert (SpaceToDepthMobileVitBlock in swapped) == (PATCH_LAYOUT in rewrites)
-    assert (MobileVitBlock in swapped) == (PATCH_LAYOUT not in rewrites)
+    assert (ChannelsLastPatchBlock in swapped) == (CHANNELS_LAST_PATCHES in rewrites)
+    assert (MobileVitBlock in swapped) == (not rewrites & {PATCH_LAYOUT, CHANNELS_LAST_PATCHES})
     assert (HeadMajorAttention in swapped) == (ATTENTION_LAYOUT in rewrites)
     assert (Attention in swapped) == (ATTENTION_LAYOUT not in rewrites)
     assert (GroupedConcatSSDLite in swapped) == (SHORT_CONCATS in applies)
     assert set(info) == set(applies)
+
+
+def test_the_two_block_layouts_are_refused_together():
+    with pytest.raises(ValueError, match="exclude each other"):
+        rewrite_for_export(nn.Identity(), None, 64, frozenset({PATCH_LAYOUT, CHANNELS_LAST_PATCHES}))
+
+
+def test_channels_last_patches_take_one_tflite_transpose_per_unfold_and_fold(tmp_path, monkeypatch):
+    """The network as written unfolds with three TRANSPOSEs once converted (two of its own and the
+    converter's NHWC -> NCHW) and folds with three; the rewrite leaves one each."""
+    from mvit.exporters.tflite_target import TFLiteTarget
+
+    assert CHANNELS_LAST_PATCHES in TFLiteTarget.export_rewrites
+    reports = {}
+    for run, rewrites in (("rewritten", TFLiteTarget.export_rewrites),
+                          ("as_written", TFLiteTarget.export_rewrites - {CHANNELS_LAST_PATCHES})):
+        monkeypatch.setattr(TFLiteTarget, "export_rewrites", rewrites)
+        result = api.export_model(None, "tflite", tmp_path / run, precision="fp32", checkpoint=CLASSIFIER.checkpoint)
+        assert result.verdict == "pass", result.report["failed"]
+        reports[run] = result.report
+    blocks = reports["rewritten"]["export_rewrites"][CHANNELS_LAST_PATCHES]["blocks"]
+    assert len(blocks) == 3 and CHANNELS_LAST_PATCHES not in reports["as_written"]["export_rewrites"]
+    transposes = {run: report["op_histogram"]["TRANSPOSE"] for run, report in reports.items()}
+    assert transposes["as_written"] - transposes["rewritten"] == 4 * len(blocks), transposes
+
+
+def test_onnx_runtime_fuses_no_skip_layer_norm_in_a_rewritten_export(tmp_path):
+    """ORT fuses a residual Add feeding a LayerNormalization into SkipLayerNormalization, which was
+    slower here; the patch layout reads the block's last norm through a reshape so it does not."""
+    import onnx
+    import onnxruntime as ort
+
+    result = api.export_model(None, "onnx", tmp_path, precision="fp32", checkpoint=CLASSIFIER.checkpoint, verify=False)
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    ort.InferenceSession(str(result.path), options, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node]
+    # MobileViT-XXS: 9 transformer layers x 2 norms + 3 block norms
+    assert ops.count("LayerNormalization") == 21 and "SkipLayerNormalization" not in ops, sorted(set(ops))
 
 
 def test_fold_moves_scale_std_and_bgr_into_the_stem_conv():

@@ -16,6 +16,7 @@ from torch import nn
 from mvit.models import PreprocessSpec
 
 from .attention_layout import rewrite_attention_layout
+from .channels_last_patches import rewrite_channels_last_patches
 from .fold_preprocessing import fold_preprocessing
 from .patch_layout import rewrite_patch_layout
 from .short_concats import rewrite_short_concats
@@ -24,7 +25,10 @@ FOLD_PREPROCESSING = "fold_preprocessing"
 PATCH_LAYOUT = "patch_layout"
 ATTENTION_LAYOUT = "attention_layout"
 SHORT_CONCATS = "short_concats"
-KNOWN_REWRITES = frozenset({FOLD_PREPROCESSING, PATCH_LAYOUT, ATTENTION_LAYOUT, SHORT_CONCATS})
+CHANNELS_LAST_PATCHES = "channels_last_patches"
+KNOWN_REWRITES = frozenset({FOLD_PREPROCESSING, PATCH_LAYOUT, ATTENTION_LAYOUT, SHORT_CONCATS, CHANNELS_LAST_PATCHES})
+# Rewrites that swap a MobileViT block, and so exclude each other.
+_BLOCK_LAYOUTS = frozenset({PATCH_LAYOUT, CHANNELS_LAST_PATCHES})
 
 
 def rewrite_for_export(fused: nn.Module, preprocess: PreprocessSpec | None, image_size: int,
@@ -35,6 +39,8 @@ def rewrite_for_export(fused: nn.Module, preprocess: PreprocessSpec | None, imag
     unknown = set(rewrites) - KNOWN_REWRITES
     if unknown:
         raise ValueError(f"unknown export rewrites {sorted(unknown)}")
+    if len(set(rewrites) & _BLOCK_LAYOUTS) > 1:
+        raise ValueError(f"export rewrites {sorted(set(rewrites) & _BLOCK_LAYOUTS)} exclude each other")
     if not rewrites:
         return fused, False, {}
     net = copy.deepcopy(fused).eval()
@@ -44,6 +50,10 @@ def rewrite_for_export(fused: nn.Module, preprocess: PreprocessSpec | None, imag
         decision = fold_preprocessing(net, preprocess, image_size)
         folded = decision.folded
         info[FOLD_PREPROCESSING] = {"folded": decision.folded, "why": decision.reason}
+    if CHANNELS_LAST_PATCHES in rewrites:
+        blocks = rewrite_channels_last_patches(net)
+        if blocks:
+            info[CHANNELS_LAST_PATCHES] = {"blocks": blocks, "layout": "one channels-last permute per unfold and fold"}
     if PATCH_LAYOUT in rewrites:
         blocks = rewrite_patch_layout(net, pointwise_on_tokens=True)
         if blocks:
@@ -56,6 +66,6 @@ def rewrite_for_export(fused: nn.Module, preprocess: PreprocessSpec | None, imag
         net, swapped = rewrite_short_concats(net)
         if swapped:
             info[SHORT_CONCATS] = {"ssd_heads": "concatenated in groups of at most 3"}
-    if not folded and not set(info) & {PATCH_LAYOUT, ATTENTION_LAYOUT, SHORT_CONCATS}:
+    if not folded and not set(info) - {FOLD_PREPROCESSING}:
         return fused, False, info  # nothing changed: trace the network as it is
     return net, folded, info

@@ -23,6 +23,8 @@ from torch import nn
 
 from mvit.models.mobilevit_block import Attention
 
+from .swap import swap_modules
+
 
 class HeadMajorAttention(nn.Module):
     def __init__(self, attention: Attention) -> None:
@@ -57,10 +59,4 @@ class HeadMajorAttention(nn.Module):
 
 def rewrite_attention_layout(net: nn.Module) -> list[str]:
     """Swap every MobileViT v1 attention of `net` (a copy the caller owns); returns their names."""
-    swapped = []
-    for name, parent in list(net.named_modules()):
-        for child_name, child in list(parent.named_children()):
-            if type(child) is Attention:
-                setattr(parent, child_name, HeadMajorAttention(child))
-                swapped.append(f"{name}.{child_name}" if name else child_name)
-    return swapped
+    return swap_modules(net, Attention, HeadMajorAttention)

@@ -9,17 +9,19 @@ identical outputs. Here the unfold is a DCR space-to-depth ([B, P*C, H/p, W/p], 
 its mirror. In an ONNX export the space-to-depth is ONNX's own SpaceToDepth / DepthToSpace op
 (ONNX Runtime runs them as one copy each); elsewhere it is the same data movement as a rank-5
 permute. Issue 14's prototype measured ONNX Runtime XS A at 0.960x and B at 0.936x with this.
+The block's last norm reads the tokens through a 2-D reshape (free), which keeps ONNX Runtime
+from fusing it with the residual Add before it into SkipLayerNormalization, a slower kernel here.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mvit.models.mobilevit_block import MobileVitBlock
+
+from .swap import adopt_block, swap_modules
 
 
 def _space_to_depth(x: torch.Tensor, p: int) -> torch.Tensor:
@@ -80,7 +82,7 @@ def fold_patches(x: torch.Tensor, batch: int, height: int, width: int, p: int) -
     return depth_to_space(x.transpose(1, 2).reshape(batch, p * p * c, height // p, width // p), p)
 
 
-class SpaceToDepthMobileVitBlock(nn.Module):
+class SpaceToDepthMobileVitBlock(MobileVitBlock):
     """A MobileVitBlock's own modules (same names, so parameter names do not change) with the
     unfold/fold above. With `pointwise_on_tokens`, the 1x1 convs on either side of the
     transformer run on the tokens as matmuls (a pointwise conv commutes with any regrouping of
@@ -89,43 +91,39 @@ class SpaceToDepthMobileVitBlock(nn.Module):
     into its FusedMatMul)."""
 
     def __init__(self, block: MobileVitBlock, pointwise_on_tokens: bool = False) -> None:
-        super().__init__()
-        self.patch_size = block.patch_size
-        self.conv_kxk, self.conv_1x1 = block.conv_kxk, block.conv_1x1
-        self.transformer, self.norm = block.transformer, block.norm
-        self.conv_proj, self.conv_fusion = block.conv_proj, block.conv_fusion
+        adopt_block(self, block)
         self.pointwise_on_tokens = pointwise_on_tokens and _is_pointwise(block.conv_1x1) and _is_pointwise(block.conv_proj[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]  # conv_kxk keeps the size
+        p = self.patch_size
+        if not self.pointwise_on_tokens or h % p or w % p:
+            return super().forward(x)  # the network's own path, with the unfold/fold below
         shortcut = x
         y = self.conv_kxk(x)
-        b, _, h, w = y.shape
-        p = self.patch_size
-        new_h, new_w = int(math.ceil(h / p) * p), int(math.ceil(w / p) * p)
-        resized = (new_h, new_w) != (h, w)
-        if self.pointwise_on_tokens and not resized:
-            c = y.shape[1]
-            n = (h // p) * (w // p)
-            channels_first = space_to_depth(y, p).reshape(b * p * p, c, n)
-            weight = self.conv_1x1.weight.reshape(self.conv_1x1.out_channels, c)
-            t = self.norm(self.transformer(F.linear(channels_first.transpose(1, 2), weight, self.conv_1x1.bias)))
-            conv = self.conv_proj[0]
-            z = torch.matmul(conv.weight.reshape(conv.out_channels, -1), t.transpose(1, 2))
-            if conv.bias is not None:
-                z = z + conv.bias.reshape(-1, 1)
-            for later in list(self.conv_proj)[1:]:  # fused BN (Identity), activation: elementwise
-                z = later(z)
-            y = depth_to_space(z.reshape(b, p * p * conv.out_channels, h // p, w // p), p)
-            return self.conv_fusion(torch.cat([shortcut, y], dim=1))
-        y = self.conv_1x1(y)
-        if resized:  # as the network as written does
-            y = F.interpolate(y, size=(new_h, new_w), mode="bilinear", align_corners=False)
-        y = self.norm(self.transformer(unfold_patches(y, p)))
-        y = fold_patches(y, b, new_h, new_w, p)
-        if resized:
-            y = F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False)
-        y = self.conv_proj(y)
+        b = y.shape[0]
+        c = y.shape[1]
+        n = (h // p) * (w // p)
+        channels_first = space_to_depth(y, p).reshape(b * p * p, c, n)
+        weight = self.conv_1x1.weight.reshape(self.conv_1x1.out_channels, c)
+        t = self.transformer(F.linear(channels_first.transpose(1, 2), weight, self.conv_1x1.bias))
+        # A free reshape between the last residual Add and the norm: ONNX Runtime would fuse the two
+        # into SkipLayerNormalization, whose CPU kernel ran 6x slower per node than LayerNormalization here.
+        t = self.norm(t.reshape(-1, t.shape[-1])).reshape(t.shape)
+        conv = self.conv_proj[0]
+        z = torch.matmul(conv.weight.reshape(conv.out_channels, -1), t.transpose(1, 2))
+        if conv.bias is not None:
+            z = z + conv.bias.reshape(-1, 1)
+        for later in list(self.conv_proj)[1:]:  # fused BN (Identity), activation: elementwise
+            z = later(z)
+        y = depth_to_space(z.reshape(b, p * p * conv.out_channels, h // p, w // p), p)
         return self.conv_fusion(torch.cat([shortcut, y], dim=1))
+
+    def unfold(self, y: torch.Tensor, p: int) -> torch.Tensor:
+        return unfold_patches(y, p)
+
+    def fold(self, y: torch.Tensor, batch: int, height: int, width: int, p: int) -> torch.Tensor:
+        return fold_patches(y, batch, height, width, p)
 
 
 def _is_pointwise(conv: nn.Module) -> bool:
@@ -136,10 +134,4 @@ def _is_pointwise(conv: nn.Module) -> bool:
 def rewrite_patch_layout(net: nn.Module, pointwise_on_tokens: bool = False) -> list[str]:
     """Swap every MobileViT v1 block of `net` (a copy the caller owns) for the layout above;
     returns the names of the blocks swapped."""
-    swapped = []
-    for name, parent in list(net.named_modules()):
-        for child_name, child in list(parent.named_children()):
-            if type(child) is MobileVitBlock:
-                setattr(parent, child_name, SpaceToDepthMobileVitBlock(child, pointwise_on_tokens))
-                swapped.append(f"{name}.{child_name}" if name else child_name)
-    return swapped
+    return swap_modules(net, MobileVitBlock, lambda block: SpaceToDepthMobileVitBlock(block, pointwise_on_tokens))

@@ -4,6 +4,7 @@ and, whatever NMS keeps, on every anchor's box and scores as the NMS op was give
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,11 @@ from ..tolerances import Tolerance
 from .base import Head, Judgement, SampleOutputs, check
 
 MATCH_IOU = 0.5  # a detection counts as found when a same-class box overlaps at least this much
+# Detections scoring below this are not judged: they are what an app would not show, and below
+# it NMS keeps near-duplicate low-score boxes whose survivors flip under any rounding (an fp16
+# export of the trained detector matched a 0.05-score box at IoU 0.55 on held-out scenes, while
+# every box scoring >= 0.3 matched at IoU >= 0.999).
+JUDGED_SCORE = 0.3
 
 
 class _Detection(nn.Module):
@@ -50,47 +56,59 @@ def artefact_detections(out: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndar
     return boxes[keep].astype(np.float32), scores[keep].astype(np.float32), classes[keep].astype(np.int64)
 
 
-def match_detections(ref, art, min_score: float) -> dict[str, Any]:
-    """Greedy same-class matching of confident detections (score >= min_score) both ways."""
-    (rb, rs, rc), (ab, as_, ac) = ref, art
-    rsel, asel = rs >= min_score, as_ >= min_score
-    rb, rs, rc, ab_c, as_c, ac_c = rb[rsel], rs[rsel], rc[rsel], ab[asel], as_[asel], ac[asel]
-    used = np.zeros(len(ab_c), dtype=bool)
+def match_detections(found, others, confident: float, candidate: float) -> tuple[int, list[float], list[float]]:
+    """Greedy same-class matching of `found`'s detections scoring >= `confident` to `others`'
+    scoring >= `candidate` (a little lower, so a score that jitters across the threshold is not
+    counted as a miss). Returns (detections judged, IoUs of the matched, their score differences)."""
+    (fb, fs, fc), (ob, os_, oc) = found, others
+    fsel, osel = fs >= confident, os_ >= candidate
+    fb, fs, fc, ob, os_, oc = fb[fsel], fs[fsel], fc[fsel], ob[osel], os_[osel], oc[osel]
+    used = np.zeros(len(ob), dtype=bool)
     ious, score_diffs = [], []
-    for box, score, cls in zip(rb, rs, rc):
-        cand = np.flatnonzero((ac_c == cls) & ~used)
+    for box, score, cls in zip(fb, fs, fc):
+        cand = np.flatnonzero((oc == cls) & ~used)
         if len(cand) == 0:
             continue
-        iou = box_iou(torch.from_numpy(box[None]), torch.from_numpy(ab_c[cand])).numpy()[0]
+        iou = box_iou(torch.from_numpy(box[None]), torch.from_numpy(ob[cand])).numpy()[0]
         best = int(iou.argmax())
         if iou[best] >= MATCH_IOU:
             used[cand[best]] = True
             ious.append(float(iou[best]))
-            score_diffs.append(abs(float(score) - float(as_c[cand[best]])))
-    n_ref, n_art = len(rb), len(ab_c)
-    return {
-        "reference_detections": n_ref, "artefact_detections": n_art, "matched": len(ious),
-        "recall": len(ious) / n_ref if n_ref else 1.0,
-        "precision": len(ious) / n_art if n_art else 1.0,
-        "min_iou": min(ious, default=1.0), "mean_iou": float(np.mean(ious)) if ious else 1.0,
-        "max_score_difference": max(score_diffs, default=0.0),
-    }
+            score_diffs.append(abs(float(score) - float(os_[cand[best]])))
+    return len(fb), ious, score_diffs
 
 
 class _NmsJudge:
-    """Final boxes of an artefact with NMS inside, plus what its NMS op was given."""
+    """Final boxes of an artefact with NMS inside, plus what its NMS op was given.
+
+    The detections judged are those an app would show: score >= JUDGED_SCORE (or the NMS
+    threshold plus the score tolerance, if higher). Recall (reference boxes found in the artefact)
+    and precision (artefact boxes found in the reference) are pooled over all samples, as COCO
+    pools images. Float exports must match every box (min IoU, max score difference); quantised
+    ones are judged on the mean IoU and the 95th percentile score difference, since int8 moves a
+    box edge by a pixel or two (docs/verification.md)."""
 
     def __init__(self, tol: Tolerance, settings: NmsSettings, best_class_only: bool) -> None:
         self.tol, self.settings, self.best_class_only = tol, settings, best_class_only
-        self.stats: list[dict[str, Any]] = []
+        self.quantised = not math.isfinite(tol.relative_error)
+        self.confident = max(JUDGED_SCORE, settings.score_threshold + tol.score_difference)
+        self.candidate = self.confident - tol.score_difference
+        self.counts = [0, 0, 0, 0]  # reference judged, matched; artefact judged, matched
+        self.ious: list[float] = []
+        self.score_diffs: list[float] = []
         self.taps = 0
 
     def add(self, sample: SampleOutputs) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         ref = sample.reference
         ref_dets = tuple(t.numpy() for t in select_detections(
             torch.from_numpy(ref["boxes"][0]), torch.from_numpy(ref["scores"][0]), self.settings, best_class_only=self.best_class_only))
-        self.stats.append(match_detections(ref_dets, artefact_detections(sample.artefact),
-                                           self.settings.score_threshold + self.tol.score_difference))
+        art_dets = artefact_detections(sample.artefact)
+        n_ref, ious, diffs = match_detections(ref_dets, art_dets, self.confident, self.candidate)
+        n_art, back, _ = match_detections(art_dets, ref_dets, self.confident, self.candidate)
+        for i, v in enumerate((n_ref, len(ious), n_art, len(back))):
+            self.counts[i] += v
+        self.ious += ious
+        self.score_diffs += diffs
         # What NMS was given, judged numerically: whatever NMS keeps (nothing, with random weights
         # at the default threshold), every anchor's box and score is compared.
         tapped = sample.pre_nms()
@@ -100,23 +118,25 @@ class _NmsJudge:
         return {"pre_nms_boxes": (ref["boxes"][0], tapped[0]), "pre_nms_scores": (ref["scores"][0][:, 1:], tapped[1])}
 
     def finish(self) -> Judgement:
-        d = self.stats
-        recall = min((min(s["recall"], s["precision"]) for s in d), default=1.0)
-        min_iou = min((s["min_iou"] for s in d), default=1.0)
-        score_diff = max((s["max_score_difference"] for s in d), default=0.0)
-        n_ref = sum(s["reference_detections"] for s in d)
-        j = Judgement(
-            metrics={
-                "reference_detections": n_ref, "artefact_detections": sum(s["artefact_detections"] for s in d),
-                "matched_detections": sum(s["matched"] for s in d), "detection_recall": recall,
-                "matched_box_min_iou": min_iou, "matched_box_mean_iou": float(np.mean([s["mean_iou"] for s in d])) if d else 1.0,
-                "max_score_difference": score_diff, "pre_nms_compared_samples": self.taps,
-            },
-            checks=[check("detection_recall", recall, self.tol.box_recall, True),
-                    check("matched_box_min_iou", min_iou, self.tol.box_iou, True),
-                    check("max_score_difference", score_diff, self.tol.score_difference, False)])
+        n_ref, matched, n_art, matched_back = self.counts
+        recall = matched / n_ref if n_ref else 1.0
+        precision = matched_back / n_art if n_art else 1.0
+        ious, diffs = np.asarray(self.ious or [1.0]), np.asarray(self.score_diffs or [0.0])
+        metrics = {
+            "judged_score": self.confident, "reference_detections": n_ref, "artefact_detections": n_art,
+            "matched_detections": matched, "detection_recall": recall, "detection_precision": precision,
+            "matched_box_min_iou": float(ious.min()), "matched_box_mean_iou": float(ious.mean()),
+            "max_score_difference": float(diffs.max()), "p95_score_difference": float(np.percentile(diffs, 95)),
+            "pre_nms_compared_samples": self.taps,
+        }
+        iou, diff = ("matched_box_mean_iou", "p95_score_difference") if self.quantised else ("matched_box_min_iou", "max_score_difference")
+        j = Judgement(metrics=metrics, checks=[
+            check("detection_recall", recall, self.tol.box_recall, True),
+            check("detection_precision", precision, self.tol.box_recall, True),
+            check(iou, metrics[iou], self.tol.box_iou, True),
+            check(diff, metrics[diff], self.tol.score_difference, False)])
         if n_ref == 0:
-            j.warnings.append("the reference found no detections above the score threshold on any sample (random weights?): "
+            j.warnings.append(f"the reference found no detections scoring >= {self.confident:.2f} on any sample (random weights?): "
                               "only the boxes and scores NMS was given were compared")
             if self.taps == 0:
                 # Neither the final boxes nor what NMS was given could be compared: that judged nothing.
