@@ -84,6 +84,17 @@ def test_each_rewrite_keeps_the_outputs_of_the_network_as_written(task, rewrites
     assert set(info) == set(applies)
 
 
+@pytest.mark.parametrize("p", [2, 4, 8])
+def test_channels_last_unfold_gives_the_networks_tokens_in_the_networks_order(p):
+    from mvit.exporters.rewrites.channels_last_patches import fold_channels_last, unfold_channels_last
+    from mvit.models.mobilevit_block import unfold_patches
+
+    x = torch.randn(2, 5, 16, 24)
+    tokens = unfold_channels_last(x, p)
+    assert torch.equal(tokens, unfold_patches(x, p, p))  # same values, same order: attention sees the same tensor
+    assert torch.equal(fold_channels_last(tokens, 2, 16, 24, p), x)
+
+
 def test_the_two_block_layouts_are_refused_together():
     with pytest.raises(ValueError, match="exclude each other"):
         rewrite_for_export(nn.Identity(), None, 64, frozenset({PATCH_LAYOUT, CHANNELS_LAST_PATCHES}))
