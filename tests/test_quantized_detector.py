@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 import trained_fixtures as tf
-from PIL import Image
 
 from mvit.exporters import cli
 from mvit.exporters.quantize import QUANTISED_TOLERANCES
@@ -26,21 +25,14 @@ SIZE = str(FIXTURE.image_size)
 SUFFIX = {"coreml": ".mlpackage", "onnx": ".onnx", "tflite": ".tflite"}
 
 
-def _save(folder: Path, pixels: np.ndarray) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, scene in enumerate(pixels):
-        Image.fromarray(scene.transpose(1, 2, 0).astype(np.uint8)).save(folder / f"scene_{i:02d}.png")
-    return folder
-
-
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("scenes")
     digits, labels = tf.train_digits()
     calibration, _, _ = tf.detection_scenes(np.random.default_rng(5), digits[:16], labels[:16], FIXTURE.image_size)
     held_out, _, _ = tf.heldout("detection", 24)
-    return {"calibration": _save(root / "calibration", calibration), "held_out": _save(root / "held_out", held_out),
-            "black": _save(root / "black", np.zeros((8, 3, FIXTURE.image_size, FIXTURE.image_size), np.float32))}
+    return {"calibration": tf.save_scenes(root / "calibration", calibration), "held_out": tf.save_scenes(root / "held_out", held_out),
+            "black": tf.save_scenes(root / "black", np.zeros((8, 3, FIXTURE.image_size, FIXTURE.image_size), np.float32))}
 
 
 def _export(cli_run, out: Path, target: str, calibration: Path, precision: str = "int8") -> tuple[int, str, str]:

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import trained_fixtures as tf
-from PIL import Image
 
 from mvit.exporters import cli
 
@@ -43,11 +42,9 @@ def _run(*args: str) -> int:
 @pytest.fixture(scope="module")
 def calibration_dir(tmp_path_factory) -> Path:
     """Digit scenes from the fixture's training digits (never its held-out ones) as PNG files."""
-    folder = tmp_path_factory.mktemp("calibration")
     digits, _ = tf.train_digits()
     scenes = tf.classification_scenes(np.random.default_rng(11), digits[:JUDGED_IMAGES], FIXTURE.image_size)
-    for i, scene in enumerate(scenes):
-        Image.fromarray(scene.transpose(1, 2, 0).astype(np.uint8)).save(folder / f"scene_{i:02d}.png")
+    folder = tf.save_scenes(tmp_path_factory.mktemp("calibration"), scenes)
     (folder / "notes.txt").write_text("not an image: skipped")
     return folder
 

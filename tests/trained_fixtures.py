@@ -190,6 +190,14 @@ def heldout(task: str, count: int | None = None):
     return detection_scenes(rng, images, labels, fixture.image_size)
 
 
+def save_scenes(folder: Path, pixels: np.ndarray) -> Path:
+    """Scenes ([N, 3, H, W] pixels 0..255) as PNG files a user's folder would hold, in name order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, scene in enumerate(pixels):
+        Image.fromarray(scene.transpose(1, 2, 0).astype(np.uint8)).save(folder / f"scene_{i:03d}.png")
+    return folder
+
+
 def to_network_input(pixels: np.ndarray) -> np.ndarray:
     """Apple's recipe the fixtures were trained with: BGR, x/255, no mean/std."""
     return np.ascontiguousarray(pixels[:, ::-1] / 255.0, dtype=np.float32)

@@ -24,7 +24,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import trained_fixtures as tf  # noqa: E402
@@ -47,11 +46,9 @@ def run(cmd: list[str], log: Path) -> None:
 
 
 def calibration_folder(root: Path) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
+    """64 scenes of the classifier's training digits (never held-out ones), as a user's --calibration folder."""
     digits, _ = tf.train_digits()
-    for i, scene in enumerate(tf.classification_scenes(np.random.default_rng(5), digits[:64], tf.CLASSIFIER.image_size)):
-        Image.fromarray(scene.transpose(1, 2, 0).astype(np.uint8)).save(root / f"{i:02d}.png")
-    return root
+    return tf.save_scenes(root, tf.classification_scenes(np.random.default_rng(5), digits[:64], tf.CLASSIFIER.image_size))
 
 
 def precisions_of(target: str) -> list[str]:

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import trained_fixtures as tf  # noqa: E402
+from quantization_table import calibration_folder  # noqa: E402
 
 from mvit.exporters import api  # noqa: E402
 from mvit.exporters.quantize import QUANTISED, check_precision  # noqa: E402
@@ -43,11 +43,7 @@ def main() -> None:
     print("| target | precision | bytes | fp32 bytes / bytes | top-1 agreement with fp32 | held-out top-1 | verdict |")
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        calibration = Path(tmp) / "calibration"
-        calibration.mkdir()
-        digits, _ = tf.train_digits()
-        for i, scene in enumerate(tf.classification_scenes(np.random.default_rng(5), digits[:64], fx.image_size)):
-            Image.fromarray(scene.transpose(1, 2, 0).astype(np.uint8)).save(calibration / f"{i:02d}.png")
+        calibration = calibration_folder(Path(tmp) / "calibration")
         for target in args.targets.split(","):
             for precision in args.precisions.split(","):
                 try:

@@ -17,7 +17,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
@@ -33,13 +32,6 @@ ROWS = [  # target, precision, weights, calibration
     ("onnx", "int8", "fixture", "black"), ("tflite", "int8", "fixture", "black"), ("onnx", "fp32", "noise2", "scenes"),
 ]
 KEYS = ("detection_recall", "detection_precision", "matched_box_mean_iou", "matched_box_min_iou", "p95_score_difference")
-
-
-def _save(folder: Path, pixels: np.ndarray) -> Path:
-    folder.mkdir(parents=True)
-    for i, scene in enumerate(pixels):
-        Image.fromarray(scene.transpose(1, 2, 0).astype(np.uint8)).save(folder / f"{i:03d}.png")
-    return folder
 
 
 def _noisy(path: Path, fraction: float) -> Path:
@@ -62,9 +54,9 @@ def main() -> None:
         root = Path(tmp)
         digits, labels = tf.train_digits()
         scenes, _, _ = tf.detection_scenes(np.random.default_rng(5), digits[:64], labels[:64], fx.image_size)
-        calibration = {"scenes": _save(root / "scenes", scenes),
-                       "black": _save(root / "black", np.zeros((16, 3, fx.image_size, fx.image_size), np.float32))}
-        held_out = _save(root / "held_out", tf.heldout("detection", args.count)[0])
+        calibration = {"scenes": tf.save_scenes(root / "scenes", scenes),
+                       "black": tf.save_scenes(root / "black", np.zeros((16, 3, fx.image_size, fx.image_size), np.float32))}
+        held_out = tf.save_scenes(root / "held_out", tf.heldout("detection", args.count)[0])
         weights = {"fixture": fx.checkpoint, "noise2": _noisy(root / "noise2.safetensors", 0.02)}
         print("| export | recall | precision | mean IoU | min IoU | p95 score diff | verdict |")
         print("|---|---|---|---|---|---|---|")
