@@ -13,6 +13,8 @@ from torch import nn
 
 from mvit.models.ssdlite import SSDLite
 
+from .swap import swap_modules
+
 GROUP = 3
 
 
@@ -42,9 +44,4 @@ def rewrite_short_concats(net: nn.Module) -> tuple[nn.Module, bool]:
     """(`net` with its SSDLite swapped, whether it had one); `net` is a copy the caller owns."""
     if type(net) is SSDLite:
         return GroupedConcatSSDLite(net), True
-    for parent in list(net.modules()):
-        for child_name, child in list(parent.named_children()):
-            if type(child) is SSDLite:
-                setattr(parent, child_name, GroupedConcatSSDLite(child))
-                return net, True
-    return net, False
+    return net, bool(swap_modules(net, SSDLite, GroupedConcatSSDLite))
