@@ -28,7 +28,7 @@ from .base import ExportTarget
 
 # Export rewrites (exporters/rewrites/) that replace the MobileViT block with one of their own:
 # that block is traced at one size, so a graph serving several sizes is traced without them.
-SIZE_BAKING_REWRITES = frozenset({"patch_layout", "channels_last_patches"})
+SIZE_BAKING_REWRITES = frozenset({"patch_layout", "channels_last_patches", "attention_layout"})
 
 
 def for_every_size(target: ExportTarget) -> ExportTarget:

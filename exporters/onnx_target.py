@@ -170,6 +170,9 @@ class OnnxTarget(TargetDefaults):
     install_hint = "pip install 'mvit[onnx]'"
     runtime = "onnxruntime"
     own_options = frozenset({"dynamic_batch"})
+    # exporters/rewrites/; measured in docs/benchmarks.md (issue 14). The head-major attention is
+    # taken only over short patch sequences (attention_layout.SHORT_SEQUENCE).
+    export_rewrites = frozenset({"fold_preprocessing", "patch_layout", "attention_layout"})
 
     nms_output_names = [*NMS_OUTPUT_NAMES, "batch_index"]
     multisize_forms: tuple[str, ...] = ("dynamic",)  # one graph, dynamic height and width

@@ -24,7 +24,7 @@ from mvit.exporters.rewrites.fold_preprocessing import fold_preprocessing
 from mvit.exporters.rewrites.patch_layout import SpaceToDepthMobileVitBlock
 from mvit.exporters.rewrites.short_concats import GroupedConcatSSDLite
 from mvit.models import PreprocessSpec
-from mvit.models.mobilevit_block import Attention, MobileVitBlock
+from mvit.models.mobilevit_block import MobileVitBlock
 
 ALL = frozenset({FOLD_PREPROCESSING, PATCH_LAYOUT, ATTENTION_LAYOUT, SHORT_CONCATS})
 ALL_CHANNELS_LAST = ALL - {PATCH_LAYOUT} | {CHANNELS_LAST_PATCHES}  # the two block layouts exclude each other
@@ -79,7 +79,8 @@ def test_each_rewrite_keeps_the_outputs_of_the_network_as_written(task, rewrites
     assert (ChannelsLastPatchBlock in swapped) == (CHANNELS_LAST_PATCHES in rewrites)
     assert (MobileVitBlock in swapped) == (not rewrites & {PATCH_LAYOUT, CHANNELS_LAST_PATCHES})
     assert (HeadMajorAttention in swapped) == (ATTENTION_LAYOUT in rewrites)
-    assert (Attention in swapped) == (ATTENTION_LAYOUT not in rewrites)
+    # head-major only over short patch sequences: the attention as written stays inside for longer ones
+    assert all(m.as_written is not None for m in net.modules() if isinstance(m, HeadMajorAttention))
     assert (GroupedConcatSSDLite in swapped) == (SHORT_CONCATS in applies)
     assert set(info) == set(applies)
 

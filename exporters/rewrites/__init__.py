@@ -15,7 +15,7 @@ from torch import nn
 
 from mvit.models import PreprocessSpec
 
-from .attention_layout import rewrite_attention_layout
+from .attention_layout import SHORT_SEQUENCE, rewrite_attention_layout
 from .channels_last_patches import rewrite_channels_last_patches
 from .fold_preprocessing import fold_preprocessing
 from .patch_layout import rewrite_patch_layout
@@ -59,9 +59,10 @@ def rewrite_for_export(fused: nn.Module, preprocess: PreprocessSpec | None, imag
         if blocks:
             info[PATCH_LAYOUT] = {"blocks": blocks, "layout": "space-to-depth, 1x1 convs on the tokens"}
     if ATTENTION_LAYOUT in rewrites:
-        attentions = rewrite_attention_layout(net)
+        attentions = rewrite_attention_layout(net, SHORT_SEQUENCE)
         if attentions:
-            info[ATTENTION_LAYOUT] = {"attentions": attentions, "layout": "head-major, key transpose in the matmul"}
+            info[ATTENTION_LAYOUT] = {"attentions": attentions, "layout": "head-major, key transpose in the matmul",
+                                      "where": f"attention over at most {SHORT_SEQUENCE} patches"}
     if SHORT_CONCATS in rewrites:
         net, swapped = rewrite_short_concats(net)
         if swapped:
