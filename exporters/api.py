@@ -26,7 +26,7 @@ from mvit.models import fuse_batchnorm
 from mvit.models.registry import get_spec
 
 from . import quantize
-from .base import ExportError, ExportOptions, ExportRequest, ExportTarget
+from .base import ExportError, ExportOptions, ExportRequest, ExportTarget, without_rewrites
 from .coreml_preview import report_fields
 from .options import KNOWN_OPTIONS, artefact_stem, normalise_options
 from .preprocessing import preprocess_dict
@@ -177,7 +177,8 @@ def export_model(
                                   labels=labels, **options)
     resolved, opts = prepared.resolved, prepared.options[target]
     out_dir = _prepare_out_dir(out_dir)
-    built, reference = build_for_target(resolved, prepared.fused, export_target, opts)
+    traced_as = without_rewrites(export_target, export_target.rewrites_skipped_for.get(precision, frozenset()))
+    built, reference = build_for_target(resolved, prepared.fused, traced_as, opts)
     request = _request(resolved, built, precision, opts, export_target)
     quant = quantize.prepare(precision, export_target, resolved.preprocess.resize_shortest, resolved.preprocess.crop,
                              calibration)

@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 from torch import nn
@@ -125,6 +125,7 @@ class TargetDefaults:
     harness_ready = False
     # Graph rewrites of the traced module (exporters/rewrites/), each measured faster on the runtime.
     export_rewrites: frozenset[str] = frozenset({"fold_preprocessing", "patch_layout"})
+    rewrites_skipped_for: Mapping[str, frozenset[str]] = {}
     nms_forms: tuple[str, ...] = ()  # one NMS form: nothing to choose
     nms_output_names: list[str] = []
     precisions: tuple[str, ...] = ("fp32", "fp16", "int8-weights", "int8")
@@ -155,6 +156,9 @@ class ExportTarget(Protocol):
     class_id_output: bool  # a classifier gets a class_id output (CoreML's ClassifierConfig adds its own label)
     harness_ready: bool  # --into-harness can copy it into the iOS app
     export_rewrites: frozenset[str]  # exporters/rewrites/ names applied to the traced module
+    # precision -> export_rewrites a quantised export of that precision is traced without
+    # (the target's quantiser would leave the rewritten ops float)
+    rewrites_skipped_for: Mapping[str, frozenset[str]]
     nms_forms: tuple[str, ...]  # detection NMS forms it can write (--coreml-nms), the default first; () for one
     precisions: tuple[str, ...]  # --precision values it writes (quantize.py says what each means for it)
     multisize_forms: tuple[str, ...]  # how it holds several sizes in one artefact (multisize.py), the default first
@@ -185,3 +189,17 @@ class ExportTarget(Protocol):
 
     def benchmark_unavailable_reason(self) -> str | None:
         """Why this machine cannot time this target's artefacts (None: it can)."""
+
+
+def without_rewrites(target: ExportTarget, names: frozenset[str]) -> ExportTarget:
+    """The target as build_for_target sees it, minus the export rewrites `names`."""
+    return cast(ExportTarget, _TargetView(target, names)) if names & target.export_rewrites else target
+
+
+class _TargetView:
+    def __init__(self, target: ExportTarget, dropped: frozenset[str]) -> None:
+        self._target = target
+        self.export_rewrites = target.export_rewrites - dropped
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target, name)

@@ -15,6 +15,7 @@ import shutil
 import sys
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ class CoreMLTarget:
     nms_best_class_only = True
     class_id_output = False  # ClassifierConfig adds the top label itself
     export_rewrites: frozenset[str] = frozenset()  # not timed on a device: the network as written
+    rewrites_skipped_for: Mapping[str, frozenset[str]] = {}
     harness_ready = True
     precisions = ("fp32", "fp16", "int8-weights", "int8", "palette4", "palette6")  # palettes: a CoreML weight format
     multisize_forms = ("functions", "enumerated")  # --coreml-shapes: one fixed-shape function per size, or EnumeratedShapes

@@ -16,7 +16,6 @@ import contextlib
 import copy
 import types
 from collections.abc import Iterator
-from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +23,7 @@ from torch import nn
 
 from mvit.models.mobilevit_block import MobileVitBlock, fold_patches, unfold_patches
 
-from .base import ExportTarget
+from .base import ExportTarget, without_rewrites
 
 # Export rewrites (exporters/rewrites/) that replace the MobileViT block with one of their own:
 # that block is traced at one size, so a graph serving several sizes is traced without them.
@@ -33,16 +32,7 @@ SIZE_BAKING_REWRITES = frozenset({"patch_layout", "channels_last_patches", "atte
 
 def for_every_size(target: ExportTarget) -> ExportTarget:
     """The target as build_for_target sees it, minus the rewrites that fix the traced size."""
-    return cast(ExportTarget, _TargetView(target))
-
-
-class _TargetView:
-    def __init__(self, target: ExportTarget) -> None:
-        self._target = target
-        self.export_rewrites = frozenset(getattr(target, "export_rewrites", frozenset())) - SIZE_BAKING_REWRITES
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._target, name)
+    return without_rewrites(target, SIZE_BAKING_REWRITES)
 
 
 def blocks_needing_resize(net: nn.Module, sizes: list[int]) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import warnings
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +174,9 @@ class OnnxTarget(TargetDefaults):
     # exporters/rewrites/; measured in docs/benchmarks.md (issue 14). The head-major attention is
     # taken only over short patch sequences (attention_layout.SHORT_SEQUENCE).
     export_rewrites = frozenset({"fold_preprocessing", "patch_layout", "attention_layout"})
+    # quantize_dynamic quantises only MatMuls with a 2-D weight (quantize_onnx.py): with the
+    # head-major attention's per-head weights, int8-weights would leave q/k/v float.
+    rewrites_skipped_for: Mapping[str, frozenset[str]] = {"int8-weights": frozenset({"attention_layout"})}
 
     nms_output_names = [*NMS_OUTPUT_NAMES, "batch_index"]
     multisize_forms: tuple[str, ...] = ("dynamic",)  # one graph, dynamic height and width

@@ -59,7 +59,8 @@ def quantize_onnx(model: onnx.ModelProto, request: ExportRequest, settings: dict
         if request.precision == "int8-weights":
             s = {**DYNAMIC_SETTINGS, **(settings or {})}
             quantize_dynamic(src, dst, op_types_to_quantize=s["op_types"], per_channel=s["per_channel"],
-                             reduce_range=s["reduce_range"], weight_type=QuantType.QInt8)
+                             reduce_range=s["reduce_range"], weight_type=QuantType.QInt8,
+                             nodes_to_exclude=_batched_weight_matmuls(model))
         elif request.precision == "int8":
             s = {**STATIC_SETTINGS, **(settings or {})}
             if request.calibration is None or not len(request.calibration):
@@ -76,6 +77,15 @@ def quantize_onnx(model: onnx.ModelProto, request: ExportRequest, settings: dict
         out = onnx.load(str(dst))
     del out.metadata_props[:]
     return out
+
+
+def _batched_weight_matmuls(model: onnx.ModelProto) -> list[str]:
+    """MatMuls whose constant operand is not a 2-D matrix (the head-major attention's per-head
+    [heads, dim, hd] weights, exporters/rewrites/attention_layout.py): ORT's DynamicQuantizeMatMul
+    takes only a 2-D B and refuses the whole model at load, so these stay float."""
+    ranks = {t.name: len(t.dims) for t in model.graph.initializer}
+    return [n.name for n in model.graph.node
+            if n.op_type == "MatMul" and any(ranks.get(i, 2) != 2 for i in n.input[1:])]
 
 
 @contextlib.contextmanager

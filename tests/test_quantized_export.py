@@ -92,6 +92,40 @@ def test_quantised_graphs_hold_integer_or_palette_weights(exported):
     assert settings["method"].startswith("onnxruntime.quantization.quantize_static") and settings["per_channel"] is False
 
 
+def _matmul_weight_ranks(path: Path) -> dict[str, list[int]]:
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    ranks = {t.name: len(t.dims) for t in graph.initializer}
+    out: dict[str, list[int]] = {"float": [], "quantised": []}
+    for node in graph.node:
+        if node.op_type in ("MatMul", "MatMulInteger") and node.input[1] in ranks:
+            out["quantised" if node.op_type == "MatMulInteger" else "float"].append(ranks[node.input[1]])
+    return out
+
+
+def test_onnx_int8_weights_is_traced_without_the_head_major_attention(exported, calibration_dir, tmp_path, monkeypatch):
+    """quantize_dynamic quantises only MatMuls with a 2-D weight: int8-weights exports skip the
+    head-major attention (its per-head 3-D weights) so q/k/v are quantised; forced to keep it,
+    those MatMuls stay float rather than making ONNX Runtime refuse the model at load."""
+    from mvit.exporters import api
+    from mvit.exporters.onnx_target import OnnxTarget
+    from mvit.exporters.rewrites import ATTENTION_LAYOUT
+
+    report = _report(exported, "onnx", "int8-weights")
+    assert ATTENTION_LAYOUT not in report["export_rewrites"] and ATTENTION_LAYOUT in _report(exported, "onnx", "int8")["export_rewrites"]
+    ranks = _matmul_weight_ranks(exported / report["artefact"])
+    assert ranks["quantised"] and set(ranks["quantised"]) == {2} and not ranks["float"], ranks
+
+    monkeypatch.setattr(OnnxTarget, "rewrites_skipped_for", {})
+    result = api.export_model(None, "onnx", tmp_path, precision="int8-weights", checkpoint=FIXTURE.checkpoint,
+                              calibration=calibration_dir)
+    assert result.verdict == "pass", result.report["failed"]
+    assert result.report["export_rewrites"][ATTENTION_LAYOUT]["attentions"]
+    ranks = _matmul_weight_ranks(result.path)
+    assert set(ranks["float"]) == {3} and set(ranks["quantised"]) == {2}, ranks
+
+
 def _metadata(out: Path, target: str, precision: str) -> dict:
     from mvit.exporters.targets import get_target
 

@@ -1,19 +1,19 @@
-"""Attention laid out head-major, so the key's transpose folds into its matmul.
+"""Attention laid out head-major, so the key's transpose folds into its matmul (ONNX Runtime).
 
 The network as written projects qkv to [b, n, 3*heads, hd], transposes to [b, 3*heads, n, hd],
 splits, and multiplies q by k transposed. ONNX Runtime's optimiser pushes the first transpose
 through the split and merges it with the key's into one perm [0, 2, 3, 1]: a copy whose inner
 loop is n long (16 in config B's first block), 0.29 ms per block against 0.05 for the others
-(issue 14, XS B). A single GEMM followed by any transpose gets merged the same way, so here each
-(q|k|v, head) has its own [dim, hd] matrix: one broadcast matmul gives [3*heads, b*n, hd] with no
-transpose, and the key's last-two-axes transpose becomes FusedMatMul's transB. The 1/sqrt(hd)
-scale is folded into the query weights.
+(issue 14, XS B). A single GEMM followed by any transpose gets merged the same way, so here q,
+k and v each have one [dim, hd] matrix per head: a broadcast matmul gives [heads, b*n, hd] with
+no transpose, and the key's last-two-axes transpose becomes FusedMatMul's transB. The 1/sqrt(hd)
+scale is folded into the query weights; k's and v's biases need no Add (see __init__).
 
-Measured (issue 14, XS, ONNX Runtime and LiteRT, interleaved CPU time): exact, 42 -> 15
-Transposes after ORT's optimiser, but no faster: the per-head matmuls and their bias adds cost
-what the transposes did (ORT XS B 0.955x against 0.945x without it; LiteRT 1.019x). No target
-takes it (`ExportTarget.export_rewrites`); it is kept, with its exactness test, for runtimes
-where batched matmuls are cheap.
+Taken by the ONNX target only where a block attends over at most SHORT_SEQUENCE patches (every
+block of config B, the last of A): there the merged key transpose is the slow short-inner-loop
+copy, while over long sequences the per-head matmuls (narrow, hd columns) run slower than the
+one wide qkv Gemm they replace. Measured in docs/benchmarks.md (issue 14). int8-weights exports
+skip it (OnnxTarget.rewrites_skipped_for): quantize_dynamic quantises 2-D weights only.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from mvit.models.mobilevit_block import Attention
 from .swap import swap_modules
 
 # Head-major only for attention over at most this many patches (ONNX Runtime, 100-pair `ab`
-# each: config B, whose every block attends over 16 patches, ran at 0.979 (XS) / 0.995 (S) with
-# it; config A, whose first blocks attend over 256 and 64, at 0.992 / 1.011): where n is short the
-# merged key transpose is a short-inner-loop copy, where n is long a batched matmul per head costs more.
+# each, first version with one qkv matmul and bias adds: config B, whose every block attends over
+# 16 patches, ran at 0.979 (XS) / 0.995 (S) with it; config A, whose first blocks attend over 256
+# and 64, at 0.992 / 1.011).
 SHORT_SEQUENCE = 16
 
 
@@ -44,27 +44,43 @@ class HeadMajorAttention(nn.Module):
         self.num_heads, self.head_dim = h, hd
         dim = h * hd
         with torch.no_grad():
+            weight = attention.qkv.weight.double()  # [3*dim, dim], rows (q|k|v, head, hd)
+            bias = attention.qkv.bias.double() if attention.qkv.bias is not None else torch.zeros(3 * dim, dtype=torch.float64)
             # The scale multiplies q in the network as written; folded into q's rows it is one
             # rounding per weight instead of one per activation (same within fp32 rounding).
-            scale = torch.ones(3 * dim, 1, dtype=torch.float64)
-            scale[:dim] = attention.scale
-            weight = attention.qkv.weight.double() * scale  # [3*dim, dim], rows (q|k|v, head, hd)
-            bias = attention.qkv.bias.double() * scale[:, 0] if attention.qkv.bias is not None else torch.zeros(3 * dim)
-            # One [dim, hd] matrix per (q|k|v, head): x @ it gives that head's rows, already head-major.
-            self.register_buffer("qkv_weight", weight.reshape(3 * h, hd, dim).transpose(1, 2).float().contiguous())
-            self.register_buffer("qkv_bias", bias.reshape(3 * h, 1, hd).float())
-        self.proj = attention.proj
+            q_w, k_w, v_w = weight[:dim] * attention.scale, weight[dim:2 * dim], weight[2 * dim:]
+            q_b, v_b = bias[:dim] * attention.scale, bias[2 * dim:]
+            # One [dim, hd] matrix per head: x @ it gives that head's rows, already head-major.
+            for name, w in (("q_weight", q_w), ("k_weight", k_w), ("v_weight", v_w)):
+                self.register_buffer(name, w.reshape(h, hd, dim).transpose(1, 2).float().contiguous())
+            self.register_buffer("q_bias", q_b.reshape(h, 1, hd).float())
+            # k's bias adds q_i . b_k to every score of row i: softmax ignores a constant per row, so
+            # it is dropped. v's bias comes out of the attention unchanged (each row of
+            # probabilities sums to 1), so it moves through the output projection into its bias.
+            # Neither needs an Add of its own (ONNX Runtime's MatMul has no bias; the Adds on
+            # [heads, n, hd] cost S B 0.2 ms, `mvit-bench profile`).
+            self.proj = nn.Linear(dim, dim)
+            self.proj.weight.copy_(attention.proj.weight)
+            proj_bias = attention.proj.bias.double() if attention.proj.bias is not None else torch.zeros(dim, dtype=torch.float64)
+            self.proj.bias.copy_((proj_bias + attention.proj.weight.double() @ v_b).float())
 
-    qkv_weight: torch.Tensor
-    qkv_bias: torch.Tensor
+    q_weight: torch.Tensor
+    k_weight: torch.Tensor
+    v_weight: torch.Tensor
+    q_bias: torch.Tensor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
         if self.as_written is not None and self.max_tokens is not None and n > self.max_tokens:
             return self.as_written(x)
         h, hd = self.num_heads, self.head_dim
-        qkv = (torch.matmul(x.reshape(b * n, c), self.qkv_weight) + self.qkv_bias).reshape(3 * h, b, n, hd)
-        q, k, v = qkv.split(h, dim=0)
+        # [b*n, c] @ [heads, c, hd] gives [heads, b*n, hd]: head-major with no transpose. (The
+        # broadcast [b, 1, n, c] @ [heads, c, hd] needs no reshapes but ran 1.07x slower in ORT.)
+        # Three matmuls rather than one and a split: the split's copies cost more than two more nodes.
+        tokens = x.reshape(b * n, c)
+        q = (torch.matmul(tokens, self.q_weight) + self.q_bias).reshape(h, b, n, hd)
+        k = torch.matmul(tokens, self.k_weight).reshape(h, b, n, hd)
+        v = torch.matmul(tokens, self.v_weight).reshape(h, b, n, hd)
         attn = torch.matmul(q, k.transpose(-2, -1)).softmax(dim=-1)
         out = torch.matmul(attn, v)  # [h, b, n, hd]
         return self.proj(out.permute(1, 2, 0, 3).reshape(b, n, c))
