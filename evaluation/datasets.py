@@ -21,8 +21,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mvit.errors import MvitError
+from mvit.exporters.calibration import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 IGNORE = 255  # VOC's "void" value: pixels not scored
 VOC_SPLIT = Path("ImageSets") / "Segmentation" / "val.txt"
 COCO_NAMES = ("annotations.json", "instances_val.json")

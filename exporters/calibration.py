@@ -11,11 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .base import ExportError
 from .samples import PHOTOS, Sample, photo, resize_and_crop, to_nchw
 
+# What --calibration, --images and mvit-eval's datasets read as images.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # Enough for stable min/max ranges; more only slows int8 calibration (CoreML's runs in numpy).
 MAX_IMAGES = 64
@@ -45,7 +46,9 @@ def read_images(directory: Path, resize_shortest: int, crop: int, limit: int = M
     for path in files[:limit]:
         try:
             with Image.open(path) as im:
-                rgb = np.asarray(im.convert("RGB"))
+                # Upright as the phone shows it: a portrait photo is stored landscape plus an EXIF
+                # orientation, and the app (and mvit-eval) sees it turned.
+                rgb = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
         except (OSError, UnidentifiedImageError, ValueError) as exc:
             raise ExportError(f"cannot read calibration image {path}: {exc.__class__.__name__}; "
                               "remove it or replace it with a readable image") from None

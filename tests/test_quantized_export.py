@@ -189,3 +189,21 @@ def test_int8_without_calibration_warns_and_uses_the_photos(cli_run, tmp_path):
     assert any("no --calibration DIR given" in w for w in report["warnings"])
     # Only the 5 verification samples were judged: too few for a verdict either way.
     assert report["verdict"] == "not-verified"
+
+
+def test_calibration_images_are_read_upright(tmp_path):
+    """A phone's portrait photo is stored landscape with an EXIF orientation: read as the app shows it."""
+    from PIL import Image
+
+    from mvit.exporters.calibration import read_images
+
+    upright = np.zeros((40, 20, 3), np.uint8)  # portrait: 20 wide, 40 tall
+    upright[:20] = (255, 0, 0)  # red top half, blue bottom half
+    upright[20:] = (0, 0, 255)
+    stored = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)  # landscape on disk
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to display"
+    stored.save(tmp_path / "portrait.jpg", exif=exif, quality=95)
+    pixels = read_images(tmp_path, 20, 20)[0]  # [3, 20, 20] from the upright 20x40 image's centre
+    top, bottom = pixels[:, :8].mean(axis=(1, 2)), pixels[:, -8:].mean(axis=(1, 2))
+    assert top[0] > 200 > top[2] and bottom[2] > 200 > bottom[0], (top, bottom)
