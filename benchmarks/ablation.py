@@ -9,7 +9,8 @@ export of the same network with one kind of part removed:
 - `no_mlp`: each layer's MLP gone (and the LayerNorm before it, which then feeds nothing),
 - `no_layernorm`: each layer's two LayerNorms are identities,
 - `no_softmax`: attention uses its scores unnormalised (in the network's own layout: an export
-  rewrite of the attention, such as ONNX's `attention_layout`, does not apply to it).
+  rewrite of the attention, such as ONNX's `attention_layout`, does not apply to it, so on ONNX
+  its ratio also holds that layout's difference; TFLite takes no attention rewrite).
 
 Then `mvit-bench ab abl/full/X abl/no_mlp/X`: one minus the ratio is that part's share of the run.
 `mvit-bench profile` reads ONNX Runtime's per-op times; LiteRT runs the whole graph as one XNNPACK
@@ -42,7 +43,7 @@ class _ProjectionOnly(nn.Module):
 
 
 class _Zero(nn.Module):
-    """An MLP that is not there: the residual add still runs, on a constant the converters fold."""
+    """An MLP that is not there: the converters fold `x + 0` away, and with it the LayerNorm that fed the MLP."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(x)

@@ -17,7 +17,7 @@ from .base import ExportError
 from .samples import PHOTOS, Sample, photo, resize_and_crop, to_nchw
 
 # What --calibration, --images and mvit-eval's datasets read as images.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")  # a VOC id is looked up in this order
 # Enough for stable min/max ranges; more only slows int8 calibration (CoreML's runs in numpy).
 MAX_IMAGES = 64
 DEFAULT_WARNING = ("int8 calibrated on the 3 verification photos (no --calibration DIR given): "

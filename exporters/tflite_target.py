@@ -36,7 +36,8 @@ class TFLiteTarget(TargetDefaults):
     own_options = frozenset({"nhwc"})
     # Measured (issue 14, LiteRT, interleaved, 2 threads): the fold 0.988x (XS B); channels-last
     # patches 0.948x (XS A: 12 of 47 TRANSPOSEs go). The space-to-depth patch layout and the
-    # head-major attention gained nothing here (0.987x, 1.019x), nor did folding LayerNorm's
+    # head-major attention gained nothing here (0.987x; 1.019x in its first form, 1.018x / 1.035x
+    # for XS / S B in its current one), nor did folding LayerNorm's
     # affine and the query scale into the next linear layer (1.009x, XS A: 9 MULs fewer).
     # short_concats: XNNPACK takes concatenations of 2-5 inputs, SSDLite joins 6 heads.
     export_rewrites = frozenset({"fold_preprocessing", "channels_last_patches", "short_concats"})

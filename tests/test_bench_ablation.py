@@ -30,6 +30,7 @@ def test_each_ablation_removes_its_part_and_keeps_the_rest(op_counts):
     for name in ("no_attention", "no_softmax", "no_transformer"):
         assert op_counts[name]["Softmax"] == 1, name
     assert op_counts["no_attention"]["LayerNormalization"] == full["LayerNormalization"]
+    assert op_counts["no_attention"]["MatMul"] < full["MatMul"] and op_counts["no_attention"]["Gemm"] == full["Gemm"]
     assert op_counts["no_layernorm"]["LayerNormalization"] == 3 and op_counts["no_layernorm"]["Softmax"] == full["Softmax"]
     assert op_counts["no_mlp"]["Gemm"] == full["Gemm"] - 2 * LAYERS and op_counts["no_mlp"]["Softmax"] == full["Softmax"]
     assert op_counts["no_transformer"]["LayerNormalization"] == 3

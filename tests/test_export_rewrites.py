@@ -24,6 +24,7 @@ from mvit.exporters.rewrites.fold_preprocessing import fold_preprocessing
 from mvit.exporters.rewrites.patch_layout import SpaceToDepthMobileVitBlock
 from mvit.exporters.rewrites.short_concats import GroupedConcatSSDLite
 from mvit.models import PreprocessSpec
+from mvit.models.fusion import fuse_batchnorm
 from mvit.models.mobilevit_block import MobileVitBlock
 
 ALL = frozenset({FOLD_PREPROCESSING, PATCH_LAYOUT, ATTENTION_LAYOUT, SHORT_CONCATS})
@@ -79,10 +80,30 @@ def test_each_rewrite_keeps_the_outputs_of_the_network_as_written(task, rewrites
     assert (ChannelsLastPatchBlock in swapped) == (CHANNELS_LAST_PATCHES in rewrites)
     assert (MobileVitBlock in swapped) == (not rewrites & {PATCH_LAYOUT, CHANNELS_LAST_PATCHES})
     assert (HeadMajorAttention in swapped) == (ATTENTION_LAYOUT in rewrites)
-    # head-major only over short patch sequences: the attention as written stays inside for longer ones
-    assert all(m.as_written is not None for m in net.modules() if isinstance(m, HeadMajorAttention))
     assert (GroupedConcatSSDLite in swapped) == (SHORT_CONCATS in applies)
     assert set(info) == set(applies)
+
+
+@pytest.mark.parametrize("config, size, swapped", [("A", 256, 3), ("B", 256, 9), ("A", 512, 0)])
+def test_head_major_attention_only_where_a_block_attends_over_few_patches(config, size, swapped):
+    """XXS: 2 + 4 + 3 layers. At 256, A's last block attends over 16 patches and its first two over
+    256 and 64; B's blocks all over 16. At 512 none qualifies, and nothing is rewritten."""
+    from mvit.models import create_model
+    from mvit.models.mobilevit_block import Attention
+
+    torch.manual_seed(0)
+    fused = fuse_batchnorm(create_model("mobilevit_xxs", config)).eval()
+    state = torch.get_rng_state()
+    net, _, info = rewrite_for_export(fused, None, size, frozenset({ATTENTION_LAYOUT}))
+    assert torch.equal(torch.get_rng_state(), state)  # the rewrite draws no random numbers
+    head_major = [m for m in net.modules() if isinstance(m, HeadMajorAttention)]
+    assert len(head_major) == swapped and len(info.get(ATTENTION_LAYOUT, {}).get("attentions", [])) == swapped
+    assert sum(isinstance(m, Attention) for m in net.modules()) == 9 - swapped
+    if not swapped:
+        assert net is fused and ATTENTION_LAYOUT not in info
+        return
+    x = torch.randn(1, 3, size, size)
+    _assert_same(_outputs(net, x), _outputs(fused, x))
 
 
 @pytest.mark.parametrize("p", [2, 4, 8])

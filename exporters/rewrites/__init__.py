@@ -59,7 +59,7 @@ def rewrite_for_export(fused: nn.Module, preprocess: PreprocessSpec | None, imag
         if blocks:
             info[PATCH_LAYOUT] = {"blocks": blocks, "layout": "space-to-depth, 1x1 convs on the tokens"}
     if ATTENTION_LAYOUT in rewrites:
-        attentions = rewrite_attention_layout(net, SHORT_SEQUENCE)
+        attentions = rewrite_attention_layout(net, image_size, SHORT_SEQUENCE)
         if attentions:
             info[ATTENTION_LAYOUT] = {"attentions": attentions, "layout": "head-major, key transpose in the matmul",
                                       "where": f"attention over at most {SHORT_SEQUENCE} patches"}

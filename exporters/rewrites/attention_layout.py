@@ -18,6 +18,8 @@ skip it (OnnxTarget.rewrites_skipped_for): quantize_dynamic quantises 2-D weight
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -33,13 +35,8 @@ SHORT_SEQUENCE = 16
 
 
 class HeadMajorAttention(nn.Module):
-    """`max_tokens`: above it, the attention as written runs instead (decided when the graph is
-    traced, where n is a constant); None: head-major always."""
-
-    def __init__(self, attention: Attention, max_tokens: int | None = None) -> None:
+    def __init__(self, attention: Attention) -> None:
         super().__init__()
-        self.max_tokens = max_tokens
-        self.as_written = attention if max_tokens is not None else None
         h, hd = attention.num_heads, attention.head_dim
         self.num_heads, self.head_dim = h, hd
         dim = h * hd
@@ -59,10 +56,14 @@ class HeadMajorAttention(nn.Module):
             # probabilities sums to 1), so it moves through the output projection into its bias.
             # Neither needs an Add of its own (ONNX Runtime's MatMul has no bias; the Adds on
             # [heads, n, hd] cost S B 0.2 ms, `mvit-bench profile`).
-            self.proj = nn.Linear(dim, dim)
-            self.proj.weight.copy_(attention.proj.weight)
-            proj_bias = attention.proj.bias.double() if attention.proj.bias is not None else torch.zeros(dim, dtype=torch.float64)
-            self.proj.bias.copy_((proj_bias + attention.proj.weight.double() @ v_b).float())
+            # A copy, not a new nn.Linear: that would draw its initial weights from the global
+            # random stream and forget the original's dtype.
+            self.proj = copy.deepcopy(attention.proj)
+            moved = (attention.proj.weight.double() @ v_b).to(self.proj.weight.dtype)
+            if self.proj.bias is None:
+                self.proj.bias = nn.Parameter(moved)
+            else:
+                self.proj.bias.add_(moved)
 
     q_weight: torch.Tensor
     k_weight: torch.Tensor
@@ -71,8 +72,6 @@ class HeadMajorAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
-        if self.as_written is not None and self.max_tokens is not None and n > self.max_tokens:
-            return self.as_written(x)
         h, hd = self.num_heads, self.head_dim
         # [b*n, c] @ [heads, c, hd] gives [heads, b*n, hd]: head-major with no transpose. (The
         # broadcast [b, 1, n, c] @ [heads, c, hd] needs no reshapes but ran 1.07x slower in ORT.)
@@ -86,6 +85,20 @@ class HeadMajorAttention(nn.Module):
         return self.proj(out.permute(1, 2, 0, 3).reshape(b, n, c))
 
 
-def rewrite_attention_layout(net: nn.Module, max_tokens: int | None = None) -> list[str]:
-    """Swap every MobileViT v1 attention of `net` (a copy the caller owns); returns their names."""
-    return swap_modules(net, Attention, lambda attention: HeadMajorAttention(attention, max_tokens))
+def rewrite_attention_layout(net: nn.Module, image_size: int, max_tokens: int | None = SHORT_SEQUENCE) -> list[str]:
+    """Swap the MobileViT v1 attentions of `net` (a copy the caller owns) that attend over at most
+    `max_tokens` patches at `image_size` (None: all of them); returns their names."""
+    lengths: dict[nn.Module, int] = {}
+
+    def record(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:  # None: the input stays as it is
+        lengths[module] = int(args[0].shape[1])
+
+    hooks = [m.register_forward_pre_hook(record) for m in net.modules() if type(m) is Attention]
+    try:
+        with torch.no_grad():
+            net(torch.zeros(1, 3, image_size, image_size))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return swap_modules(net, Attention, HeadMajorAttention,
+                        where=lambda m: max_tokens is None or lengths.get(m, max_tokens + 1) <= max_tokens)

@@ -7,13 +7,15 @@ from collections.abc import Callable
 from torch import nn
 
 
-def swap_modules(net: nn.Module, kind: type[nn.Module], make: Callable[[nn.Module], nn.Module]) -> list[str]:
+def swap_modules(net: nn.Module, kind: type[nn.Module], make: Callable[[nn.Module], nn.Module],
+                 where: Callable[[nn.Module], bool] | None = None) -> list[str]:
     """Replace each submodule of `net` (a copy the caller owns) whose type is exactly `kind`
-    (a subclass may compute something else) by `make(it)`; returns the names replaced."""
+    (a subclass may compute something else), and for which `where` holds, by `make(it)`;
+    returns the names replaced."""
     swapped = []
     for name, parent in list(net.named_modules()):
         for child_name, child in list(parent.named_children()):
-            if type(child) is kind:
+            if type(child) is kind and (where is None or where(child)):
                 setattr(parent, child_name, make(child))
                 swapped.append(f"{name}.{child_name}" if name else child_name)
     return swapped
