@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -93,7 +94,7 @@ def write_ablations(model: str, config: str, target: str, out: Path, image_size:
         ablated = copy.deepcopy(prepared.fused)
         if not ABLATIONS[name](ablated):
             raise ValueError(f"{model} has no MobileViT v1 transformer parts for {name}")
-        variant = api.PreparedExport(prepared.resolved, prepared.options, prepared.size_info, ablated)
+        variant = dataclasses.replace(prepared, fused=ablated)
         written[name] = api.export_model(None, target, out / name, precision="fp32", verify=False, prepared=variant).path
     return written
 

@@ -24,6 +24,7 @@ from torch import nn
 from mvit.models.mobilevit_block import MobileVitBlock, fold_patches, unfold_patches
 
 from .base import ExportTarget, without_rewrites
+from .probe import inputs_of
 
 # Export rewrites (exporters/rewrites/) that replace the MobileViT block with one of their own:
 # that block is traced at one size, so a graph serving several sizes is traced without them.
@@ -37,17 +38,7 @@ def for_every_size(target: ExportTarget) -> ExportTarget:
 
 def blocks_needing_resize(net: nn.Module, sizes: list[int]) -> bool:
     """True when at some size some MobileViT block's feature map is not a multiple of its patch."""
-    seen: list[tuple[int, int]] = []
-    hooks = [m.register_forward_pre_hook(lambda mod, args: seen.append((args[0].shape[-1], mod.patch_size)))
-             for m in net.modules() if isinstance(m, MobileVitBlock)]
-    try:
-        with torch.no_grad():
-            for size in sizes:
-                net(torch.zeros(1, 3, size, size))
-    finally:
-        for h in hooks:
-            h.remove()
-    return any(f % p for f, p in seen)
+    return any(shape[-1] % block.patch_size for size in sizes for block, shape in inputs_of(net, MobileVitBlock, size))
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from mvit.models import PATCH_CONFIGS, PreprocessSpec, create_model, get_spec
 
 from .base import ExportError
 from .labels import read_labels_file, resolve_labels
+from .probe import inputs_of
 
 RANDOM_WEIGHTS_SEED = 0  # random-weight exports are reproducible, so re-exports are byte-identical
 MIN_IMAGE_SIZE = 32
@@ -102,20 +103,12 @@ def check_image_size(net: nn.Module, image_size: int, config: str, model_name: s
     from mvit.models.mobilevit_block import MobileVitBlock
 
     check_size_bounds(image_size, config)
-    seen: list[tuple[int, int]] = []  # (feature size, patch)
-    hooks = [
-        m.register_forward_pre_hook(lambda mod, args: seen.append((args[0].shape[-1], mod.patch_size)))
-        for m in net.modules() if isinstance(m, MobileVitBlock)
-    ]
     try:
-        with torch.no_grad():
-            net(torch.zeros(1, 3, image_size, image_size))
+        blocks = inputs_of(net, MobileVitBlock, image_size)
     except Exception as exc:
         raise ExportError(f"{model_name} cannot run at --image-size {image_size} ({exc.__class__.__name__}); "
                           f"try a larger size such as 256") from None
-    finally:
-        for h in hooks:
-            h.remove()
+    seen = [(shape[-1], block.patch_size) for block, shape in blocks]  # (feature size, patch)
     need = 1
     for feat, patch in seen:
         stride = 2 ** round(math.log2(image_size / feat))

@@ -225,4 +225,3 @@ def test_rewritten_onnx_export_verifies_describes_its_input_and_is_byte_identica
     assert report["preprocess"]["channel_order"] == "BGR" and report["preprocess"]["in_graph"] is True
     assert abs(report["preprocess"]["scale"] - 1 / 255) < 1e-12
     assert report["export_rewrites"][ATTENTION_LAYOUT]["attentions"]  # 64 px: every block attends over <= 16 patches
-

@@ -25,6 +25,7 @@ from torch import nn
 
 from mvit.models.mobilevit_block import Attention
 
+from ..probe import inputs_of
 from .swap import swap_modules
 
 # Head-major only for attention over at most this many patches (ONNX Runtime, 100-pair `ab`
@@ -88,17 +89,6 @@ class HeadMajorAttention(nn.Module):
 def rewrite_attention_layout(net: nn.Module, image_size: int, max_tokens: int | None = SHORT_SEQUENCE) -> list[str]:
     """Swap the MobileViT v1 attentions of `net` (a copy the caller owns) that attend over at most
     `max_tokens` patches at `image_size` (None: all of them); returns their names."""
-    lengths: dict[nn.Module, int] = {}
-
-    def record(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:  # None: the input stays as it is
-        lengths[module] = int(args[0].shape[1])
-
-    hooks = [m.register_forward_pre_hook(record) for m in net.modules() if type(m) is Attention]
-    try:
-        with torch.no_grad():
-            net(torch.zeros(1, 3, image_size, image_size))
-    finally:
-        for hook in hooks:
-            hook.remove()
+    lengths = {attention: shape[1] for attention, shape in inputs_of(net, Attention, image_size)}
     return swap_modules(net, Attention, HeadMajorAttention,
                         where=lambda m: max_tokens is None or lengths.get(m, max_tokens + 1) <= max_tokens)
