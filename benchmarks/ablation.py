@@ -26,12 +26,17 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-from torch import nn
+from mvit.cli_support import fail, quiet_third_party
 
-from mvit.exporters import api
-from mvit.exporters.rewrites.swap import swap_modules
-from mvit.models.mobilevit_block import Attention, Mlp, TransformerBlock
+quiet_third_party()  # before torch and the converters are imported: their C++ loggers read it once
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from mvit.errors import MvitError, one_line  # noqa: E402
+from mvit.exporters import api  # noqa: E402
+from mvit.exporters.rewrites.swap import swap_modules  # noqa: E402
+from mvit.models.mobilevit_block import Attention, Mlp, TransformerBlock  # noqa: E402
 
 
 class _ProjectionOnly(nn.Module):
@@ -87,14 +92,16 @@ ABLATIONS: dict[str, Callable[[nn.Module], list[str]]] = {
 
 def write_ablations(model: str, config: str, target: str, out: Path, image_size: int | None = None,
                     ablations: list[str] | None = None) -> dict[str, Path]:
-    """{"full" | ablation name: artefact}; raises ValueError for an ablation the network has no part for."""
+    """{"full" | ablation name: artefact}; MvitError for a model, size or ablation that cannot be written."""
     prepared = api.prepare_export(model, [target], config=config, image_size=image_size)
+    ablated: dict[str, nn.Module] = {}
+    for name in ablations or list(ABLATIONS):  # every ablation checked before anything is written
+        ablated[name] = copy.deepcopy(prepared.fused)
+        if not ABLATIONS[name](ablated[name]):
+            raise MvitError(f"{model} has no MobileViT v1 transformer parts for {name}; ablate a MobileViT v1 model")
     written = {"full": api.export_model(None, target, out / "full", precision="fp32", verify=False, prepared=prepared).path}
-    for name in ablations or list(ABLATIONS):
-        ablated = copy.deepcopy(prepared.fused)
-        if not ABLATIONS[name](ablated):
-            raise ValueError(f"{model} has no MobileViT v1 transformer parts for {name}")
-        variant = dataclasses.replace(prepared, fused=ablated)
+    for name, net in ablated.items():
+        variant = dataclasses.replace(prepared, fused=net)
         written[name] = api.export_model(None, target, out / name, precision="fp32", verify=False, prepared=variant).path
     return written
 
@@ -108,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ablation", action="append", choices=sorted(ABLATIONS), help="repeatable; default: all")
     parser.add_argument("--out", type=Path, default=Path("ablation"))
     args = parser.parse_args(argv)
-    written = write_ablations(args.model, args.config, args.target, args.out, args.image_size, args.ablation)
+    try:
+        written = write_ablations(args.model, args.config, args.target, args.out, args.image_size, args.ablation)
+    except MvitError as exc:  # one line and the documented exit code, as every mvit command
+        return fail(one_line(exc), exc.exit_code)
     for name, path in written.items():
         print(f"{name}: {path}")
     full = written.pop("full")

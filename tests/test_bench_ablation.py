@@ -35,3 +35,12 @@ def test_each_ablation_removes_its_part_and_keeps_the_rest(op_counts):
     assert op_counts["no_mlp"]["Gemm"] == full["Gemm"] - 2 * LAYERS and op_counts["no_mlp"]["Softmax"] == full["Softmax"]
     assert op_counts["no_transformer"]["LayerNormalization"] == 3
     assert all(sum(c.values()) < sum(full.values()) for name, c in op_counts.items() if name != "full")
+
+
+@pytest.mark.parametrize("args, says", [(["--model", "no_such_model"], "no_such_model"),
+                                        (["--model", "mobilenet_v2"], "no MobileViT v1 transformer parts")])
+def test_a_model_it_cannot_ablate_is_one_error_line(capsys, tmp_path, args, says):
+    assert ablation.main([*args, "--target", "onnx", "--image-size", "64", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and says in err, err
+    assert not any(tmp_path.iterdir())  # checked before anything was written
