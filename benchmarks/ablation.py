@@ -8,9 +8,9 @@ export of the same network with one kind of part removed:
 - `no_attention`: each attention is its output projection alone (qkv, scores, softmax gone),
 - `no_mlp`: each layer's MLP gone (and the LayerNorm before it, which then feeds nothing),
 - `no_layernorm`: each layer's two LayerNorms are identities,
-- `no_softmax`: attention uses its scores unnormalised (in the network's own layout: an export
-  rewrite of the attention, such as ONNX's `attention_layout`, does not apply to it, so on ONNX
-  its ratio also holds that layout's difference; TFLite takes no attention rewrite).
+- `no_softmax`: attention uses its scores unnormalised (in the network's own layout: the export
+  rewrites of the attention, ONNX's `attention_layout` and TFLite's `separate_qkv`, do not apply
+  to it, so its ratio also holds that layout's difference).
 
 Then `mvit-bench ab abl/full/X abl/no_mlp/X`: one minus the ratio is that part's share of the run.
 `mvit-bench profile` reads ONNX Runtime's per-op times; LiteRT runs the whole graph as one XNNPACK

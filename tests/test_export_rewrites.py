@@ -17,18 +17,21 @@ from trained_fixtures import CLASSIFIER, FIXTURES, heldout, to_network_input
 from mvit.exporters import api
 from mvit.exporters.cli import main as export_main
 from mvit.exporters.preprocessing import PixelPreprocess
-from mvit.exporters.rewrites import ATTENTION_LAYOUT, CHANNELS_LAST_PATCHES, FOLD_PREPROCESSING, PATCH_LAYOUT, SHORT_CONCATS, rewrite_for_export
+from mvit.exporters.rewrites import ATTENTION_LAYOUT, CHANNELS_LAST_PATCHES, FOLD_PREPROCESSING, PATCH_LAYOUT, SEPARATE_QKV, SHORT_CONCATS, rewrite_for_export
 from mvit.exporters.rewrites.attention_layout import HeadMajorAttention
 from mvit.exporters.rewrites.channels_last_patches import ChannelsLastPatchBlock
 from mvit.exporters.rewrites.fold_preprocessing import fold_preprocessing
 from mvit.exporters.rewrites.patch_layout import SpaceToDepthMobileVitBlock
+from mvit.exporters.rewrites.separate_qkv import SeparateQkvAttention
 from mvit.exporters.rewrites.short_concats import GroupedConcatSSDLite
 from mvit.models import PreprocessSpec
 from mvit.models.fusion import fuse_batchnorm
-from mvit.models.mobilevit_block import MobileVitBlock
+from mvit.models.mobilevit_block import Attention, MobileVitBlock
 
 ALL = frozenset({FOLD_PREPROCESSING, PATCH_LAYOUT, ATTENTION_LAYOUT, SHORT_CONCATS})
-ALL_CHANNELS_LAST = ALL - {PATCH_LAYOUT} | {CHANNELS_LAST_PATCHES}  # the two block layouts exclude each other
+# The two block layouts exclude each other; TFLite's set. (At the fixtures' small size attention_layout
+# would take every attention and leave separate_qkv none: the two together are tested below.)
+ALL_CHANNELS_LAST = ALL - {PATCH_LAYOUT, ATTENTION_LAYOUT} | {CHANNELS_LAST_PATCHES, SEPARATE_QKV}
 # fp32 rounding: the rewrites reorder sums and fold constants into weights, nothing more.
 RELATIVE = 2e-5
 
@@ -59,7 +62,7 @@ def _assert_same(got: list[torch.Tensor], want: list[torch.Tensor]) -> None:
 @pytest.mark.parametrize("task", sorted(FIXTURES))
 @pytest.mark.parametrize("rewrites", [frozenset({FOLD_PREPROCESSING}), frozenset({PATCH_LAYOUT}),
                                       frozenset({ATTENTION_LAYOUT}), frozenset({SHORT_CONCATS}),
-                                      frozenset({CHANNELS_LAST_PATCHES}), ALL, ALL_CHANNELS_LAST],
+                                      frozenset({CHANNELS_LAST_PATCHES}), frozenset({SEPARATE_QKV}), ALL, ALL_CHANNELS_LAST],
                          ids=lambda r: "+".join(sorted(r)))
 def test_each_rewrite_keeps_the_outputs_of_the_network_as_written(task, rewrites):
     fixture = FIXTURES[task]
@@ -74,12 +77,16 @@ def test_each_rewrite_keeps_the_outputs_of_the_network_as_written(task, rewrites
     _assert_same(_outputs(net, traced_input), _outputs(fused, torch.from_numpy(to_network_input(pixels.numpy()))))
     # the network as written is untouched: verification compares against it
     assert all(torch.equal(before[k], v) for k, v in fused.state_dict().items())
-    assert not any(isinstance(m, (SpaceToDepthMobileVitBlock, ChannelsLastPatchBlock, HeadMajorAttention)) for m in fused.modules())
+    rewritten_kinds = (SpaceToDepthMobileVitBlock, ChannelsLastPatchBlock, HeadMajorAttention, SeparateQkvAttention)
+    assert not any(isinstance(m, rewritten_kinds) for m in fused.modules())
     swapped = {type(m) for m in net.modules()}
     assert (SpaceToDepthMobileVitBlock in swapped) == (PATCH_LAYOUT in rewrites)
     assert (ChannelsLastPatchBlock in swapped) == (CHANNELS_LAST_PATCHES in rewrites)
     assert (MobileVitBlock in swapped) == (not rewrites & {PATCH_LAYOUT, CHANNELS_LAST_PATCHES})
     assert (HeadMajorAttention in swapped) == (ATTENTION_LAYOUT in rewrites)
+    assert (SeparateQkvAttention in swapped) == (SEPARATE_QKV in rewrites)
+    if SEPARATE_QKV in rewrites:
+        assert Attention not in swapped  # attention_layout took some, separate_qkv the rest
     assert (GroupedConcatSSDLite in swapped) == (SHORT_CONCATS in applies)
     assert set(info) == set(applies)
 
@@ -89,7 +96,6 @@ def test_head_major_attention_only_where_a_block_attends_over_few_patches(config
     """XXS: 2 + 4 + 3 layers. At 256, A's last block attends over 16 patches and its first two over
     256 and 64; B's blocks all over 16. At 512 none qualifies, and nothing is rewritten."""
     from mvit.models import create_model
-    from mvit.models.mobilevit_block import Attention
 
     torch.manual_seed(0)
     fused = fuse_batchnorm(create_model("mobilevit_xxs", config)).eval()
@@ -99,11 +105,19 @@ def test_head_major_attention_only_where_a_block_attends_over_few_patches(config
     head_major = [m for m in net.modules() if isinstance(m, HeadMajorAttention)]
     assert len(head_major) == swapped and len(info.get(ATTENTION_LAYOUT, {}).get("attentions", [])) == swapped
     assert sum(isinstance(m, Attention) for m in net.modules()) == 9 - swapped
+    x = torch.randn(1, 3, size, size)
     if not swapped:
         assert net is fused and ATTENTION_LAYOUT not in info
-        return
-    x = torch.randn(1, 3, size, size)
-    _assert_same(_outputs(net, x), _outputs(fused, x))
+    else:
+        _assert_same(_outputs(net, x), _outputs(fused, x))
+    # with separate_qkv too, it takes the attentions left as written; neither draws random numbers
+    state = torch.get_rng_state()
+    both, _, info = rewrite_for_export(fused, None, size, frozenset({ATTENTION_LAYOUT, SEPARATE_QKV}))
+    assert torch.equal(torch.get_rng_state(), state)
+    kinds = [type(m) for m in both.modules()]
+    assert (kinds.count(HeadMajorAttention), kinds.count(SeparateQkvAttention), kinds.count(Attention)) == (swapped, 9 - swapped, 0)
+    assert len(info.get(SEPARATE_QKV, {}).get("attentions", [])) == 9 - swapped
+    _assert_same(_outputs(both, x), _outputs(fused, x))
 
 
 @pytest.mark.parametrize("p", [2, 4, 8])
@@ -122,23 +136,31 @@ def test_the_two_block_layouts_are_refused_together():
         rewrite_for_export(nn.Identity(), None, 64, frozenset({PATCH_LAYOUT, CHANNELS_LAST_PATCHES}))
 
 
-def test_channels_last_patches_take_one_tflite_transpose_per_unfold_and_fold(tmp_path, monkeypatch):
-    """The network as written unfolds with three TRANSPOSEs once converted (two of its own and the
-    converter's NHWC -> NCHW) and folds with three; the rewrite leaves one each."""
+def test_tflite_rewrites_remove_the_ops_they_are_for(tmp_path, monkeypatch):
+    """channels_last_patches: the network as written unfolds with three TRANSPOSEs once converted
+    (two of its own and the converter's NHWC -> NCHW) and folds with three; the rewrite leaves one
+    each. separate_qkv: three FULLY_CONNECTEDs per attention instead of one and three SLICEs, and
+    one more TRANSPOSE (q, k and v each have their own)."""
     from mvit.exporters.tflite_target import TFLiteTarget
 
-    assert CHANNELS_LAST_PATCHES in TFLiteTarget.export_rewrites
+    assert {CHANNELS_LAST_PATCHES, SEPARATE_QKV} <= TFLiteTarget.export_rewrites
     reports = {}
     for run, rewrites in (("rewritten", TFLiteTarget.export_rewrites),
-                          ("as_written", TFLiteTarget.export_rewrites - {CHANNELS_LAST_PATCHES})):
+                          ("no_channels_last", TFLiteTarget.export_rewrites - {CHANNELS_LAST_PATCHES}),
+                          ("no_separate_qkv", TFLiteTarget.export_rewrites - {SEPARATE_QKV})):
         monkeypatch.setattr(TFLiteTarget, "export_rewrites", rewrites)
         result = api.export_model(None, "tflite", tmp_path / run, precision="fp32", checkpoint=CLASSIFIER.checkpoint)
         assert result.verdict == "pass", result.report["failed"]
         reports[run] = result.report
-    blocks = reports["rewritten"]["export_rewrites"][CHANNELS_LAST_PATCHES]["blocks"]
-    assert len(blocks) == 3 and CHANNELS_LAST_PATCHES not in reports["as_written"]["export_rewrites"]
-    transposes = {run: report["op_histogram"]["TRANSPOSE"] for run, report in reports.items()}
-    assert transposes["as_written"] - transposes["rewritten"] == 4 * len(blocks), transposes
+    rewritten = reports["rewritten"]["export_rewrites"]
+    blocks, attentions = rewritten[CHANNELS_LAST_PATCHES]["blocks"], rewritten[SEPARATE_QKV]["attentions"]
+    assert len(blocks) == 3 and len(attentions) == 9  # XXS: 3 blocks, 2 + 4 + 3 layers
+    assert CHANNELS_LAST_PATCHES not in reports["no_channels_last"]["export_rewrites"]
+    ops = {run: report["op_histogram"] for run, report in reports.items()}
+    assert ops["no_channels_last"]["TRANSPOSE"] - ops["rewritten"]["TRANSPOSE"] == 4 * len(blocks), ops
+    assert ops["no_separate_qkv"].get("SLICE", 0) == 3 * len(attentions) and "SLICE" not in ops["rewritten"], ops
+    assert ops["rewritten"]["FULLY_CONNECTED"] - ops["no_separate_qkv"]["FULLY_CONNECTED"] == 2 * len(attentions)
+    assert ops["rewritten"]["TRANSPOSE"] - ops["no_separate_qkv"]["TRANSPOSE"] == len(attentions)
 
 
 def test_onnx_runtime_fuses_no_skip_layer_norm_in_a_rewritten_export(tmp_path):

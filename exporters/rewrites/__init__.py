@@ -19,6 +19,7 @@ from .attention_layout import SHORT_SEQUENCE, rewrite_attention_layout
 from .channels_last_patches import rewrite_channels_last_patches
 from .fold_preprocessing import fold_preprocessing
 from .patch_layout import rewrite_patch_layout
+from .separate_qkv import rewrite_separate_qkv
 from .short_concats import rewrite_short_concats
 
 FOLD_PREPROCESSING = "fold_preprocessing"
@@ -26,7 +27,8 @@ PATCH_LAYOUT = "patch_layout"
 ATTENTION_LAYOUT = "attention_layout"
 SHORT_CONCATS = "short_concats"
 CHANNELS_LAST_PATCHES = "channels_last_patches"
-KNOWN_REWRITES = frozenset({FOLD_PREPROCESSING, PATCH_LAYOUT, ATTENTION_LAYOUT, SHORT_CONCATS, CHANNELS_LAST_PATCHES})
+SEPARATE_QKV = "separate_qkv"
+KNOWN_REWRITES = frozenset({FOLD_PREPROCESSING, PATCH_LAYOUT, ATTENTION_LAYOUT, SHORT_CONCATS, CHANNELS_LAST_PATCHES, SEPARATE_QKV})
 # Rewrites that swap a MobileViT block, and so exclude each other.
 _BLOCK_LAYOUTS = frozenset({PATCH_LAYOUT, CHANNELS_LAST_PATCHES})
 
@@ -63,6 +65,10 @@ def rewrite_for_export(fused: nn.Module, preprocess: PreprocessSpec | None, imag
         if attentions:
             info[ATTENTION_LAYOUT] = {"attentions": attentions, "layout": "head-major, key transpose in the matmul",
                                       "where": f"attention over at most {SHORT_SEQUENCE} patches"}
+    if SEPARATE_QKV in rewrites:  # after attention_layout: takes the attentions it left
+        attentions = rewrite_separate_qkv(net)
+        if attentions:
+            info[SEPARATE_QKV] = {"attentions": attentions, "layout": "q, k and v as three linear layers, k made transposed"}
     if SHORT_CONCATS in rewrites:
         net, swapped = rewrite_short_concats(net)
         if swapped:

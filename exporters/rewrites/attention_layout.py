@@ -7,7 +7,7 @@ loop is n long (16 in config B's first block), 0.29 ms per block against 0.05 fo
 (issue 14, XS B). A single GEMM followed by any transpose gets merged the same way, so here q,
 k and v each have one [dim, hd] matrix per head: a broadcast matmul gives [heads, b*n, hd] with
 no transpose, and the key's last-two-axes transpose becomes FusedMatMul's transB. The 1/sqrt(hd)
-scale is folded into the query weights; k's and v's biases need no Add (see __init__).
+scale is folded into the query weights; k's and v's biases need no Add (qkv_parts).
 
 Taken by the ONNX target only where a block attends over at most SHORT_SEQUENCE patches (every
 block of config B, the last of A): there the merged key transpose is the slow short-inner-loop
@@ -18,14 +18,13 @@ skip it (OnnxTarget.rewrites_skipped_for): quantize_dynamic quantises 2-D weight
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
 from mvit.models.mobilevit_block import Attention
 
 from ..probe import inputs_of
+from .qkv_parts import qkv_parts
 from .swap import swap_modules
 
 # Head-major only for attention over at most this many patches (ONNX Runtime, 100-pair `ab`
@@ -41,30 +40,14 @@ class HeadMajorAttention(nn.Module):
         h, hd = attention.num_heads, attention.head_dim
         self.num_heads, self.head_dim = h, hd
         dim = h * hd
-        with torch.no_grad():
-            weight = attention.qkv.weight.double()  # [3*dim, dim], rows (q|k|v, head, hd)
-            bias = attention.qkv.bias.double() if attention.qkv.bias is not None else torch.zeros(3 * dim, dtype=torch.float64)
-            # The scale multiplies q in the network as written; folded into q's rows it is one
-            # rounding per weight instead of one per activation (same within fp32 rounding).
-            q_w, k_w, v_w = weight[:dim] * attention.scale, weight[dim:2 * dim], weight[2 * dim:]
-            q_b, v_b = bias[:dim] * attention.scale, bias[2 * dim:]
-            # One [dim, hd] matrix per head: x @ it gives that head's rows, already head-major.
-            for name, w in (("q_weight", q_w), ("k_weight", k_w), ("v_weight", v_w)):
-                self.register_buffer(name, w.reshape(h, hd, dim).transpose(1, 2).float().contiguous())
-            self.register_buffer("q_bias", q_b.reshape(h, 1, hd).float())
-            # k's bias adds q_i . b_k to every score of row i: softmax ignores a constant per row, so
-            # it is dropped. v's bias comes out of the attention unchanged (each row of
-            # probabilities sums to 1), so it moves through the output projection into its bias.
-            # Neither needs an Add of its own (ONNX Runtime's MatMul has no bias; the Adds on
-            # [heads, n, hd] cost S B 0.2 ms, `mvit-bench profile`).
-            # A copy, not a new nn.Linear: that would draw its initial weights from the global
-            # random stream and forget the original's dtype.
-            self.proj = copy.deepcopy(attention.proj)
-            moved = (attention.proj.weight.double() @ v_b).to(self.proj.weight.dtype)
-            if self.proj.bias is None:
-                self.proj.bias = nn.Parameter(moved)
-            else:
-                self.proj.bias.add_(moved)
+        parts = qkv_parts(attention)
+        # One [dim, hd] matrix per head: x @ it gives that head's rows, already head-major.
+        for name, w in (("q_weight", parts.q_weight), ("k_weight", parts.k_weight), ("v_weight", parts.v_weight)):
+            self.register_buffer(name, w.reshape(h, hd, dim).transpose(1, 2).contiguous())
+        self.register_buffer("q_bias", parts.q_bias.reshape(h, 1, hd))
+        # k and v need no bias Add (qkv_parts): ONNX Runtime's MatMul has no bias, and the Adds on
+        # [heads, n, hd] cost S B 0.2 ms (`mvit-bench profile`).
+        self.proj = parts.proj
 
     q_weight: torch.Tensor
     k_weight: torch.Tensor
