@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from mvit.errors import MvitError
-from mvit.exporters.calibration import IMAGE_SUFFIXES
+from mvit.exporters.calibration import IMAGE_SUFFIXES, UNREADABLE_IMAGE, read_upright_rgb
 
 IGNORE = 255  # VOC's "void" value: pixels not scored
 VOC_SPLIT = Path("ImageSets") / "Segmentation" / "val.txt"
@@ -217,9 +217,8 @@ def _coco_annotation(path: Path, ann: Any, images: dict, sizes: dict, categories
 def read_image(path: Path) -> np.ndarray:
     """uint8 HWC RGB, turned upright as phones store it (EXIF orientation)."""
     try:
-        with Image.open(path) as im:
-            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        return read_upright_rgb(path)
+    except UNREADABLE_IMAGE as exc:
         raise DatasetError(f"{path}: unreadable image ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
 
 
@@ -230,7 +229,7 @@ def read_mask(path: Path, num_classes: int, image_size: tuple[int, int]) -> np.n
             if im.mode not in ("P", "L", "I", "I;16"):
                 raise DatasetError(f"{path}: mask is a {im.mode} image; VOC masks are palette or greyscale PNGs of class indices")
             mask = np.asarray(im).astype(np.int64)
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
+    except UNREADABLE_IMAGE as exc:
         raise DatasetError(f"{path}: unreadable mask ({exc.__class__.__name__})") from None
     if mask.shape[::-1] != image_size:
         raise DatasetError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is {image_size[0]}x{image_size[1]}")
@@ -255,7 +254,7 @@ def image_size_of(path: Path) -> tuple[int, int]:
         with Image.open(path) as im:
             w, h = im.size
             orientation = im.getexif().get(0x0112, 1)
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
+    except UNREADABLE_IMAGE as exc:
         raise DatasetError(f"{path}: unreadable image ({exc.__class__.__name__})") from None
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 

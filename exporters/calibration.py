@@ -18,6 +18,8 @@ from .samples import PHOTOS, Sample, photo, resize_and_crop, to_nchw
 
 # What --calibration, --images and mvit-eval's datasets read as images.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")  # a VOC id is looked up in this order
+# What Pillow raises for a file that is not a readable image (missing, truncated, not an image).
+UNREADABLE_IMAGE = (OSError, UnidentifiedImageError, ValueError)
 # Enough for stable min/max ranges; more only slows int8 calibration (CoreML's runs in numpy).
 MAX_IMAGES = 64
 DEFAULT_WARNING = ("int8 calibrated on the 3 verification photos (no --calibration DIR given): "
@@ -39,17 +41,22 @@ def image_files(directory: Path) -> list[Path]:
     return files
 
 
+def read_upright_rgb(path: Path) -> np.ndarray:
+    """uint8 HWC RGB, upright as the phone shows it: a portrait photo is stored landscape plus an
+    EXIF orientation, and the app turns it. Pillow's errors (UNREADABLE_IMAGE) pass through for the
+    caller to name in its own words."""
+    with Image.open(path) as im:
+        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+
+
 def read_images(directory: Path, resize_shortest: int, crop: int, limit: int = MAX_IMAGES) -> np.ndarray:
     """The first `limit` images of `directory` by name, as float32 [N, 3, crop, crop] RGB pixels 0..255."""
     files = image_files(directory)
     out = []
     for path in files[:limit]:
         try:
-            with Image.open(path) as im:
-                # Upright as the phone shows it: a portrait photo is stored landscape plus an EXIF
-                # orientation, and the app (and mvit-eval) sees it turned.
-                rgb = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-        except (OSError, UnidentifiedImageError, ValueError) as exc:
+            rgb = read_upright_rgb(path)
+        except UNREADABLE_IMAGE as exc:
             raise ExportError(f"cannot read calibration image {path}: {exc.__class__.__name__}; "
                               "remove it or replace it with a readable image") from None
         out.append(to_nchw(resize_and_crop(rgb, resize_shortest, crop))[0])
