@@ -2,8 +2,10 @@
 
 Definitions (mirrored in ios_harness and written out in docs/benchmarks.md):
 - mean: sum(x) / n (the paper's figure: mean of 100 runs).
-- std: population standard deviation, sqrt(sum((x - mean)^2) / n) (numpy's default ddof=0);
-  0 for a single run.
+- std: population standard deviation, sqrt(sum(d * d) / n) with d = x - mean (numpy's default
+  ddof=0); 0 for a single run. The square is the product d * d, a correctly rounded multiply, and
+  not d ** 2: `**` calls the C library's pow(), which may land one ULP away on some inputs.
+- both sums are exactly rounded (math.fsum; the Swift side ports its algorithm).
 - percentile p (0..100), linear interpolation between closest ranks (numpy's default "linear",
   Hyndman & Fan type 7): sort ascending to s[0..n-1], h = (n - 1) * p / 100, lo = floor(h),
   hi = min(lo + 1, n - 1), value = s[lo] + (h - lo) * (s[hi] - s[lo]).
@@ -48,7 +50,7 @@ class LatencyStats:
         s = sorted(float(t) for t in times_ms)
         n = len(s)
         mean = math.fsum(s) / n
-        std = math.sqrt(math.fsum((t - mean) ** 2 for t in s) / n)
+        std = math.sqrt(math.fsum((t - mean) * (t - mean) for t in s) / n)
         return cls(
             mean_ms=mean,
             median_ms=percentile(s, 50),

@@ -3,7 +3,9 @@ import Foundation
 /// Summary of the timed runs, computed exactly as `benchmarks/stats.py` does so a phone's numbers
 /// and a Linux box's numbers mean the same thing:
 /// - mean: fsum(x) / n, with an exactly rounded sum (Python's `math.fsum`);
-/// - std: population standard deviation, sqrt(fsum((x - mean)^2) / n) (numpy's default ddof=0);
+/// - std: population standard deviation, sqrt(fsum(d * d) / n) with d = x - mean (numpy's
+///   default ddof=0); the square is a plain multiply on both sides (Python's `d ** 2` would call
+///   pow(), which can differ from the product by one ULP);
 /// - percentile p: sort ascending to s[0..n-1], h = (n - 1) * p / 100, lo = floor(h),
 ///   hi = min(lo + 1, n - 1), value = s[lo] + (h - lo) * (s[hi] - s[lo])
 ///   (numpy's default "linear", Hyndman & Fan type 7);
@@ -50,7 +52,10 @@ public struct LatencyStats: Codable, Equatable, Sendable {
         let sorted = timesMs.sorted()
         let count = Double(sorted.count)
         let mean = ExactSum.of(sorted) / count
-        let variance = ExactSum.of(sorted.map { ($0 - mean) * ($0 - mean) }) / count
+        let variance = ExactSum.of(sorted.map { time -> Double in
+            let deviation = time - mean
+            return deviation * deviation
+        }) / count
         self.init(
             meanMs: mean,
             medianMs: LatencyStats.percentile(sorted: sorted, 50),

@@ -6,14 +6,41 @@ import XCTest
 /// tests/test_ios_harness.py; decoding it here and recomputing its statistics ties both sides to
 /// one sample.
 final class GoldenFileTests: XCTestCase {
-    private var goldenURL: URL {
+    private var goldenURL: URL { dataFile("harness_golden.json") }
+
+    private func dataFile(_ name: String) -> URL {
         // ios_harness/Tests/MVitBenchCoreTests/<this file> -> repository root.
         URL(fileURLWithPath: #filePath)
             .deletingLastPathComponent()
             .deletingLastPathComponent()
             .deletingLastPathComponent()
             .deletingLastPathComponent()
-            .appendingPathComponent("tests/data/harness_golden.json")
+            .appendingPathComponent("tests/data/\(name)")
+    }
+
+    /// Rows on which squaring with pow() and with a multiply round differently
+    /// (tests/data/make_harness_golden_stats.py): the statistics must still equal Python's bits.
+    func testStatsOfRowsWherePowAndMultiplyDifferAreBitIdentical() throws {
+        struct Row: Decodable {
+            let timesMs: [Double]
+            let stats: LatencyStats
+            let stdMsWithPow: Double
+
+            enum CodingKeys: String, CodingKey {
+                case timesMs = "times_ms"
+                case stats
+                case stdMsWithPow = "std_ms_with_pow"
+            }
+        }
+        struct Rows: Decodable { let rows: [Row] }
+        let rows = try JSONDecoder().decode(Rows.self, from: Data(contentsOf: dataFile("harness_golden_stats.json"))).rows
+        XCTAssertFalse(rows.isEmpty)
+        for row in rows {
+            let stats = try LatencyStats(timesMs: row.timesMs)
+            XCTAssertEqual(stats, row.stats)
+            XCTAssertEqual(stats.stdMs.bitPattern, row.stats.stdMs.bitPattern)
+            XCTAssertNotEqual(stats.stdMs, row.stdMsWithPow)
+        }
     }
 
     func testGoldenDecodesAndStatsAreRecomputedBitForBit() throws {
