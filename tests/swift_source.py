@@ -227,3 +227,96 @@ def availability_conditions(source: str | bytes) -> list[str]:
             found.append(" ".join(_text(node).split()))
         stack.extend(reversed(node.children))
     return found
+
+
+@dataclass(frozen=True)
+class TimedSpan:
+    """The statements from `let NAME = Stopwatch()` to the one reading `NAME.elapsedMs`."""
+
+    path: str
+    line: int  # 1-based, of the Stopwatch() declaration
+    stopwatch: str
+    problems: tuple[str, ...]
+
+
+def _descendants(node: Node):
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(current.children))
+
+
+def _stopwatch_name(statement: Node) -> str | None:
+    """NAME of `let NAME = Stopwatch()`, else None."""
+    if statement.type != "property_declaration":
+        return None
+    value = statement.child_by_field_name("value")
+    if value is None or value.type != "call_expression" or _text(value.children[0]) != "Stopwatch":
+        return None
+    return _text(statement.child_by_field_name("name"))
+
+
+def _reads(node: Node, name: str, member: str) -> Node | None:
+    """The first `name.member` navigation inside `node`."""
+    for inner in _descendants(node):
+        if inner.type == "navigation_expression" and _text(inner).replace(" ", "") == f"{name}.{member}":
+            return inner
+    return None
+
+
+def _extended_names(read: Node) -> set[str]:
+    """Names passed to every `withExtendedLifetime(NAME) { ... }` whose closure holds `read`."""
+    names: set[str] = set()
+    node = read.parent
+    while node is not None:
+        callee = node.children[0] if node.type == "call_expression" else None
+        while callee is not None and callee.type == "call_expression":  # `f(x) { ... }` nests the call
+            callee = callee.children[0]
+        if callee is not None and _text(callee) == "withExtendedLifetime":
+            arguments = next((c for c in _descendants(node) if c.type == "value_arguments"), None)
+            if arguments is not None:
+                names |= {_text(a) for a in arguments.children if a.type == "value_argument"}
+        node = node.parent
+    return names
+
+
+def timed_spans(source: str | bytes, path: str = "<snippet>") -> list[TimedSpan]:
+    """Every stopwatch span, with what in it may be released before the stopwatch is read.
+
+    A value made inside the span must outlive the read: Swift may release a local right after
+    its last use, and a discarded result (`_ = f()`) at once, so the release (an output's buffers,
+    a handler's caches) would be timed. Each value declared in the span must be passed to a
+    `withExtendedLifetime` whose closure reads the stopwatch; nothing may be discarded, and no
+    value may live in a nested scope that closes inside the span."""
+    spans: list[TimedSpan] = []
+    for statements in (n for n in _descendants(parse(source).root_node) if n.type == "statements"):
+        body = [c for c in statements.children if c.type not in ("comment", "multiline_comment")]
+        for start, statement in enumerate(body):
+            name = _stopwatch_name(statement)
+            if name is None:
+                continue
+            problems: list[str] = []
+            end = next((i for i in range(start + 1, len(body)) if _reads(body[i], name, "elapsedMs")), None)
+            line = statement.start_point[0] + 1
+            if end is None:
+                spans.append(TimedSpan(path, line, name, (f"{path}:{line}: {name}.elapsedMs is never read",)))
+                continue
+            read = _reads(body[end], name, "elapsedMs")
+            assert read is not None
+            extended = _extended_names(read)
+            for inner in body[start + 1:end + 1]:
+                for node in _descendants(inner):
+                    where = f"{path}:{node.start_point[0] + 1}"
+                    if node.type == "assignment" and _text(node.children[0]) == "_":
+                        problems.append(f"{where}: `{_text(node)}` discards a value inside the timed span, "
+                                        "so its release is timed")
+                    if node.type == "property_declaration" and inner is not body[end]:
+                        declared = _text(node.child_by_field_name("name"))
+                        if node is not inner:
+                            problems.append(f"{where}: {declared} lives in a scope that closes inside the timed span")
+                        elif declared not in extended:
+                            problems.append(f"{where}: {declared} may be released before {name}.elapsedMs is "
+                                            f"read; read it inside withExtendedLifetime({declared})")
+            spans.append(TimedSpan(path, line, name, tuple(problems)))
+    return spans

@@ -19,7 +19,14 @@ from pathlib import Path
 import pytest
 import yaml
 from harness_contract import STRUCT_TO_SCHEMA, contract_mismatches
-from swift_source import availability_conditions, codable_structs, imports, syntax_problems, top_level_outline
+from swift_source import (
+    availability_conditions,
+    codable_structs,
+    imports,
+    syntax_problems,
+    timed_spans,
+    top_level_outline,
+)
 
 from mvit.benchmarks.schema import load_results, results_schema, validate_document
 from mvit.benchmarks.stats import LatencyStats
@@ -88,6 +95,49 @@ def test_core_is_foundation_only_and_the_coreml_backend_is_guarded():
     manifest = (HARNESS / "Package.swift").read_text()
     for target in ("MVitBenchCore", "MVitBenchCoreML", "mvit-harness"):
         assert f'(name: "{target}"' in manifest and (sources / target).is_dir(), target
+
+
+# --- the timed span ends before anything made in it is released ---------------------------------
+
+
+def test_nothing_made_in_a_timed_span_is_released_before_the_stopwatch_is_read():
+    spans = [span for path, text in swift_sources().items() for span in timed_spans(text, path)]
+    # The CoreML prediction, the Vision request and Stopwatch.time (compile, load): a check of
+    # fewer spans would pass because a span went missing.
+    assert sorted(Path(span.path).name for span in spans) == ["CoreMLBenchmark.swift", "Stopwatch.swift",
+                                                              "VisionTiming.swift"]
+    problems = [p for span in spans for p in span.problems]
+    assert not problems, "\n".join(problems)
+    prediction = (COREML_BACKEND / "CoreMLBenchmark.swift").read_text()
+    assert "let output = try model.prediction(from: input)" in prediction
+
+
+@pytest.mark.parametrize(
+    ("path", "old", "new", "expected"),
+    [
+        # the form the desk check found: the output discarded, released inside the span
+        (COREML_BACKEND / "CoreMLBenchmark.swift",
+         "let output = try model.prediction(from: input)\n            return withExtendedLifetime(output) { stopwatch.elapsedMs }",
+         "_ = try model.prediction(from: input)\n            return stopwatch.elapsedMs",
+         "discards a value inside the timed span"),
+        # bound to a name but read after its last use: Swift may release it before the read
+        (COREML_BACKEND / "CoreMLBenchmark.swift",
+         "return withExtendedLifetime(output) { stopwatch.elapsedMs }", "return stopwatch.elapsedMs",
+         "output may be released before stopwatch.elapsedMs is read"),
+        (COREML_BACKEND / "VisionTiming.swift", "let ms = withExtendedLifetime(handler) { stopwatch.elapsedMs }",
+         "let ms = stopwatch.elapsedMs", "handler may be released"),
+        # a value in a nested scope dies when the scope closes, inside the span
+        (COREML_BACKEND / "CoreMLBenchmark.swift", "let output = try model.prediction(from: input)\n",
+         "let output = try model.prediction(from: input)\n            do { let copy = output; print(copy) }\n",
+         "copy lives in a scope that closes inside the timed span"),
+    ],
+    ids=["discarded-output", "output-not-held", "vision-handler-not-held", "nested-scope"],
+)
+def test_timed_span_check_reports_a_release_inside_the_span(path, old, new, expected):
+    text = path.read_text()
+    assert old in text, f"mutation {old!r} no longer applies to {path.name}"
+    problems = [p for span in timed_spans(text.replace(old, new, 1), path.name) for p in span.problems]
+    assert any(expected in p for p in problems), problems
 
 
 # --- 2. the Swift structs against the Python schema -------------------------------------------

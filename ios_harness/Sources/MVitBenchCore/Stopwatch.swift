@@ -13,10 +13,12 @@ public struct Stopwatch: Sendable {
         Double(DispatchTime.now().uptimeNanoseconds - startNanoseconds) / 1_000_000.0
     }
 
-    /// Runs `body` once and returns its value with the time it took.
+    /// Runs `body` once and returns its value with the time it took, read while the value is
+    /// held (no release of it can fall inside the span).
     public static func time<T>(_ body: () throws -> T) rethrows -> (value: T, ms: Double) {
         let stopwatch = Stopwatch()
         let value = try body()
-        return (value, stopwatch.elapsedMs)
+        let ms = withExtendedLifetime(value) { stopwatch.elapsedMs }
+        return (value, ms)
     }
 }

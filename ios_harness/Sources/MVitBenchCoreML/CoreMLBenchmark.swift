@@ -201,13 +201,15 @@ public struct CoreMLBenchmark: Sendable {
         }
     }
 
-    /// One synchronous prediction in milliseconds. The autorelease pool is drained outside the
-    /// timed span, so freeing the outputs is not billed to the model.
+    /// One synchronous prediction in milliseconds. The stopwatch is read while the output is
+    /// still alive: Swift may release a value right after its last use (and a discarded one at
+    /// once), which would bill freeing the output's buffers to the model. The output is released
+    /// after the read, and the autorelease pool drained after that, both outside the timed span.
     private func timedPrediction(_ model: MLModel, _ input: MLFeatureProvider) throws -> Double {
         try autoreleasepool { () throws -> Double in
             let stopwatch = Stopwatch()
-            _ = try model.prediction(from: input)
-            return stopwatch.elapsedMs
+            let output = try model.prediction(from: input)
+            return withExtendedLifetime(output) { stopwatch.elapsedMs }
         }
     }
 

@@ -36,7 +36,8 @@ enum VisionTiming {
                 let stopwatch = Stopwatch()
                 let handler = VNImageRequestHandler(cvPixelBuffer: pixelBuffer, options: [:])
                 try handler.perform([request])
-                let ms = stopwatch.elapsedMs
+                // The handler (and what it cached for this image) is released after the read.
+                let ms = withExtendedLifetime(handler) { stopwatch.elapsedMs }
                 let results = request.results ?? []
                 let objects = results.filter { $0 is VNRecognizedObjectObservation }.count
                 return (ms, objects, results.count - objects)
