@@ -2,11 +2,14 @@
 // The mvit on-device benchmark harness: a Foundation-only core (statistics, results JSON,
 // argument parsing), a CoreML backend, a macOS command-line tool, and (in App/) an iOS app.
 // No outside packages: the harness must build offline on any Mac with Xcode 15+.
+// iOS 16 / macOS 13: what mvit-export's packages target, and the first with the
+// cpuAndNeuralEngine compute units. Newer APIs (MLComputePlan, iOS 17.4; multifunction
+// loading, iOS 18) run behind #available, so older systems get the rest of each row.
 import PackageDescription
 
 let package = Package(
     name: "MVitBench",
-    platforms: [.macOS(.v14), .iOS(.v17)],
+    platforms: [.macOS(.v13), .iOS(.v16)],
     products: [
         .library(name: "MVitBenchCore", targets: ["MVitBenchCore"]),
         .library(name: "MVitBenchCoreML", targets: ["MVitBenchCoreML"]),

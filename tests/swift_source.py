@@ -320,3 +320,83 @@ def timed_spans(source: str | bytes, path: str = "<snippet>") -> list[TimedSpan]
                                             f"read; read it inside withExtendedLifetime({declared})")
             spans.append(TimedSpan(path, line, name, tuple(problems)))
     return spans
+
+
+Version = tuple[int, ...]
+_DECLARATIONS = ("function_declaration", "class_declaration", "property_declaration", "init_declaration",
+                 "protocol_declaration", "typealias_declaration")
+
+
+def _versions(text: str) -> dict[str, Version]:
+    """{"iOS": (17, 4), "macOS": (14, 4)} from `#available(iOS 17.4, macOS 14.4, *)` or `@available(...)`."""
+    import re
+
+    return {os: tuple(int(p) for p in v.split(".")) for os, v in re.findall(r"\b(iOS|macOS)\s+(\d+(?:\.\d+)*)", text)}
+
+
+def _covers(gate: dict[str, Version], needed: dict[str, Version]) -> bool:
+    return all(os in gate and gate[os] >= version for os, version in needed.items())
+
+
+def _gates_around(node: Node) -> list[dict[str, Version]]:
+    """The OS versions guaranteed where `node` runs: enclosing `if #available` branches, earlier
+    `guard #available` statements in an enclosing block, and `@available` declarations."""
+    gates: list[dict[str, Version]] = []
+    child, parent = node, node.parent
+    while parent is not None:
+        if parent.type == "if_statement":
+            condition = next((c for c in parent.children if c.type == "availability_condition"), None)
+            else_at = next((c.start_byte for c in parent.children if c.type == "else"), None)
+            if condition is not None and child.start_byte > condition.end_byte and (
+                    else_at is None or child.start_byte < else_at):
+                gates.append(_versions(_text(condition)))
+        if parent.type == "statements":
+            for sibling in parent.children:
+                if sibling.start_byte >= child.start_byte:
+                    break
+                condition = next((c for c in sibling.children if c.type == "availability_condition"), None)
+                if sibling.type == "guard_statement" and condition is not None:
+                    gates.append(_versions(_text(condition)))
+        if parent.type in _DECLARATIONS:
+            modifiers = next((c for c in parent.children if c.type == "modifiers"), None)
+            for attribute in modifiers.children if modifiers is not None else []:
+                if attribute.type == "attribute" and _text(attribute).startswith("@available"):
+                    gates.append(_versions(_text(attribute)))
+        child, parent = parent, parent.parent
+    return gates
+
+
+@dataclass(frozen=True)
+class NewerApiUse:
+    path: str
+    line: int
+    name: str
+    needs: str  # e.g. "iOS 17.4 / macOS 14.4"
+    gated: bool
+
+    def __str__(self) -> str:
+        state = "gated" if self.gated else "NOT gated"
+        return f"{self.path}:{self.line}: {self.name} needs {self.needs}: {state}"
+
+
+def newer_api_uses(source: str | bytes, newer: dict[str, str], path: str = "<snippet>") -> list[NewerApiUse]:
+    """Every use of an API in `newer` (name -> "iOS 17.4, macOS 14.4"), and whether an
+    `if #available`, `guard #available` or `@available` around it guarantees that version.
+    A name written ".member" counts only as a member access (`x.member`), so a local or a
+    parameter of our own with the same name is not taken for the API."""
+    uses = []
+    for node in _descendants(parse(source).root_node):
+        if node.type not in ("simple_identifier", "type_identifier"):
+            continue
+        name = _text(node)
+        member = node.parent is not None and node.parent.type == "navigation_suffix"
+        key = f".{name}" if member and f".{name}" in newer else name
+        if key not in newer or (key == name and f".{name}" in newer):
+            continue
+        if node.parent is not None and node.parent.type in ("parameter", "value_argument_label"):
+            continue  # a label of our own that happens to share the name, not the API
+        needed = _versions(newer[key])
+        gated = any(_covers(gate, needed) for gate in _gates_around(node))
+        needs = " / ".join(f"{os} {'.'.join(map(str, v))}" for os, v in needed.items())
+        uses.append(NewerApiUse(path, node.start_point[0] + 1, name, needs, gated))
+    return uses

@@ -23,6 +23,7 @@ from swift_source import (
     availability_conditions,
     codable_structs,
     imports,
+    newer_api_uses,
     syntax_problems,
     timed_spans,
     top_level_outline,
@@ -369,8 +370,8 @@ def test_compute_plan_unavailable_is_a_valid_row():
 
 
 def test_harness_source_follows_the_conventions_it_reads():
-    """What the Swift reads from an artefact is what the exporters write, and every newer API is
-    behind the OS version that has it (the package targets iOS 17 / macOS 14)."""
+    """What the Swift reads from an artefact is what the exporters write, and the gates around
+    the newer APIs name the versions that have them."""
     from mvit.exporters.coreml_pipeline import VISION_OUTPUTS
 
     vision = (COREML_BACKEND / "VisionTiming.swift").read_text()
@@ -387,6 +388,97 @@ def test_harness_source_follows_the_conventions_it_reads():
     benchmark = (COREML_BACKEND / "CoreMLBenchmark.swift").read_text()
     for call in ("FunctionDiscovery.select(", "VisionTiming.run(", "ComputePlanTally.split(", "function: function.name"):
         assert call in benchmark, call
+
+
+# --- deployment minimums: iOS 16 / macOS 13, newer APIs behind #available ----------------------
+
+MINIMUM = {"iOS": "16.0", "macOS": "13.0"}
+# APIs newer than the minimums, with the versions Apple's documentation gives them
+# (developer.apple.com/documentation/coreml/...): ".name" is a member access (x.name). The
+# harness uses the CoreML ones; the SwiftUI/Observation ones are what an edit of the app would
+# reach for first. MLModelAsset itself is iOS 16, its init(url:) iOS 18: every use goes with
+# .functionNames, which is listed.
+NEWER_APIS = {
+    "MLComputePlan": "iOS 17.4, macOS 14.4",
+    "MLModelStructure": "iOS 17.4, macOS 14.4",
+    "MLComputeDevice": "iOS 17.0, macOS 14.0",
+    ".functionName": "iOS 18.0, macOS 15.0",
+    ".functionNames": "iOS 18.0, macOS 15.0",
+    "MLState": "iOS 18.0, macOS 15.0",
+    ".makeState": "iOS 18.0, macOS 15.0",
+    "MLTensor": "iOS 18.0, macOS 15.0",
+    "ContentUnavailableView": "iOS 17.0, macOS 14.0",
+    "Observable": "iOS 17.0, macOS 14.0",
+    ".sensoryFeedback": "iOS 17.0, macOS 14.0",
+    ".symbolEffect": "iOS 17.0, macOS 14.0",
+    ".containerRelativeFrame": "iOS 17.0, macOS 14.0",
+    ".scrollTargetBehavior": "iOS 17.0, macOS 14.0",
+    ".inspector": "iOS 17.0, macOS 14.0",
+}
+
+
+def test_deployment_minimums_are_ios_16_and_macos_13():
+    """iPhones on iOS 16 can install the app: nothing the harness needs is newer."""
+    manifest = (HARNESS / "Package.swift").read_text()
+    assert "platforms: [.macOS(.v13), .iOS(.v16)]" in manifest
+    spec = yaml.safe_load((HARNESS / "App" / "project.yml").read_text())
+    assert spec["options"]["deploymentTarget"] == {"iOS": MINIMUM["iOS"]}
+    assert spec["targets"]["MVitHarness"]["deploymentTarget"] == MINIMUM["iOS"]
+
+
+def test_every_newer_api_is_behind_an_availability_gate():
+    uses = [u for path, text in swift_sources().items() for u in newer_api_uses(text, NEWER_APIS, path)]
+    # The compute plan and the multifunction loading are found; an empty list would pass vacuously.
+    assert {u.name for u in uses} >= {"MLComputePlan", "MLModelStructure", "MLComputeDevice", "functionName",
+                                      "functionNames"}
+    assert not [u for u in uses if not u.gated], "\n".join(str(u) for u in uses if not u.gated)
+
+
+@pytest.mark.parametrize(
+    ("path", "old", "new", "expected"),
+    [
+        # the gate taken away
+        (COREML_BACKEND / "FunctionDiscovery.swift",
+         "guard #available(iOS 18.0, macOS 15.0, *) else {", "guard true else {", "functionName needs iOS 18.0"),
+        # a gate for an older version than the API needs
+        (COREML_BACKEND / "ComputePlanTally.swift", "guard #available(iOS 17.4, macOS 14.4, *) else {",
+         "guard #available(iOS 17.0, macOS 14.0, *) else {", "MLComputePlan needs iOS 17.4"),
+        (COREML_BACKEND / "ComputePlanTally.swift", "@available(iOS 17.4, macOS 14.4, *)\nprivate struct PlanWalker",
+         "private struct PlanWalker", "MLModelStructure needs iOS 17.4"),
+        # used in the else branch of its own gate
+        (COREML_BACKEND / "FunctionDiscovery.swift", "        }\n        return [.only]\n",
+         "        } else {\n            _ = try await MLModelAsset(url: compiledURL).functionNames\n        }\n"
+         "        return [.only]\n",
+         "functionNames needs iOS 18.0"),
+        # a newer SwiftUI view in the app
+        (HARNESS / "App" / "Sources" / "ContentView.swift", "Text(\"No models bundled.",
+         "ContentUnavailableView(\"No models\", systemImage: \"cpu\"); Text(\"No models bundled.",
+         "ContentUnavailableView needs iOS 17.0"),
+    ],
+    ids=["gate-removed", "gate-too-old", "declaration-gate-removed", "else-branch", "new-swiftui-view"],
+)
+def test_availability_check_reports_an_ungated_use(path, old, new, expected):
+    text = path.read_text()
+    assert old in text, f"mutation {old!r} no longer applies to {path.name}"
+    uses = newer_api_uses(text.replace(old, new, 1), NEWER_APIS, path.name)
+    assert any(expected in str(u) and not u.gated for u in uses), "\n".join(map(str, uses))
+
+
+def test_row_details_say_the_thresholds_are_the_exported_ones():
+    """The Vision count is at the package's own thresholds (the harness feeds none), which the
+    exporter records under these metadata keys; Vision has no thresholds of its own here."""
+    from mvit.exporters.coreml_pipeline import THRESHOLD_INPUTS
+
+    struct = codable_structs(ROW_DETAILS.read_text())["VisionRun"]
+    source = ROW_DETAILS.read_text().splitlines()
+    doc = " ".join(line.strip().lstrip("/ ") for line in source[struct.properties["recognizedObjects"].line - 4:
+                                                                struct.properties["recognizedObjects"].line - 1])
+    assert "Vision's default" not in doc and "exported with" in doc
+    assert "confidence_threshold" in doc and "iou_threshold" in doc
+    # ... because the harness leaves optional inputs (the pipeline's threshold inputs) unfed.
+    factory = (COREML_BACKEND / "ModelInputFactory.swift").read_text()
+    assert "for (name, feature) in description.inputDescriptionsByName where !feature.isOptional" in factory
+    assert not any(f'"{name}"' in factory for name in THRESHOLD_INPUTS)
 
 
 def _slowed_copy(tmp_path: Path, factor: float) -> Path:

@@ -13,7 +13,9 @@ public struct VisionRun: Codable, Equatable, Sendable {
     public var runs: Int
     public var timesMs: [Double]
     public var stats: LatencyStats
-    /// `VNRecognizedObjectObservation`s in the last request's results, with Vision's default thresholds.
+    /// `VNRecognizedObjectObservation`s in the last request's results, at the thresholds the
+    /// package was exported with (its `confidence_threshold` and `iou_threshold` metadata): the
+    /// harness feeds no threshold inputs, so the pipeline's defaults apply.
     public var recognizedObjects: Int
     /// Any other observations (a detector Vision did not recognise comes back as feature values).
     public var otherObservations: Int
