@@ -10,6 +10,7 @@ snippets read the names the exporters write (the class map, the threshold inputs
 
 from __future__ import annotations
 
+import math
 import re
 import textwrap
 from pathlib import Path
@@ -88,6 +89,46 @@ def test_snippets_read_what_the_exporters_write():
     assert "featureProvider" in examples["detector"] and "VNRecognizedObjectObservation" in examples["detector"]
     assert "configuration.functionName = name" in examples["multifunction"]
     assert "@available(iOS 18.0, macOS 15.0, *)" in examples["multifunction"]
+
+
+def test_classifier_feeds_the_recipe_the_export_was_verified_on():
+    """The snippet resizes and crops as verification does, from the metadata the exporter writes,
+    and does not leave it to Vision's .centerCrop (shortest side straight to the model's size)."""
+    from mvit.exporters.preprocessing import preprocess_dict
+    from mvit.models.registry import get_spec
+
+    classifier = snippets(EXAMPLES.read_text())["classifier"]
+    assert ".centerCrop" not in classifier and "VNClassificationObservation" in classifier
+    assert 'metadata["preprocess"]' in classifier and "recipe.resizedAndCropped(photo)" in classifier
+    recipe = get_spec("mobilevit_xs").preprocess
+    assert (recipe.resize_shortest, recipe.crop) == (288, 256)
+    recorded = preprocess_dict(recipe, raw_input=False, in_graph=False)
+    assert {"resize_shortest": 288, "crop": 256}.items() <= recorded.items()
+    assert 'case resizeShortest = "resize_shortest"' in classifier and "case crop\n" in classifier
+
+
+def _swift_crop_box(width: int, height: int, resize_shortest: int, crop: int) -> tuple[int, int, int, int]:
+    """PreprocessRecipe.resizedAndCropped's arithmetic (UsageExamples.swift), line by line:
+    (resized width, resized height, left, top)."""
+    scale = resize_shortest / min(width, height)
+    new_width = max(float(crop), float(round(width * scale)))  # .rounded(.toNearestOrEven), as round()
+    new_height = max(float(crop), float(round(height * scale)))
+    left = math.floor((new_width - crop) / 2)
+    top = math.floor((new_height - crop) / 2)
+    return int(new_width), int(new_height), left, top
+
+
+@pytest.mark.parametrize(("width", "height"), [(4032, 3024), (3024, 4032), (1920, 1080), (500, 375), (256, 256),
+                                               (300, 100), (577, 288), (769, 576)])  # 769 * 0.5 = 384.5
+def test_classifier_crop_is_the_verification_crop(width, height):
+    from mvit.evaluation.inputs import Crop
+
+    source = EXAMPLES.read_text()
+    assert "(width * scale).rounded(.toNearestOrEven)" in source  # Python's round() rounds half to even
+    assert "((newWidth - CGFloat(crop)) / 2).rounded(.down)" in source
+    reference = Crop.of(width, height, 288, 256)  # the arithmetic of exporters.samples.resize_and_crop
+    assert _swift_crop_box(width, height, 288, 256) == (reference.resized_w, reference.resized_h,
+                                                       reference.left, reference.top)
 
 
 def test_harness_readme_shows_every_snippet_whole():

@@ -1,4 +1,6 @@
 #if canImport(CoreML)
+import CoreImage
+import CoreImage.CIFilterBuiltins
 import CoreML
 import CoreVideo
 import Foundation
@@ -10,13 +12,61 @@ import Vision
 /// with the package on a Mac; no Swift toolchain runs it in this repository's CI.
 public enum UsageExamples {
     // snippet: classifier
-    /// The top label of a classifier (`mvit-export --model mobilevit_xs`).
-    public static func classify(_ image: CVPixelBuffer, with model: MLModel) throws -> (label: String, confidence: Float)? {
+    /// The top label of a classifier (`mvit-export --model mobilevit_xs`) for an upright photo,
+    /// fed what the export was verified on: the shortest side resized to the recipe's size and
+    /// the centre crop at the model's size (288 then 256 for a 256-pixel MobileViT), both read
+    /// from the package's "preprocess" metadata. Vision then gets an image of exactly the
+    /// model's size, so its own crop-and-scale option has nothing left to do.
+    public static func classify(_ photo: CIImage, with model: MLModel) throws -> (label: String, confidence: Float)? {
+        let recipe = try PreprocessRecipe(of: model)
         let request = VNCoreMLRequest(model: try VNCoreMLModel(for: model))
-        request.imageCropAndScaleOption = .centerCrop  // the crop the ImageNet recipe evaluates with
-        try VNImageRequestHandler(cvPixelBuffer: image, options: [:]).perform([request])
+        request.imageCropAndScaleOption = .scaleFill  // the input is already crop x crop
+        try VNImageRequestHandler(ciImage: recipe.resizedAndCropped(photo), options: [:]).perform([request])
         guard let best = (request.results as? [VNClassificationObservation])?.first else { return nil }
         return (best.identifier, best.confidence)
+    }
+
+    /// The resize-and-crop recipe `mvit-export` records in a package's "preprocess" metadata,
+    /// e.g. {"resize_shortest": 288, "crop": 256, ...}.
+    public struct PreprocessRecipe: Decodable {
+        public var resizeShortest: Int
+        public var crop: Int
+
+        enum CodingKeys: String, CodingKey {
+            case resizeShortest = "resize_shortest"
+            case crop
+        }
+
+        public init(of model: MLModel) throws {
+            let metadata = model.modelDescription.metadata[.creatorDefinedKey] as? [String: String] ?? [:]
+            guard let json = metadata["preprocess"] else {
+                throw CocoaError(.coderValueNotFound)  // not an mvit export: no recorded recipe
+            }
+            self = try JSONDecoder().decode(PreprocessRecipe.self, from: Data(json.utf8))
+        }
+
+        /// As mvit's verification does it: sizes rounded half to even, never below the crop, the crop's
+        /// top-left corner at ((w - crop) / 2, (h - crop) / 2) rounded down. Core Image's Lanczos
+        /// resize is antialiased like Pillow's bilinear shrink, so pixels differ by a few levels,
+        /// not in what part of the photo the model sees.
+        public func resizedAndCropped(_ photo: CIImage) -> CIImage {
+            let width = photo.extent.width, height = photo.extent.height
+            let scale = CGFloat(resizeShortest) / min(width, height)
+            let newWidth = max(CGFloat(crop), (width * scale).rounded(.toNearestOrEven))
+            let newHeight = max(CGFloat(crop), (height * scale).rounded(.toNearestOrEven))
+            let resize = CIFilter.lanczosScaleTransform()
+            resize.inputImage = photo.transformed(
+                by: CGAffineTransform(translationX: -photo.extent.minX, y: -photo.extent.minY)
+            )
+            resize.scale = Float(newHeight / height)
+            resize.aspectRatio = Float((newWidth / width) / (newHeight / height))
+            guard let resized = resize.outputImage else { return photo }
+            let left = ((newWidth - CGFloat(crop)) / 2).rounded(.down)
+            let top = ((newHeight - CGFloat(crop)) / 2).rounded(.down)
+            // Core Image's origin is bottom-left: the top offset is counted from the other edge.
+            let box = CGRect(x: left, y: newHeight - CGFloat(crop) - top, width: CGFloat(crop), height: CGFloat(crop))
+            return resized.cropped(to: box).transformed(by: CGAffineTransform(translationX: -box.minX, y: -box.minY))
+        }
     }
     // end snippet
 
