@@ -2,8 +2,9 @@
 
 1. every .swift file under ios_harness/ parses with tree-sitter's Swift grammar;
 2. the Codable structs' JSON keys equal benchmarks/results.schema.json's fields, both ways;
-3. a harness-shaped golden file (tests/data/harness_golden.json, synthetic) validates and goes
-   through `mvit-bench report` and `mvit-bench compare`.
+3. the harness-shaped golden files (tests/data/harness_golden*.json: packages described from real
+   exports, timings synthetic; tests/harness_goldens.py) validate and go through
+   `mvit-bench report` and `mvit-bench compare`.
 Each check also gets a test showing it fails on broken input. Building and running the Swift
 code needs macOS with Xcode; `test_swift_package_tests` runs `swift test` where a toolchain is.
 """
@@ -35,9 +36,13 @@ from mvit.benchmarks.stats import LatencyStats
 REPO = Path(__file__).resolve().parents[1]
 HARNESS = REPO / "ios_harness"
 GOLDEN = REPO / "tests" / "data" / "harness_golden.json"
-# A multifunction detector: per-function rows, Vision runs, compute-plan splits (issue 11).
+# A two-function classifier package: per-function rows and compute-plan splits.
 GOLDEN_MULTIFUNCTION = REPO / "tests" / "data" / "harness_golden_multifunction.json"
-GOLDENS = [GOLDEN, GOLDEN_MULTIFUNCTION]
+# An EnumeratedShapes package on an iOS 16 phone: a row per size, no compute plan there.
+GOLDEN_ENUMERATED = REPO / "tests" / "data" / "harness_golden_enumerated.json"
+# The Vision-pipeline detector: Vision runs beside the CoreML ones.
+GOLDEN_DETECTOR = REPO / "tests" / "data" / "harness_golden_detector.json"
+GOLDENS = [GOLDEN, GOLDEN_MULTIFUNCTION, GOLDEN_ENUMERATED, GOLDEN_DETECTOR]
 CORE = HARNESS / "Sources" / "MVitBenchCore"
 COREML_BACKEND = HARNESS / "Sources" / "MVitBenchCoreML"
 SCHEMA_STRUCTS = CORE / "BenchmarkReport.swift"
@@ -243,9 +248,15 @@ def test_golden_is_what_the_swift_structs_write(path):
     assert {r["runtime"] for r in doc["results"]} == {"coreml"}
     if path == GOLDEN:
         assert [r["compute_units"] for r in doc["results"]] == ["cpuOnly", "cpuAndGPU", "cpuAndNeuralEngine", "all"]
-    else:  # one row per function x compute units, in the package's function order
+    elif path == GOLDEN_MULTIFUNCTION:  # one row per function x compute units, in the package's function order
         assert [(r["function"], r["compute_units"]) for r in doc["results"]] == [
-            ("A_256", "cpuOnly"), ("A_256", "cpuAndNeuralEngine"), ("A_320", "cpuOnly"), ("A_320", "cpuAndNeuralEngine")]
+            ("A_64", "cpuOnly"), ("A_64", "cpuAndNeuralEngine"), ("A_128", "cpuOnly"), ("A_128", "cpuAndNeuralEngine")]
+    elif path == GOLDEN_ENUMERATED:  # one row per compute units x size, the default size first
+        assert [(r["compute_units"], r["input_size"]) for r in doc["results"]] == [
+            ("cpuOnly", [64, 64]), ("cpuOnly", [128, 128]),
+            ("cpuAndNeuralEngine", [64, 64]), ("cpuAndNeuralEngine", [128, 128])]
+    else:
+        assert all("vision" in r for r in doc["results"]) and len(doc["results"]) == 2
 
 
 @pytest.mark.parametrize("path", GOLDENS, ids=lambda p: p.stem)
@@ -325,18 +336,20 @@ def test_report_rejects_a_broken_harness_file_in_one_line(tmp_path):
 # --- issue 11: functions, Vision, compute plan ---------------------------------------------------
 
 
-def test_multifunction_rows_report_and_compare_apart(tmp_path):
-    """Each function is its own row: report lists both input sizes, compare matches row for row."""
-    done = _bench("report", GOLDEN_MULTIFUNCTION, "--out", tmp_path / "multi")
+@pytest.mark.parametrize("path", [GOLDEN_MULTIFUNCTION, GOLDEN_ENUMERATED], ids=lambda p: p.stem)
+def test_rows_per_function_or_size_report_and_compare_apart(tmp_path, path):
+    """Each function, and each enumerated size, is its own row: report lists both input sizes,
+    compare matches row for row."""
+    done = _bench("report", path, "--out", tmp_path / "multi")
     assert done.exit_code == 0, done.output
     table = (tmp_path / "multi.md").read_text()
-    assert "256x256" in table and "320x320" in table
-    same = _bench("compare", GOLDEN_MULTIFUNCTION, GOLDEN_MULTIFUNCTION)
+    assert "64x64" in table and "128x128" in table
+    same = _bench("compare", path, path)
     assert same.exit_code == 0 and same.output.count("**SAME**") == 4, same.output
 
 
 def _broken(tmp_path: Path, change) -> Path:
-    doc = golden(GOLDEN_MULTIFUNCTION)
+    doc = golden(GOLDEN_DETECTOR)
     change(doc["results"][0])
     path = tmp_path / "broken.json"
     path.write_text(json.dumps(doc))

@@ -5,7 +5,8 @@ import MVitBenchCore
 
 /// Times CoreML models the way `mvit-bench run` times the other runtimes: compile, first load,
 /// first prediction, untimed warm-ups, then every timed prediction kept in `times_ms`; one row
-/// per function of a multifunction package, with a Vision run for detectors and the compute plan.
+/// per function of a multifunction package and per size of an EnumeratedShapes input, with a
+/// Vision run for detectors and the compute plan.
 public struct CoreMLBenchmark: Sendable {
     public var plan: BenchmarkPlan
 
@@ -51,9 +52,9 @@ public struct CoreMLBenchmark: Sendable {
             for function in functions {
                 for setting in plan.computeUnits {
                     do {
-                        results.append(try await measure(
+                        results += try await measure(
                             modelAt: url, function: function, computeUnits: setting, progress: progress
-                        ))
+                        )
                     } catch {
                         let what = [url.lastPathComponent, function.name, setting.rawValue].compactMap { $0 }
                         failed(error, what.joined(separator: " "))
@@ -85,13 +86,16 @@ public struct CoreMLBenchmark: Sendable {
         return try await FunctionDiscovery.functions(compiledAt: compiled.url, metadata: metadata)
     }
 
-    /// One results row. The model is compiled afresh for every row so each carries its own
-    /// compile and first-load time, and the compiled copy is deleted afterwards. Detectors are
-    /// then timed through Vision, and the compute plan of the row's setting is read.
+    /// The results rows of one function under one compute-unit setting: one per input size the
+    /// model takes (an EnumeratedShapes input has several, the default first; anything else has
+    /// one). The model is compiled afresh for every setting so each row carries its own compile
+    /// and first-load time, shared by the sizes of one load, and the compiled copy is deleted
+    /// afterwards. Detectors are then timed through Vision, and the compute plan of the setting
+    /// is read.
     public func measure(
         modelAt url: URL, function: ModelFunction = .only, computeUnits setting: ComputeUnitSetting,
         progress: Progress = { _ in }
-    ) async throws -> BenchmarkResult {
+    ) async throws -> [BenchmarkResult] {
         let label = [url.deletingPathExtension().lastPathComponent, function.name, setting.rawValue]
             .compactMap { $0 }.joined(separator: " ")
         guard FileManager.default.fileExists(atPath: url.path) else {
@@ -118,8 +122,55 @@ public struct CoreMLBenchmark: Sendable {
         }
         let model = loaded.value
         let description = model.modelDescription
-        let input = try ModelInputFactory.makeInput(for: description)
+        let sizes = ModelInputFactory.inputSizes(for: description)
+        var timed: [SizeTiming] = []
+        for size in sizes {
+            let sizeLabel = sizes.count > 1 ? "\(label) \(size[1])x\(size[0])" : label
+            timed.append(try timeSize(size, of: model, label: sizeLabel, progress: progress))
+        }
+        let computePlan = await ComputePlanTally.split(
+            compiledURL: compiled.url, configuration: configuration, functionName: function.name
+        )
 
+        let labels = ModelLabels(description: description, artefactURL: url, function: function)
+        return try timed.map { timing in
+            try BenchmarkResult(
+                model: labels.model,
+                config: labels.config,
+                task: labels.task,
+                runtime: "coreml",
+                computeUnits: setting,
+                precision: labels.precision,
+                inputSize: timing.size,
+                batch: ModelInputFactory.batchSize(for: description),
+                artefact: url.lastPathComponent,
+                compileMs: compiled.ms,
+                loadMs: loaded.ms,
+                firstInferenceMs: timing.firstInferenceMs,
+                warmupRuns: plan.warmupRuns,
+                timesMs: timing.timesMs,
+                peakRssMb: timing.peakRssMb,
+                function: function.name,
+                vision: timing.vision,
+                computePlan: computePlan
+            )
+        }
+    }
+
+    /// What one input size of a loaded model measured.
+    struct SizeTiming {
+        var size: [Int]
+        var firstInferenceMs: Double
+        var timesMs: [Double]
+        var vision: VisionRun?
+        var peakRssMb: Double?
+    }
+
+    /// First prediction, untimed warm-ups and the timed runs at one input size, then the Vision
+    /// run where it applies.
+    func timeSize(_ size: [Int], of model: MLModel, label: String, progress: Progress) throws -> SizeTiming {
+        let description = model.modelDescription
+        let input = try ModelInputFactory.makeInput(for: description, size: size)
         let firstInferenceMs = try timedPrediction(model, input)
         for index in 0..<plan.warmupRuns {
             _ = try timedPrediction(model, input)
@@ -146,30 +197,9 @@ public struct CoreMLBenchmark: Sendable {
                 progress("\(label): no Vision run: \((error as? HarnessError)?.description ?? error.localizedDescription)")
             }
         }
-        let computePlan = await ComputePlanTally.split(
-            compiledURL: compiled.url, configuration: configuration, functionName: function.name
-        )
-
-        let labels = ModelLabels(description: description, artefactURL: url, function: function)
-        return try BenchmarkResult(
-            model: labels.model,
-            config: labels.config,
-            task: labels.task,
-            runtime: "coreml",
-            computeUnits: setting,
-            precision: labels.precision,
-            inputSize: ModelInputFactory.inputSize(for: description),
-            batch: ModelInputFactory.batchSize(for: description),
-            artefact: url.lastPathComponent,
-            compileMs: compiled.ms,
-            loadMs: loaded.ms,
-            firstInferenceMs: firstInferenceMs,
-            warmupRuns: plan.warmupRuns,
-            timesMs: timesMs,
-            peakRssMb: PeakMemory.residentMB(),
-            function: function.name,
-            vision: vision,
-            computePlan: computePlan
+        return SizeTiming(
+            size: size, firstInferenceMs: firstInferenceMs, timesMs: timesMs, vision: vision,
+            peakRssMb: PeakMemory.residentMB()
         )
     }
 

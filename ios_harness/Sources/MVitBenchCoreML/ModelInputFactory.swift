@@ -8,14 +8,36 @@ import MVitBenchCore
 /// deterministic pattern, not a photo: latency does not depend on pixel values, and a pattern
 /// (rather than zeros) keeps any data-dependent fast path from flattering the numbers.
 enum ModelInputFactory {
-    static func makeInput(for description: MLModelDescription) throws -> MLFeatureProvider {
+    /// An input of `size` ([height, width], one of `inputSizes(for:)`; nil: the default size).
+    static func makeInput(for description: MLModelDescription, size: [Int]? = nil) throws -> MLFeatureProvider {
         var features: [String: MLFeatureValue] = [:]
         // Optional inputs (a Vision detector's iouThreshold / confidenceThreshold) are left out,
         // so the model runs with the defaults it was exported with, as an app's would.
         for (name, feature) in description.inputDescriptionsByName where !feature.isOptional {
-            features[name] = try value(for: feature)
+            features[name] = try value(for: feature, size: size)
         }
         return try MLDictionaryFeatureProvider(dictionary: features)
+    }
+
+    /// Every size the model takes, [height, width], the default first: each size of an
+    /// EnumeratedShapes image input (`mvit-export --coreml-shapes enumerated`) or multi-array
+    /// input, else the one size it has. Each is timed as its own row, since an app may feed any
+    /// of them and their latencies differ. A range-flexible input is timed at its default size.
+    static func inputSizes(for description: MLModelDescription) -> [[Int]] {
+        let inputs = description.inputDescriptionsByName.values.sorted { $0.name < $1.name }
+        var sizes = [inputSize(for: description)]
+        if let image = inputs.compactMap(\.imageConstraint).first {
+            if image.sizeConstraint.type == .enumerated {
+                sizes += image.sizeConstraint.enumeratedImageSizes.map { [$0.pixelsHigh, $0.pixelsWide] }
+            }
+        } else if let array = inputs.compactMap(\.multiArrayConstraint).first,
+                  array.shapeConstraint.type == .enumerated {
+            sizes += array.shapeConstraint.enumeratedShapes.map { shape in
+                Array(shape.map(\.intValue).suffix(2))
+            }
+        }
+        var seen = Set<[Int]>()
+        return sizes.filter { seen.insert($0).inserted }
     }
 
     /// The pixel buffer of the model's first image input in `input`, for Vision.
@@ -50,14 +72,14 @@ enum ModelInputFactory {
         return 1
     }
 
-    private static func value(for feature: MLFeatureDescription) throws -> MLFeatureValue {
+    private static func value(for feature: MLFeatureDescription, size: [Int]?) throws -> MLFeatureValue {
         switch feature.type {
         case .image:
             guard let constraint = feature.imageConstraint else { break }
-            return MLFeatureValue(pixelBuffer: try pixelBuffer(for: constraint, name: feature.name))
+            return MLFeatureValue(pixelBuffer: try pixelBuffer(for: constraint, size: size, name: feature.name))
         case .multiArray:
             guard let constraint = feature.multiArrayConstraint else { break }
-            return MLFeatureValue(multiArray: try multiArray(for: constraint))
+            return MLFeatureValue(multiArray: try multiArray(for: constraint, size: size))
         case .int64:
             return MLFeatureValue(int64: 0)
         case .double:
@@ -76,10 +98,10 @@ enum ModelInputFactory {
     /// A pixel buffer of the model's size and format, backed by IOSurface so the GPU and the
     /// Neural Engine can read it without a copy (as a camera frame would be).
     private static func pixelBuffer(
-        for constraint: MLImageConstraint, name: String
+        for constraint: MLImageConstraint, size: [Int]?, name: String
     ) throws -> CVPixelBuffer {
-        let width = constraint.pixelsWide
-        let height = constraint.pixelsHigh
+        let height = size?.first ?? constraint.pixelsHigh
+        let width = size?.last ?? constraint.pixelsWide
         let format = constraint.pixelFormatType
         let attributes: [CFString: Any] = [
             kCVPixelBufferIOSurfacePropertiesKey: [String: Any](),
@@ -128,8 +150,14 @@ enum ModelInputFactory {
 
     /// A multi-array of the model's default shape filled with values in [-1, 1): the range of a
     /// normalised image, for models exported with a raw (already normalised) input.
-    private static func multiArray(for constraint: MLMultiArrayConstraint) throws -> MLMultiArray {
-        let array = try MLMultiArray(shape: constraint.shape, dataType: constraint.dataType)
+    /// `size`: the enumerated shape ending in [height, width], else the default shape.
+    private static func multiArray(for constraint: MLMultiArrayConstraint, size: [Int]?) throws -> MLMultiArray {
+        var shape = constraint.shape
+        if let size, constraint.shapeConstraint.type == .enumerated,
+           let match = constraint.shapeConstraint.enumeratedShapes.first(where: { Array($0.map(\.intValue).suffix(2)) == size }) {
+            shape = match
+        }
+        let array = try MLMultiArray(shape: shape, dataType: constraint.dataType)
         for index in 0..<array.count {
             let value = Double(index % 256) / 128.0 - 1.0
             array[index] = NSNumber(value: value)

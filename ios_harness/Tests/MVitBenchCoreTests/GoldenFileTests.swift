@@ -43,16 +43,26 @@ final class GoldenFileTests: XCTestCase {
         }
     }
 
-    func testGoldenDecodesAndStatsAreRecomputedBitForBit() throws {
-        let report = try ResultsFile.decode(Data(contentsOf: goldenURL), source: goldenURL.path)
-        XCTAssertEqual(report.schemaVersion, 1)
-        XCTAssertEqual(report.tool.name, "mvit-ios-harness")
-        XCTAssertFalse(report.results.isEmpty)
-        for result in report.results {
-            XCTAssertEqual(result.runtime, "coreml")
-            XCTAssertNotNil(result.computeUnits)
-            XCTAssertEqual(result.runs, result.timesMs.count)
-            XCTAssertEqual(try LatencyStats(timesMs: result.timesMs), result.stats)
+    /// Every golden (made from real exports by tests/harness_goldens.py) decodes, and its
+    /// statistics, Vision runs included, are recomputed bit for bit.
+    func testGoldensDecodeAndStatsAreRecomputedBitForBit() throws {
+        let names = ["harness_golden.json", "harness_golden_multifunction.json",
+                     "harness_golden_enumerated.json", "harness_golden_detector.json"]
+        for name in names {
+            let url = dataFile(name)
+            let report = try ResultsFile.decode(Data(contentsOf: url), source: url.path)
+            XCTAssertEqual(report.schemaVersion, 1)
+            XCTAssertEqual(report.tool.name, "mvit-ios-harness")
+            XCTAssertFalse(report.results.isEmpty, name)
+            for result in report.results {
+                XCTAssertEqual(result.runtime, "coreml")
+                XCTAssertNotNil(result.computeUnits)
+                XCTAssertEqual(result.runs, result.timesMs.count)
+                XCTAssertEqual(try LatencyStats(timesMs: result.timesMs), result.stats, name)
+                if let vision = result.vision {
+                    XCTAssertEqual(try LatencyStats(timesMs: vision.timesMs), vision.stats, name)
+                }
+            }
         }
     }
 

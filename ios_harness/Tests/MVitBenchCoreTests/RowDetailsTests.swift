@@ -2,31 +2,45 @@ import Foundation
 import XCTest
 @testable import MVitBenchCore
 
-/// The issue-11 parts of a results row: functions of a multifunction package, the Vision run and
-/// the compute-plan split, checked against tests/data/harness_golden_multifunction.json (the file
-/// tests/test_ios_harness.py validates on the Python side).
+/// The parts of a results row beside the timings: functions of a multifunction package, rows per
+/// enumerated size, the Vision run and the compute-plan split, checked against the goldens
+/// tests/harness_goldens.py makes from real exports (tests/test_harness_goldens.py regenerates them).
 final class RowDetailsTests: XCTestCase {
-    private var goldenURL: URL {
-        URL(fileURLWithPath: #filePath)
+    private func golden(_ name: String) throws -> BenchmarkReport {
+        let url = URL(fileURLWithPath: #filePath)
             .deletingLastPathComponent()
             .deletingLastPathComponent()
             .deletingLastPathComponent()
             .deletingLastPathComponent()
-            .appendingPathComponent("tests/data/harness_golden_multifunction.json")
+            .appendingPathComponent("tests/data/\(name)")
+        return try ResultsFile.decode(Data(contentsOf: url), source: url.path)
     }
 
-    func testMultifunctionGoldenDecodesWithVisionAndPlan() throws {
-        let report = try ResultsFile.decode(Data(contentsOf: goldenURL), source: goldenURL.path)
-        XCTAssertEqual(report.results.map(\.function), ["A_256", "A_256", "A_320", "A_320"])
+    func testMultifunctionGoldenHasARowPerFunctionAndAPlan() throws {
+        let report = try golden("harness_golden_multifunction.json")
+        XCTAssertEqual(report.results.map(\.function), ["A_64", "A_64", "A_128", "A_128"])
         for result in report.results {
-            let vision = try XCTUnwrap(result.vision)
-            XCTAssertEqual(vision.runs, vision.timesMs.count)
-            XCTAssertEqual(try LatencyStats(timesMs: vision.timesMs), vision.stats)
             let plan = try XCTUnwrap(result.computePlan)
             XCTAssertTrue(plan.available)
             XCTAssertEqual(plan.operations, (plan.cpuOps ?? 0) + (plan.gpuOps ?? 0) + (plan.neuralEngineOps ?? 0))
         }
         XCTAssertEqual(try ResultsFile.decode(ResultsFile.encode(report)), report)
+    }
+
+    func testEnumeratedGoldenHasARowPerSize() throws {
+        let report = try golden("harness_golden_enumerated.json")
+        XCTAssertEqual(report.results.map(\.inputSize), [[64, 64], [128, 128], [64, 64], [128, 128]])
+        XCTAssertTrue(report.results.allSatisfy { $0.computePlan?.available == false })
+    }
+
+    func testDetectorGoldenHasVisionRuns() throws {
+        let report = try golden("harness_golden_detector.json")
+        XCTAssertFalse(report.results.isEmpty)
+        for result in report.results {
+            let vision = try XCTUnwrap(result.vision)
+            XCTAssertEqual(vision.runs, vision.timesMs.count)
+            XCTAssertEqual(try LatencyStats(timesMs: vision.timesMs), vision.stats)
+        }
     }
 
     func testSplitCountsOpsAndNormalisesCost() {
