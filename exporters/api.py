@@ -100,7 +100,11 @@ def graph_checks(target: ExportTarget, path: Path) -> tuple[dict[str, Any], list
         {"check": "no_batchnorm_ops", "value": float(sum(hist[o] for o in bn_ops)), "limit": 0.0, "kind": "max", "passed": not bn_ops},
         {"check": "max_tensor_rank", "value": float(rank), "limit": float(MAX_RANK), "kind": "max", "passed": rank <= MAX_RANK},
     ]
-    return {"op_histogram": hist, "max_tensor_rank": rank, "batchnorm_ops": bn_ops}, checks
+    structure, structure_checks = target.structure_checks(path)  # the format's own rules (CoreML: coreml_validate.py)
+    graph = {"op_histogram": hist, "max_tensor_rank": rank, "batchnorm_ops": bn_ops}
+    if structure:
+        graph["structure"] = structure
+    return graph, checks + structure_checks
 
 
 def _in_graph(target: ExportTarget, opts: ExportOptions) -> bool:

@@ -140,6 +140,9 @@ class TargetDefaults:
     def load_verifier(self, path: Path, verifier: str, num_threads: int | None = None) -> Runner:
         raise ExportError(f"--verifier {verifier} applies to CoreML exports only; {self.name} artefacts have one runtime")
 
+    def structure_checks(self, path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        return {}, []
+
 
 class ExportTarget(Protocol):
     """Everything a caller needs to know about a target is asked of this object."""
@@ -180,6 +183,9 @@ class ExportTarget(Protocol):
         """Op type -> count in the saved graph (used to prove BN fusion and rank limits)."""
 
     def max_tensor_rank(self, path: Path) -> int: ...
+
+    def structure_checks(self, path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """(summary for the report, one check per structural rule) of the saved artefact, read only."""
 
     def load(self, path: Path, num_threads: int | None = None) -> Runner:
         """A runner for verification and benchmarks; raises ExportError where the OS can't run it."""

@@ -23,13 +23,13 @@ import types
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .base import ExportError, ExportRequest, Runner
 from .coreml_target import CoreMLRuntimeRunner
 from .multisize import ENUMERATED_KEY, FUNCTIONS_KEY, SizedExport
 
-MULTIFUNCTION_DEPLOYMENT_TARGET = "iOS18 / macOS15 / watchOS11 / tvOS18"
 _MODEL_FILE = Path("Data") / "com.apple.CoreML" / "model.mlmodel"
 _WEIGHTS_FILE = Path("Data") / "com.apple.CoreML" / "weights" / "weight.bin"
 
@@ -40,7 +40,7 @@ def write_functions(entries: list[SizedExport], path: Path, staging: Path, preci
 
     from . import api
     from .coreml_compact import compact_program
-    from .coreml_target import _make_package_deterministic
+    from .coreml_target import _make_package_deterministic, minimum_deployment_target
 
     parts = staging / "functions"
     singles = [api.export_model(None, "coreml", parts, precision=precision, verify=False, prepared=e.prepared).path
@@ -56,7 +56,8 @@ def write_functions(entries: list[SizedExport], path: Path, staging: Path, preci
     meta = spec.description.metadata
     meta.CopyFrom(first.description.metadata)
     meta.userDefined[FUNCTIONS_KEY] = json.dumps([e.as_entry() for e in entries])
-    meta.userDefined["minimum_deployment_target"] = MULTIFUNCTION_DEPLOYMENT_TARGET
+    deployment_target = minimum_deployment_target(spec)  # several functions: iOS 18 at least
+    meta.userDefined["minimum_deployment_target"] = deployment_target
     # Weights are shared but the program is repeated per function. The compaction changes no
     # computation, and multisize verifies each function of the package as compacted here.
     compact_program(spec.mlProgram)
@@ -65,7 +66,7 @@ def write_functions(entries: list[SizedExport], path: Path, staging: Path, preci
     shutil.move(str(combined), str(path))
     blobs = {hashlib.sha256((s / _WEIGHTS_FILE).read_bytes()).hexdigest() for s in singles}
     return {"single_size_bytes": api.artefact_size_bytes(singles[0]), "weight_blobs_identical": len(blobs) == 1,
-            "deployment_target": MULTIFUNCTION_DEPLOYMENT_TARGET}
+            "deployment_target": deployment_target}
 
 
 def write_enumerated(entries: list[SizedExport], path: Path, precision: str) -> dict[str, Any]:
@@ -73,7 +74,13 @@ def write_enumerated(entries: list[SizedExport], path: Path, precision: str) -> 
     import coremltools as ct
 
     from . import api
-    from .coreml_target import _fold_channel_scale, _image_normalisation
+    from .coreml_target import (
+        _fold_channel_scale,
+        _image_normalisation,
+        classifier_config,
+        classifier_tensor_names,
+        interface_tensor_types,
+    )
     from .dynamic_shapes import blocks_needing_resize, for_every_size, size_generic
     from .targets import get_target
 
@@ -85,7 +92,7 @@ def write_enumerated(entries: list[SizedExport], path: Path, precision: str) -> 
     sizes = [e.image_size for e in entries]
     shapes = ct.EnumeratedShapes(shapes=[[1, 3, s, s] for s in sizes], default=[1, 3, sizes[0], sizes[0]])
     if request.preprocess.get("raw_input"):
-        image: Any = ct.TensorType(name="image", shape=shapes)
+        image: Any = ct.TensorType(name="image", shape=shapes, dtype=np.float32)
     else:
         scale, bias, _ = _image_normalisation(request)
         layout = {"RGB": ct.colorlayout.RGB, "BGR": ct.colorlayout.BGR}[request.preprocess.get("channel_order", "RGB")]
@@ -93,12 +100,10 @@ def write_enumerated(entries: list[SizedExport], path: Path, precision: str) -> 
     example = torch.rand(request.input_shape, generator=torch.Generator().manual_seed(0))
     with size_generic(_fold_channel_scale(request), blocks_needing_resize(first.fused, sizes)) as generic, torch.no_grad():
         traced = torch.jit.trace(generic, example)
-    classifier = None
-    if request.task == "classification":
-        classifier = ct.ClassifierConfig(list(request.labels), predicted_feature_name="classLabel",
-                                         predicted_probabilities_output=request.output_names[0])
+    names = classifier_tensor_names(request.task, list(request.output_names))
     mlmodel = ct.convert(traced, convert_to="mlprogram", inputs=[image],
-                         outputs=[ct.TensorType(name=n) for n in request.output_names], classifier_config=classifier,
+                         outputs=interface_tensor_types(traced, example, names),
+                         classifier_config=classifier_config(request.task, request.labels, names),
                          minimum_deployment_target=ct.target.iOS16,
                          compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32)
     request.metadata[ENUMERATED_KEY] = json.dumps(sizes)
@@ -118,7 +123,7 @@ def _save_like_single_size(mlmodel: Any, request: ExportRequest, path: Path) -> 
     mlmodel.version = request.metadata.get("mvit_version", "")
     user = mlmodel.user_defined_metadata
     user.pop("com.github.apple.coremltools.conversion_date", None)
-    for key, value in _metadata(request).items():
+    for key, value in _metadata(request, mlmodel.get_spec()).items():
         user[key] = value
     package = path.parent / f".{path.name}.staging.mlpackage"
     shutil.rmtree(package, ignore_errors=True)

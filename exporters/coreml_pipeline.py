@@ -11,12 +11,22 @@ on every version. The stage outputs cannot share the pipeline's output names, he
 (turicreate's convention). The NMS model picks the top box per class (`pickTop.perClass`), carries
 the labels, takes optional `iouThreshold` / `confidenceThreshold` inputs, and returns
 `confidence` [k, C] and `coordinates` [k, 4], k <= max_detections.
+
+Core ML's NMS model gives wrong or missing boxes unless its class axis is a multiple of 80
+(ultralytics#22309, coremltools#2158), so the foreground confidences are padded with zero columns
+up to the next multiple of 80. A zero never wins a box's argmax over softmax confidences (all
+above zero), so a padding class is never reported. The NMS model carries one label per column:
+the real labels, then `padding_class_<column>` (nms_labels); the Xcode preview lists the same.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+CLASS_AXIS_MULTIPLE = 80
+PADDING_LABEL = "padding_class_{}"
 STAGE_OUTPUTS = ("raw_confidence", "raw_coordinates")
 VISION_OUTPUTS = ("confidence", "coordinates")
 THRESHOLD_INPUTS = ("iouThreshold", "confidenceThreshold")
@@ -43,16 +53,33 @@ def append_vision_outputs(program: Any) -> None:
         boxes, probs = function.outputs
         centre_size, foreground = centre_size_and_foreground(mb, boxes, probs)
         coordinates = mb.squeeze(x=centre_size, axes=[0], name=coordinates_name)
+        classes = int(probs.shape[-1]) - 1
+        padding = padded_class_count(classes) - classes
+        if padding:
+            foreground = mb.pad(x=foreground, pad=np.array([0, padding], dtype=np.int32), mode="constant",
+                                constant_val=np.float32(0.0))
         confidence = mb.squeeze(x=foreground, axes=[0], name=confidence_name)
         function.set_outputs([confidence, coordinates])
         # The user-declared output types belonged to the traced outputs.
         function.output_types = None
 
 
+def padded_class_count(classes: int) -> int:
+    """The NMS model's class axis: `classes` rounded up to a multiple of 80."""
+    return -(-classes // CLASS_AXIS_MULTIPLE) * CLASS_AXIS_MULTIPLE
+
+
+def nms_labels(labels: list[str]) -> list[str]:
+    """The NMS model's labels for a detector's labels (column 0, the background, dropped): the
+    foreground labels, then one padding label per padded column."""
+    foreground = list(labels)[1:]
+    return foreground + [PADDING_LABEL.format(i) for i in range(len(foreground), padded_class_count(len(foreground)))]
+
+
 def build_pipeline(program_model: Any, labels: list[str], settings: dict[str, Any]) -> Any:
     """ML Program + NonMaximumSuppression as one pipeline MLModel (weights stay the program's).
 
-    `labels` are the foreground class names (background dropped), one per confidence column.
+    `labels` are the NMS model's labels (nms_labels), one per confidence column.
     """
     import coremltools as ct
     from coremltools.models import datatypes

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import ExportOptions, ExportRequest
-from .coreml_pipeline import NMS_FORMS
+from .coreml_pipeline import NMS_FORMS, nms_labels
 from .tasks import get_task
 
 PREVIEW_TYPE_KEY = "com.apple.coreml.model.preview.type"
@@ -110,8 +110,10 @@ def preview_metadata(request: ExportRequest) -> dict[str, str]:
         meta[PREVIEW_TYPE_KEY] = preview.type
         meta["xcode_preview_note"] = preview.note
     if request.task in ("segmentation", "detection"):
-        # Xcode's segmentation preview names the classes from these params.
-        meta[PREVIEW_PARAMS_KEY] = json.dumps({"labels": list(request.labels)})
+        # Xcode's previews name the classes from these params; the object detector's must be the
+        # NMS model's, column for column (background dropped, padding columns named).
+        labels = nms_labels(list(request.labels)) if preview.type == "objectDetector" else list(request.labels)
+        meta[PREVIEW_PARAMS_KEY] = json.dumps({"labels": labels})
     return meta
 
 

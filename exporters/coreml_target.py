@@ -28,11 +28,12 @@ from .coreml_pipeline import NMS_FORMS, VISION_OUTPUTS
 from .coreml_preview import NO_PREVIEW, preview_metadata, record_outputs, with_class_map  # noqa: F401 (NO_PREVIEW: callers read it here)
 from .wrappers import NMS_OUTPUT_NAMES
 
-# iOS 16 / macOS 13: ML Program needs iOS 15; iOS 16 adds fp16 inputs/outputs for ML Programs and
-# is the oldest opset coremltools 9 still tests every MIL op against. Devices older than that
-# (iPhone 7 and earlier) cannot run iOS 16 anyway, and the Neural Engine fp16 path needs A12+.
+# Conversions ask for iOS 16 / macOS 13: ML Program needs iOS 15; iOS 16 adds fp16 inputs/outputs
+# for ML Programs and is the oldest opset coremltools 9 still tests every MIL op against. Devices
+# older than that (iPhone 7 and earlier) cannot run iOS 16 anyway, and the Neural Engine fp16 path
+# needs A12+. What a package records as its minimum is derived from what its program uses
+# (coreml_validate.required_spec): int8's `quantize` ops make it iOS 17, several functions iOS 18.
 DEPLOYMENT_TARGET = "iOS16"
-DEPLOYMENT_TARGET_DESCRIPTION = "iOS16 / macOS13 / watchOS9 / tvOS16"
 # Name of the (pre-NMS) outputs while the NMS ops are appended; the artefact's outputs are renamed.
 _DECODED_NAMES = ("decoded_boxes", "class_probabilities")
 
@@ -92,7 +93,7 @@ class CoreMLTarget:
         user = mlmodel.user_defined_metadata
         # The date would make two exports of the same model differ from one day to the next.
         user.pop("com.github.apple.coremltools.conversion_date", None)
-        for key, value in _metadata(request).items():
+        for key, value in _metadata(request, mlmodel.get_spec()).items():
             user[key] = value
         path = Path(path)
         # coremltools refuses a package path that does not end in .mlpackage, so write to a
@@ -150,6 +151,14 @@ class CoreMLTarget:
             ranks += [_rank(o.type) for o in op.outputs]
         return max(ranks)
 
+    def structure_checks(self, path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Apple's structural rules (coreml_validate.py), each a check named after its rule."""
+        from .coreml_validate import validate_package
+
+        _load_spec(path)  # a folder that is no package is an ExportError, as for the other readers
+        result = validate_package(Path(path))
+        return result.summary(), result.checks()
+
     def load(self, path: Path, num_threads: int | None = None) -> Runner:
         """Apple's runtime where it exists (macOS), else the MIL reference evaluator."""
         return self.load_verifier(path, "coreml-runtime" if sys.platform == "darwin" else "mil-reference", num_threads)
@@ -179,16 +188,11 @@ def _convert(request: ExportRequest) -> Any:
     with torch.no_grad():
         traced = torch.jit.trace(module.eval(), example)
     nms = request.options.nms is not None
-    output_names = list(_DECODED_NAMES) if nms else network_outputs
-    classifier = None
-    if request.task == "classification":
-        classifier = ct.ClassifierConfig(
-            list(request.labels), predicted_feature_name="classLabel", predicted_probabilities_output=output_names[0]
-        )
+    output_names = list(_DECODED_NAMES) if nms else classifier_tensor_names(request.task, network_outputs)
     common = dict(
         inputs=[_input_type(request)],
-        outputs=[ct.TensorType(name=n) for n in output_names],
-        classifier_config=classifier,
+        outputs=interface_tensor_types(module, example, output_names),
+        classifier_config=classifier_config(request.task, request.labels, output_names),
         minimum_deployment_target=ct.target.iOS16,
     )
     # Quantised precisions compress the fp16 program (quantize_coreml.py): fp16 is what the device computes in.
@@ -208,14 +212,13 @@ def _convert(request: ExportRequest) -> Any:
         return _compressed(ct.convert(
             program, convert_to="mlprogram", compute_precision=precision, minimum_deployment_target=ct.target.iOS16
         ), request)
-    from .coreml_pipeline import append_vision_outputs, build_pipeline
+    from .coreml_pipeline import append_vision_outputs, build_pipeline, nms_labels
 
     append_vision_outputs(program)
     stage = _compressed(ct.convert(
         program, convert_to="mlprogram", compute_precision=precision, minimum_deployment_target=ct.target.iOS16
     ), request)  # the Vision pipeline's NMS model has no weights: its program stage is what gets quantised
-    # Column 0 of the detector's softmax is the background, which the NMS model never sees.
-    return build_pipeline(stage, list(request.labels)[1:], settings)
+    return build_pipeline(stage, nms_labels(list(request.labels)), settings)
 
 
 def _compressed(program_model: Any, request: ExportRequest) -> Any:
@@ -230,6 +233,41 @@ def _compressed(program_model: Any, request: ExportRequest) -> Any:
 def nms_form(options: ExportOptions) -> str:
     """"vision" (pipeline ending in a NonMaximumSuppression model, the default) or "program"."""
     return options.coreml_nms or NMS_FORMS[0]
+
+
+# What the network's probabilities tensor is called inside a classifier's program: `classify`
+# binds the interface name (`probabilities`) to its dictionary output, and MIL names a value once.
+_CLASSIFIER_TENSOR = "class_probabilities_tensor"
+
+
+def classifier_tensor_names(task: str, output_names: list[str]) -> list[str]:
+    """The traced outputs' names in the program: a classifier's probabilities tensor is renamed so
+    the interface name stays free for the `classify` op's output."""
+    return [_CLASSIFIER_TENSOR, *output_names[1:]] if task == "classification" else list(output_names)
+
+
+def classifier_config(task: str, labels: list[str], output_names: list[str]) -> Any:
+    import coremltools as ct
+
+    if task != "classification":
+        return None
+    return ct.ClassifierConfig(list(labels), predicted_feature_name="classLabel",
+                               predicted_probabilities_output=output_names[0])
+
+
+def interface_tensor_types(module: nn.Module, example: torch.Tensor, output_names: list[str]) -> list[Any]:
+    """Output TensorTypes with the dtype the network returns, floats as fp32: an fp16 program
+    still hands an app FLOAT32 arrays (docs/exporting-coreml.md), as it does with its input."""
+    import coremltools as ct
+
+    with torch.no_grad():
+        outputs = module(example)
+    outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+    types = []
+    for name, tensor in zip(output_names, outputs):
+        dtype = np.float32 if tensor.is_floating_point() else np.int32
+        types.append(ct.TensorType(name=name, dtype=dtype))
+    return types
 
 
 def _rename_probabilities(mlmodel: Any, name: str) -> Any:
@@ -267,7 +305,7 @@ def _input_type(request: ExportRequest) -> Any:
 
     shape = tuple(request.input_shape)
     if request.preprocess.get("raw_input"):
-        return ct.TensorType(name="image", shape=shape)
+        return ct.TensorType(name="image", shape=shape, dtype=np.float32)  # fp32 at the interface, as the outputs
     scale, bias, _ = _image_normalisation(request)
     order = request.preprocess.get("channel_order", "RGB")
     layout = {"RGB": ct.colorlayout.RGB, "BGR": ct.colorlayout.BGR}[order]
@@ -325,14 +363,21 @@ class _ScaleInput(nn.Module):
         return self.module(x * self.scale)
 
 
-def _metadata(request: ExportRequest) -> dict[str, str]:
+def minimum_deployment_target(spec: Any) -> str:
+    """The OS releases a package needs: its specification version, or more where its ops need it."""
+    from .coreml_validate import deployment_target_description, required_spec
+
+    return deployment_target_description(max(required_spec(spec)[0], int(spec.specificationVersion)))
+
+
+def _metadata(request: ExportRequest, spec: Any) -> dict[str, str]:
     meta = {str(k): str(v) for k, v in request.metadata.items()}
     p = request.preprocess
     meta.setdefault("labels", json.dumps(list(request.labels)))
     meta.setdefault("preprocess", json.dumps(p, sort_keys=True, default=str))
     meta.setdefault("model", request.model_name)
     meta.setdefault("task", request.task)
-    meta["minimum_deployment_target"] = DEPLOYMENT_TARGET_DESCRIPTION
+    meta["minimum_deployment_target"] = minimum_deployment_target(spec)
     meta["channel_order"] = str(p.get("channel_order", "RGB"))
     meta["image_scale"] = repr(float(p["scale"]))
     if not p.get("raw_input"):
@@ -378,12 +423,13 @@ def _make_package_deterministic(package: Path) -> None:
 
 
 def _load_spec(path: Path) -> Any:
-    from coremltools.models.utils import load_spec
+    """The package's Model spec, only read (coremltools' load_spec rewrites Manifest.json)."""
+    from .coreml_validate import read_package_spec
 
     path = Path(path)
     if not (path / "Manifest.json").exists():
         raise ExportError(f"{path} is not a .mlpackage (no Manifest.json); pass the package folder")
-    return load_spec(str(path))
+    return read_package_spec(path)
 
 
 def _pipeline_models(spec: Any) -> list[Any]:

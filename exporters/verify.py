@@ -32,7 +32,8 @@ from .wrappers import INPUT_NAME, BuiltModule
 
 def describe_failure(check: dict[str, Any]) -> str:
     op = "<" if check["kind"] == "min" else ">"
-    return f"{check['check']} = {check['value']:.3g} {op} limit {check['limit']:.3g}"
+    detail = f" ({check['detail']})" if check.get("detail") else ""
+    return f"{check['check']} = {check['value']:.3g} {op} limit {check['limit']:.3g}{detail}"
 
 
 def tensor_metrics(ref: np.ndarray, art: np.ndarray) -> dict[str, float]:

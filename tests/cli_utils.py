@@ -30,3 +30,12 @@ def run_main(capsys, main, *args: str) -> tuple[int, str, str]:
         main(list(args))
     out, err = capsys.readouterr()
     return exc.value.code, out, err
+
+
+def exit_code(entry, argv: list[str]) -> int:
+    """A CLI entry point run in-process for its exit code alone (output left to the caller's capture)."""
+    try:
+        entry(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

@@ -31,3 +31,11 @@ def decisive_checkpoint(path: Path, model_name: str, config: str = "A", seed: in
             conv.weight[cls_channels] *= class_gain
             conv.bias[cls_channels] *= class_gain
     return save_checkpoint(model, path, model_name, config=config)
+
+
+def assert_coreml_structure_ok(report: dict) -> None:
+    """A CoreML export's report: Apple's structural rules ran (coreml_validate.py) and none broke."""
+    structure = report["structure"]
+    assert structure["rules"] and not structure["violations"], structure["violations"]
+    ran = [c for c in report["graph_checks"] if c["check"].startswith("coreml-structure:")]
+    assert len(ran) == len(structure["rules"]) and all(c["passed"] for c in ran), ran

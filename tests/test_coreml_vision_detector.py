@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_utils import exit_code as _cli
+from export_utils import assert_coreml_structure_ok
 
 from mvit.exporters import api
 from mvit.exporters.cli import main, verify_main
@@ -30,14 +32,6 @@ SIZE = 128
 # Softmax over 81 classes of a random-weight detector sits near 1/81 = 0.0123: at 128 px these
 # thresholds keep about 260 and 110 of the 520 anchors (enough for the 200-box cap, and for IoU to matter).
 LOW, MID = 0.013, 0.0131
-
-
-def _cli(entry, argv: list[str]) -> int:
-    try:
-        entry(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +156,7 @@ def test_default_detector_is_a_vision_pipeline_and_verifies(package):
     assert json.loads(meta["output_names"]) == ["confidence", "coordinates"]
     report = json.loads(package.with_name(package.name + ".report.json").read_text())
     assert report["verdict"] == "pass" and report["verified_by"] == "mil-reference"
+    assert_coreml_structure_ok(report)  # COCO's 80 classes: no padding needed (test_coreml_validate.py pads 10)
     assert report["export_options"]["coreml_nms"] == "vision"
     # Random weights keep no box at 0.05: what NMS was given was compared, on every sample.
     v = report["verification"]
@@ -213,6 +208,7 @@ def test_program_form_still_exports_and_verifies(tmp_path):
     assert json.loads(meta["model_outputs"]) == ["boxes", "scores", "class_ids"] and meta["nms_form"] == "program"
     report = json.loads(path.with_name(path.name + ".report.json").read_text())
     assert report["verdict"] == "pass" and report["verification"]["outputs"]["pre_nms_boxes"]["relative_error"] < 1e-4
+    assert_coreml_structure_ok(report)
 
 
 def test_coreml_nms_is_refused_where_it_does_not_apply(tmp_path, capsys):

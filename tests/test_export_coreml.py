@@ -15,7 +15,7 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 import torch
-from export_utils import decisive_checkpoint
+from export_utils import assert_coreml_structure_ok, decisive_checkpoint
 from model_utils import randomize_
 
 from mvit.exporters.api import export_model
@@ -96,6 +96,8 @@ def test_three_tasks_two_configs_export_with_metadata(exported, model, config, o
     previewed = not options.get("raw_input") and options.get("nms") is not False
     assert meta.get("com.apple.coreml.model.preview.type") == (PREVIEW[model] if previewed else None)
     assert meta["minimum_deployment_target"].startswith("iOS16")
+    # Apple's structural rules, fp32 at the interface included, whatever the task and option.
+    assert_coreml_structure_ok(result.report)
     assert meta["author"] and meta["license"] and model in meta["short_description"]
     assert "com.github.apple.coremltools.conversion_date" not in meta
     # fp16 programs take fp32 inputs and cast them; fp32 programs have no cast at all.

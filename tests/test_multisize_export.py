@@ -16,6 +16,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from export_utils import assert_coreml_structure_ok
 from trained_fixtures import CLASSIFIER
 
 from mvit.exporters import cli
@@ -96,6 +97,8 @@ def test_coreml_functions_one_package_weights_once(coreml_functions):
     # Verified after compaction: each function's compacted program ran in the MIL reference evaluator.
     _assert_verified_at(report, ["A_64", "A_96"])
     assert report["weight_blobs_identical"] is True
+    assert_coreml_structure_ok(report)  # several functions: spec 9, default function, no top-level inputs
+    assert meta["minimum_deployment_target"].startswith("iOS18")
 
     # Weights stored once, not twice, and the package within 1.1x of one size's (the report's
     # single_size_bytes: the single-size export of the same weights that went into the package).
@@ -145,6 +148,8 @@ def test_coreml_enumerated_shapes_one_function(tmp_path):
     meta = dict(spec.description.metadata.userDefined)
     assert "functions" not in meta and json.loads(meta["enumerated_sizes"]) == [64, 128]
     _assert_verified_at(_report(package), ["main@64", "main@128"])
+    assert_coreml_structure_ok(_report(package))
+    assert meta["minimum_deployment_target"].startswith("iOS16")
 
 
 def test_onnx_dynamic_size(onnx_dynamic):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import trained_fixtures as tf
+from export_utils import assert_coreml_structure_ok
 
 from mvit.exporters import cli
 from mvit.exporters.quantize import QUANTISED_TOLERANCES
@@ -59,6 +60,10 @@ def test_int8_detector_passes_in_every_target_and_on_held_out_scenes(cli_run, tm
     # The default CoreML detector is the Vision pipeline, quantised in its program stage.
     coreml = json.loads((tmp_path / f"{_artefact(tmp_path, 'coreml').name}.report.json").read_text())
     assert coreml["xcode_preview"] == "objectDetector"
+    # W8A8 pipeline: program, NMS model and pipeline all at spec 8 (iOS 17), class axis padded 10 -> 80.
+    assert_coreml_structure_ok(coreml)
+    assert coreml["structure"]["specification_version"] == 8
+    assert coreml["structure"]["required_deployment_target"].startswith("iOS17")
     for target in ("onnx", "tflite", "coreml"):
         code, out, err = cli_run(cli.verify_main, str(_artefact(tmp_path, target)), "--checkpoint", str(FIXTURE.checkpoint),
                                  "--images", str(scenes["held_out"]))

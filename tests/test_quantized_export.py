@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import trained_fixtures as tf
+from export_utils import assert_coreml_structure_ok
 
 from mvit.exporters import cli
+from mvit.exporters.targets import get_target
 
 # Conversion-heavy (eight quantised exports, CoreML's verified by the numpy MIL evaluator): runs in CI.
 pytestmark = pytest.mark.slow
@@ -78,6 +80,13 @@ def test_quantised_export_passes_by_task_agreement_and_is_smaller(exported, prec
     assert v["task_metrics"]["top1_agreement"] >= v["tolerances"]["top1_agreement"]
     assert not any(c["check"].startswith(("relative_error", "cosine")) for c in v["checks"])
     assert FP32_BYTES / report["size_bytes"] >= MIN_SHRINK_OF.get((target, precision), MIN_SHRINK[precision]), report["size_bytes"]
+    if target == "coreml":
+        assert_coreml_structure_ok(report)
+        # W8A8's quantize/dequantize ops exist from iOS 17 on; weight-only compression from iOS 16.
+        needed = "iOS17" if precision == "int8" else "iOS16"
+        assert report["structure"]["required_deployment_target"].startswith(needed)
+        declared = get_target("coreml").read_metadata(exported / report["artefact"])["minimum_deployment_target"]
+        assert declared.startswith(needed)
 
 
 def test_quantised_graphs_hold_integer_or_palette_weights(exported):

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from export_utils import assert_coreml_structure_ok
 from trained_fixtures import CLASSIFIER, SEGMENTER, heldout, segmentation_scores
 
 from mvit.exporters.base import ExportOptions
@@ -78,7 +79,7 @@ def test_segmenter_package_declares_the_preview_with_labels_and_an_int32_class_m
     from coremltools.models.utils import load_spec
     from coremltools.proto import FeatureTypes_pb2
 
-    package, _ = segmenter
+    package, report = segmenter
     spec = load_spec(str(package))
     meta = dict(spec.description.metadata.userDefined)
     assert meta["com.apple.coreml.model.preview.type"] == "imageSegmenter"
@@ -88,6 +89,9 @@ def test_segmenter_package_declares_the_preview_with_labels_and_an_int32_class_m
     assert list(outputs) == ["logits", "mask"]  # logits first: apps reading the first output see no change
     assert outputs["mask"].dataType == FeatureTypes_pb2.ArrayFeatureType.INT32
     assert list(outputs["mask"].shape) == [1, SEGMENTER.image_size, SEGMENTER.image_size]
+    # An fp16 program still hands an app FLOAT32 logits (docs/exporting-coreml.md).
+    assert outputs["logits"].dataType == FeatureTypes_pb2.ArrayFeatureType.FLOAT32
+    assert_coreml_structure_ok(report)
 
 
 def test_class_map_is_the_upsampled_argmax_of_the_logits_and_segments_held_out_scenes(segmenter):

@@ -59,10 +59,13 @@ def _quiet_import_coremltools():
             warnings.simplefilter("ignore")
             import coremltools  # noqa: F401
             from coremltools.converters.mil.frontend.milproto.load import load as load_milproto
-            from coremltools.models.utils import load_spec
     except ImportError:
         raise MilReferenceError("reading .mlpackage files needs coremltools: pip install 'mvit[coreml]'") from None
-    return load_spec, load_milproto
+    # Not coremltools' load_spec: its package reader rewrites Manifest.json, and a package that
+    # is checked must only be read.
+    from ..coreml_validate import read_package_spec
+
+    return read_package_spec, load_milproto
 
 
 def load_package(path: str | Path) -> LoadedPackage:

@@ -97,6 +97,7 @@ class _NmsJudge:
         self.ious: list[float] = []
         self.score_diffs: list[float] = []
         self.taps = 0
+        self.padding_max: float | None = None  # largest |score| in padded class columns, None: none seen
 
     def add(self, sample: SampleOutputs) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         ref = sample.reference
@@ -115,7 +116,13 @@ class _NmsJudge:
         if tapped is None:
             return {}
         self.taps += 1
-        return {"pre_nms_boxes": (ref["boxes"][0], tapped[0]), "pre_nms_scores": (ref["scores"][0][:, 1:], tapped[1])}
+        foreground = ref["scores"][0][:, 1:]
+        # An NMS op may read zero columns beyond the real classes (CoreML's class axis is padded to a
+        # multiple of 80); they are judged apart: they must never score.
+        scores, padding = tapped[1][:, :foreground.shape[1]], tapped[1][:, foreground.shape[1]:]
+        if padding.size:
+            self.padding_max = max(self.padding_max or 0.0, float(np.abs(padding).max()))
+        return {"pre_nms_boxes": (ref["boxes"][0], tapped[0]), "pre_nms_scores": (foreground, scores)}
 
     def finish(self) -> Judgement:
         n_ref, matched, n_art, matched_back = self.counts
@@ -135,6 +142,9 @@ class _NmsJudge:
             check("detection_precision", precision, self.tol.box_recall, True),
             check(iou, metrics[iou], self.tol.box_iou, True),
             check(diff, metrics[diff], self.tol.score_difference, False)])
+        if self.padding_max is not None:
+            metrics["padding_columns_max_score"] = self.padding_max
+            j.checks.append(check("padding_columns_max_score", self.padding_max, 0.0, False))
         if n_ref == 0:
             j.warnings.append(f"the reference found no detections scoring >= {self.confident:.2f} on any sample (random weights?): "
                               "only the boxes and scores NMS was given were compared")
