@@ -141,7 +141,7 @@ def evaluate(
         raise EvalError("nothing to score: name artefacts, or --model / --checkpoint for the PyTorch reference")
     for path, flag in ((out, "--out"), (md, "--md")):
         if path is not None:
-            check_output_path(path, flag)
+            check_output_path(path, flag, inputs=(*artefacts, baseline, checkpoint, labels, None if data.is_dir() else data), data=data)
     models, skipped = _models(artefacts, baseline, threads, runner)
     for s in skipped:
         _note(f"skipped {s['artefact']}: {s['reason']}")

@@ -1,4 +1,4 @@
-"""Checks every CLI test shares: the one-line error contract of all three commands."""
+"""Checks every CLI test shares: the one-line error contract of every command."""
 
 from __future__ import annotations
 
