@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 import typer
 
-from mvit.cli_support import PlainProgress, quiet_third_party, run_cli
+from mvit.cli_support import PlainProgress, describe_bars, quiet_third_party, run_cli
 from mvit.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, MvitError
 
 from .files import atomic_write_text, check_output_path
@@ -84,16 +84,8 @@ def _progress() -> Iterator[Any]:
     console = Console(stderr=True, highlight=False)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   transient=False, console=console, disable=not console.is_terminal) as progress, \
-            PlainProgress("mvit-bench", lambda: _describe(progress), enabled=not console.is_terminal):
+            PlainProgress("mvit-bench", lambda: describe_bars(progress), enabled=not console.is_terminal):
         yield progress
-
-
-def _describe(progress: Any) -> str:
-    tasks = [t for t in progress.tasks if not t.finished] or progress.tasks
-    if not tasks:
-        return "starting"
-    t = tasks[0]
-    return f"{t.description} ({int(t.completed)} of {int(t.total or 0)})"
 
 
 def _report_paths(out: Path, source: Path | None = None) -> tuple[Path, Path]:
@@ -150,7 +142,7 @@ def run(
 
     torch.set_num_threads(threads)
     with _progress() as progress:
-        outcome = run_benchmarks(plan, log=lambda line: progress.console.print(line, markup=False, highlight=False, soft_wrap=True),
+        outcome = run_benchmarks(plan, log=lambda line: progress.console.print(f"note: {line}", markup=False, highlight=False, soft_wrap=True),
                                  progress=progress)
     if not outcome.document["results"]:
         _fail("no row could run here: " + "; ".join(outcome.skipped + outcome.failed), EXIT_FAILED)

@@ -188,6 +188,8 @@ def _owner_of(option: str) -> str:
 def _result_line(result, human_size) -> str:
     report = result.report or {}
     detail = f" ({'; '.join(report['failed'])})" if report.get("failed") else ""
+    reason = (report.get("verification") or {}).get("reason")
+    detail += f" ({reason})" if result.verdict == "not-verified" and reason else ""  # why the exit code is 1
     by = f" by {report['verified_by']}" if report.get("verified_by") else ""
     n_warn = len(report.get("warnings", []))
     warn = f"  [{n_warn} warning(s) in {result.report_path.name}]" if n_warn else ""

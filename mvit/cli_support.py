@@ -121,7 +121,7 @@ class PlainProgress:
         self._started = 0.0
 
     def __enter__(self) -> PlainProgress:
-        if self.enabled:
+        if self.enabled and _stderr_is_a_file():
             self._started = time.monotonic()
             self._thread = threading.Thread(target=self._run, name="mvit-progress", daemon=True)
             self._thread.start()
@@ -141,10 +141,29 @@ class PlainProgress:
                 return
 
 
+def describe_bars(progress: Any) -> str:
+    """What a rich Progress shows, as one plain phrase: the first unfinished task and its count."""
+    tasks = [t for t in progress.tasks if not t.finished] or list(progress.tasks)
+    if not tasks:
+        return "starting"
+    task = tasks[0]
+    return f"{task.description} ({int(task.completed)} of {int(task.total or 0)})"
+
+
 def _stderr_is_terminal() -> bool:
     try:
         return sys.stderr.isatty()
     except (AttributeError, ValueError):
+        return False
+
+
+def _stderr_is_a_file() -> bool:
+    """A log file, a pipe or a terminal has a descriptor; a caller's in-memory capture (a library
+    user's redirect, a test) does not, and gets no progress lines mixed into what it collects."""
+    try:
+        sys.stderr.fileno()
+        return True
+    except (AttributeError, ValueError, OSError):
         return False
 
 

@@ -141,7 +141,7 @@ def private_copy(path: Path) -> Iterator[Path]:
     """A copy of the artefact folder `path`, under its own name, in a private temporary folder (a
     file is read where it is: nothing it is read with writes to it). Symlinks are copied as links."""
     path = Path(path)
-    if not path.is_dir() or path.is_symlink():
+    if not path.is_dir():
         yield path
         return
     folder = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX))

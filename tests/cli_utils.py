@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 
@@ -30,3 +31,12 @@ def run_main(capsys, main, *args: str) -> tuple[int, str, str]:
         main(list(args))
     out, err = capsys.readouterr()
     return exc.value.code, out, err
+
+
+# mvit's own lines besides the one `error:` line: notes, and the plain progress lines printed where
+# stderr is not a terminal (mvit.cli_support.PlainProgress).
+OWN_LINE = re.compile(r"^(note: |mvit-(export|verify|bench|eval): .* elapsed\)$)")
+
+
+def own_lines_only(err: str) -> bool:
+    return all(OWN_LINE.match(line) for line in err.splitlines() if line.strip())

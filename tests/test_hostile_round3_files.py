@@ -295,7 +295,7 @@ CASES = [
          _images("imgs"), 2, ("--calibration", "fp16", "--images"), absent=("out/*",)),
     Case("export-int8-without-calibration-exits-1", SILENT_CALIBRATION,
          "mvit-export --checkpoint ck.safetensors --image-size 64 --target onnx --precision int8 --out out",
-         _trained, 1, ("not-verified",), changes=("out/*",)),
+         _trained, 1, ("not-verified", "--calibration DIR"), changes=("out/*",)),
     # messages
     Case("verify-images-class-folders", MESSAGES, f"mvit-verify {ONNX} --checkpoint ck.safetensors --images val",
          _all(_trained, _images("val/cat", 1), _images("val/dog", 1)), 0, (" pass ",), check=_verify_images_judged,
