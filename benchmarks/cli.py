@@ -7,17 +7,19 @@ stderr; exit 0 ok, 1 a significant regression (or a benchmark row that crashed),
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
-from mvit.cli_support import quiet_third_party, run_cli
+from mvit.cli_support import PlainProgress, describe_bars, quiet_third_party, run_cli
 from mvit.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, MvitError
 
 from .files import atomic_write_text, check_output_path
@@ -72,11 +74,18 @@ def _split(values: list[str]) -> list[str]:
     return [v.strip() for item in values for v in item.split(",") if v.strip()]
 
 
-def _progress():
+@contextlib.contextmanager
+def _progress() -> Iterator[Any]:
+    """rich's bars on stderr when it is a terminal, else plain lines there: stdout carries only
+    results, so `mvit-bench ... > file` gets no bar in the file."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    transient=False)
+    console = Console(stderr=True, highlight=False)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  transient=False, console=console, disable=not console.is_terminal) as progress, \
+            PlainProgress("mvit-bench", lambda: describe_bars(progress), enabled=not console.is_terminal):
+        yield progress
 
 
 def _report_paths(out: Path, source: Path | None = None) -> tuple[Path, Path]:
@@ -101,7 +110,8 @@ def run(
     warmups: int = typer.Option(10, min=0),
     runs: int = typer.Option(100, min=1),
     out: Path = typer.Option(Path("bench-results.json"), "--out", "-o", help="Results JSON (schema v1)."),
-    artefact_dir: Path = typer.Option(Path("bench-artefacts"), help="Where exported artefacts are written."),
+    artefact_dir: Optional[Path] = typer.Option(None, help="Keep the exported artefacts here (default: a temporary "
+                                                "folder, removed when the run ends)."),
     report: bool = typer.Option(True, help="Also write <out>.md and <out>.png."),
     reuse_artefacts: bool = typer.Option(False, help="Reuse artefacts in --artefact-dir whose metadata match "
                                          "(only when they were built by this same code)."),
@@ -119,6 +129,8 @@ def run(
     bad = [c for c in _split(configs) if c not in ("A", "B")]
     if bad:
         _fail(f"unknown config {bad[0]!r}; use A and/or B")
+    if reuse_artefacts and artefact_dir is None:
+        _fail("--reuse-artefacts needs --artefact-dir DIR: without it the artefacts live in a temporary folder")
     plan = RunPlan(models=_split(models), configs=_split(configs), runtimes=_split(runtimes), image_size=image_size,
                    threads=threads, warmups=warmups, runs=runs, artefact_dir=artefact_dir,
                    reuse_artefacts=reuse_artefacts)
@@ -130,7 +142,8 @@ def run(
 
     torch.set_num_threads(threads)
     with _progress() as progress:
-        outcome = run_benchmarks(plan, log=progress.console.print, progress=progress)
+        outcome = run_benchmarks(plan, log=lambda line: progress.console.print(f"note: {line}", markup=False, highlight=False, soft_wrap=True),
+                                 progress=progress)
     if not outcome.document["results"]:
         _fail("no row could run here: " + "; ".join(outcome.skipped + outcome.failed), EXIT_FAILED)
     write_results(out, outcome.document)
@@ -179,7 +192,7 @@ def compare(
 
     _finite(threshold, "--threshold")
     if out:
-        check_output_path(out)
+        check_output_path(out, inputs=(base, candidate))
     base_doc, cand_doc = load_results(base), load_results(candidate)
     rows, notes = compare_documents(base_doc, cand_doc, threshold=threshold)
     text = comparison_markdown(rows, title=f"{candidate} vs {base}", threshold=threshold, notes=notes,
@@ -214,7 +227,7 @@ def ab(
         if not path.exists():
             _fail(f"{path}: no such artefact; pass the path of an exported .onnx or .tflite file")
     if out:
-        check_output_path(out)
+        check_output_path(out, inputs=(base, candidate))
     with _progress() as progress:  # a RuntimeUnavailable names the file and is bad input (exit 2)
         task = progress.add_task(f"{base.name} vs {candidate.name}", total=warmups + runs)
         outcome = run_ab(base, candidate, threads=threads, warmups=warmups, runs=runs,
@@ -248,7 +261,7 @@ def profile(
 
     paths = (out.with_suffix(".json"), out.with_suffix(".md")) if out else ()
     for path in paths:
-        check_output_path(path)
+        check_output_path(path, inputs=(artefact,))
     result = profile_artefact(artefact, threads=threads, warmups=warmups, runs=runs, image_size=image_size)
     text = profile_markdown(result)
     typer.echo(text)

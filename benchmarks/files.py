@@ -9,7 +9,7 @@ starts with a dot so a folder listing (and `find_artefact`) skips a leftover.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -21,9 +21,30 @@ class OutputPathError(MvitError):
     """An output path that cannot be written (a folder, or under a file); one line, exit 2."""
 
 
-def check_output_path(path: Path | str, what: str = "--out") -> Path:
-    """Refuse, before any work is done, an output path that cannot become a file."""
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def check_not_an_input(path: Path, what: str, inputs: Iterable[Path | None] = (), data: Path | None = None) -> None:
+    """Refuse an output path that would overwrite what the command reads: one of `inputs` (or a file
+    inside one, such as an .mlpackage), or a file already in the `data` folder (a CSV, an image)."""
+    for given in (Path(i) for i in inputs if i is not None):
+        inside = given.is_dir() and path.resolve().is_relative_to(given.resolve())
+        if _same_file(path, given) or inside:
+            raise OutputPathError(f"{what} {path} is {'inside ' if inside else ''}{given}, which this command reads; "
+                                  "writing there would destroy it: name a new file")
+    if data is not None and data.is_dir() and path.exists() and path.resolve().is_relative_to(data.resolve()):
+        raise OutputPathError(f"{what} {path} is a file of the dataset {data}; writing there would destroy it: "
+                              "name a file outside the dataset")
+
+
+def check_output_path(path: Path | str, what: str = "--out", inputs: Iterable[Path | None] = (), data: Path | None = None) -> Path:
+    """Refuse, before any work is done, an output path that cannot become a file or would overwrite an input."""
     path = Path(path)
+    check_not_an_input(path, what, inputs, data)
     if path.is_dir():
         raise OutputPathError(f"{what} {path} is a folder; pass a file path")
     for parent in path.parents:

@@ -10,7 +10,9 @@ after one large allocation has warmed the heap (runtimes.py, timing.py).
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import gc
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -102,7 +104,7 @@ class RunPlan:
     warmups: int = 10
     runs: int = 100
     precision: str = "fp32"
-    artefact_dir: Path = Path("bench-artefacts")
+    artefact_dir: Path | None = None  # None: a temporary folder, removed when the run ends
     measure_gemm: bool = True
     reuse_artefacts: bool = False
 
@@ -128,6 +130,10 @@ class RunOutcome:
 def run_benchmarks(plan: RunPlan, log: Callable[[str], None] = print, progress=None) -> RunOutcome:
     """Run every row of `plan`. `progress` is a rich Progress (or None); `log` gets one line per
     skipped or failed row."""
+    if plan.artefact_dir is None:  # artefacts are a means here, not a result: nothing left in the current folder
+        with tempfile.TemporaryDirectory(prefix=".mvit-bench-") as scratch:
+            return run_benchmarks(dataclasses.replace(plan, artefact_dir=Path(scratch)), log, progress)
+    artefact_dir = plan.artefact_dir
     rows = plan.rows()
     available, skipped, failed = {}, [], []
     for runtime in dict.fromkeys(r for _, r in rows):
@@ -156,7 +162,7 @@ def run_benchmarks(plan: RunPlan, log: Callable[[str], None] = print, progress=N
             x = example_input(model)
             artefact = None
             if runtime != "pytorch":
-                artefact = build_artefact(model, runtime, plan.artefact_dir / runtime, plan.precision,
+                artefact = build_artefact(model, runtime, artefact_dir / runtime, plan.precision,
                                           reuse=plan.reuse_artefacts)
             with PeakRss() as rss:  # after the export: the row reports the runtime's memory
                 if runtime == "pytorch":

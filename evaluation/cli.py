@@ -7,11 +7,13 @@ the file and the problem), 130 interrupted, 3 a bug.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
-from mvit.cli_support import native_chatter_filtered, quiet_third_party, run_cli
+from mvit.cli_support import PlainProgress, describe_bars, native_chatter_filtered, quiet_third_party, run_cli
 
 quiet_third_party()  # before torch and the runtimes are imported: their C++ loggers read it once
 
@@ -34,9 +36,13 @@ def _note(message: str) -> None:
     _err.print(f"note: {message}", markup=False, soft_wrap=True)
 
 
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=_err, transient=True, disable=not _err.is_terminal)
+@contextlib.contextmanager
+def _progress() -> Iterator[Progress]:
+    """A bar on a terminal; elsewhere (CI logs, pipes) a plain line on stderr now and then."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=_err, transient=True, disable=not _err.is_terminal) as progress, \
+            PlainProgress("mvit-eval", lambda: describe_bars(progress), enabled=not _err.is_terminal):
+        yield progress
 
 
 def _models(artefacts: list[Path], baseline: Path | None, threads: int, runner: str = "auto"):
@@ -141,7 +147,7 @@ def evaluate(
         raise EvalError("nothing to score: name artefacts, or --model / --checkpoint for the PyTorch reference")
     for path, flag in ((out, "--out"), (md, "--md")):
         if path is not None:
-            check_output_path(path, flag)
+            check_output_path(path, flag, inputs=(*artefacts, baseline, checkpoint, labels, None if data.is_dir() else data), data=data)
     models, skipped = _models(artefacts, baseline, threads, runner)
     for s in skipped:
         _note(f"skipped {s['artefact']}: {s['reason']}")

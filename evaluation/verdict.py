@@ -110,7 +110,7 @@ def check_same_target(variant: Path, baseline: Path) -> None:
 
     a, b = target_for_path(Path(variant)), target_for_path(Path(baseline))
     if a != b:
-        raise VerdictError(f"{variant} is a {a} artefact but --baseline {baseline} is {b}; "
+        raise VerdictError(f"{variant} is an artefact of target {a} but --baseline {baseline} is one of {b}; "
                            "compare variants of one target with that target's fp32 artefact")
 
 

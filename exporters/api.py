@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +21,8 @@ from torch import nn
 
 from mvit import __version__
 from mvit.cli_support import native_chatter_filtered
-from mvit.errors import one_line
-from mvit.files import clean_stale_staging, normal_modes, publish, staging_dir, write_json_atomic
+from mvit.errors import MvitError, one_line
+from mvit.files import check_replaceable, clean_stale_staging, normal_modes, private_copy, publish, staging_dir, write_json_atomic
 from mvit.models import fuse_batchnorm
 from mvit.models.registry import get_spec
 
@@ -189,6 +190,7 @@ def export_model(
     request.calibration, judged = quant.calibration, quant.judged or None
     request.metadata.update(quant.metadata)
     final = out_dir / (artefact_stem(resolved, precision, opts) + export_target.suffix)
+    check_replaceable(*final_names(final))  # before the conversion: a folder in the way is said at once
 
     with staging_dir(out_dir) as staging:
         staged = staging / final.name
@@ -237,6 +239,21 @@ def export_model(
     return ExportResult(final, target, report, report_path, list(resolved.notes))
 
 
+def _input_description(request: ExportRequest) -> dict[str, Any]:
+    """The artefact's input as an app feeds it: the traced module takes NCHW, a --nhwc file takes NHWC."""
+    n, c, h, w = request.input_shape
+    if request.channels_last_input:
+        return {"name": "image", "shape": [n, h, w, c], "layout": "NHWC"}
+    return {"name": "image", "shape": [n, c, h, w], "layout": "NCHW"}
+
+
+def final_names(final: Path) -> tuple[Path, ...]:
+    """Every name an export of `final` publishes or replaces: the artefact, its report, an earlier
+    mvit-verify report and the raw-detection anchors."""
+    return (final, report_path_for(final), final.with_name(final.name + ".verify.json"),
+            final.with_name(final.name + ".anchors.npy"))
+
+
 def _request(resolved: ResolvedModel, built: BuiltModule, precision: str, opts: ExportOptions,
              export_target: ExportTarget) -> ExportRequest:
     in_graph = _in_graph(export_target, opts)
@@ -271,7 +288,7 @@ def _export_report(final: Path, staged: Path, target: str, resolved: ResolvedMod
         "artefact": final.name, "target": target, "model": resolved.name, "task": resolved.task,
         "config": resolved.config, "precision": precision, "image_size": resolved.image_size,
         "weights": resolved.weights, "size_bytes": artefact_size_bytes(staged), "sha256": artefact_sha256(staged),
-        "input": {"name": "image", "shape": list(request.input_shape), "layout": "NHWC" if request.channels_last_input else "NCHW"},
+        "input": _input_description(request),
         "output_names": json.loads(request.metadata["output_names"]), "preprocess": request.preprocess,
         "preprocess_summary": describe_preprocess(resolved.preprocess), "assumptions": list(resolved.notes),
         "labels_count": len(resolved.labels), "export_options": opts.as_dict(), "image_size_check": size_info, **graph,
@@ -307,7 +324,7 @@ def _artefact_metadata(path: Path, target_name: str, export_target: ExportTarget
     except ExportError:
         raise
     except Exception as exc:
-        raise ExportError(f"cannot read {path} as a {target_name} artefact: {exc.__class__.__name__}: {one_line(exc)}") from None
+        raise ExportError(f"cannot read {path} as an artefact of target {target_name}: {exc.__class__.__name__}: {one_line(exc)}") from None
     try:
         opts = json.loads(meta.get("export_options", "{}"))
         pre = json.loads(meta["preprocess"])
@@ -324,7 +341,7 @@ def _artefact_metadata(path: Path, target_name: str, export_target: ExportTarget
     unknown = set(opts) - KNOWN_OPTIONS
     if unknown or precision not in quantize.PRECISIONS or pre.get("channel_order", "RGB") not in ("RGB", "BGR"):
         raise ExportError(f"{path} has malformed mvit metadata (options {sorted(unknown)}, precision {precision!r}); re-export it")
-    return {"opts": opts, "pre": pre, "size": size, "precision": precision,
+    return {"opts": opts, "pre": pre, "size": size, "precision": precision, "weights": str(meta.get("weights", "")),
             "model": str(meta.get("model", "")), "config": str(meta.get("config", "A"))}
 
 
@@ -349,10 +366,31 @@ def verify_artefact(
     path = Path(path)
     if not path.exists():
         raise ExportError(f"artefact {path} does not exist")
+    target_for_path(path)
+    if write:
+        check_replaceable(path.with_name(path.name + ".verify.json"))
+    # Verification only reads: readers that tidy what they open (coremltools rewrites a package's
+    # Manifest.json) get a private copy, so the artefact's bytes and times stay as they were.
+    with private_copy(path) as readable:
+        try:
+            report = _verify_readable(readable, model_name, checkpoint=checkpoint, config=config, labels=labels,
+                                      verifier=verifier, images=images)
+        except MvitError as exc:
+            exc.args = tuple(a.replace(str(readable), str(path)) if isinstance(a, str) else a for a in exc.args)
+            raise
+    if write:
+        write_json_atomic(path.with_name(path.name + ".verify.json"), report)
+    return report
+
+
+def _verify_readable(path: Path, model_name: str | None, *, checkpoint: Path | None, config: str | None, labels: Path | None,
+                     verifier: str, images: Path | None) -> dict[str, Any]:
+    """verify_artefact on a copy of the artefact that has its name (messages and reports name it)."""
     target_name = target_for_path(path)
     export_target = get_target(target_name)
     check_verifier(export_target, verifier)
     meta = _artefact_metadata(path, target_name, export_target)
+    _check_weights_given(path, meta["weights"], checkpoint)
     if model_name is None:
         model_name = _registered_model_of(path, meta["model"], checkpoint)
     from . import multisize  # a multi-size artefact: every recorded function / size / signature at its size
@@ -360,7 +398,7 @@ def verify_artefact(
     recorded = multisize.recorded_entries(export_target.read_metadata(path))
     if recorded is not None:
         return multisize.verify_recorded(path, export_target, recorded, meta, model_name, checkpoint=checkpoint, config=config,
-                                         labels=labels, write=write, verifier=verifier)
+                                         labels=labels, write=False, verifier=verifier)
     pre = meta["pre"]
     # Without a checkpoint the recorded config rebuilds the same random-weight model; with one,
     # the checkpoint says (and a mismatch with the artefact shows up as failed checks).
@@ -380,7 +418,8 @@ def verify_artefact(
     except ExportError:
         raise
     except Exception as exc:
-        raise ExportError(f"cannot run {path}: {exc.__class__.__name__}: {one_line(exc)}; re-export it") from None
+        raise ExportError(f"cannot run {path} beside {resolved.name} with weights {resolved.weights}: {exc.__class__.__name__}: "
+                          f"{one_line(exc)}; pass the --model and --checkpoint it was exported from") from None
     failed = [c for c in checks + verification.get("checks", []) if not c["passed"]]
     report = {
         "artefact": path.name, "target": target_name, "model": resolved.name, "weights": resolved.weights,
@@ -389,9 +428,17 @@ def verify_artefact(
         "verdict": "fail" if failed else verification.get("verdict", "not-verified"),
         "verified_by": verification.get("verified_by"),
     }
-    if write:
-        write_json_atomic(path.with_name(path.name + ".verify.json"), report)
     return report
+
+
+def _check_weights_given(path: Path, recorded: str, checkpoint: Path | None) -> None:
+    """An export of trained weights judged against the seeded random ones would fail for no fault of the artefact."""
+    from .resolve import RANDOM_WEIGHTS_SEED
+
+    trained = recorded and recorded != f"random (seed {RANDOM_WEIGHTS_SEED})" and not recorded.startswith("from factory ")
+    if checkpoint is None and trained:
+        raise ExportError(f"{path} was exported from the weights {recorded!r}; pass them as --checkpoint to verify it "
+                          "(without --checkpoint mvit-verify can only rebuild random weights)")
 
 
 def _triple(value: Any) -> tuple[float, float, float] | None:
@@ -424,6 +471,20 @@ def harness_models_dir() -> Path:
         if (root / "ios_harness").is_dir():
             return root / "ios_harness" / "App" / "Models"
     raise ExportError("no ios_harness/ folder found; run from the mvit checkout to use --into-harness")
+
+
+def check_harness_writable() -> Path:
+    """ios_harness/App/Models/, checked before an export starts: a copy that cannot land there is
+    said at once, not after minutes of conversion and verification."""
+    dest_dir = harness_models_dir()
+    for folder in (dest_dir, *dest_dir.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise ExportError(f"--into-harness: {folder} is a file, not a folder; move it away to copy into {dest_dir}")
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise ExportError(f"--into-harness: no permission to write in {folder}")
+            return dest_dir
+    return dest_dir
 
 
 def copy_into_harness(artefact: Path) -> Path:

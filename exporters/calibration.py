@@ -8,6 +8,7 @@ activation ranges, the user's own images set the right ones.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,19 +27,28 @@ DEFAULT_WARNING = ("int8 calibrated on the 3 verification photos (no --calibrati
                    "a folder of your own images gives better activation scales")
 
 
-def image_files(directory: Path) -> list[Path]:
-    """The image files of a --calibration / --images folder by name; an error when there are none."""
+def image_files(directory: Path, flag: str = "--calibration") -> list[Path]:
+    """The image files of a --calibration / --images folder, its class sub-folders included (a
+    classification val/ folder as it is); an error when there are none. Taken in turn from each
+    folder, so the first images of a limited read cover every class, not only the first."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise ExportError(f"--calibration {directory} is not a folder; give a folder of images (.png, .jpg, ...)")
+        raise ExportError(f"{flag} {directory} is not a folder; give a folder of images (.png, .jpg, ...), "
+                          "or of class folders of images")
+    by_folder: list[list[Path]] = []
     try:
-        files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        for root, dirs, names in os.walk(directory):  # symlinked folders are not followed
+            dirs.sort()
+            files = sorted(Path(root) / n for n in names if Path(n).suffix.lower() in IMAGE_SUFFIXES)
+            files = [p for p in files if p.is_file()]
+            if files:
+                by_folder.append(files)
     except OSError as exc:
-        raise ExportError(f"cannot read --calibration {directory}: {exc.strerror or exc}") from None
-    if not files:
-        raise ExportError(f"--calibration {directory} holds no images ({', '.join(IMAGE_SUFFIXES)}); "
+        raise ExportError(f"cannot read {flag} {directory}: {exc.strerror or exc}") from None
+    if not by_folder:
+        raise ExportError(f"{flag} {directory} holds no images ({', '.join(IMAGE_SUFFIXES)}), directly or in class folders; "
                           "add some photos like the ones the model will see")
-    return files
+    return [files[i] for i in range(max(map(len, by_folder))) for files in by_folder if i < len(files)]
 
 
 def read_upright_rgb(path: Path) -> np.ndarray:
@@ -49,15 +59,16 @@ def read_upright_rgb(path: Path) -> np.ndarray:
         return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
 
 
-def read_images(directory: Path, resize_shortest: int, crop: int, limit: int = MAX_IMAGES) -> np.ndarray:
-    """The first `limit` images of `directory` by name, as float32 [N, 3, crop, crop] RGB pixels 0..255."""
-    files = image_files(directory)
+def read_images(directory: Path, resize_shortest: int, crop: int, limit: int = MAX_IMAGES,
+                flag: str = "--calibration") -> np.ndarray:
+    """The first `limit` images of `directory` (image_files' order), as float32 [N, 3, crop, crop] RGB pixels 0..255."""
+    files = image_files(directory, flag)
     out = []
     for path in files[:limit]:
         try:
             rgb = read_upright_rgb(path)
         except UNREADABLE_IMAGE as exc:
-            raise ExportError(f"cannot read calibration image {path}: {exc.__class__.__name__}; "
+            raise ExportError(f"cannot read {flag} image {path}: {exc.__class__.__name__}; "
                               "remove it or replace it with a readable image") from None
         out.append(to_nchw(resize_and_crop(rgb, resize_shortest, crop))[0])
     return np.stack(out)

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any, Optional
 
-from mvit.cli_support import fail, quiet_third_party, run_cli
+from mvit.cli_support import PlainProgress, fail, quiet_third_party, run_cli
 
 quiet_third_party()  # before torch and the converters are imported: their C++ loggers read it once
 
@@ -109,8 +109,13 @@ def export(
         return fail(f"--verifier {verifier} applies to CoreML exports only (got --target {target})")
     if into_harness and not any(t.harness_ready for t in targets):
         return fail("--into-harness needs --target coreml (or all)")
+    if into_harness:
+        api.check_harness_writable()
     for t in targets:  # e.g. a palette for ONNX: said once, before anything is built
         quantize.check_precision(precision, t)
+    if calibration is not None and precision in quantize.FLOAT_PRECISIONS:
+        return fail(f"--calibration applies to quantised precisions ({', '.join(quantize.QUANTISED)}); an {precision} export "
+                    "has nothing to calibrate: drop --calibration, or judge it on your images with mvit-verify ARTEFACT --images DIR")
     if calibration is not None:
         image_files(calibration)
     options: dict[str, Any] = dict(mask=mask, raw_detection=raw_detection, raw_input=raw_input, nhwc=nhwc, dynamic_batch=dynamic_batch,
@@ -133,12 +138,15 @@ def export(
     code = 0
     lines: list[str] = []
     notes: list[str] = list(prepared.resolved.notes)
+    step = ["exporting"]
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=_err, transient=True, disable=not _err.is_terminal) as progress:
+                  TimeElapsedColumn(), console=_err, transient=True, disable=not _err.is_terminal) as progress, \
+            PlainProgress("mvit-export", lambda: step[0], enabled=not _err.is_terminal):
         bar = progress.add_task("exporting", total=len(targets))
-        for export_target in targets:
+        for i, export_target in enumerate(targets, start=1):
             name = export_target.name
-            progress.update(bar, description=f"{name}: export{' + verify' if not no_verify else ''}")
+            step[0] = f"{name}: export{' + verify' if not no_verify else ''} ({i} of {len(targets)})"
+            progress.update(bar, description=step[0])
             try:
                 result = api.export_model(model, name, out, precision=precision, verify=not no_verify,
                                           verifier=verifier_for[name], prepared=prepared, calibration=calibration, **options)
@@ -153,7 +161,7 @@ def export(
                 continue
             finally:
                 progress.advance(bar)
-            if result.verdict == "fail":
+            if not no_verify and result.verdict != "pass":  # one rule with mvit-verify: short of a pass is exit 1
                 code = max(code, EXIT_FAILED)
     print_results(lines, model, checkpoint, notes)
     return code
@@ -180,6 +188,8 @@ def _owner_of(option: str) -> str:
 def _result_line(result, human_size) -> str:
     report = result.report or {}
     detail = f" ({'; '.join(report['failed'])})" if report.get("failed") else ""
+    reason = (report.get("verification") or {}).get("reason")
+    detail += f" ({reason})" if result.verdict == "not-verified" and reason else ""  # why the exit code is 1
     by = f" by {report['verified_by']}" if report.get("verified_by") else ""
     n_warn = len(report.get("warnings", []))
     warn = f"  [{n_warn} warning(s) in {result.report_path.name}]" if n_warn else ""
@@ -201,8 +211,9 @@ def verify(
 ) -> int:
     from . import api
 
-    report = api.verify_artefact(path, model, checkpoint=checkpoint, config=config, labels=labels, verifier=verifier,
-                                 images=images)
+    with PlainProgress("mvit-verify", lambda: f"verifying {path.name}"):
+        report = api.verify_artefact(path, model, checkpoint=checkpoint, config=config, labels=labels, verifier=verifier,
+                                     images=images)
     detail = f" ({'; '.join(report['failed'])})" if report.get("failed") else ""
     reason = report.get("verification", {}).get("reason")
     detail += f" ({reason})" if report["verdict"] == "not-verified" and reason else ""

@@ -24,7 +24,7 @@ from typing import Any
 
 from mvit.cli_support import native_chatter_filtered
 from mvit.errors import EXIT_FAILED, MvitError, one_line
-from mvit.files import normal_modes, publish, staging_dir, write_json_atomic
+from mvit.files import check_replaceable, normal_modes, publish, staging_dir, write_json_atomic
 
 from .base import ExportError, ExportTarget, Runner
 from .report import REPORT_SCHEMA, report_path_for
@@ -203,6 +203,7 @@ def _export_group(entries: list[SizedExport], export_target: ExportTarget, out_d
 
     target = export_target.name
     final = out_dir / (artefact_stem(entries, target, precision, form) + export_target.suffix)
+    check_replaceable(*api.final_names(final))
     with staging_dir(out_dir) as staging:
         staged = staging / final.name
         extra: dict[str, Any] = {}
@@ -369,7 +370,7 @@ def cli_export(model: str | None, targets: list[str], out: Path, *, sizes: list[
                labels: Path | None, into_harness: bool, **options: Any) -> int:
     """`mvit-export --image-size 256,320 [--config A,B]`: one artefact per target (ONNX: per config)."""
 
-    from mvit.cli_support import fail
+    from mvit.cli_support import PlainProgress, fail
 
     from . import api
     from .cli import _human_size, _result_line, print_results
@@ -381,20 +382,24 @@ def cli_export(model: str | None, targets: list[str], out: Path, *, sizes: list[
     entries = prepare(model, targets, sizes=sizes, configs=configs, coreml_shapes=coreml_shapes, checkpoint=checkpoint,
                       labels=labels, **options)
     code, lines = 0, []
-    for target in targets:
-        try:
-            results = export(entries, target, out, precision=precision, verify=verify, verifier=verifier_for[target],
-                             coreml_shapes=coreml_shapes if coreml_shapes in get_target(target).multisize_forms else None)
-        except MvitError as exc:
-            code = max(code, fail(one_line(exc), exc.exit_code))
-            continue
-        for result in results:
-            per = ", ".join(f"{e['name']} {e['verdict']}" for e in (result.report or {}).get("per_size", []))
-            lines.append(_result_line(result, _human_size) + (f"  [{per}]" if per else ""))
-            if into_harness and get_target(target).harness_ready:
-                lines.append(f"copied {result.path.name} -> {api.copy_into_harness(result.path)}")
-            if result.verdict == "fail":
-                code = max(code, EXIT_FAILED)
+    step = [""]
+    with PlainProgress("mvit-export", lambda: step[0]):
+        for i, target in enumerate(targets, start=1):
+            step[0] = (f"{target}: export{' + verify' if verify else ''} of {len(entries)} sizes/configs in one artefact "
+                       f"({i} of {len(targets)})")
+            try:
+                results = export(entries, target, out, precision=precision, verify=verify, verifier=verifier_for[target],
+                                 coreml_shapes=coreml_shapes if coreml_shapes in get_target(target).multisize_forms else None)
+            except MvitError as exc:
+                code = max(code, fail(one_line(exc), exc.exit_code))
+                continue
+            for result in results:
+                per = ", ".join(f"{e['name']} {e['verdict']}" for e in (result.report or {}).get("per_size", []))
+                lines.append(_result_line(result, _human_size) + (f"  [{per}]" if per else ""))
+                if into_harness and get_target(target).harness_ready:
+                    lines.append(f"copied {result.path.name} -> {api.copy_into_harness(result.path)}")
+                if verify and result.verdict != "pass":  # one rule with mvit-verify: short of a pass is exit 1
+                    code = max(code, EXIT_FAILED)
     print_results(lines, model, checkpoint, list(entries[0].prepared.resolved.notes))
     return code
 

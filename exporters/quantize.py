@@ -110,7 +110,7 @@ def judged_images(directory: Path | None, resize_shortest: int, crop: int) -> li
     """mvit-verify --images DIR: the user's images to judge a quantised artefact on."""
     if directory is None:
         return []
-    return as_samples(read_images(directory, resize_shortest, crop, limit=MAX_JUDGED_IMAGES), prefix="image")
+    return as_samples(read_images(directory, resize_shortest, crop, limit=MAX_JUDGED_IMAGES, flag="--images"), prefix="image")
 
 
 def judge_quantised(result: dict[str, Any], precision: str, weights: str) -> dict[str, Any]:

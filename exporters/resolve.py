@@ -8,8 +8,12 @@ the CLI prints it with the flags that override it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
+import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -53,20 +57,37 @@ def describe_preprocess(spec: PreprocessSpec) -> str:
     return f"{spec.channel_order}, ({scale} - [{fmt(spec.mean)}]) / [{fmt(spec.std)}]"
 
 
+@contextlib.contextmanager
+def _current_folder_importable() -> Iterator[None]:
+    """`mynet.py` in the folder the command runs in imports as `mynet`, as `python -m` would find it;
+    last on the path, so it never shadows an installed package."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.append(cwd)
+    try:
+        yield
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
 def load_factory(ref: str) -> nn.Module:
     """Import and call a user's `pkg.module:factory`. Only ever called with a name the user typed
     on the command line or passed in code, never with one read from a file."""
     module_name, _, attr = ref.partition(":")
     if not module_name or not attr:
         raise ExportError(f"--model {ref!r} is not 'pkg.module:function'")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ExportError(f"cannot load model factory {ref!r} ({exc}); give an importable 'pkg.module:function'") from None
-    try:
-        net = factory()
-    except Exception as exc:
-        raise ExportError(f"model factory {ref!r} failed: {exc.__class__.__name__}: {exc}") from None
+    with _current_folder_importable():
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ExportError(f"cannot load model factory {ref!r} ({exc}); give an importable 'pkg.module:function' "
+                              "(from the current folder, or installed, or on PYTHONPATH)") from None
+        try:
+            net = factory()
+        except Exception as exc:
+            raise ExportError(f"model factory {ref!r} failed: {exc.__class__.__name__}: {exc}") from None
     if not isinstance(net, nn.Module):
         raise ExportError(f"model factory {ref!r} returned {type(net).__name__}, not a torch nn.Module")
     return net.eval()

@@ -87,7 +87,17 @@ def get_spec(name: str) -> ModelSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; known models: {', '.join(list_models())}") from None
+        raise KeyError(f"unknown model {name!r}; known models: {known_models_short()}") from None
+
+
+def known_models_short() -> str:
+    """Every registered name, sizes of one family together ('mobilevit_s/xs/xxs'), short enough for
+    the one error line (a flat list of 16 names would be cut)."""
+    families: dict[str, list[str]] = {}
+    for model in list_models():
+        family, _, size = model.rpartition("_")
+        families.setdefault(family, []).append(size)
+    return ", ".join(f"{family}_{'/'.join(sizes)}" for family, sizes in families.items())
 
 
 def create_model(name: str, config: str | tuple[int, int, int] = "A", num_classes: int | None = None) -> nn.Module:

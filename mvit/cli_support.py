@@ -1,4 +1,4 @@
-"""What all three commands (mvit-export, mvit-verify, mvit-bench) do the same way.
+"""What every command (mvit-export, mvit-verify, mvit-bench, mvit-eval) does the same way.
 
 - bad input: one `error: ...` line on stderr and exit 2, never a traceback;
 - Ctrl-C or SIGTERM: one `error: interrupted ...` line and exit 130, after cleanup ran;
@@ -16,8 +16,10 @@ import re
 import signal
 import sys
 import tempfile
+import threading
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, MvitError, one_line
@@ -99,6 +101,78 @@ def native_chatter_filtered() -> Iterator[None]:
             kept = b"".join(line for line in sink if not _NATIVE_CHATTER.match(line))
             if kept:
                 os.write(2, kept)
+
+
+PROGRESS_SECONDS_ENV = "MVIT_PROGRESS_SECONDS"
+_PROGRESS_SECONDS = 30.0
+
+
+class PlainProgress:
+    """Progress where stderr is not a terminal (CI logs, pipes), where a bar cannot be drawn: every
+    MVIT_PROGRESS_SECONDS (default 30) one line on stderr saying what runs and for how long. Work
+    that ends sooner prints nothing, and stdout never gets a line, so piped results stay clean."""
+
+    def __init__(self, prog: str, describe: Callable[[], str], enabled: bool | None = None) -> None:
+        self.prog, self.describe = prog, describe
+        self.enabled = (not _stderr_is_terminal()) if enabled is None else enabled
+        self.every = _progress_seconds()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started = 0.0
+
+    def __enter__(self) -> PlainProgress:
+        if self.enabled and _stderr_is_a_file():
+            self._started = time.monotonic()
+            self._thread = threading.Thread(target=self._run, name="mvit-progress", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            elapsed = int(time.monotonic() - self._started)
+            try:
+                print(f"{self.prog}: {self.describe()} ({elapsed // 60}:{elapsed % 60:02d} elapsed)", file=sys.stderr, flush=True)
+            except (OSError, ValueError):  # stderr closed (a pipe whose reader went away): stay quiet
+                return
+
+
+def describe_bars(progress: Any) -> str:
+    """What a rich Progress shows, as one plain phrase: the first unfinished task and its count."""
+    tasks = [t for t in progress.tasks if not t.finished] or list(progress.tasks)
+    if not tasks:
+        return "starting"
+    task = tasks[0]
+    return f"{task.description} ({int(task.completed)} of {int(task.total or 0)})"
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _stderr_is_a_file() -> bool:
+    """A log file, a pipe or a terminal has a descriptor; a caller's in-memory capture (a library
+    user's redirect, a test) does not, and gets no progress lines mixed into what it collects."""
+    try:
+        sys.stderr.fileno()
+        return True
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _progress_seconds() -> float:
+    try:
+        value = float(os.environ.get(PROGRESS_SECONDS_ENV, _PROGRESS_SECONDS))
+    except ValueError:
+        return _PROGRESS_SECONDS
+    return value if value > 0 and value == value else _PROGRESS_SECONDS
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> int:

@@ -17,10 +17,13 @@ import json
 import os
 import shutil
 import signal
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from .errors import MvitError
 
 STAGING_PREFIX = ".mvit-tmp-"
 
@@ -46,6 +49,7 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> Path:
     """Call `write(fh)` on a fresh temp file beside `path` (created exclusively), then rename it
     over `path`: an interrupt, a full disk or a crash leaves the previous file or none."""
     path = Path(path)
+    check_replaceable(path)
     fd, tmp = tempfile.mkstemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", suffix=f"-{path.name}", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -126,6 +130,29 @@ def staging_dir(folder: Path) -> Iterator[Path]:
         remove(path)
 
 
+def _copy_regular_file(src: str, dst: str) -> None:
+    if not stat.S_ISREG(os.lstat(src).st_mode):  # a FIFO or device would block or never end
+        raise PathRefused(f"{src} is not a regular file; an artefact holds only files and folders")
+    shutil.copy2(src, dst)
+
+
+@contextlib.contextmanager
+def private_copy(path: Path) -> Iterator[Path]:
+    """A copy of the artefact folder `path`, under its own name, in a private temporary folder (a
+    file is read where it is: nothing it is read with writes to it). Symlinks are copied as links."""
+    path = Path(path)
+    if not path.is_dir():
+        yield path
+        return
+    folder = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX))
+    try:
+        copy = folder / path.name
+        shutil.copytree(path, copy, symlinks=True, copy_function=_copy_regular_file)
+        yield copy
+    finally:
+        remove(folder)
+
+
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
     """Hold SIGINT/SIGTERM until the block is done (delivered right after)."""
@@ -139,6 +166,23 @@ def _signals_held() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class PathRefused(MvitError):
+    """A path mvit will not replace (a folder of the user's at a final name) or not copy (a FIFO): exit 2."""
+
+
+def check_replaceable(*paths: Path) -> None:
+    """Refuse to replace anything but what mvit writes under a final name: a file (an earlier export,
+    report or results file), a symlink (itself, never its target) or an .mlpackage folder. A folder
+    of the user's that happens to carry the name is never deleted."""
+    for path in map(Path, paths):
+        if not path.is_dir() or path.is_symlink():
+            continue
+        if path.suffix == ".mlpackage" and (path / "Manifest.json").is_file():
+            continue
+        raise PathRefused(f"{path} is a folder mvit did not write, in the way of a file it writes; "
+                               "move it away yourself, or pass another --out")
 
 
 def publish(moves: list[tuple[Path, Path]], also_remove: tuple[Path, ...] = ()) -> None:
@@ -155,6 +199,7 @@ def publish(moves: list[tuple[Path, Path]], also_remove: tuple[Path, ...] = ()) 
         lock = os.open(folder, os.O_RDONLY)  # the folder itself is the lock: no lock file left behind
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            check_replaceable(*also_remove, *(dest for _, dest in moves))
             for stale in also_remove:
                 remove(stale)
             for src, dest in moves:

@@ -1,7 +1,8 @@
-"""Checks every CLI test shares: the one-line error contract of all three commands."""
+"""Checks every CLI test shares: the one-line error contract of every command."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 
@@ -39,3 +40,12 @@ def exit_code(entry, argv: list[str]) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     return 0
+
+
+# mvit's own lines besides the one `error:` line: notes, and the plain progress lines printed where
+# stderr is not a terminal (mvit.cli_support.PlainProgress).
+OWN_LINE = re.compile(r"^(note: |mvit-(export|verify|bench|eval): .* elapsed\)$)")
+
+
+def own_lines_only(err: str) -> bool:
+    return all(OWN_LINE.match(line) for line in err.splitlines() if line.strip())

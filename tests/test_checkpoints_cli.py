@@ -112,12 +112,14 @@ def test_hf_folder_labels_reach_the_coreml_classifier(tmp_path):
 
 
 def test_hf_normalising_processor_is_carried_and_matches_transformers(tmp_path):
-    """A torchvision-style fine-tune (RGB, ImageNet mean/std) described by its preprocessor_config.json:
-    the ONNX artefact fed raw pixels must give transformers' logits for the processor's tensor."""
+    """A torchvision-style fine-tune (RGB, ImageNet mean/std) described by a ViT processor's file (MobileViT's
+    own processor never normalises): the ONNX artefact fed raw pixels must give transformers' logits for
+    the processor's tensor."""
     import onnxruntime as ort
 
     mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-    folder = hf_folder(tmp_path, "classification", do_flip_channel_order=False, do_normalize=True, image_mean=mean, image_std=std)
+    folder = hf_folder(tmp_path, "classification", image_processor_type="ViTImageProcessor", size={"height": SIZE, "width": SIZE},
+                       do_normalize=True, image_mean=mean, image_std=std)
     report, _ = export_ok(tmp_path, folder)
     assert report["preprocess"]["channel_order"] == "RGB"
     assert report["preprocess"]["mean"] == pytest.approx(mean) and report["preprocess"]["std"] == pytest.approx(std)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from cli_utils import stop_and_check_interrupted
+from cli_utils import own_lines_only, stop_and_check_interrupted
 
 # Conversion-heavy: runs in CI; `pytest -m "not slow"` skips it for a quick check.
 pytestmark = pytest.mark.slow
@@ -663,7 +663,7 @@ def test_case(case: Case, inputs: Inputs, tmp_path, monkeypatch, capsys):
     assert code == case.exit, (out, err)
     assert "Traceback" not in out + err
     if case.exit in (0, 1):
-        assert all(line.startswith("note: ") for line in err.splitlines() if line.strip()), err  # no third-party lines
+        assert own_lines_only(err), err  # no third-party lines
         shown = out
     else:
         lines = err.splitlines()
@@ -762,7 +762,7 @@ def test_tflite_export_prints_no_native_log_lines(inputs):
     assert code == 0, err
     assert f"{STEM}.tflite" in out and "pass by litert" in out
     lines = [line for line in err.splitlines() if line.strip()]
-    assert lines and all(line.startswith("note: ") for line in lines), err  # no INFO / absl / oneDNN lines
+    assert lines and own_lines_only(err), err  # no INFO / absl / oneDNN lines
 
 
 def test_claims_2m_classes_refused_within_memory(inputs, tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import CheckpointError
@@ -33,6 +34,44 @@ def _size(value: object, key: str, path: Path) -> int | None:
     return positive_int({key: value}, key, path, default=None, upper=_MAX_SIZE)
 
 
+@dataclass(frozen=True)
+class _ProcessorRules:
+    """What one transformers image processor class does to pixels, whatever else its file holds."""
+
+    flips_channels: bool  # has a do_flip_channel_order step (default on)
+    normalizes: bool  # has a do_normalize step at all
+    normalizes_by_default: bool
+    center_crops: bool  # has a do_center_crop step (default on)
+
+
+# MobileViT's processor (every backend and its older names) rescales, crops and flips RGB to BGR;
+# it has no normalisation step, so image_mean/image_std in its file are never applied, though
+# transformers 5 writes them there. ViT's processor normalises by default and keeps RGB.
+_MOBILEVIT = _ProcessorRules(flips_channels=True, normalizes=False, normalizes_by_default=False, center_crops=True)
+_VIT = _ProcessorRules(flips_channels=False, normalizes=True, normalizes_by_default=True, center_crops=False)
+_PROCESSORS = {
+    **dict.fromkeys(("MobileViTImageProcessor", "MobileViTImageProcessorPil", "MobileViTImageProcessorFast",
+                     "MobileViTFeatureExtractor"), _MOBILEVIT),
+    **dict.fromkeys(("ViTImageProcessor", "ViTImageProcessorPil", "ViTImageProcessorFast", "ViTFeatureExtractor"), _VIT),
+}
+SUPPORTED_PROCESSORS = tuple(_PROCESSORS)
+
+
+def _processor_rules(pp: dict, path: Path) -> _ProcessorRules:
+    """The class transformers' AutoImageProcessor would build from this file; without a class name it
+    falls back to the model type's own processor, MobileViT's for mobilevit and mobilevitv2."""
+    name = pp.get("image_processor_type", pp.get("feature_extractor_type"))
+    if name is None:
+        return _MOBILEVIT
+    rules = _PROCESSORS.get(name) if isinstance(name, str) else None
+    if rules is None:
+        raise CheckpointError(
+            f"{path}: image_processor_type {name!r} is not one whose pixel rules mvit knows (MobileViTImageProcessor, "
+            "ViTImageProcessor); export the weights file alone with --channel-order, --mean and --std"
+        )
+    return rules
+
+
 def hf_preprocessing(folder: Path) -> dict | None:
     path = folder / "preprocessor_config.json"
     if not path.exists():
@@ -40,17 +79,17 @@ def hf_preprocessing(folder: Path) -> dict | None:
     pp = read_json(path)
     if not isinstance(pp, dict):
         raise CheckpointError(f"{path} is not a JSON object")
+    rules = _processor_rules(pp, path)
     out: dict = {}
-    # MobileViTImageProcessor's defaults: flip RGB->BGR, rescale by 1/255, no normalisation.
-    out["channel_order"] = "BGR" if pp.get("do_flip_channel_order", True) else "RGB"
+    out["channel_order"] = "BGR" if rules.flips_channels and pp.get("do_flip_channel_order", True) else "RGB"
     factor = pp.get("rescale_factor", 1 / 255)
     if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor <= 0:
         raise CheckpointError(f"{path}: rescale_factor is {factor!r}; it must be a positive number")
     out["scale"] = float(factor) if pp.get("do_rescale", True) else 1.0
-    if pp.get("do_normalize", "image_mean" in pp):
-        out["mean"] = finite_triple(pp.get("image_mean", 0.0), "image_mean", path)
-        out["std"] = finite_triple(pp.get("image_std", 1.0), "image_std", path, positive=True)
-    crop = _size(pp.get("crop_size"), "crop_size", path) if pp.get("do_center_crop", True) else None
+    if rules.normalizes and pp.get("do_normalize", rules.normalizes_by_default):
+        out["mean"] = finite_triple(pp.get("image_mean", 0.5), "image_mean", path)
+        out["std"] = finite_triple(pp.get("image_std", 0.5), "image_std", path, positive=True)
+    crop = _size(pp.get("crop_size"), "crop_size", path) if rules.center_crops and pp.get("do_center_crop", True) else None
     resize = _size(pp.get("size"), "size", path) if pp.get("do_resize", True) else None
     if crop:
         out["crop"] = crop
