@@ -25,8 +25,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".g
 # What Pillow raises for a file that is not a readable image (missing, truncated, not an image),
 # and ImageTooLarge (a ValueError) for one refused before decoding.
 UNREADABLE_IMAGE = (OSError, UnidentifiedImageError, ValueError)
-# Checked from the header, before a pixel is decoded. 64 MP is above any phone camera (48 MP is
-# 8064x6048); a 48 KB PNG can claim 20000x20000, 1.2 GB decoded.
+# Checked from the header, before a pixel is decoded. 64 MP is above an iPhone's 48 MP photo
+# (8064x6048; 108-200 MP Android sensors save binned 12 MP photos by default) and far below what
+# a PNG of a few hundred KB can claim: 20000x20000, 1.2 GB decoded as RGB. Larger images: resize first.
 MAX_PIXELS = 64_000_000
 # The shortest side is resized to the model's input before the crop, so the long side grows by the
 # same factor: a 1 x 100000 strip becomes 72 x 7.2 million pixels (1.5 GB). No photo a model is
