@@ -69,7 +69,8 @@ def parse_size_list(text: str | None) -> list[int] | None:
     sizes = []
     for part in parts:
         # ASCII digits only: int() would also read '６４' and '9_6', sizes no one meant to type.
-        if not (part.isascii() and part.isdigit() and len(part) <= 5):
+        digits = part.removeprefix("-")  # a negative size is a number: the bounds check says what is allowed
+        if not (digits.isascii() and digits.isdigit() and len(digits) <= 5):
             raise ExportError(f"--image-size {part!r} is not a whole number of pixels; give sizes like 256 or 256,320")
         sizes.append(int(part))
     _refuse_duplicates(sizes, "--image-size")
