@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mvit.errors import one_line
-from mvit.reading import loads
+from mvit.reading import NotARegularFile, loads
 
 from .machine import gemm_gflops
 from .runner import new_document, result_row
@@ -50,6 +50,8 @@ def artefact_model(path: Path, runtime: str, image_size: int | None) -> BenchMod
     target = get_target(RUNTIME_TARGETS[runtime])
     try:
         meta = target.read_metadata(path)
+    except NotARegularFile:  # a FIFO: the runtime's own open would block on it
+        raise
     except Exception as exc:  # corrupt, or a foreign artefact without mvit metadata: the runtime decides
         _check_loadable(path, runtime, exc)
         meta = {}
