@@ -10,13 +10,13 @@ run and the i-th timed candidate run, from the same round; the verdict uses thei
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from mvit.errors import one_line
+from mvit.reading import NotARegularFile, loads
 
 from .machine import gemm_gflops
 from .runner import new_document, result_row
@@ -50,11 +50,13 @@ def artefact_model(path: Path, runtime: str, image_size: int | None) -> BenchMod
     target = get_target(RUNTIME_TARGETS[runtime])
     try:
         meta = target.read_metadata(path)
+    except NotARegularFile:  # a FIFO: the runtime's own open would block on it
+        raise
     except Exception as exc:  # corrupt, or a foreign artefact without mvit metadata: the runtime decides
         _check_loadable(path, runtime, exc)
         meta = {}
     try:
-        preprocess = json.loads(meta["preprocess"]) if meta.get("preprocess") else {}
+        preprocess = loads(meta["preprocess"]) if meta.get("preprocess") else {}
         if not isinstance(preprocess, dict):
             raise ValueError("preprocess is not an object")
         size = int(image_size or meta.get("image_size") or preprocess.get("crop") or 0)
@@ -95,6 +97,10 @@ def run_ab(base: Path, candidate: Path, *, threads: int = 1, warmups: int = 10, 
             f"{base} and {candidate} take different inputs ({models[0].input_size} vs {models[1].input_size}); "
             "pass two artefacts of the same input size"
         )
+    tasks = {m.task for m in models} - {"unknown"}
+    if len(tasks) > 1:  # a classifier against a segmenter times two different jobs: no verdict means anything
+        raise RuntimeUnavailable(f"{base} is a {models[0].task} model and {candidate} a {models[1].task} one; "
+                                 "ab compares two variants of the same model: pass two artefacts of one task")
     x = example_input(models[0])
     gemm = gemm_gflops(threads) if measure_gemm else None
     loaded = []

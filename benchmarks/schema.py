@@ -26,6 +26,8 @@ SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
 # run caps are the schema's maxItems.
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_DEPTH = 8
+MIN_LATENCY_MS = 1e-6  # 1 ns: below any clock the runners or the harness read
+MAX_LATENCY_MS = 1e7  # about 3 hours for one inference
 MAX_ITEMS = 100_000  # = maxItems of times_ms in the schema (tests check they agree)
 _MAX_SHOWN = 120
 
@@ -137,6 +139,9 @@ def validate_document(doc: Any, source: str = "results") -> dict[str, Any]:
             f"{_shown(error.message)}; see docs/benchmarks.md for the schema"
         )
     for i, result in enumerate(doc["results"]):
+        _check_latencies(result["times_ms"], f"{source}: results[{i}].times_ms")
+        if result.get("vision") is not None:
+            _check_latencies(result["vision"]["times_ms"], f"{source}: results[{i}].vision.times_ms")
         if len(result["times_ms"]) != result["runs"]:
             raise ResultsFileError(
                 f"{source}: results[{i}] has runs={result['runs']} but "
@@ -157,6 +162,15 @@ def validate_document(doc: Any, source: str = "results") -> dict[str, Any]:
                 for inner in _nullable_optional(result_node["properties"][key]):
                     result[key].setdefault(inner, None)
     return doc
+
+
+def _check_latencies(times: list[float], where: str) -> None:
+    """Each latency 0 or within MIN_LATENCY_MS..MAX_LATENCY_MS: 1e-300 or 1e300 ms is no measurement,
+    and ratios and logs of such values overflow into verdicts that look like findings."""
+    for k, t in enumerate(times):
+        if t != 0 and not MIN_LATENCY_MS <= t <= MAX_LATENCY_MS:
+            raise ResultsFileError(f"{where}[{k}] is {t!r} ms; a timed run lasts {MIN_LATENCY_MS:g} to {MAX_LATENCY_MS:g} ms "
+                                   "(1 ns to about 3 hours); re-create the file with mvit-bench run or the harness")
 
 
 def _check_harness_details(result: dict[str, Any], where: str) -> None:

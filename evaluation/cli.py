@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
-from mvit.cli_support import PlainProgress, describe_bars, native_chatter_filtered, quiet_third_party, run_cli
+from mvit.cli_support import PlainProgress, describe_bars, native_chatter_filtered, note_sigterm_until_run, quiet_third_party, run_cli
 
+note_sigterm_until_run()
 quiet_third_party()  # before torch and the runtimes are imported: their C++ loggers read it once
 
 import typer  # noqa: E402

@@ -12,16 +12,15 @@ Every problem is a DatasetError (exit 2) naming the file and what is wrong with 
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from mvit.errors import MvitError
-from mvit.exporters.calibration import IMAGE_SUFFIXES, UNREADABLE_IMAGE, read_upright_rgb
+from mvit.errors import MvitError, one_line
+from mvit.exporters.calibration import IMAGE_SUFFIXES, UNREADABLE_IMAGE, ImageTooLarge, open_image, read_upright_rgb
+from mvit.reading import loads, read_regular_text
 
 IGNORE = 255  # VOC's "void" value: pixels not scored
 VOC_SPLIT = Path("ImageSets") / "Segmentation" / "val.txt"
@@ -100,9 +99,11 @@ def _classification_folders(root: Path, labels: list[str]) -> list[Item]:
 
 def _classification_csv(path: Path, labels: list[str]) -> list[Item]:
     try:
-        rows = list(csv.reader(path.read_text(encoding="utf-8-sig").splitlines()))
+        rows = list(csv.reader(read_regular_text(path, "the dataset CSV", encoding="utf-8-sig").splitlines()))
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path}: cannot read it as a CSV of file,label ({exc.__class__.__name__})") from None
+    except csv.Error as exc:  # e.g. a field over csv's 128 KB limit: no file name or label is that long
+        raise DatasetError(f"{path}: not a CSV of file,label ({one_line(exc, 120)})") from None
     first = 1
     if rows and [c.strip().lower() for c in rows[0]] == ["file", "label"]:
         rows, first = rows[1:], 2
@@ -128,8 +129,11 @@ def _voc(root: Path) -> list[Item]:
         if not folder.is_dir():
             raise DatasetError(f"{folder}: missing folder; a VOC layout has JPEGImages/ and SegmentationClass/")
     split = root / VOC_SPLIT
-    if split.is_file():
-        ids = [line.strip() for line in split.read_text().splitlines() if line.strip()]
+    if split.exists():
+        try:
+            ids = [line.strip() for line in read_regular_text(split, "the VOC split file").splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DatasetError(f"{split}: cannot read it as a list of image ids ({exc.__class__.__name__})") from None
         where = split
     else:  # no split file: every mask is scored
         ids = sorted(p.stem for p in masks.glob("*.png"))
@@ -160,21 +164,27 @@ def _coco_file(root: Path) -> Path:
 def _coco(root: Path, labels: list[str]) -> list[Item]:
     path = _coco_file(root)
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        doc = loads(read_regular_text(path, "the COCO annotations"))
+    except (OSError, ValueError) as exc:
         raise DatasetError(f"{path}: not valid JSON ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})") from None
     if not isinstance(doc, dict) or not all(isinstance(doc.get(k), list) for k in ("images", "annotations", "categories")):
         raise DatasetError(f"{path}: a COCO-style file is an object with lists 'images', 'annotations' and 'categories'")
     categories: dict[Any, int] = {}
     for cat in doc["categories"]:
         if not isinstance(cat, dict) or "id" not in cat or not isinstance(cat.get("name"), str):
-            raise DatasetError(f"{path}: category {cat!r} needs an 'id' and a 'name'")
+            raise DatasetError(f"{path}: category {str(cat)[:80]} needs an 'id' and a 'name'")
+        if isinstance(cat["id"], bool) or not isinstance(cat["id"], (int, str)):
+            raise DatasetError(f"{path}: category {cat['name'][:80]!r} has id {str(cat['id'])[:40]}; COCO category ids are numbers")
         categories[cat["id"]] = _label_index(labels, cat["name"], path)
     images: dict[Any, Item] = {}
     sizes: dict[Any, tuple[int, int]] = {}
     for im in doc["images"]:
         if not isinstance(im, dict) or "id" not in im or not isinstance(im.get("file_name"), str):
             raise DatasetError(f"{path}: image entry {str(im)[:80]} needs an 'id' and a 'file_name'")
+        if isinstance(im["id"], bool) or not isinstance(im["id"], (int, str)):
+            raise DatasetError(f"{path}: image {im['file_name'][:80]!r} has id {str(im['id'])[:40]}; COCO image ids are numbers")
+        if im["id"] in images:  # a second entry would replace the first and its boxes would move to another image
+            raise DatasetError(f"{path}: image id {str(im['id'])[:40]} is listed twice; each image needs its own id")
         image = _coco_image(path.parent, im["file_name"])
         if image is None:
             raise DatasetError(f"{path}: image {im['file_name']!r} does not exist beside the JSON (or in images/)")
@@ -196,9 +206,9 @@ def _coco_image(folder: Path, name: str) -> Path | None:
 
 
 def _coco_annotation(path: Path, ann: Any, images: dict, sizes: dict, categories: dict) -> None:
-    if not isinstance(ann, dict) or ann.get("image_id") not in images:
+    if not isinstance(ann, dict) or isinstance(ann.get("image_id"), (list, dict)) or ann.get("image_id") not in images:
         raise DatasetError(f"{path}: annotation {str(ann)[:80]} refers to no listed image")
-    if ann.get("category_id") not in categories:
+    if isinstance(ann.get("category_id"), (list, dict)) or ann.get("category_id") not in categories:
         raise DatasetError(f"{path}: annotation {ann.get('id', '?')} has category_id {ann.get('category_id')!r}, "
                            "which is not in 'categories'")
     bbox = ann.get("bbox")
@@ -222,15 +232,19 @@ def read_image(path: Path) -> np.ndarray:
         raise DatasetError(f"{path}: unreadable image ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
 
 
+def _why(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, ImageTooLarge) else exc.__class__.__name__
+
+
 def read_mask(path: Path, num_classes: int, image_size: tuple[int, int]) -> np.ndarray:
     """A VOC mask: class indices (palette or greyscale PNG), 255 = ignore; same size as its image."""
     try:
-        with Image.open(path) as im:
+        with open_image(path, "a mask") as im:
             if im.mode not in ("P", "L", "I", "I;16"):
                 raise DatasetError(f"{path}: mask is a {im.mode} image; VOC masks are palette or greyscale PNGs of class indices")
             mask = np.asarray(im).astype(np.int64)
     except UNREADABLE_IMAGE as exc:
-        raise DatasetError(f"{path}: unreadable mask ({exc.__class__.__name__})") from None
+        raise DatasetError(f"{path}: unreadable mask ({_why(exc)})") from None
     if mask.shape[::-1] != image_size:
         raise DatasetError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is {image_size[0]}x{image_size[1]}")
     bad = (mask >= num_classes) & (mask != IGNORE) | (mask < 0)
@@ -251,11 +265,11 @@ def check_boxes_inside(item: Item, image_size: tuple[int, int]) -> None:
 def image_size_of(path: Path) -> tuple[int, int]:
     """(width, height) as read upright, from the header only."""
     try:
-        with Image.open(path) as im:
+        with open_image(path, "an evaluation image") as im:
             w, h = im.size
             orientation = im.getexif().get(0x0112, 1)
     except UNREADABLE_IMAGE as exc:
-        raise DatasetError(f"{path}: unreadable image ({exc.__class__.__name__})") from None
+        raise DatasetError(f"{path}: unreadable image ({_why(exc)})") from None
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 

@@ -25,6 +25,7 @@ from mvit.errors import MvitError, one_line
 from mvit.files import check_replaceable, clean_stale_staging, normal_modes, private_copy, publish, staging_dir, write_json_atomic
 from mvit.models import fuse_batchnorm
 from mvit.models.registry import get_spec
+from mvit.reading import loads
 
 from . import quantize
 from .base import ExportError, ExportOptions, ExportRequest, ExportTarget, without_rewrites
@@ -321,13 +322,13 @@ def _artefact_metadata(path: Path, target_name: str, export_target: ExportTarget
     """The artefact's own description, every field checked: it is data from a file, never code."""
     try:
         meta = export_target.read_metadata(path)
-    except ExportError:
+    except MvitError:
         raise
     except Exception as exc:
         raise ExportError(f"cannot read {path} as an artefact of target {target_name}: {exc.__class__.__name__}: {one_line(exc)}") from None
     try:
-        opts = json.loads(meta.get("export_options", "{}"))
-        pre = json.loads(meta["preprocess"])
+        opts = loads(meta.get("export_options", "{}"))
+        pre = loads(meta["preprocess"])
         size = int(meta["image_size"])
         precision = meta.get("precision", "fp32")
         if not isinstance(opts, dict) or not isinstance(pre, dict):

@@ -8,23 +8,59 @@ activation ranges, the user's own images set the right ones.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from mvit.reading import open_regular
 
 from .base import ExportError
 from .samples import PHOTOS, Sample, photo, resize_and_crop, to_nchw
 
 # What --calibration, --images and mvit-eval's datasets read as images.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")  # a VOC id is looked up in this order
-# What Pillow raises for a file that is not a readable image (missing, truncated, not an image).
+# What Pillow raises for a file that is not a readable image (missing, truncated, not an image),
+# and ImageTooLarge (a ValueError) for one refused before decoding.
 UNREADABLE_IMAGE = (OSError, UnidentifiedImageError, ValueError)
+# Checked from the header, before a pixel is decoded. 64 MP is above an iPhone's 48 MP photo
+# (8064x6048; 108-200 MP Android sensors save binned 12 MP photos by default) and far below what
+# a PNG of a few hundred KB can claim: 20000x20000, 1.2 GB decoded as RGB. Larger images: resize first.
+MAX_PIXELS = 64_000_000
+# The shortest side is resized to the model's input before the crop, so the long side grows by the
+# same factor: a 1 x 100000 strip becomes 72 x 7.2 million pixels (1.5 GB). No photo a model is
+# shown is 20 times longer than wide; with this bound the resize stays under 70 MB even at 1024.
+MAX_ASPECT = 20
 # Enough for stable min/max ranges; more only slows int8 calibration (CoreML's runs in numpy).
 MAX_IMAGES = 64
 DEFAULT_WARNING = ("int8 calibrated on the 3 verification photos (no --calibration DIR given): "
                    "a folder of your own images gives better activation scales")
+
+
+class ImageTooLarge(ValueError):
+    """An image refused from its header: too many pixels, or too thin to resize."""
+
+
+@contextlib.contextmanager
+def open_image(path: Path, what: str = "an image") -> Iterator[Image.Image]:
+    """Pillow's lazy image of a regular file (a FIFO would block the open), its size checked before decoding."""
+    with open_regular(path, what) as fh:
+        try:
+            im = Image.open(fh)
+        except Image.DecompressionBombError:
+            raise ImageTooLarge(f"it claims more than {MAX_PIXELS // 10**6} million pixels; mvit reads images up to that, "
+                                "resize it first") from None
+        with im:
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise ImageTooLarge(f"it is {w}x{h}, more than {MAX_PIXELS // 10**6} million pixels; resize it first")
+            if max(w, h) > MAX_ASPECT * max(1, min(w, h)):
+                raise ImageTooLarge(f"it is {w}x{h}, one side more than {MAX_ASPECT} times the other; resizing its short "
+                                    "side to the model's input would blow up the long one: crop it first")
+            yield im
 
 
 def image_files(directory: Path, flag: str = "--calibration") -> list[Path]:
@@ -55,7 +91,7 @@ def read_upright_rgb(path: Path) -> np.ndarray:
     """uint8 HWC RGB, upright as the phone shows it: a portrait photo is stored landscape plus an
     EXIF orientation, and the app turns it. Pillow's errors (UNREADABLE_IMAGE) pass through for the
     caller to name in its own words."""
-    with Image.open(path) as im:
+    with open_image(path) as im:
         return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
 
 
@@ -68,7 +104,8 @@ def read_images(directory: Path, resize_shortest: int, crop: int, limit: int = M
         try:
             rgb = read_upright_rgb(path)
         except UNREADABLE_IMAGE as exc:
-            raise ExportError(f"cannot read {flag} image {path}: {exc.__class__.__name__}; "
+            detail = str(exc) if isinstance(exc, ImageTooLarge) else exc.__class__.__name__
+            raise ExportError(f"cannot read {flag} image {path}: {detail}; "
                               "remove it or replace it with a readable image") from None
         out.append(to_nchw(resize_and_crop(rgb, resize_shortest, crop))[0])
     return np.stack(out)

@@ -10,8 +10,9 @@ import math
 from pathlib import Path
 from typing import Any, Optional
 
-from mvit.cli_support import PlainProgress, fail, quiet_third_party, run_cli
+from mvit.cli_support import PlainProgress, fail, note_sigterm_until_run, quiet_third_party, run_cli
 
+note_sigterm_until_run()
 quiet_third_party()  # before torch and the converters are imported: their C++ loggers read it once
 
 import typer  # noqa: E402
@@ -19,6 +20,7 @@ from rich.console import Console  # noqa: E402
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn  # noqa: E402
 
 from mvit.errors import EXIT_BAD_INPUT, EXIT_FAILED, MvitError, one_line  # noqa: E402, F401
+from mvit.models.checkpoints.validate import MIN_STD  # noqa: E402
 
 from .targets import get_target, target_names  # noqa: E402
 
@@ -54,8 +56,8 @@ def parse_triple(text: str | None, flag: str, positive: bool = False) -> tuple[f
         values *= 3
     if len(values) != 3 or not all(math.isfinite(v) for v in values):
         raise MvitError(f"{flag} {text!r} needs three finite numbers R,G,B (or one for all channels)")
-    if positive and min(values) <= 0:
-        raise MvitError(f"{flag} {text!r} must be positive")
+    if positive and min(values) < MIN_STD:
+        raise MvitError(f"{flag} {text!r} must be at least {MIN_STD} on the 0..1 scale (typical: 0.2-0.3)")
     if max(abs(v) for v in values) > 2:
         raise MvitError(f"{flag} {text!r} looks like a 0..255 value; give it on the 0..1 scale, as torchvision's "
                         "Normalize takes it (divide by 255)")

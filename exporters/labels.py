@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mvit.models.checkpoints.validate import check_label_text
+from mvit.reading import read_regular_text
+
 from .base import ExportError
 
 
 def read_labels_file(path: Path) -> list[str]:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_regular_text(path, "--labels")
     except (OSError, UnicodeDecodeError) as exc:
         raise ExportError(f"cannot read labels file {path}: {exc.__class__.__name__}; give a UTF-8 text file, one label per line") from None
     return [line.strip() for line in text.splitlines() if line.strip()]
@@ -41,6 +44,7 @@ def resolve_labels(
         labels, source = from_ckpt, "the checkpoint's id2label"
     else:
         labels, source = defaults or [f"class_{i}" for i in range(num_classes)], "the model's default labels"
+    check_label_text(labels, source)
     if len(labels) != num_classes:
         raise ExportError(
             f"{source} has {len(labels)} labels but the model has {num_classes} classes; give exactly one label per class"

@@ -16,7 +16,6 @@ default first) under the metadata key "functions", which `mvit-verify` reads bac
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 from mvit.cli_support import native_chatter_filtered
 from mvit.errors import EXIT_FAILED, MvitError, one_line
 from mvit.files import check_replaceable, normal_modes, publish, staging_dir, write_json_atomic
+from mvit.reading import loads
 
 from .base import ExportError, ExportTarget, Runner
 from .report import REPORT_SCHEMA, report_path_for
@@ -37,6 +37,12 @@ ENUMERATED_KEY = "enumerated_sizes"  # metadata of the EnumeratedShapes form: JS
 # Detection anchors and NMS are built for one input size, and CoreML's Vision pipeline cannot be
 # one function of a multifunction package.
 _TASKS = ("classification", "segmentation", "generic")
+# Every size is built, traced and verified on its own (tens of seconds each for CoreML), and one
+# artefact holding more sizes than the 32..1024 range has multiples of 64 serves no app: a longer
+# list is a mistake, refused before any of that work starts. An artefact's recorded list is held
+# to the same bound (both configs: twice as many).
+MAX_SIZES = 16
+MAX_RECORDED = 2 * MAX_SIZES
 
 
 @dataclass
@@ -56,12 +62,17 @@ def parse_size_list(text: str | None) -> list[int] | None:
     """'256,320' -> [256, 320]; None stays None (the checkpoint's or the model's size)."""
     if text is None:
         return None
+    parts = str(text).replace(" ", "").split(",")
+    if len(parts) > MAX_SIZES:
+        raise ExportError(f"--image-size lists {len(parts)} sizes; one artefact holds at most {MAX_SIZES} "
+                          "(each is built and verified on its own): export the sizes your app uses")
     sizes = []
-    for part in str(text).replace(" ", "").split(","):
-        try:
-            sizes.append(int(part))
-        except ValueError:
-            raise ExportError(f"--image-size {part!r} is not a whole number of pixels; give sizes like 256 or 256,320") from None
+    for part in parts:
+        # ASCII digits only: int() would also read '６４' and '9_6', sizes no one meant to type.
+        digits = part.removeprefix("-")  # a negative size is a number: the bounds check says what is allowed
+        if not (digits.isascii() and digits.isdigit() and len(digits) <= 5):
+            raise ExportError(f"--image-size {part!r} is not a whole number of pixels; give sizes like 256 or 256,320")
+        sizes.append(int(part))
     _refuse_duplicates(sizes, "--image-size")
     return sizes
 
@@ -155,14 +166,17 @@ def recorded_entries(meta: dict[str, str]) -> list[dict[str, Any]] | None:
     """The functions / sizes an artefact records, checked as file data; None for a single size."""
     if FUNCTIONS_KEY in meta:
         try:
-            entries = json.loads(meta[FUNCTIONS_KEY])
+            entries = loads(meta[FUNCTIONS_KEY])
+            _check_recorded_count(entries)
             out: list[dict[str, Any]] = [{"name": str(e["name"]), "image_size": int(e["image_size"]), "config": str(e["config"])}
                                          for e in entries]
         except (ValueError, TypeError, KeyError):
             raise ExportError("the artefact's recorded functions are malformed; re-export it") from None
     elif ENUMERATED_KEY in meta:
         try:
-            sizes = [int(s) for s in json.loads(meta[ENUMERATED_KEY])]
+            listed = loads(meta[ENUMERATED_KEY])
+            _check_recorded_count(listed)
+            sizes = [int(s) for s in listed]
         except (ValueError, TypeError):
             raise ExportError("the artefact's recorded enumerated sizes are malformed; re-export it") from None
         out = [{"name": "main", "image_size": s, "config": str(meta.get("config", "A"))} for s in sizes]
@@ -170,11 +184,21 @@ def recorded_entries(meta: dict[str, str]) -> list[dict[str, Any]] | None:
         return None
     if not out:
         raise ExportError("the artefact records an empty list of functions; re-export it")
+    names = [e["name"] for e in out if e["name"] != "main"]  # the enumerated form's one function serves every size
+    if len(set(names)) != len(names) or len({(e["config"], e["image_size"]) for e in out}) != len(out):
+        raise ExportError("the artefact records the same function twice; re-export it")
     for e in out:
         if e["config"] not in ("A", "B", "custom"):
             raise ExportError(f"the artefact records an unknown config {e['config']!r}; re-export it")
         check_size_bounds(int(e["image_size"]), str(e["config"]), "a recorded image_size")
     return out
+
+
+def _check_recorded_count(listed: Any) -> None:
+    """Refused before any work: each recorded entry costs a model build and a verification."""
+    if isinstance(listed, list) and len(listed) > MAX_RECORDED:
+        raise ExportError(f"the artefact records {len(listed)} functions / sizes; mvit-export writes at most {MAX_RECORDED}, "
+                          "so its metadata is damaged or forged; re-export it")
 
 
 # ---- export -------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, external_data_helper, helper, numpy_helper
 
 from .base import ExportError, ExportRequest, TargetDefaults, importable
 from .wrappers import INPUT_NAME, NMS_OUTPUT_NAMES
@@ -26,6 +26,39 @@ from .wrappers import INPUT_NAME, NMS_OUTPUT_NAMES
 OPSET = 18
 # Weight tensors smaller than this stay fp32 in fp16 exports: no size to gain.
 _FP16_MIN_ELEMENTS = 16
+
+
+def load_checked(path: Path, what: str = "an ONNX artefact") -> onnx.ModelProto:
+    """The graph of `path` without its external data, refused unless every tensor it keeps outside
+    the file lies in a regular file inside the artefact's own folder, within that file's length.
+
+    ONNX lets an initializer name any path (`/etc/passwd`, `../`, `/dev/zero` with a 16 GB length);
+    onnx and onnxruntime would read it. Nothing outside the .onnx is opened before this check passes.
+    """
+    from mvit.reading import check_regular
+
+    check_regular(path, what)
+    model = onnx.load(str(path), load_external_data=False)
+    folder = Path(path).resolve().parent
+    for tensor in external_data_helper._get_all_tensors(model):
+        if tensor.data_location != TensorProto.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in tensor.external_data}
+        location = info.get("location", "")
+        target = (folder / location).resolve()
+        if not location or Path(location).is_absolute() or not target.is_relative_to(folder) or target == folder:
+            raise ExportError(f"{path}: tensor {tensor.name[:80]!r} keeps its data at {location[:120]!r}, outside the "
+                              "artefact's folder; mvit reads external data only from files beside the .onnx")
+        check_regular(target, f"the external data of {Path(path).name}")
+        try:
+            offset, length = int(info.get("offset", 0)), int(info.get("length", -1))
+        except ValueError:
+            raise ExportError(f"{path}: tensor {tensor.name[:80]!r} has a malformed external data offset or length") from None
+        size = target.stat().st_size
+        if offset < 0 or offset > size or (length >= 0 and offset + length > size):
+            raise ExportError(f"{path}: tensor {tensor.name[:80]!r} claims bytes {offset}..{offset + max(length, 0)} of "
+                              f"{location!r}, which holds {size}; the artefact is damaged, re-export it")
+    return model
 
 
 class OnnxRunner:
@@ -40,6 +73,7 @@ class OnnxRunner:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         if not spinning:  # benchmarks: idle workers that keep spinning slow the next runtime called
             options.add_session_config_entry("session.force_spinning_stop", "1")
+        load_checked(path)
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
@@ -223,7 +257,7 @@ class OnnxTarget(TargetDefaults):
         onnx.save(model, str(path))
 
     def read_metadata(self, path: Path) -> dict[str, str]:
-        model = onnx.load(str(path), load_external_data=False)
+        model = load_checked(path)
         return {p.key: p.value for p in model.metadata_props}
 
     def op_histogram(self, path: Path) -> dict[str, int]:

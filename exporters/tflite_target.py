@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from mvit.reading import loads, open_regular
+
 from .base import ExportError, ExportRequest, Runner, TargetDefaults, importable
 from .tflite_nms import OP_NAME, _decode
 
@@ -88,7 +90,7 @@ class TFLiteTarget(TargetDefaults):
         entries = _metadata_entries(*_read_model(path))
         if METADATA_NAME not in entries:
             raise ExportError(f"{path} has no '{METADATA_NAME}' metadata entry; was it exported by mvit?")
-        meta = json.loads(entries[METADATA_NAME].decode("utf-8"))
+        meta = loads(entries[METADATA_NAME].decode("utf-8"))
         meta["tflite_metadata_entries"] = json.dumps(sorted(entries))
         return {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
 
@@ -207,7 +209,8 @@ def _read_model(path: Path) -> tuple[Any, bytes]:
     addressed by file offset)."""
     from ai_edge_litert import schema_py_generated as schema
 
-    data = Path(path).read_bytes()
+    with open_regular(path, "a TFLite artefact") as fh:
+        data = fh.read()
     if not schema.Model.ModelBufferHasIdentifier(data, 0):
         raise ExportError(f"{path} is not a TFLite flatbuffer (no TFL3 identifier)")
     return schema.Model.GetRootAs(data, 0), data

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, MvitError, one_line
+from .reading import printable
 
 # C++ loggers read these once, when their library loads, so they are set before any import of
 # torch / litert / coremltools. setdefault: a user's own setting wins.
@@ -176,31 +177,64 @@ def _progress_seconds() -> float:
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
-    """Print the one error line and return the exit code."""
-    print(f"error: {message}", file=sys.stderr, flush=True)
+    """Print the one error line and return the exit code; text it quotes from files cannot drive the terminal."""
+    print(f"error: {printable(message)}", file=sys.stderr, flush=True)
     return code
 
 
-def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
+# Set by a SIGINT/SIGTERM: libraries can swallow the KeyboardInterrupt it raises (a bare `except:`
+# around an import) or die of the half-imported module it leaves (AttributeError), so the outcome of
+# a run that was interrupted is decided by this flag, not by which exception came out.
+_interrupt = {"requested": False}
+
+
+def interrupt_requested() -> bool:
+    """True once Ctrl-C or SIGTERM reached a running command; nothing may be published after it."""
+    return _interrupt["requested"]
+
+
+def _note_sigterm(signum: int, frame: Any) -> None:
+    _interrupt["requested"] = True
+
+
+def note_sigterm_until_run() -> None:
+    """Called by each command's module before its heavy imports: a SIGTERM that arrives while torch
+    or a converter is still being imported is noted (raising there would leave half-imported
+    modules) and answered by run_cli with exit 130 before any work starts. Not installed from a thread."""
+    with contextlib.suppress(ValueError):
+        signal.signal(signal.SIGTERM, _note_sigterm)
+
+
+def _signal_as_interrupt(signum: int, frame: Any) -> None:
+    _interrupt["requested"] = True
     raise KeyboardInterrupt
 
 
 def run_cli(command: Any, argv: list[str] | None, prog: str) -> int:
     """Run a click/typer command with the shared error path; returns the exit code."""
-    previous = signal.getsignal(signal.SIGTERM)
+    previous: dict[int, Any] | None = {}
     try:
-        signal.signal(signal.SIGTERM, _sigterm_as_interrupt)  # cleanup runs as for Ctrl-C
+        for sig in (signal.SIGINT, signal.SIGTERM):  # cleanup runs as for Ctrl-C, and the flag is set
+            was = signal.getsignal(sig)
+            previous[sig] = signal.SIG_DFL if was is _note_sigterm else was  # type: ignore[index]
+            signal.signal(sig, _signal_as_interrupt)
     except ValueError:  # not the main thread (tests calling in a thread): keep the default
         previous = None
     try:
+        if interrupt_requested():  # SIGTERM during the imports: nothing started yet
+            return fail(INTERRUPTED, EXIT_INTERRUPTED)
         rv = command.main(args=argv, prog_name=prog, standalone_mode=False)
-        if rv == EXIT_INTERRUPTED:  # typer turns Ctrl-C into a silent exit 130 of its own
+        if rv == EXIT_INTERRUPTED or interrupt_requested():  # typer turns Ctrl-C into a silent exit 130 of its own
             return fail(INTERRUPTED, EXIT_INTERRUPTED)
     except KeyboardInterrupt:
         return fail(INTERRUPTED, EXIT_INTERRUPTED)
     except MvitError as exc:
+        if interrupt_requested():
+            return fail(INTERRUPTED, EXIT_INTERRUPTED)
         return fail(one_line(exc), exc.exit_code)
     except Exception as exc:
+        if interrupt_requested():  # e.g. a module left half-imported by the interrupt
+            return fail(INTERRUPTED, EXIT_INTERRUPTED)
         # typer 0.29 vendors click (typer._click), so its exceptions are matched by shape.
         if exc.__class__.__name__ == "Abort":
             return fail(INTERRUPTED, EXIT_INTERRUPTED)
@@ -218,6 +252,7 @@ def run_cli(command: Any, argv: list[str] | None, prog: str) -> int:
         return fail(f"internal error: {exc.__class__.__name__}: {one_line(exc)} (rerun with MVIT_DEBUG=1 for the traceback)",
                     EXIT_INTERNAL)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        _interrupt["requested"] = False
+        for signum, handler in (previous or {}).items():
+            signal.signal(signum, handler)
     return rv if isinstance(rv, int) else 0

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .cli_support import interrupt_requested
 from .errors import MvitError
 
 STAGING_PREFIX = ".mvit-tmp-"
@@ -57,6 +58,8 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> Path:
             f.flush()
             os.fsync(f.fileno())  # the rename must not land before the bytes do
             os.fchmod(f.fileno(), 0o666 & ~_umask())
+        if interrupt_requested():  # a library swallowed the interrupt: the run is over, show nothing new
+            raise KeyboardInterrupt
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -196,6 +199,8 @@ def publish(moves: list[tuple[Path, Path]], also_remove: tuple[Path, ...] = ()) 
         return
     folder = moves[0][1].parent
     with _signals_held():
+        if interrupt_requested():  # a library swallowed the interrupt: the run is over, publish nothing
+            raise KeyboardInterrupt
         lock = os.open(folder, os.O_RDONLY)  # the folder itself is the lock: no lock file left behind
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)

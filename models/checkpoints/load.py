@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from mvit.files import write_with_path_atomic
+from mvit.reading import loads
 
 from ..mobilevit import SIZES, resolve_patch_sizes
 from ..mobilevit_v2 import WIDTHS, stage_channels
@@ -274,7 +275,7 @@ def _load_native(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
     try:
         p1, p2, p3 = (int(p) for p in metadata.get("mvit.patch_sizes", "2,2,2").split(","))
         patch_sizes = resolve_patch_sizes((p1, p2, p3))
-        labels = json.loads(metadata["mvit.labels"]) if "mvit.labels" in metadata else None
+        labels = loads(metadata["mvit.labels"]) if "mvit.labels" in metadata else None
         if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
             raise ValueError("mvit.labels is not a list of strings")
         num_classes = int(metadata.get("mvit.num_classes", len(labels) if labels else spec.num_classes))
@@ -299,21 +300,26 @@ def _load_native(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
     return model.eval(), info
 
 
-def _skeleton(name: str, patch_sizes: tuple[int, int, int], num_classes: int, path: Path) -> dict[str, torch.Size]:
-    """Parameter shapes of the model a checkpoint claims, built on the meta device: nothing is
-    allocated, so a small file claiming millions of classes is refused before it costs memory."""
+def _skeleton(name: str, patch_sizes: tuple[int, int, int], num_classes: int, path: Path) -> dict[str, torch.Tensor]:
+    """Parameters (shape and dtype, no data) of the model a checkpoint claims, built on the meta device:
+    nothing is allocated, so a small file claiming millions of classes is refused before it costs memory."""
     if not 1 <= num_classes <= MAX_CLASSES:
         raise CheckpointError(f"{path} claims {num_classes} classes; mvit accepts 1..{MAX_CLASSES}")
     with torch.device("meta"):
         model = create_model(name, patch_sizes, num_classes=num_classes)
-    return {k: v.shape for k, v in model.state_dict().items()}
+    return dict(model.state_dict())
 
 
-def _check_fit(own: dict[str, torch.Size], state: dict, missing: list[str], unexpected: list[str], looked_like: str, path: Path) -> None:
-    """All or nothing: any missing, unexpected or mis-shaped tensor is one error, nothing loaded."""
-    mis_shaped = [f"{k} {tuple(v.shape)} vs {tuple(own[k])}" for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k])]
+def _check_fit(own: dict[str, torch.Tensor], state: dict, missing: list[str], unexpected: list[str], looked_like: str, path: Path) -> None:
+    """All or nothing: any missing, unexpected, mis-shaped or mis-typed tensor is one error, nothing loaded."""
+    mis_shaped = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
+                  if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    # Weights stored as integers are not weights (a header relabelling F32 bytes as I32 gives values
+    # near 1e9); any float width is fine, load_state_dict converts it.
+    mis_typed = [f"{k} {v.dtype} vs {own[k].dtype}" for k, v in state.items()
+                 if k in own and v.dtype.is_floating_point != own[k].dtype.is_floating_point]
     problems = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mis_shaped)):
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mis_shaped), ("wrong type", mis_typed)):
         if items:
             problems.append(f"{len(items)} {label} ({', '.join(items[:3])}{', ...' if len(items) > 3 else ''})")
     if problems:

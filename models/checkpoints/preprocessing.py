@@ -7,10 +7,11 @@ resize_shortest, crop. Absent keys mean the checkpoint does not say.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+
+from mvit.reading import loads
 
 from .errors import CheckpointError
 from .read import read_json
@@ -104,8 +105,8 @@ def native_preprocessing(metadata: dict[str, str], path: Path) -> dict | None:
     out: dict = {}
     if "mvit.preprocess" in metadata:
         try:
-            recorded = json.loads(metadata["mvit.preprocess"])
-        except json.JSONDecodeError:
+            recorded = loads(metadata["mvit.preprocess"])
+        except ValueError:
             recorded = None
         if not isinstance(recorded, dict):
             raise CheckpointError(f"{path}: mvit.preprocess is not a JSON object; re-save it with save_checkpoint")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import pickle
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 
-from mvit.errors import one_line
+from mvit.errors import MvitError, one_line
+from mvit.reading import check_regular, loads, open_regular
 
 from .errors import CheckpointError
 
@@ -23,12 +23,19 @@ def read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """
     if path.suffix == ".safetensors":
         try:
+            check_regular(path, "a checkpoint")
             with safe_open(str(path), framework="pt") as f:
                 return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+        except MvitError:
+            raise
         except Exception as exc:  # safetensors raises several types for corrupt files
             raise CheckpointError(f"{path} is not a readable safetensors file ({_first_line(exc)})") from None
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        fh = open_regular(path, "a checkpoint")
+    except OSError as exc:
+        raise CheckpointError(f"cannot open checkpoint {path}: {exc.strerror or exc}") from None
+    try:
+        obj = torch.load(fh, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # torch says "GLOBAL ..." when the file names Python code to call; anything else is damage.
         if "GLOBAL" not in str(exc):
@@ -44,6 +51,8 @@ def read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
             f"{path} is not a readable PyTorch checkpoint ({_first_line(exc)}); "
             "save it with torch.save(model.state_dict()) or as .safetensors"
         ) from None
+    finally:
+        fh.close()
     for key in _NESTED:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -55,8 +64,9 @@ def read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
 
 def read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        with open_regular(path, "a checkpoint's JSON") as fh:
+            return loads(fh.read())
+    except (OSError, ValueError) as exc:
         raise CheckpointError(f"{path} is not readable JSON ({_first_line(exc)})") from None
 
 
