@@ -1,0 +1,167 @@
+"""`mvit-bench ci` for a user's own network: a small git repository made here, with commits that
+change nothing, make the network much heavier, or move an op out of XNNPACK's partition; each is
+exported from its own commit by the CLI and compared with the first commit.
+
+The heavy commit has about 14x the MACs of the base (a 64-channel body instead of 16), so the
+paired verdict flags it even on a busy two-core machine; the placement test asserts placement only.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from mvit.benchmarks.cli import main as bench_main
+from mvit.benchmarks.user_ci import CONSECUTIVE, WINDOW, hud_verdict
+from mvit.benchmarks.verdict import Verdict
+
+NET = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+
+    class Net(nn.Module):
+        def __init__(self, width, cumsum):
+            super().__init__()
+            self.stem = nn.Conv2d(3, width, 3, 2, 1)
+            self.body = nn.Sequential(nn.ReLU(), nn.Conv2d(width, width, 3, 1, 1), nn.ReLU())
+            self.head = nn.Linear(width, 10)
+            self.cumsum = cumsum
+
+        def forward(self, x):
+            x = self.body(self.stem(x))
+            if self.cumsum:  # CUMSUM: a TFLite builtin the XNNPACK delegate does not take
+                x = torch.cumsum(x, dim=1)
+            return self.head(x.mean((2, 3)))
+
+
+    def build():
+        return Net(WIDTH, CUMSUM)
+""")
+SIZE = ["--export-args", "--image-size 64 --precision fp32"]
+FAST = ["--runs", "30", "--warmups", "2"]
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def _commit(repo: Path, message: str, width: int = 16, cumsum: bool = False, readme: str = "") -> str:
+    (repo / "src" / "usernet").mkdir(parents=True, exist_ok=True)
+    (repo / "src" / "usernet" / "__init__.py").write_text("")
+    (repo / "src" / "usernet" / "net.py").write_text(f"WIDTH = {width}\nCUMSUM = {cumsum}\n" + NET)
+    (repo / "README.md").write_text(f"user network\n{readme}\n")
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", message)
+    return _git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> dict[str, Path | str]:
+    root = tmp_path_factory.mktemp("user-repo")
+    _git(root, "init", "-q")
+    commits = {"base": _commit(root, "base"), "identical": _commit(root, "docs only", readme="more words"),
+               "wider": _commit(root, "wider body", width=64), "cumsum": _commit(root, "cumsum mid-graph", cumsum=True)}
+    return {"root": root, **commits}
+
+
+def _ci(cli_run, repo, commit: str, out: Path, *extra: str):
+    _git(repo["root"], "checkout", "-q", commit)
+    return cli_run(bench_main, "ci", "--model", "usernet.net:build", "--repo", str(repo["root"]), "--import-root", "src",
+                   "--baseline-ref", repo["base"], *SIZE, *FAST, "--out", str(out), *extra)
+
+
+def test_identical_commit_is_same_and_starts_a_history(repo, tmp_path, cli_run):
+    history = tmp_path / "history.json"
+    code, out, err = _ci(cli_run, repo, repo["identical"], tmp_path / "report.md", "--target", "tflite",
+                         "--history", str(history), "--gate")
+    assert code == 0, err
+    doc = json.loads((tmp_path / "report.json").read_text())
+    (row,) = doc["rows"]
+    assert row["identical_artefacts"] and row["comparison"]["verdict"] == "SAME"
+    assert row["base_ms"] > 0 and row["candidate_ms"] > 0  # timed all the same
+    assert row["placement_changes"] == [] and row["base_placement"]["places"]["XNNPACK"]
+    assert row["history"].startswith("UNKNOWN: insufficient data") and row["gating"] == "UNKNOWN"
+    assert json.loads(history.read_text())["points"][0]["rows"] == {row["name"]: row["candidate_ms"]}
+    md = (tmp_path / "report.md").read_text()
+    assert "none: every op runs where it ran in the baseline" in md and "```bash\nmvit-bench ci --model" in md
+    assert (tmp_path / "report.png").stat().st_size > 0 and md in out
+
+
+def test_a_much_heavier_commit_is_a_regression_and_fails_the_gate(repo, tmp_path, cli_run):
+    code, out, err = _ci(cli_run, repo, repo["wider"], tmp_path / "report.md", "--target", "onnx,tflite", "--gate",
+                         "--artefact-dir", str(tmp_path / "kept"))
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert [r["comparison"]["verdict"] for r in doc["rows"]] == ["REGRESSION", "REGRESSION"], out
+    assert code == 1 and doc["regression"] and "REGRESSION: this check fails (--gate)" in out
+    onnx = doc["rows"][0]
+    assert onnx["runtime"] == "onnxruntime" and "CPUExecutionProvider" in onnx["candidate_placement"]["places"]
+    # the same artefacts given as a pair, without --gate: reported, and the check passes
+    kept = tmp_path / "kept"
+    base, candidate = (next((kept / side / "tflite").glob("*.tflite")) for side in ("baseline", "candidate"))
+    code, out, err = cli_run(bench_main, "ci", "--base-artefact", str(base), "--candidate-artefact", str(candidate),
+                             *FAST, "--out", str(tmp_path / "pair.md"))
+    (row,) = json.loads((tmp_path / "pair.json").read_text())["rows"]
+    assert code == 0 and row["comparison"]["verdict"] == "REGRESSION" and "pass --gate to fail" in out, err
+
+
+def test_an_op_moved_out_of_xnnpack_is_a_placement_change(repo, tmp_path, cli_run):
+    code, out, err = _ci(cli_run, repo, repo["cumsum"], tmp_path / "report.md", "--target", "tflite")
+    assert code == 0, err
+    (row,) = json.loads((tmp_path / "report.json").read_text())["rows"]
+    changes = row["placement_changes"]
+    assert "CUMSUM ops on interpreter: 0 -> 1" in changes and changes[-1] == "XNNPACK partitions: 1 -> 2", changes
+    assert row["candidate_placement"]["places"]["interpreter"] == {"CUMSUM": 1}
+    assert "#### Placement changes" in out and "CUMSUM ops on interpreter: 0 -> 1" in out
+
+
+def test_the_baseline_results_of_an_earlier_run(repo, tmp_path, cli_run):
+    first = tmp_path / "first.md"
+    code, _, err = _ci(cli_run, repo, repo["base"], first, "--target", "tflite")
+    assert code == 0, err
+    _git(repo["root"], "checkout", "-q", repo["identical"])
+    code, out, err = cli_run(bench_main, "ci", "--model", "usernet.net:build", "--repo", str(repo["root"]),
+                             "--import-root", "src", "--target", "tflite", "--baseline-results",
+                             str(first.with_suffix(".json")), *SIZE, *FAST, "--out", str(tmp_path / "second.md"))
+    assert code == 0, err
+    (row,) = json.loads((tmp_path / "second.json").read_text())["rows"]
+    assert row["base_ms"] is not None and row["comparison"]["paired"] is False
+    assert row["comparison"]["verdict"] in ("SAME", "UNKNOWN")  # unpaired runs minutes apart: never an alarm here
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "give a baseline"),
+    (["--baseline-ref", "no-such-ref"], "is not a commit"),
+    (["--baseline-ref", "HEAD", "--export-args", "--out elsewhere"], "--export-args may not contain --out"),
+    (["--baseline-ref", "HEAD", "--target", "tensorrt"], "unknown --target 'tensorrt'"),
+    (["--baseline-ref", "HEAD", "--baseline-results", "x.json"], "exactly one baseline"),
+])
+def test_bad_input_is_one_error_line_and_exit_2(repo, tmp_path, cli_run, args, message):
+    code, out, err = cli_run(bench_main, "ci", "--model", "usernet.net:build", "--repo", str(repo["root"]),
+                             "--out", str(tmp_path / "r.md"), *args)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_factory_that_does_not_import_is_mvit_exports_own_error(repo, tmp_path, cli_run):
+    _git(repo["root"], "checkout", "-q", repo["base"])
+    code, out, err = cli_run(bench_main, "ci", "--model", "usernet.nope:build", "--repo", str(repo["root"]),
+                             "--import-root", "src", "--target", "tflite", "--baseline-ref", repo["base"], *SIZE,
+                             "--out", str(tmp_path / "r.md"))
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(lines) == 1 and "usernet.nope:build" in lines[0] and "Traceback" not in err, err
+    assert not (tmp_path / "r.md").exists()
+
+
+def test_hud_rule_needs_two_consecutive_violations_against_the_window():
+    steady = [10.0, 10.2, 9.9, 10.1, 10.0]
+    assert hud_verdict(steady + [12.5], 0.10)[0] is Verdict.UNKNOWN  # one point short of the rule
+    assert hud_verdict(steady + [10.1, 12.5], 0.10)[0] is Verdict.SAME  # one slow point is not an alert
+    verdict, why = hud_verdict(steady + [12.5, 12.4], 0.10)
+    assert verdict is Verdict.REGRESSION and "window median 10.000" in why
+    assert hud_verdict(steady + [8.5, 8.6], 0.10)[0] is Verdict.IMPROVEMENT
+    assert len(steady) + 2 == WINDOW + CONSECUTIVE
