@@ -348,6 +348,12 @@ def calibrate_ci(
     artefact_dir: Optional[Path] = typer.Option(None, help="Keep (and reuse) the artefacts here."),
     from_file: Optional[Path] = typer.Option(None, "--from", help="Only summarise an earlier --out JSON."),
     identical_only: bool = typer.Option(False, help="No slowed build: false alarms only, half the time."),
+    model: Optional[str] = typer.Option(None, help="Calibrate `mvit-bench ci --model` for this model (registered "
+                                        "name or pkg.module:factory, exported from --repo) instead of mvit's own step."),
+    repo: Path = typer.Option(Path("."), help="With --model: the checkout it is exported from."),
+    import_root: str = typer.Option(".", help="With --model: folder of --repo on the import path."),
+    export_args: str = typer.Option("", help="With --model: more mvit-export options, one string."),
+    target: list[str] = typer.Option(["onnx", "tflite"], "--target", "-t", help="With --model: targets to time."),
 ) -> None:
     """Measure the CI step's false-alarm rate (identical builds) and power (a slowed build) here."""
     from .calibrate_ci import calibrate_ci as measure
@@ -357,12 +363,34 @@ def calibrate_ci(
     for path in (out, md):
         check_output_path(path)
     _finite(slowdown, "--slowdown")
+    export = _user_export(model, repo, import_root, export_args, target) if model else None
     doc = load_calibration(from_file) if from_file else measure(
-        trials, slowdown, out, artefact_dir, slowed=not identical_only, log=lambda m: typer.echo(f"mvit-bench calibrate-ci: {m}", err=True))
+        trials, slowdown, out, artefact_dir, slowed=not identical_only, export=export,
+        log=lambda m: typer.echo(f"mvit-bench calibrate-ci: {m}", err=True))
     text = report_markdown(doc)
     atomic_write_text(md, text)
     typer.echo(text)
     typer.echo(f"wrote {md}" if from_file else f"wrote {out} and {md}", err=True)
+
+
+def _user_export(model: str, repo: Path, import_root: str, export_args: str, targets: list[str]):
+    """The calibration's base artefacts, exported as `mvit-bench ci --model` exports this side."""
+    import shlex
+
+    from .user_ci import TARGET_RUNTIMES, UserCiSettings, check_export_settings, export_side
+
+    try:
+        settings = UserCiSettings(model=model, repo=repo, import_root=import_root, targets=tuple(_split(targets)),
+                                  export_args=tuple(shlex.split(export_args)))
+    except ValueError as exc:
+        _fail(f"--export-args {export_args!r}: {exc}; quote it as a shell would")
+    check_export_settings(settings)
+
+    def export(work: Path) -> dict[str, Path]:
+        paths = export_side(repo.resolve(), work / "exports", settings, list(settings.targets))
+        return {f"{model} {TARGET_RUNTIMES[t]}": p for t, p in paths.items()}
+
+    return export
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -142,13 +142,7 @@ def check_settings(s: UserCiSettings) -> None:
                               "exported, so leave --model out")
     elif not s.model:
         raise UserCiError("--model NAME|pkg.module:factory is needed to export this side; or give artefact pairs")
-    bad = [t for t in s.targets if t not in TARGET_RUNTIMES]
-    if bad:
-        raise UserCiError(f"unknown --target {bad[0]!r}; choose from {', '.join(TARGET_RUNTIMES)}")
-    for arg in s.export_args:
-        if arg.split("=")[0] in OWNED_EXPORT_OPTIONS:
-            raise UserCiError(f"--export-args may not contain {arg.split('=')[0]}; mvit-bench ci sets it "
-                              "(use --model, --checkpoint, --target)")
+    check_export_settings(s)
     if s.baseline_ref:
         _git(s.repo, "rev-parse", "--verify", "--quiet", f"{s.baseline_ref}^{{commit}}",
              fail=f"--baseline-ref {s.baseline_ref!r} is not a commit in {s.repo}; fetch it first "
@@ -158,6 +152,19 @@ def check_settings(s: UserCiSettings) -> None:
             raise UserCiError(f"{path}: no such file")
     if (s.base_harness is None) != (s.candidate_harness is None):
         raise UserCiError("give --base-harness and --candidate-harness together (one iOS harness JSON per side)")
+
+
+def check_export_settings(s: UserCiSettings) -> None:
+    """The options that decide how a side is exported."""
+    if not s.repo.is_dir():
+        raise UserCiError(f"--repo {s.repo}: no such folder; pass the checkout your model is exported from")
+    bad = [t for t in s.targets if t not in TARGET_RUNTIMES]
+    if bad:
+        raise UserCiError(f"unknown --target {bad[0]!r}; choose from {', '.join(TARGET_RUNTIMES)}")
+    for arg in s.export_args:
+        if arg.split("=")[0] in OWNED_EXPORT_OPTIONS:
+            raise UserCiError(f"--export-args may not contain {arg.split('=')[0]}; mvit-bench ci sets it "
+                              "(use --model, --checkpoint, --target)")
 
 
 def _git(repo: Path, *args: str, fail: str) -> str:

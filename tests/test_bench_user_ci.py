@@ -165,3 +165,16 @@ def test_hud_rule_needs_two_consecutive_violations_against_the_window():
     assert verdict is Verdict.REGRESSION and "window median 10.000" in why
     assert hud_verdict(steady + [8.5, 8.6], 0.10)[0] is Verdict.IMPROVEMENT
     assert len(steady) + 2 == WINDOW + CONSECUTIVE
+
+
+def test_calibrate_ci_measures_the_user_path(repo, tmp_path, cli_run):
+    _git(repo["root"], "checkout", "-q", repo["base"])
+    code, out, err = cli_run(bench_main, "calibrate-ci", "--model", "usernet.net:build", "--repo", str(repo["root"]),
+                             "--import-root", "src", "--target", "tflite", *SIZE, "--trials", "1",
+                             "--out", str(tmp_path / "cal.json"))
+    assert code == 0, err
+    doc = json.loads((tmp_path / "cal.json").read_text())
+    assert {t["row"] for t in doc["trials"]} == {"usernet.net:build litert"}
+    assert len(doc["trials"][0]["base_ms"]) == 60  # the CI step's own pairs
+    assert "no slowed build" in doc["notes"][0]  # no Softmax to hang the branch on: injected rows give power
+    assert "| usernet.net:build litert | identical x1.20 (injected) | 1 |" in out
