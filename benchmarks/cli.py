@@ -295,7 +295,8 @@ def ci(
     from .runtimes import RuntimeUnavailable
 
     check_output_path(out)
-    if model or baseline_ref or baseline_results or base_artefact or candidate_artefact:
+    if (model or baseline_ref or baseline_results or base_artefact or candidate_artefact or base_harness
+            or candidate_harness or history or gate):
         _user_ci(locals())
         return
     settings = CiSettings(runs=runs, warmups=warmups, threads=threads, previous=previous, repo=repo)

@@ -126,9 +126,14 @@ def check_settings(s: UserCiSettings) -> None:
     """Every bad input refused before anything is exported or timed."""
     kinds = [k for k, given in (("--baseline-ref", s.baseline_ref), ("--baseline-results", s.baseline_results),
                                 ("--base-artefact", s.base_artefacts)) if given]
+    if (s.base_harness is None) != (s.candidate_harness is None):
+        raise UserCiError("give --base-harness and --candidate-harness together (one iOS harness JSON per side)")
+    if not kinds and s.base_harness and s.candidate_harness and not s.model:
+        return  # the iOS harness's two results files alone: their timings and compute plans
     if len(kinds) != 1:
         raise UserCiError(f"give exactly one baseline ({' or '.join(kinds)} given together)" if kinds else
-                          "give a baseline: --baseline-ref REF, --baseline-results FILE or --base-artefact/--candidate-artefact")
+                          "give a baseline: --baseline-ref REF, --baseline-results FILE, --base-artefact/--candidate-artefact "
+                          "or --base-harness/--candidate-harness")
     if s.base_artefacts or s.candidate_artefacts:
         if len(s.base_artefacts) != len(s.candidate_artefacts):
             raise UserCiError(f"{len(s.base_artefacts)} --base-artefact for {len(s.candidate_artefacts)} "
@@ -150,8 +155,6 @@ def check_settings(s: UserCiSettings) -> None:
     for path in (s.baseline_results, s.base_harness, s.candidate_harness):
         if path is not None and not path.is_file():
             raise UserCiError(f"{path}: no such file")
-    if (s.base_harness is None) != (s.candidate_harness is None):
-        raise UserCiError("give --base-harness and --candidate-harness together (one iOS harness JSON per side)")
 
 
 def check_export_settings(s: UserCiSettings) -> None:
@@ -316,7 +319,10 @@ def run_user_ci(s: UserCiSettings, log: Callable[[str], None] = print) -> UserCi
     history = load_history(s.history) if s.history else None
     with tempfile.TemporaryDirectory(prefix="mvit-bench-ci-") as tmp:
         work = Path(tmp)
-        pairs, base_name, cand_name = _artefact_pairs(s, work, notes, log)
+        if _harness_only(s):
+            pairs, base_name, cand_name = [], str(s.base_harness), str(s.candidate_harness)
+        else:
+            pairs, base_name, cand_name = _artefact_pairs(s, work, notes, log)
         rows, timed = [], []
         for name, base, candidate in pairs:
             log(f"timing {name}: {s.runs} interleaved pairs")
@@ -329,6 +335,8 @@ def run_user_ci(s: UserCiSettings, log: Callable[[str], None] = print) -> UserCi
             timed.append(docs)
             _placements(row, base, candidate, notes)
             rows.append(row)
+    if _harness_only(s):
+        rows, timed = _harness_rows(s)
     candidate_rows = [d[-1] for d in timed]
     _decide(rows, history, s, notes)
     harness_changes = _harness_changes(s)
@@ -344,6 +352,22 @@ def run_user_ci(s: UserCiSettings, log: Callable[[str], None] = print) -> UserCi
                                                 indent=1) + "\n")
     return UserCiOutcome(f"Latency: {cand_name} vs {base_name}", rows, notes, harness_changes,
                          new_document(candidate_rows, None), new_document(plot_rows, None), reproduce_command(s))
+
+
+def _harness_only(s: UserCiSettings) -> bool:
+    return not (s.model or s.base_artefacts or s.baseline_results or s.baseline_ref)
+
+
+def _harness_rows(s: UserCiSettings) -> tuple[list[RowOutcome], list[list[dict]]]:
+    """Two iOS harness runs: unpaired verdicts per matching row, as `compare` gives them."""
+    from .schema import load_results
+
+    base, cand = load_results(str(s.base_harness)), load_results(str(s.candidate_harness))
+    compared, _ = compare_documents(base, cand, threshold=s.band)
+    rows = [RowOutcome(c.name, "coreml", c.base_ms, c.candidate_ms, c.comparison) for c in compared]
+    by_key = {row_key(r): r for r in base["results"]}
+    timed = [[by_key[row_key(r)], r] if row_key(r) in by_key else [r] for r in cand["results"]]
+    return rows, timed
 
 
 def _artefact_pairs(s: UserCiSettings, work: Path, notes: list[str],

@@ -178,3 +178,69 @@ def test_calibrate_ci_measures_the_user_path(repo, tmp_path, cli_run):
     assert len(doc["trials"][0]["base_ms"]) == 60  # the CI step's own pairs
     assert "no slowed build" in doc["notes"][0]  # no Softmax to hang the branch on: injected rows give power
     assert "| usernet.net:build litert | identical x1.20 (injected) | 1 |" in out
+
+
+WORKFLOW = Path(__file__).parent.parent / "docs" / "ci" / "mvit-latency.yml"
+DOCS = Path(__file__).parent.parent / "docs" / "benchmarks.md"
+
+
+def _options(command) -> dict[str, object]:
+    return {opt: p for p in command.params for opt in (*p.opts, *p.secondary_opts)}
+
+
+def _mvit_bench_ci_args(script: str) -> list[str]:
+    import shlex
+
+    line = next(chunk for chunk in script.replace("\\\n", " ").splitlines()
+                if chunk.strip().split(" ")[0].endswith("mvit-bench") and " ci " in chunk)
+    words = shlex.split(line.replace('"$BASE_SHA"', "BASE_SHA"))
+    return words[words.index("ci") + 1:]
+
+
+def test_the_workflow_parses_and_names_real_options():
+    import typer
+    import yaml
+
+    from mvit.benchmarks.cli import app
+    from mvit.exporters.cli import export_app
+
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    steps = workflow["jobs"]["latency"]["steps"]
+    assert steps[0]["uses"].startswith("actions/checkout@") and steps[0]["with"]["fetch-depth"] == 0
+    (script,) = [s["run"] for s in steps if "mvit-bench ci" in s.get("run", "")]
+    args = _mvit_bench_ci_args(script)
+    ci_options = _options(typer.main.get_command(app).commands["ci"])  # type: ignore[attr-defined]
+    given, words = {}, iter(args)
+    for word in words:
+        assert word in ci_options, f"{word} is not an option of mvit-bench ci"
+        given[word] = True if ci_options[word].is_flag else next(words)
+    assert {"--model", "--baseline-ref", "--gate", "--out"} <= set(given)
+    export_options = _options(typer.main.get_command(export_app))
+    for word in given["--export-args"].split():
+        assert not word.startswith("--") or word in export_options, f"{word} is not an option of mvit-export"
+    assert all(t in ("onnx", "tflite", "coreml") for t in given["--target"].split(","))
+    # the walk-through in docs/benchmarks.md runs the same command on the same model
+    walkthrough = DOCS.read_text().split("### Walk-through with a real model")[1].split("\n## ")[0]
+    docs_args = _mvit_bench_ci_args(walkthrough)
+    assert docs_args[:docs_args.index("--baseline-ref")] == args[:args.index("--baseline-ref")]
+
+
+def test_coreml_compute_plan_changes_from_two_harness_runs(tmp_path, cli_run):
+    golden = Path(__file__).parent / "data" / "harness_golden.json"
+    doc = json.loads(golden.read_text())
+    (moved,) = [r for r in doc["results"] if r["compute_units"] == "all"]
+    moved["compute_plan"].update(neural_engine_ops=400, cpu_ops=12)
+    candidate = tmp_path / "candidate.json"
+    candidate.write_text(json.dumps(doc))
+    code, out, err = cli_run(bench_main, "ci", "--base-harness", str(golden), "--candidate-harness", str(candidate),
+                             "--out", str(tmp_path / "r.md"), "--gate")
+    assert code == 0, err
+    report = json.loads((tmp_path / "r.json").read_text())
+    changes = report["coreml_compute_plan_changes"]
+    assert changes["mobilevit_xxs A 256 fp16 coreml (all)"] == ["ops on Neural Engine: 406 -> 400",
+                                                               "ops on CPU: 6 -> 12"]
+    assert changes["mobilevit_xxs A 256 fp16 coreml (cpuOnly)"][0].startswith("unchanged")
+    assert len(report["rows"]) == 4 and "REGRESSION" not in {r["gating"] for r in report["rows"]}
+    assert "**mobilevit_xxs A 256 fp16 coreml (all)**: ops on Neural Engine: 406 -> 400; ops on CPU: 6 -> 12" in out
+    code, out, err = cli_run(bench_main, "ci", "--base-harness", str(golden), "--out", str(tmp_path / "x.md"))
+    assert code == 2 and err.count("\n") == 1 and "--candidate-harness" in err, err
