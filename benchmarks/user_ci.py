@@ -111,6 +111,7 @@ class UserCiOutcome:
     rows: list[RowOutcome]
     notes: list[str]
     harness_changes: dict[str, list[str]]
+    history: dict | None  # the --history file with this run appended, written with the reports
     candidate_results: dict  # results schema v1: this side's rows, a later run's --baseline-results
     plot_document: dict  # both sides' rows, for the PNG
     reproduce: str
@@ -344,13 +345,13 @@ def run_user_ci(s: UserCiSettings, log: Callable[[str], None] = print) -> UserCi
     for docs in timed:
         for side, r in zip(("base", "candidate") if len(docs) == 2 else ("candidate",), docs):
             plot_rows.append({**r, "model": f"{side}: {r['model']}"})
+    history_doc = None
     if s.history:
         label = s.history_label or _head_label(s.repo)
         point = {"label": label, "created_utc": datetime.now(UTC).isoformat(),
                  "rows": {r.name: r.candidate_ms for r in rows if r.candidate_ms is not None}}
-        atomic_write_text(s.history, json.dumps({"kind": HISTORY_KIND, "points": [*(history or []), point]},
-                                                indent=1) + "\n")
-    return UserCiOutcome(f"Latency: {cand_name} vs {base_name}", rows, notes, harness_changes,
+        history_doc = {"kind": HISTORY_KIND, "points": [*(history or []), point]}
+    return UserCiOutcome(f"Latency: {cand_name} vs {base_name}", rows, notes, harness_changes, history_doc,
                          new_document(candidate_rows, None), new_document(plot_rows, None), reproduce_command(s))
 
 
@@ -537,5 +538,9 @@ def write_reports(o: UserCiOutcome, s: UserCiSettings, out: Path) -> tuple[str, 
     text = report_markdown(o, s)
     atomic_write_text(js, report_json(o, s))
     plot(o.plot_document, png)
+    written = [md, js, png]
+    if o.history is not None and s.history is not None:
+        atomic_write_text(s.history, json.dumps(o.history, indent=1) + "\n")
+        written.append(s.history)
     atomic_write_text(md, text)  # last: a finished markdown means the JSON and PNG beside it are finished too
-    return text, [md, js, png]
+    return text, written

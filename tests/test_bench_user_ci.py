@@ -244,3 +244,31 @@ def test_coreml_compute_plan_changes_from_two_harness_runs(tmp_path, cli_run):
     assert "**mobilevit_xxs A 256 fp16 coreml (all)**: ops on Neural Engine: 406 -> 400; ops on CPU: 6 -> 12" in out
     code, out, err = cli_run(bench_main, "ci", "--base-harness", str(golden), "--out", str(tmp_path / "x.md"))
     assert code == 2 and err.count("\n") == 1 and "--candidate-harness" in err, err
+
+
+def test_history_rule_through_the_cli_and_a_damaged_history(tmp_path, cli_run):
+    golden = Path(__file__).parent / "data" / "harness_golden.json"
+    doc = json.loads(golden.read_text())
+    slow = tmp_path / "slow.json"
+    for r in doc["results"]:
+        r["times_ms"] = [t * 1.5 for t in r["times_ms"]]
+    slow.write_text(json.dumps(doc))
+    history = tmp_path / "history.json"
+    medians = {f"mobilevit_xxs A coreml ({r['compute_units']}) fp16 256x256": r["stats"]["median_ms"]
+               for r in json.loads(golden.read_text())["results"]}
+    # five steady points on the main branch, then one slow commit, then this run (slow again)
+    points = [{"label": f"c{i}", "rows": medians} for i in range(WINDOW)]
+    points.append({"label": "slow-1", "rows": {k: v * 1.5 for k, v in medians.items()}})
+    history.write_text(json.dumps({"kind": "mvit-bench-ci-history", "points": points}))
+    code, out, err = cli_run(bench_main, "ci", "--base-harness", str(golden), "--candidate-harness", str(slow),
+                             "--history", str(history), "--history-label", "slow-2", "--gate",
+                             "--out", str(tmp_path / "r.md"))
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert code == 1 and {r["gating"] for r in report["rows"]} == {"REGRESSION"}, out
+    assert all(r["history"].startswith("REGRESSION: last 2 points") for r in report["rows"])
+    assert [p["label"] for p in json.loads(history.read_text())["points"]][-2:] == ["slow-1", "slow-2"]
+    history.write_text("[1, 2")
+    code, out, err = cli_run(bench_main, "ci", "--base-harness", str(golden), "--candidate-harness", str(slow),
+                             "--history", str(history), "--out", str(tmp_path / "s.md"))
+    assert code == 2 and err.count("\n") == 1 and "not a mvit-bench ci history file" in err, err
+    assert not (tmp_path / "s.md").exists()
