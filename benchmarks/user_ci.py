@@ -129,12 +129,16 @@ def check_settings(s: UserCiSettings) -> None:
                                 ("--base-artefact", s.base_artefacts)) if given]
     if (s.base_harness is None) != (s.candidate_harness is None):
         raise UserCiError("give --base-harness and --candidate-harness together (one iOS harness JSON per side)")
-    if not kinds and s.base_harness and s.candidate_harness and not s.model:
-        return  # the iOS harness's two results files alone: their timings and compute plans
-    if len(kinds) != 1:
+    harness_only = not kinds and s.base_harness is not None and not s.model
+    if len(kinds) != 1 and not harness_only:
         raise UserCiError(f"give exactly one baseline ({' or '.join(kinds)} given together)" if kinds else
                           "give a baseline: --baseline-ref REF, --baseline-results FILE, --base-artefact/--candidate-artefact "
                           "or --base-harness/--candidate-harness")
+    for path in (s.baseline_results, s.base_harness, s.candidate_harness):
+        if path is not None and not path.is_file():
+            raise UserCiError(f"{path}: no such file")
+    if harness_only:
+        return  # the iOS harness's two results files alone: their timings and compute plans
     if s.base_artefacts or s.candidate_artefacts:
         if len(s.base_artefacts) != len(s.candidate_artefacts):
             raise UserCiError(f"{len(s.base_artefacts)} --base-artefact for {len(s.candidate_artefacts)} "
@@ -150,12 +154,11 @@ def check_settings(s: UserCiSettings) -> None:
         raise UserCiError("--model NAME|pkg.module:factory is needed to export this side; or give artefact pairs")
     check_export_settings(s)
     if s.baseline_ref:
+        if s.baseline_ref.startswith("-"):  # git would read it as an option
+            raise UserCiError(f"--baseline-ref {s.baseline_ref!r} is not a git ref; pass a branch, tag or commit")
         _git(s.repo, "rev-parse", "--verify", "--quiet", f"{s.baseline_ref}^{{commit}}",
              fail=f"--baseline-ref {s.baseline_ref!r} is not a commit in {s.repo}; fetch it first "
                   "(actions/checkout: fetch-depth: 0)")
-    for path in (s.baseline_results, s.base_harness, s.candidate_harness):
-        if path is not None and not path.is_file():
-            raise UserCiError(f"{path}: no such file")
 
 
 def check_export_settings(s: UserCiSettings) -> None:

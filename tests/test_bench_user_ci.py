@@ -136,6 +136,8 @@ def test_the_baseline_results_of_an_earlier_run(repo, tmp_path, cli_run):
 @pytest.mark.parametrize("args, message", [
     ([], "give a baseline"),
     (["--baseline-ref", "no-such-ref"], "is not a commit"),
+    (["--baseline-ref", "--output=/tmp/x"], "is not a git ref"),
+    (["--baseline-results", "missing.json"], "missing.json: no such file"),
     (["--baseline-ref", "HEAD", "--export-args", "--out elsewhere"], "--export-args may not contain --out"),
     (["--baseline-ref", "HEAD", "--target", "tensorrt"], "unknown --target 'tensorrt'"),
     (["--baseline-ref", "HEAD", "--baseline-results", "x.json"], "exactly one baseline"),
