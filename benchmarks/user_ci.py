@@ -227,9 +227,13 @@ def export_side(tree: Path, out: Path, s: UserCiSettings, targets: list[str]) ->
         if done.returncode != 0:
             errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
             why = errors[-1].removeprefix("error:").strip() if errors else (done.stderr.strip().splitlines() or ["?"])[-1]
-            raise UserCiError(f"mvit-export {target}: {why}", done.returncode if done.returncode in (1, 2) else 1)
+            raise UserCiError(f"mvit-export {target}: {why}", done.returncode if done.returncode in (1, 2, 3) else 1)
         suffix = get_target(target).suffix
-        found = sorted(p for p in folder.glob(f"*{suffix}") if not p.name.startswith("."))
+        # mvit-export's result line starts with the artefact's path; a kept --artefact-dir may
+        # also hold an earlier run's artefact of another name
+        named = [Path(line.split()[0]) for line in done.stdout.splitlines() if line.split()]
+        found = [p for p in named if p.suffix == suffix and p.parent == folder and p.exists()]
+        found = found or sorted(p for p in folder.glob(f"*{suffix}") if not p.name.startswith("."))
         if len(found) != 1:
             raise UserCiError(f"mvit-export {target} wrote {len(found)} {suffix} artefacts in {folder}; expected one", 3)
         paths[target] = found[0]
