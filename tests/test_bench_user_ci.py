@@ -13,6 +13,7 @@ import subprocess
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mvit.benchmarks.cli import main as bench_main
@@ -129,8 +130,10 @@ def test_the_baseline_results_of_an_earlier_run(repo, tmp_path, cli_run):
                              str(first.with_suffix(".json")), *SIZE, *FAST, "--out", str(tmp_path / "second.md"))
     assert code == 0, err
     (row,) = json.loads((tmp_path / "second.json").read_text())["rows"]
-    assert row["base_ms"] is not None and row["comparison"]["paired"] is False
-    assert row["comparison"]["verdict"] in ("SAME", "UNKNOWN")  # unpaired runs minutes apart: never an alarm here
+    (earlier,) = json.loads(first.with_suffix(".json").read_text())["candidate_results"]["results"]
+    assert row["base_ms"] == pytest.approx(float(np.quantile(earlier["times_ms"], 0.10)))  # the file's own row
+    assert row["comparison"]["paired"] is False and row["comparison"]["candidate_n"] == 30
+    assert "unpaired, ratio of 10th percentiles" in out
 
 
 @pytest.mark.parametrize("args, message", [
