@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from mvit.benchmarks.cli import main as bench_main
 from mvit.benchmarks.user_ci import CONSECUTIVE, WINDOW, hud_verdict
@@ -277,3 +279,38 @@ def test_history_rule_through_the_cli_and_a_damaged_history(tmp_path, cli_run):
                              "--history", str(history), "--out", str(tmp_path / "s.md"))
     assert code == 2 and err.count("\n") == 1 and "not a mvit-bench ci history file" in err, err
     assert not (tmp_path / "s.md").exists()
+
+
+def test_a_checkpoint_in_the_repo_is_read_from_each_sides_tree(tmp_path, cli_run):
+    from mvit.models import create_model
+    from mvit.models.checkpoints.load import save_checkpoint
+
+    root = tmp_path / "weights-repo"
+    (root / "weights").mkdir(parents=True)
+    _git(root, "init", "-q")
+    for seed in (0, 1):  # the pull request retrains: same network, new weights
+        torch.manual_seed(seed)
+        save_checkpoint(create_model("mobilevit_xxs", "A"), root / "weights" / "xxs.safetensors", "mobilevit_xxs")
+        _git(root, "add", "-A")
+        _git(root, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", f"weights {seed}")
+    kept = tmp_path / "kept"
+    args = ["--model", "mobilevit_xxs", "--checkpoint", "weights/xxs.safetensors", "--target", "onnx",
+            "--export-args", "--image-size 64 --precision fp32"]
+    code, out, err = cli_run(bench_main, "ci", *args, "--repo", str(root), "--baseline-ref", "HEAD~1", *FAST,
+                             "--artefact-dir", str(kept), "--out", str(tmp_path / "r.md"))
+    assert code == 0, err
+    (row,) = json.loads((tmp_path / "r.json").read_text())["rows"]
+    assert not row["identical_artefacts"] and row["placement_changes"] == []  # new weights, same graph
+    # the baseline is what mvit-export makes of the first commit's checkpoint, byte for byte
+    first = tmp_path / "first"
+    (first / "weights").mkdir(parents=True)
+    (first / "weights" / "xxs.safetensors").write_bytes(
+        subprocess.run(["git", "-C", str(root), "show", "HEAD~1:weights/xxs.safetensors"], check=True,
+                       capture_output=True).stdout)
+    subprocess.run([sys.executable, "-m", "mvit.exporters.cli", "--target", "onnx", "--model", "mobilevit_xxs",
+                    "--checkpoint", "weights/xxs.safetensors", "--image-size", "64", "--precision", "fp32",
+                    "--no-verify", "--out", str(first / "out")], cwd=first, check=True, capture_output=True)
+    (direct,) = (first / "out").glob("*.onnx")
+    (baseline,) = (kept / "baseline" / "onnx").glob("*.onnx")
+    (candidate,) = (kept / "candidate" / "onnx").glob("*.onnx")
+    assert baseline.read_bytes() == direct.read_bytes() != candidate.read_bytes()
