@@ -9,6 +9,7 @@ paired verdict flags it even on a busy two-core machine; the placement test asse
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_utils import stop_and_check_interrupted
 
 from mvit.benchmarks.cli import main as bench_main
 from mvit.benchmarks.user_ci import CONSECUTIVE, WINDOW, hud_verdict
@@ -314,3 +316,15 @@ def test_a_checkpoint_in_the_repo_is_read_from_each_sides_tree(tmp_path, cli_run
     (baseline,) = (kept / "baseline" / "onnx").glob("*.onnx")
     (candidate,) = (kept / "candidate" / "onnx").glob("*.onnx")
     assert baseline.read_bytes() == direct.read_bytes() != candidate.read_bytes()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_while_exporting_leaves_no_report(repo, tmp_path, sig):
+    _git(repo["root"], "checkout", "-q", repo["wider"])
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("mvit-bench")), "ci", "--model", "usernet.net:build",
+                             "--repo", str(repo["root"]), "--import-root", "src", "--target", "tflite",
+                             "--baseline-ref", repo["base"], *SIZE, "--out", str(tmp_path / "r.md")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None and "exporting" in proc.stderr.readline()
+    stop_and_check_interrupted(proc, sig)
+    assert not list(tmp_path.iterdir())
