@@ -313,7 +313,8 @@ def ci(
 def _user_ci(a: dict) -> None:
     import shlex
 
-    from .user_ci import UserCiSettings, run_user_ci, write_reports
+    from .user_ci import UserCiSettings, run_user_ci
+    from .user_ci_report import write_reports
 
     _finite(a["threshold"], "--threshold")
     out: Path = a["out"]

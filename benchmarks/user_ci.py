@@ -23,22 +23,20 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from mvit.errors import EXIT_BAD_INPUT, MvitError
 
-from .ab import BLOCKS, run_ab
-from .compare import RowComparison, compare_documents, comparison_markdown, row_key
-from .files import atomic_write_text
+from .ab import run_ab
+from .compare import compare_documents, row_key
 from .placement import artefact_placement, harness_placements, placement_changes, placement_summary
 from .runner import new_document
 from .runtimes import RUNTIME_TARGETS, RuntimeUnavailable, artefact_runtime, runtime_available
@@ -114,14 +112,11 @@ class UserCiOutcome:
     history: dict | None  # the --history file with this run appended, written with the reports
     candidate_results: dict  # results schema v1: this side's rows, a later run's --baseline-results
     plot_document: dict  # both sides' rows, for the PNG
-    reproduce: str
 
     @property
     def regression(self) -> bool:
         return any(r.gating is Verdict.REGRESSION for r in self.rows)
 
-
-# ---------------------------------------------------------------------------------------- inputs
 
 def check_settings(s: UserCiSettings) -> None:
     """Every bad input refused before anything is exported or timed."""
@@ -197,8 +192,6 @@ def load_baseline_results(path: Path) -> dict:
     return load_results(path)
 
 
-# ---------------------------------------------------------------------------------------- export
-
 def _export_command(s: UserCiSettings, target: str, out: Path) -> list[str]:
     # `-m`: the working folder (the side's tree) is first on sys.path, so the user's package imports
     # from it; mvit is this install's.
@@ -251,8 +244,6 @@ def archive_tree(repo: Path, ref: str, dest: Path) -> None:
         tar.extractall(dest, filter="data")
     archive.unlink()
 
-
-# ---------------------------------------------------------------------------------------- decide
 
 def hud_verdict(series: list[float], threshold: float) -> tuple[Verdict, str]:
     """PyTorch HUD's rule on one row's medians, oldest first, this run last."""
@@ -315,8 +306,6 @@ def _placements(row: RowOutcome, base: Path | None, candidate: Path, notes: list
         notes.append(f"{row.name}: no placement ({exc})")
 
 
-# ---------------------------------------------------------------------------------------- run
-
 def run_user_ci(s: UserCiSettings, log: Callable[[str], None] = print) -> UserCiOutcome:
     check_settings(s)
     notes: list[str] = []
@@ -359,7 +348,7 @@ def run_user_ci(s: UserCiSettings, log: Callable[[str], None] = print) -> UserCi
                  "rows": {r.name: r.candidate_ms for r in rows if r.candidate_ms is not None}}
         history_doc = {"kind": HISTORY_KIND, "points": [*(history or []), point]}
     return UserCiOutcome(f"Latency: {cand_name} vs {base_name}", rows, notes, harness_changes, history_doc,
-                         new_document(candidate_rows, None), new_document(plot_rows, None), reproduce_command(s))
+                         new_document(candidate_rows, None), new_document(plot_rows, None))
 
 
 def _harness_only(s: UserCiSettings) -> bool:
@@ -463,91 +452,3 @@ def _harness_changes(s: UserCiSettings) -> dict[str, list[str]]:
         changes = placement_changes(base[name], cand[name])
         out[name] = changes or [f"unchanged ({placement_summary(cand[name])})"]
     return out
-
-
-# ---------------------------------------------------------------------------------------- output
-
-def reproduce_command(s: UserCiSettings) -> str:
-    args = ["mvit-bench", "ci"]
-    if s.model:
-        args += ["--model", s.model]
-    if s.checkpoint:
-        args += ["--checkpoint", s.checkpoint]
-    if s.model:
-        for t in s.targets:
-            args += ["--target", t]
-    if s.export_args:
-        args += ["--export-args", shlex.join(s.export_args)]
-    if str(s.repo) != ".":
-        args += ["--repo", str(s.repo)]
-    if s.import_root != ".":
-        args += ["--import-root", s.import_root]
-    if s.baseline_ref:
-        args += ["--baseline-ref", s.baseline_ref]
-    if s.baseline_results:
-        args += ["--baseline-results", str(s.baseline_results)]
-    for b, c in zip(s.base_artefacts, s.candidate_artefacts):
-        args += ["--base-artefact", str(b), "--candidate-artefact", str(c)]
-    defaults = UserCiSettings()
-    for flag, value, default in (("--runs", s.runs, defaults.runs), ("--warmups", s.warmups, defaults.warmups),
-                                 ("--threads", s.threads, defaults.threads),
-                                 ("--threshold", s.threshold, defaults.threshold)):
-        if value != default:
-            args += [flag, str(value)]
-    return shlex.join(args)
-
-
-def report_markdown(o: UserCiOutcome, s: UserCiSettings) -> str:
-    table = [RowComparison(r.name, r.base_ms, r.candidate_ms, r.comparison) for r in o.rows]
-    method = (f"interleaved ABBA blocks in one process ({BLOCKS.calls} calls, the first {BLOCKS.discard} untimed), "
-              f"{s.runs} pairs after {s.warmups} warm-ups, {s.threads} thread(s), median of paired ratios")
-    if s.baseline_results:
-        method = "this side timed now against the results file's row: unpaired, ratio of 10th percentiles"
-    text = comparison_markdown(table, title=o.title, threshold=s.band, method=method, statistic=
-                               "p10" if s.baseline_results else "median", notes=o.notes)
-    lines = [text.rstrip("\n")]
-    if any(r.history for r in o.rows):
-        lines += ["", "History rule (PyTorch HUD):", ""] + [f"- {r.name}: {r.history}" for r in o.rows if r.history]
-    lines += ["", "#### Placement changes", ""]
-    changed = [(r.name, r.placement_changes) for r in o.rows if r.placement_changes]
-    changed += [(name, c) for name, c in o.harness_changes.items() if not c[0].startswith("unchanged")]
-    for name, changes in changed:
-        lines.append(f"- **{name}**: " + "; ".join(changes))
-    if not changed:
-        compared = [r for r in o.rows if r.base_placement] or o.harness_changes
-        lines.append("- none: every op runs where it ran in the baseline" if compared else
-                     "- not compared (no baseline artefact or harness results to compare with)")
-    verdict = ("REGRESSION: this check fails (--gate)" if o.regression and s.gate else
-               "REGRESSION found; informational (pass --gate to fail the check)" if o.regression else
-               "no regression")
-    lines += ["", f"Result: {verdict}.", "", "Reproduce:", "", "```bash", o.reproduce, "```"]
-    return "\n".join(lines) + "\n"
-
-
-def report_json(o: UserCiOutcome, s: UserCiSettings) -> str:
-    rows = []
-    for r in o.rows:
-        d = asdict(r)
-        d["comparison"] = {**asdict(r.comparison), "verdict": r.comparison.verdict.value}
-        d["gating"] = r.gating.value
-        rows.append(d)
-    doc = {"kind": REPORT_KIND, "version": 1, "title": o.title, "threshold": s.band, "floor": FLOOR,
-           "gate": s.gate, "regression": o.regression, "notes": o.notes, "rows": rows,
-           "coreml_compute_plan_changes": o.harness_changes, "reproduce": o.reproduce,
-           "candidate_results": o.candidate_results}
-    return json.dumps(doc, indent=1) + "\n"
-
-
-def write_reports(o: UserCiOutcome, s: UserCiSettings, out: Path) -> tuple[str, list[Path]]:
-    from .report import plot
-
-    md, js, png = out, out.with_suffix(".json"), out.with_suffix(".png")
-    text = report_markdown(o, s)
-    atomic_write_text(js, report_json(o, s))
-    plot(o.plot_document, png)
-    written = [md, js, png]
-    if o.history is not None and s.history is not None:
-        atomic_write_text(s.history, json.dumps(o.history, indent=1) + "\n")
-        written.append(s.history)
-    atomic_write_text(md, text)  # last: a finished markdown means the JSON and PNG beside it are finished too
-    return text, written
