@@ -189,6 +189,7 @@ def report_markdown(doc: dict) -> str:
         lines.append(f"- {row}: slowed build = {build['layers']} branch layers, x{build['ratio']:.3f} in "
                      f"{SIZING_PAIRS} interleaved pairs ({PROBE_LAYERS}-layer probe: x{build['probe_ratio']:.3f}), outputs "
                      f"bit-identical: {build['outputs_identical']}")
+    lines += [f"- {note}" for note in doc.get("notes", [])]
     lines += ["- identical = a byte copy (REGRESSION is a false alarm); slowed = the slowed build "
               "(REGRESSION is a catch); injected = the identical-build runs with the candidate's times multiplied "
               "by the factor afterwards (real noise, an exact slowdown)", "", *HEADER]
@@ -239,16 +240,22 @@ def run_trials(rows: dict[str, dict[str, Path]], trials: int, measure: Measure,
     return done
 
 
+Export = Callable[[Path], dict[str, Path]]  # work folder -> row name -> base artefact
+
+
 def calibrate_ci(trials: int, slowdown: float, out: Path, artefact_dir: Path | None = None,
                  runtimes: tuple[str, ...] | None = None, slowed: bool = True,
-                 log: Callable[[str], None] = print) -> dict:
-    """`slowed=False`: identical builds only (false alarms), at half the time per trial."""
+                 log: Callable[[str], None] = print, export: Export | None = None) -> dict:
+    """`slowed=False`: identical builds only (false alarms), at half the time per trial.
+    `export`: the rows' base artefacts come from it (the user's model, `mvit-bench ci --model`)
+    instead of MobileViT-XXS A/B; a model whose artefact cannot carry the slowed branch (no
+    Softmax) is measured on identical builds, and its power comes from the injected slowdowns."""
     import torch
 
     from .ab import run_ab
     from .ci import CI_CONFIGS, CI_MODEL, CI_RUNTIMES, CiSettings
     from .runtimes import RuntimeUnavailable, bench_model, build_artefact, runtime_available
-    from .slowed import build_slowed
+    from .slowed import SlowedError, build_slowed
 
     settings = CiSettings()
     torch.set_num_threads(settings.threads)
@@ -259,7 +266,7 @@ def calibrate_ci(trials: int, slowdown: float, out: Path, artefact_dir: Path | N
             usable.append(runtime)
         except RuntimeUnavailable as exc:
             log(f"skipped: {exc}")
-    if not usable:
+    if not usable and export is None:
         raise RuntimeUnavailable("no CI runtime (onnxruntime, litert) is installed here; nothing to calibrate")
     doc: dict = {"settings": {"runs": settings.runs, "warmups": settings.warmups, "threads": settings.threads,
                               "threshold": settings.threshold, "slowdown": slowdown, "trials": trials,
@@ -267,21 +274,29 @@ def calibrate_ci(trials: int, slowdown: float, out: Path, artefact_dir: Path | N
                  "builds": {}, "trials": []}
     with _workdir(artefact_dir) as work:
         start = time.monotonic()
-        bases = {(r, c): build_artefact(bench_model(CI_MODEL, c), r, work / r, reuse=artefact_dir is not None)
-                 for r in usable for c in CI_CONFIGS}
+        if export is not None:
+            bases = export(work)
+        else:
+            bases = {f"{CI_MODEL} {c} {r}": build_artefact(bench_model(CI_MODEL, c), r, work / r,
+                                                           reuse=artefact_dir is not None)
+                     for r in usable for c in CI_CONFIGS}
         doc["export_s"] = time.monotonic() - start
         doc["artefacts_reused"] = artefact_dir is not None
         rows: dict[str, dict[str, Path]] = {}
-        for (runtime, config), base in bases.items():
-            name = f"{CI_MODEL} {config} {runtime}"
+        for name, base in bases.items():
             # Not beside the base: their metadata match it, so a later --artefact-dir reuse could pick them.
-            candidates = work / "candidates" / runtime
+            candidates = work / "candidates" / base.suffix.lstrip(".")
             candidates.mkdir(parents=True, exist_ok=True)
             copy = candidates / f"identical_{base.name}"
             shutil.copyfile(base, copy)
             rows[name] = {"base": base, IDENTICAL: copy}
             if slowed:
-                build = build_slowed(base, candidates / f"slowed_{base.name}", slowdown, settings.threads, log=log)
+                try:
+                    build = build_slowed(base, candidates / f"slowed_{base.name}", slowdown, settings.threads, log=log)
+                except SlowedError as exc:
+                    log(f"{name}: identical builds only ({exc})")
+                    doc.setdefault("notes", []).append(f"{name}: no slowed build ({exc}); power from the injected rows")
+                    continue
                 doc["builds"][name] = {"layers": build.layers, "ratio": build.ratio,
                                        "probe_ratio": build.probe_ratio, "outputs_identical": True}
                 rows[name][SLOWED] = build.path

@@ -274,20 +274,44 @@ def profile(
 @app.command()
 @_interruptible
 def ci(
-    out: Path = typer.Option(Path("latency-report.md"), "--out", "-o"),
+    out: Path = typer.Option(Path("latency-report.md"), "--out", "-o",
+                             help="Markdown report; with --model or a baseline also <out>.json and <out>.png."),
     runs: int = typer.Option(60, min=1, help="Interleaved pairs per row."),
     warmups: int = typer.Option(5, min=0),
     threads: int = typer.Option(1, min=1),
-    previous: bool = typer.Option(True, help="Baseline = previous commit's exports (else A/A)."),
-    repo: Path = typer.Option(Path("."), help="Git checkout whose HEAD~1 is the baseline."),
+    previous: bool = typer.Option(True, help="mvit's own step: baseline = previous commit's exports (else A/A)."),
+    repo: Path = typer.Option(Path("."), help="Git checkout: HEAD~1 (mvit's own step) or the one --baseline-ref names."),
+    model: Optional[str] = typer.Option(None, help="Your model: a registered name or pkg.module:factory, "
+                                        "exported from --repo on both sides."),
+    checkpoint: Optional[str] = typer.Option(None, help="Weights for a registered model; a relative path is read "
+                                             "from each side's tree."),
+    target: list[str] = typer.Option(["onnx", "tflite"], "--target", "-t", help="Targets to time (repeat or comma-separate)."),
+    export_args: str = typer.Option("", help="More mvit-export options, one string, e.g. '--precision fp32 --image-size 128'."),
+    import_root: str = typer.Option(".", help="Folder of --repo put on the import path for pkg.module (e.g. src)."),
+    baseline_ref: Optional[str] = typer.Option(None, help="Baseline: a git ref of --repo, exported from its tree."),
+    baseline_results: Optional[Path] = typer.Option(None, help="Baseline: the JSON of an earlier run (or a results file)."),
+    base_artefact: list[Path] = typer.Option([], help="Baseline: artefacts, paired in order with --candidate-artefact."),
+    candidate_artefact: list[Path] = typer.Option([], help="Candidate artefacts (with --base-artefact)."),
+    base_harness: Optional[Path] = typer.Option(None, help="iOS harness results JSON of the baseline (CoreML compute plan)."),
+    candidate_harness: Optional[Path] = typer.Option(None, help="iOS harness results JSON of the candidate."),
+    history: Optional[Path] = typer.Option(None, help="History JSON, read and extended: the gate then needs "
+                                           "2 consecutive slow points against a 5-point window."),
+    history_label: Optional[str] = typer.Option(None, help="This run's label in --history (default: the commit)."),
+    threshold: float = typer.Option(DEFAULT_THRESHOLD, min=0.0, help="Relative change that counts; never below 0.02."),
+    gate: bool = typer.Option(False, help="Exit 1 when a row is a REGRESSION (default: report only)."),
+    artefact_dir: Optional[Path] = typer.Option(None, help="Keep both sides' exports here (baseline/, candidate/)."),
 ) -> None:
-    """CI latency report for MobileViT-XXS A/B on ONNX Runtime and LiteRT; never fails on latency."""
+    """CI latency report: mvit's own XXS step by default; with --model or a baseline, your model."""
     from mvit.exporters.base import ExportError
 
     from .ci import CiSettings, run_ci
     from .runtimes import RuntimeUnavailable
 
     check_output_path(out)
+    if (model or baseline_ref or baseline_results or base_artefact or candidate_artefact or base_harness
+            or candidate_harness or history or gate):
+        _user_ci(locals())
+        return
     settings = CiSettings(runs=runs, warmups=warmups, threads=threads, previous=previous, repo=repo)
     try:
         text = run_ci(settings, log=lambda m: typer.echo(f"mvit-bench ci: {m}", err=True))
@@ -299,6 +323,37 @@ def ci(
     typer.echo(f"wrote {out}", err=True)
 
 
+def _user_ci(a: dict) -> None:
+    import shlex
+
+    from .user_ci import UserCiSettings, run_user_ci
+    from .user_ci_report import write_reports
+
+    _finite(a["threshold"], "--threshold")
+    out: Path = a["out"]
+    for path in (out.with_suffix(".json"), out.with_suffix(".png")):
+        check_output_path(path, "report")
+    if out.suffix != ".md":
+        _fail(f"--out {out}: name the report *.md (the JSON and PNG are written beside it)")
+    try:
+        export_args = tuple(shlex.split(a["export_args"]))
+    except ValueError as exc:
+        _fail(f"--export-args {a['export_args']!r}: {exc}; quote it as a shell would")
+    settings = UserCiSettings(
+        model=a["model"], checkpoint=a["checkpoint"], targets=tuple(_split(a["target"])), export_args=export_args,
+        repo=a["repo"], import_root=a["import_root"], baseline_ref=a["baseline_ref"],
+        baseline_results=a["baseline_results"], base_artefacts=tuple(a["base_artefact"]),
+        candidate_artefacts=tuple(a["candidate_artefact"]), base_harness=a["base_harness"],
+        candidate_harness=a["candidate_harness"], history=a["history"], history_label=a["history_label"], artefact_dir=a["artefact_dir"],
+        runs=a["runs"], warmups=a["warmups"], threads=a["threads"], threshold=a["threshold"], gate=a["gate"])
+    outcome = run_user_ci(settings, log=lambda m: typer.echo(f"mvit-bench ci: {m}", err=True))
+    text, written = write_reports(outcome, settings, out)
+    typer.echo(text)
+    typer.echo("wrote " + ", ".join(map(str, written)), err=True)
+    if settings.gate and outcome.regression:
+        raise typer.Exit(EXIT_FAILED)
+
+
 @app.command("calibrate-ci")
 @_interruptible
 def calibrate_ci(
@@ -308,6 +363,12 @@ def calibrate_ci(
     artefact_dir: Optional[Path] = typer.Option(None, help="Keep (and reuse) the artefacts here."),
     from_file: Optional[Path] = typer.Option(None, "--from", help="Only summarise an earlier --out JSON."),
     identical_only: bool = typer.Option(False, help="No slowed build: false alarms only, half the time."),
+    model: Optional[str] = typer.Option(None, help="Calibrate `mvit-bench ci --model` for this model (registered "
+                                        "name or pkg.module:factory, exported from --repo) instead of mvit's own step."),
+    repo: Path = typer.Option(Path("."), help="With --model: the checkout it is exported from."),
+    import_root: str = typer.Option(".", help="With --model: folder of --repo on the import path."),
+    export_args: str = typer.Option("", help="With --model: more mvit-export options, one string."),
+    target: list[str] = typer.Option(["onnx", "tflite"], "--target", "-t", help="With --model: targets to time."),
 ) -> None:
     """Measure the CI step's false-alarm rate (identical builds) and power (a slowed build) here."""
     from .calibrate_ci import calibrate_ci as measure
@@ -317,12 +378,34 @@ def calibrate_ci(
     for path in (out, md):
         check_output_path(path)
     _finite(slowdown, "--slowdown")
+    export = _user_export(model, repo, import_root, export_args, target) if model else None
     doc = load_calibration(from_file) if from_file else measure(
-        trials, slowdown, out, artefact_dir, slowed=not identical_only, log=lambda m: typer.echo(f"mvit-bench calibrate-ci: {m}", err=True))
+        trials, slowdown, out, artefact_dir, slowed=not identical_only, export=export,
+        log=lambda m: typer.echo(f"mvit-bench calibrate-ci: {m}", err=True))
     text = report_markdown(doc)
     atomic_write_text(md, text)
     typer.echo(text)
     typer.echo(f"wrote {md}" if from_file else f"wrote {out} and {md}", err=True)
+
+
+def _user_export(model: str, repo: Path, import_root: str, export_args: str, targets: list[str]):
+    """The calibration's base artefacts, exported as `mvit-bench ci --model` exports this side."""
+    import shlex
+
+    from .user_ci import TARGET_RUNTIMES, UserCiSettings, check_export_settings, export_side
+
+    try:
+        settings = UserCiSettings(model=model, repo=repo, import_root=import_root, targets=tuple(_split(targets)),
+                                  export_args=tuple(shlex.split(export_args)))
+    except ValueError as exc:
+        _fail(f"--export-args {export_args!r}: {exc}; quote it as a shell would")
+    check_export_settings(settings)
+
+    def export(work: Path) -> dict[str, Path]:
+        paths = export_side(repo.resolve(), work / "exports", settings, list(settings.targets))
+        return {f"{model} {TARGET_RUNTIMES[t]}": p for t, p in paths.items()}
+
+    return export
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -67,6 +67,24 @@ def profile_artefact(path: Path, threads: int = 1, warmups: int = 5, runs: int =
 def _profile_onnx(path: Path, x: np.ndarray, threads: int, warmups: int, runs: int) -> Profile:
     import onnxruntime as ort
 
+    events, options, feed = onnx_profile_events(path, x, threads, warmups + runs)
+    profile = summarise_onnx_events(events, warmups, str(path), threads)
+    # The profiler's own cost per node inflates op types with many small nodes (Reshape,
+    # Transpose); the same file timed without it says how much.
+    plain = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    for _ in range(warmups):
+        plain.run(None, feed)
+    unprofiled = statistics.median(timed_call(lambda: plain.run(None, feed)) for _ in range(runs))
+    profile.notes.append(f"without the profiler the median run is {unprofiled:.2f} ms; the profiler's cost "
+                         "per node weighs most on op types with many small nodes")
+    return profile
+
+
+def onnx_profile_events(path: Path, x: np.ndarray, threads: int, calls: int) -> tuple[list[dict], object, dict]:
+    """(ORT profiler events of `calls` runs, the session options without profiling, the feed).
+    The session has the providers the timed sessions use (exporters' ONNX target: CPU)."""
+    import onnxruntime as ort
+
     with tempfile.TemporaryDirectory(prefix="mvit-profile-") as tmp:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -79,20 +97,11 @@ def _profile_onnx(path: Path, x: np.ndarray, threads: int, warmups: int, runs: i
         except Exception as exc:  # onnxruntime raises its own exception types
             raise RuntimeUnavailable(f"{path}: onnxruntime cannot load it ({_first_line(exc)})") from None
         feed = _onnx_feed(session, x, path)
-        for _ in range(warmups + runs):
+        for _ in range(calls):
             session.run(None, feed)
         events = json.loads(Path(session.end_profiling()).read_text())
-    profile = summarise_onnx_events(events, warmups, str(path), threads)
-    # The profiler's own cost per node inflates op types with many small nodes (Reshape,
-    # Transpose); the same file timed without it says how much.
     options.enable_profiling = False
-    plain = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    for _ in range(warmups):
-        plain.run(None, feed)
-    unprofiled = statistics.median(timed_call(lambda: plain.run(None, feed)) for _ in range(runs))
-    profile.notes.append(f"without the profiler the median run is {unprofiled:.2f} ms; the profiler's cost "
-                         "per node weighs most on op types with many small nodes")
-    return profile
+    return events, options, feed
 
 
 def _onnx_feed(session, x: np.ndarray, path: Path) -> dict[str, np.ndarray]:
@@ -132,14 +141,7 @@ def summarise_onnx_events(events: list[dict], warmups: int, artefact: str = "", 
 
 
 def _profile_litert(path: Path, x: np.ndarray, threads: int, warmups: int, runs: int) -> Profile:
-    from ai_edge_litert.interpreter import Interpreter
-
-    try:
-        interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        interpreter.allocate_tensors()
-    except Exception as exc:  # LiteRT raises ValueError / RuntimeError with multi-line text
-        raise RuntimeUnavailable(f"{path}: LiteRT cannot load it ({_first_line(exc)})") from None
-    ops = interpreter._get_ops_details()  # the only view of the delegated graph LiteRT offers
+    interpreter, ops = litert_ops(path, threads)
     inputs = interpreter.get_input_details()
     if len(inputs) != 1:
         raise RuntimeUnavailable(f"{path}: takes {len(inputs)} inputs; mvit-bench profile runs artefacts with "
@@ -153,6 +155,18 @@ def _profile_litert(path: Path, x: np.ndarray, threads: int, warmups: int, runs:
     profile = summarise_litert_ops(ops, str(path), threads)
     profile.runs, profile.median_run_ms = runs, statistics.median(times)
     return profile
+
+
+def litert_ops(path: Path, threads: int = 1) -> tuple[object, list[dict]]:
+    """A LiteRT interpreter with XNNPACK applied (LiteRT's default), and its op list."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        interpreter.allocate_tensors()
+    except Exception as exc:  # LiteRT raises ValueError / RuntimeError with multi-line text
+        raise RuntimeUnavailable(f"{path}: LiteRT cannot load it ({_first_line(exc)})") from None
+    return interpreter, interpreter._get_ops_details()  # the only view of the delegated graph LiteRT offers
 
 
 def summarise_litert_ops(ops: list[dict], artefact: str = "", threads: int = 1) -> Profile:
