@@ -32,7 +32,7 @@ import numpy as np
 
 from mvit.files import remove, write_bytes_atomic, write_text_atomic
 from mvit.models.detection_postprocess import NmsSettings
-from mvit.work import Workers, peak_rss_mb, run_tasks
+from mvit.work import Files, Workers, pack_files, peak_rss_mb, run_tasks, unpack_files
 
 from .datasets import Dataset, Item
 from .metrics import RECORDS
@@ -41,7 +41,6 @@ from .runners import ModelUnderTest
 CHUNK_IMAGES = 50  # one task; also the journal's grain (at most this many images are rescored after a stop)
 JOURNAL_FORMAT = 1
 Arrays = dict[str, np.ndarray]
-Files = dict[str, bytes]  # relative path ("" for a single file) -> bytes
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,7 @@ class ModelsRecipe:
         paths = [p for p in self.artefacts if p is not None]
         if self.pytorch is not None:
             paths += [p for p in (self.pytorch.checkpoint, self.pytorch.labels) if p is not None]
-        return replace(self, shipped={str(p): _pack(p) for p in paths})
+        return replace(self, shipped={str(p): pack_files(p) for p in paths})
 
 
 @dataclass
@@ -91,20 +90,6 @@ class ChunkResult:
     peak_rss_mb: float | None = None
 
 
-def _pack(path: Path) -> Files:
-    if path.is_file():
-        return {"": path.read_bytes()}
-    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
-
-
-def _unpack(files: Files, dest: Path) -> Path:
-    for rel, data in files.items():
-        target = dest / rel if rel else dest
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-    return dest
-
-
 def _scratch() -> Path:
     folder = Path(tempfile.mkdtemp(prefix="mvit-eval-"))
     atexit.register(shutil.rmtree, folder, True)
@@ -113,7 +98,7 @@ def _scratch() -> Path:
 
 def _digest(path: Path) -> str:
     h = hashlib.sha256()
-    for rel, data in sorted(_pack(path).items()) if path.is_dir() else [("", path.read_bytes())]:
+    for rel, data in sorted(pack_files(path).items()) if path.is_dir() else [("", path.read_bytes())]:
         h.update(rel.encode() + b"\0" + hashlib.sha256(data).digest())
     return h.hexdigest()
 
@@ -132,7 +117,7 @@ def _models(recipe: ModelsRecipe) -> list[ModelUnderTest]:
     local: dict[str, Path] = {}
     if recipe.shipped:
         scratch = _scratch()
-        local = {original: _unpack(files, scratch / str(i) / Path(original).name) for i, (original, files) in enumerate(recipe.shipped.items())}
+        local = {original: unpack_files(files, scratch / str(i) / Path(original).name) for i, (original, files) in enumerate(recipe.shipped.items())}
     here = lambda p: local.get(str(p), p) if p is not None else None
     models = []
     for name, path in zip(recipe.names, recipe.artefacts):

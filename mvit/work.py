@@ -25,11 +25,13 @@ import resource
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .errors import MvitError
 
 RAY_EXTRA = "pip install 'mvit[ray]'"
+Files = dict[str, bytes]  # relative path ("" for a single file) -> bytes
 
 
 class WorkError(MvitError):
@@ -47,6 +49,24 @@ def peak_rss_mb() -> float:
     """This process's peak resident set so far, in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / (2**20 if os.uname().sysname == "Darwin" else 2**10), 1)
+
+
+def pack_files(path: Path) -> Files:
+    """A file or a folder (an .mlpackage, a Hugging Face checkpoint) as bytes, to travel with a Ray task."""
+    if path.is_file():
+        return {"": path.read_bytes()}
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def unpack_files(files: Files, dest: Path) -> Path:
+    """`pack_files`' bytes written back at `dest`, each file atomically."""
+    from .files import write_bytes_atomic
+
+    for rel, data in files.items():
+        target = dest / rel if rel else dest
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(target, data)
+    return dest
 
 
 @dataclass(frozen=True)
