@@ -83,6 +83,11 @@ class Workers:
         if address is not None:
             if workers is not None:
                 raise WorkError("--workers and --ray exclude each other: Ray decides where its tasks run")
+            import importlib.util
+
+            if importlib.util.find_spec("ray") is None:
+                raise WorkError(f"--ray needs Ray on this machine: {RAY_EXTRA}")
+            _check_reachable(address)
             return cls(count=0, ray_address=address)
         if workers is not None and workers < 1:
             raise WorkError(f"--workers {workers}: use 1 or more local processes")
@@ -155,6 +160,20 @@ def _on_local_processes(fn, shared, tasks, count: int, window: int | None) -> It
             for process in list(getattr(pool, "_processes", {}).values()):
                 process.terminate()
         pool.shutdown(wait=finished, cancel_futures=True)
+
+
+def _check_reachable(address: str) -> None:
+    """A HOST:PORT nobody answers on fails in seconds here; Ray itself retries for minutes."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "://" in address:
+        return  # `local`, `auto`, ray://: Ray's own words
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise WorkError(f"--ray {address}: no Ray cluster answers there ({exc.strerror or exc.__class__.__name__}); "
+                        "give the address `ray start --head` printed, or `local` to start one here") from None
 
 
 def _ray_call(fn: Callable[[Any, Any], Any], shared: Any, task: Any) -> Any:
