@@ -89,7 +89,8 @@ def test_ray_cluster_gives_identical_figures(one_worker, setup):
     try:
         address = context.address_info["gcs_address"]
         out = setup["root"] / "ray.json"
-        env = {k: v for k, v in os.environ.items() if k not in ("MVIT_DEBUG", "RAY_ADDRESS")}
+        # As in a terminal: the progress bar is drawn, with its ETA.
+        env = {k: v for k, v in os.environ.items() if k not in ("MVIT_DEBUG", "RAY_ADDRESS")} | {"TTY_COMPATIBLE": "1"}
         proc = subprocess.run([str(EVAL), *_args(setup, out, "--ray", address)], env=env, text=True,
                               capture_output=True, timeout=600)
     finally:
@@ -99,6 +100,7 @@ def test_ray_cluster_gives_identical_figures(one_worker, setup):
     assert doc["run"]["backend"] == "ray" and doc["run"]["ray_address"] == address
     assert _figures(doc) == _figures(one_worker)
     assert f"on the Ray cluster at {address}" in proc.stdout
+    assert "scoring 2 model(s)" in proc.stderr and "ETA" in proc.stderr and f"/{IMAGES}" in proc.stderr
 
 
 def test_ctrl_c_then_rerun_resumes_to_the_uninterrupted_figures(one_worker, setup):
