@@ -20,9 +20,10 @@ quiet_third_party()  # before torch and the runtimes are imported: their C++ log
 
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn  # noqa: E402
 
 from mvit.errors import MvitError  # noqa: E402
+from mvit.work import Workers  # noqa: E402
 
 app = typer.Typer(add_completion=False, help="Accuracy of PyTorch and exported artefacts on a labelled dataset.")
 _err = Console(stderr=True, highlight=False)
@@ -41,6 +42,7 @@ def _note(message: str) -> None:
 def _progress() -> Iterator[Progress]:
     """A bar on a terminal; elsewhere (CI logs, pipes) a plain line on stderr now and then."""
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("ETA"), TimeRemainingColumn(),
                   console=_err, transient=True, disable=not _err.is_terminal) as progress, \
             PlainProgress("mvit-eval", lambda: describe_bars(progress), enabled=not _err.is_terminal):
         yield progress
@@ -131,6 +133,8 @@ def evaluate(
     threads: int = typer.Option(1, min=1, help="Threads per runtime (1: images are scored one at a time, where more threads mostly wait on each other)"),
     runner: str = typer.Option("auto", help="auto (the target's runtime) | a verifier of the target, e.g. mil-reference: "
                                            "CoreML's reference evaluator, to score .mlpackage files off macOS (slow; never timed)"),
+    workers: Optional[int] = typer.Option(None, min=1, help="Local worker processes scoring chunks of images (default: one per core; 1: in this process)"),
+    ray: Optional[str] = typer.Option(None, help="Score on the Ray cluster at this address (default: $RAY_ADDRESS; `local` starts one here); needs mvit[ray]"),
 ) -> int:
     from mvit.benchmarks.files import atomic_write_text, check_output_path
 
@@ -138,9 +142,10 @@ def evaluate(
     from .bootstrap import bootstrap as run_bootstrap
     from .datasets import check_items, load_dataset
     from .evaluate import choose
-    from .evaluate import evaluate as score
     from .runners import pytorch_model
+    from .scale import ModelsRecipe, PyTorchReference, discard_journal, journal_folder, pieces, score_dataset
 
+    workers_at = Workers.choose(workers, ray)
     artefacts = list(artefacts or [])
     if task not in TASKS:
         raise EvalError(f"unknown --task {task!r}: use {', '.join(TASKS)}")
@@ -152,10 +157,12 @@ def evaluate(
     models, skipped = _models(artefacts, baseline, threads, runner)
     for s in skipped:
         _note(f"skipped {s['artefact']}: {s['reason']}")
+    reference_spec = None
     if model is not None or checkpoint is not None:
         first = models[0] if models else None
-        models.insert(0, pytorch_model(model, checkpoint, config=config, labels=labels,
-                                       image_size=first.recipe.crop if first else None, nms=first.nms if first else None, num_threads=threads))
+        reference_spec = PyTorchReference(model, checkpoint, config, labels, first.recipe.crop if first else None, first.nms if first else None)
+        models.insert(0, pytorch_model(model, checkpoint, config=config, labels=labels, image_size=reference_spec.image_size,
+                                       nms=reference_spec.nms, num_threads=threads))
     if not models:
         raise EvalError("no artefact can be scored on this machine (see the notes above); pass --model or --checkpoint "
                         "to score the PyTorch reference")
@@ -164,10 +171,12 @@ def evaluate(
     dataset = choose(dataset, limit)
     check_items(dataset, len(models[0].labels))
 
+    recipe = ModelsRecipe([m.name for m in models], [m.path for m in models], runner, threads, reference_spec)
+    journal = journal_folder(out) if out is not None else None
     with _progress() as progress:
         bar = progress.add_task(f"scoring {len(models)} model(s)", total=len(dataset.items))
-        with native_chatter_filtered():
-            records = score(models, dataset, on_image=lambda: progress.advance(bar))
+        records, run = score_dataset(models, recipe, dataset, workers_at, journal, note=_note,
+                                     on_images=lambda n: progress.advance(bar, n))
     # Differences are against PyTorch; without it, against the baseline artefact when there is one.
     by_path = {m.path: m.name for m in models if m.path is not None}
     reference = "pytorch" if models[0].kind == "pytorch" else by_path.get(baseline) if baseline else None
@@ -180,10 +189,12 @@ def evaluate(
     info = {"path": str(data), "task": task, "layout": dataset.layout, "images": len(dataset.items), "limit": limit}
     doc = report.document(info, described, scores, resamples=bootstrap, reference=reference, skipped=skipped,
                           verdicts=verdicts)
-    text = report.markdown(doc)
+    doc["run"] = run
+    text = report.markdown(doc) + f"\nScored {len(dataset.items)} images {', '.join(pieces(run))}.\n"
     typer.echo(text, nl=False)
     if out is not None:
         atomic_write_text(out, json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        discard_journal(journal_folder(out))
     if md is not None:
         atomic_write_text(md, text)
     return 0

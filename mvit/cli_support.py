@@ -148,7 +148,9 @@ def describe_bars(progress: Any) -> str:
     if not tasks:
         return "starting"
     task = tasks[0]
-    return f"{task.description} ({int(task.completed)} of {int(task.total or 0)})"
+    eta = task.time_remaining
+    left = f", about {int(eta) // 60}:{int(eta) % 60:02d} left" if eta is not None and task.completed else ""
+    return f"{task.description} ({int(task.completed)} of {int(task.total or 0)}{left})"
 
 
 def _stderr_is_terminal() -> bool:

@@ -1,0 +1,156 @@
+"""mvit-eval at dataset scale, through its CLI: the same figures (values and bootstrap intervals)
+with 1 worker, local worker processes and a Ray cluster this test starts; a run stopped by
+Ctrl-C resumes from its journal and ends with the figures of an uninterrupted run.
+
+The dataset is written at test time by tests/make_digit_folders.py (the 10,000-image run is the
+benchmark in docs/evaluation.md; this test keeps to a few hundred images).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import trained_fixtures as tf
+from cli_utils import stop_and_check_interrupted
+from make_digit_folders import digit_folders
+
+from mvit.evaluation import cli as eval_cli
+from mvit.evaluation.scale import CHUNK_IMAGES
+from mvit.exporters import cli as export_cli
+
+pytestmark = pytest.mark.slow  # an export, worker processes and a Ray cluster: a few minutes
+
+EVAL = Path(sys.executable).with_name("mvit-eval")
+IMAGES = 8 * CHUNK_IMAGES + 17  # a last chunk shorter than the others
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("scale")
+    with pytest.raises(SystemExit) as exc:
+        export_cli.main(["--target", "onnx", "--precision", "fp32", "--checkpoint", str(tf.CLASSIFIER.checkpoint),
+                         "--image-size", str(tf.CLASSIFIER.image_size), "--out", str(root / "art"), "--no-verify"])
+    assert exc.value.code == 0
+    return {"root": root, "data": digit_folders(root / "digits", IMAGES), "onnx": next((root / "art").glob("*.onnx"))}
+
+
+def _args(setup, out: Path, *more: str) -> list[str]:
+    return [str(setup["onnx"]), "--checkpoint", str(tf.CLASSIFIER.checkpoint), "--data", str(setup["data"]),
+            "--out", str(out), "--bootstrap", "200", *more]
+
+
+@pytest.fixture(scope="module")
+def one_worker(setup) -> dict:
+    """The reference: every image scored in this process."""
+    out = setup["root"] / "one.json"
+    with pytest.raises(SystemExit) as exc:
+        eval_cli.main(_args(setup, out, "--workers", "1"))
+    assert exc.value.code == 0
+    return json.loads(out.read_text())
+
+
+def _figures(doc: dict) -> list:
+    return [(m["name"], m["metrics"]) for m in doc["models"]]
+
+
+def test_one_worker_scores_every_image_once(one_worker, setup):
+    run = one_worker["run"]
+    assert one_worker["dataset"]["images"] == IMAGES
+    assert run["backend"] == "local" and run["workers"] == 1 and run["chunks"] == 9
+    assert run["scored_images"] == IMAGES and run["resumed_images"] == 0
+    assert run["peak_rss_mb"]["main"] > 50
+    # The trained classifier on its own kind of scenes: a figure that means something, with an interval.
+    top1 = one_worker["models"][0]["metrics"]["top1"]
+    assert top1["ci"][0] < top1["value"] < top1["ci"][1]
+    assert not Path(run["journal"]).exists()  # the finished run leaves nothing to resume
+
+
+def test_local_workers_give_identical_figures(one_worker, setup, cli_run):
+    out = setup["root"] / "two.json"
+    code, stdout, err = cli_run(eval_cli.main, *_args(setup, out, "--workers", "2"))
+    assert code == 0, err
+    doc = json.loads(out.read_text())
+    assert doc["run"]["backend"] == "local" and doc["run"]["workers"] == 2
+    assert doc["run"]["peak_rss_mb"]["largest_worker"] > 50
+    assert _figures(doc) == _figures(one_worker)  # values and intervals, bit for bit
+    assert "on 2 local worker processes, peak RSS" in stdout
+
+
+def test_ray_cluster_gives_identical_figures(one_worker, setup):
+    import ray  # the ray extra, which .[test] installs
+    context = ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    try:
+        address = context.address_info["gcs_address"]
+        out = setup["root"] / "ray.json"
+        # As in a terminal: the progress bar is drawn, with its ETA.
+        env = {k: v for k, v in os.environ.items() if k not in ("MVIT_DEBUG", "RAY_ADDRESS")} | {"TTY_COMPATIBLE": "1"}
+        proc = subprocess.run([str(EVAL), *_args(setup, out, "--ray", address)], env=env, text=True,
+                              capture_output=True, timeout=600)
+    finally:
+        ray.shutdown()
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(out.read_text())
+    assert doc["run"]["backend"] == "ray" and doc["run"]["ray_address"] == address
+    assert _figures(doc) == _figures(one_worker)
+    assert f"on the Ray cluster at {address}" in proc.stdout
+    assert "scoring 2 model(s)" in proc.stderr and "ETA" in proc.stderr and f"/{IMAGES}" in proc.stderr
+
+
+def test_ctrl_c_then_rerun_resumes_to_the_uninterrupted_figures(one_worker, setup):
+    out = setup["root"] / "resumed.json"
+    journal = out.with_name(out.name + ".journal")
+    env = {k: v for k, v in os.environ.items() if k not in ("MVIT_DEBUG", "RAY_ADDRESS")}
+    proc = subprocess.Popen([str(EVAL), *_args(setup, out, "--workers", "2")], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 300
+    while len(list(journal.glob("chunk-*.npz"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "finished before it could be interrupted: " + proc.stderr.read()
+    stop_and_check_interrupted(proc, signal.SIGINT)
+    assert not out.exists()
+    kept = len(list(journal.glob("chunk-*.npz")))
+    assert 3 <= kept < 9 and not list(journal.glob(".*"))  # whole chunks only, nothing half-written
+
+    rerun = subprocess.run([str(EVAL), *_args(setup, out, "--workers", "2")], env=env, text=True,
+                           capture_output=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resuming from {journal}" in rerun.stderr
+    doc = json.loads(out.read_text())
+    run = doc["run"]
+    assert run["resumed_images"] == kept * CHUNK_IMAGES or (kept == 9 and run["resumed_images"] == IMAGES)
+    assert run["resumed_images"] + run["scored_images"] == IMAGES  # none skipped, none twice
+    assert _figures(doc) == _figures(one_worker)
+    assert not journal.exists()
+
+
+def test_a_journal_of_other_inputs_is_set_aside(one_worker, setup, cli_run):
+    out = setup["root"] / "other.json"
+    journal = out.with_name(out.name + ".journal")
+    journal.mkdir()
+    (journal / "key.json").write_text(json.dumps({"format": 1, "key": "made for another dataset"}))
+    (journal / "chunk-000000.npz").write_bytes(b"not scored here")
+    code, _, err = cli_run(eval_cli.main, *_args(setup, out, "--workers", "1"))
+    assert code == 0, err
+    assert "made for other images, models or preprocessing; starting afresh" in err
+    doc = json.loads(out.read_text())
+    assert doc["run"]["resumed_images"] == 0 and _figures(doc) == _figures(one_worker)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--workers", "2", "--ray", "local"), "error: --workers and --ray exclude each other: Ray decides where its tasks run"),
+    # Port 1 refuses at once; Ray itself would retry for minutes with C++ log lines on stderr.
+    (("--ray", "127.0.0.1:1"), "error: --ray 127.0.0.1:1: no Ray cluster answers there (Connection refused); "
+                               "give the address `ray start --head` printed, or `local` to start one here"),
+])
+def test_bad_worker_options_are_one_line(setup, tmp_path, cli_run, args, message):
+    code, _, err = cli_run(eval_cli.main, *_args(setup, tmp_path / "r.json", *args))
+    assert code == 2 and err.splitlines() == [message]
+    assert not (tmp_path / "r.json").exists() and not (tmp_path / "r.json.journal").exists()
