@@ -147,6 +147,7 @@ def test_the_baseline_results_of_an_earlier_run(repo, tmp_path, cli_run):
     (["--baseline-results", "missing.json"], "missing.json: no such file"),
     (["--baseline-ref", "HEAD", "--export-args", "--out elsewhere"], "--export-args may not contain --out"),
     (["--baseline-ref", "HEAD", "--target", "tensorrt"], "unknown --target 'tensorrt'"),
+    (["--baseline-ref", "HEAD", "--export-args", "--mean '0.5"], "quote it as a shell would"),
     (["--baseline-ref", "HEAD", "--baseline-results", "x.json"], "exactly one baseline"),
 ])
 def test_bad_input_is_one_error_line_and_exit_2(repo, tmp_path, cli_run, args, message):
