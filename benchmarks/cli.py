@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
@@ -25,6 +25,9 @@ from mvit.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, MvitError
 from .files import atomic_write_text, check_output_path
 from .schema import load_results, write_results
 from .verdict import DEFAULT_THRESHOLD
+
+if TYPE_CHECKING:
+    from .user_ci import UserCiSettings
 
 app = typer.Typer(add_completion=False,
                   help="Latency benchmarks for mvit models and artefacts (results schema v1).")
@@ -310,7 +313,16 @@ def ci(
     check_output_path(out)
     if (model or baseline_ref or baseline_results or base_artefact or candidate_artefact or base_harness
             or candidate_harness or history or gate):
-        _user_ci(locals())
+        from .user_ci import UserCiSettings
+
+        _finite(threshold, "--threshold")
+        _user_ci(out, UserCiSettings(
+            model=model, checkpoint=checkpoint, targets=tuple(_split(target)), export_args=_export_args(export_args),
+            repo=repo, import_root=import_root, baseline_ref=baseline_ref, baseline_results=baseline_results,
+            base_artefacts=tuple(base_artefact), candidate_artefacts=tuple(candidate_artefact),
+            base_harness=base_harness, candidate_harness=candidate_harness, history=history,
+            history_label=history_label, artefact_dir=artefact_dir, runs=runs, warmups=warmups, threads=threads,
+            threshold=threshold, gate=gate))
         return
     settings = CiSettings(runs=runs, warmups=warmups, threads=threads, previous=previous, repo=repo)
     try:
@@ -323,29 +335,23 @@ def ci(
     typer.echo(f"wrote {out}", err=True)
 
 
-def _user_ci(a: dict) -> None:
+def _export_args(text: str) -> tuple[str, ...]:
     import shlex
 
-    from .user_ci import UserCiSettings, run_user_ci
+    try:
+        return tuple(shlex.split(text))
+    except ValueError as exc:
+        raise BenchError(f"--export-args {text!r}: {exc}; quote it as a shell would") from None
+
+
+def _user_ci(out: Path, settings: UserCiSettings) -> None:
+    from .user_ci import run_user_ci
     from .user_ci_report import write_reports
 
-    _finite(a["threshold"], "--threshold")
-    out: Path = a["out"]
     for path in (out.with_suffix(".json"), out.with_suffix(".png")):
         check_output_path(path, "report")
     if out.suffix != ".md":
         _fail(f"--out {out}: name the report *.md (the JSON and PNG are written beside it)")
-    try:
-        export_args = tuple(shlex.split(a["export_args"]))
-    except ValueError as exc:
-        _fail(f"--export-args {a['export_args']!r}: {exc}; quote it as a shell would")
-    settings = UserCiSettings(
-        model=a["model"], checkpoint=a["checkpoint"], targets=tuple(_split(a["target"])), export_args=export_args,
-        repo=a["repo"], import_root=a["import_root"], baseline_ref=a["baseline_ref"],
-        baseline_results=a["baseline_results"], base_artefacts=tuple(a["base_artefact"]),
-        candidate_artefacts=tuple(a["candidate_artefact"]), base_harness=a["base_harness"],
-        candidate_harness=a["candidate_harness"], history=a["history"], history_label=a["history_label"], artefact_dir=a["artefact_dir"],
-        runs=a["runs"], warmups=a["warmups"], threads=a["threads"], threshold=a["threshold"], gate=a["gate"])
     outcome = run_user_ci(settings, log=lambda m: typer.echo(f"mvit-bench ci: {m}", err=True))
     text, written = write_reports(outcome, settings, out)
     typer.echo(text)
@@ -390,15 +396,10 @@ def calibrate_ci(
 
 def _user_export(model: str, repo: Path, import_root: str, export_args: str, targets: list[str]):
     """The calibration's base artefacts, exported as `mvit-bench ci --model` exports this side."""
-    import shlex
-
     from .user_ci import TARGET_RUNTIMES, UserCiSettings, check_export_settings, export_side
 
-    try:
-        settings = UserCiSettings(model=model, repo=repo, import_root=import_root, targets=tuple(_split(targets)),
-                                  export_args=tuple(shlex.split(export_args)))
-    except ValueError as exc:
-        _fail(f"--export-args {export_args!r}: {exc}; quote it as a shell would")
+    settings = UserCiSettings(model=model, repo=repo, import_root=import_root, targets=tuple(_split(targets)),
+                              export_args=_export_args(export_args))
     check_export_settings(settings)
 
     def export(work: Path) -> dict[str, Path]:

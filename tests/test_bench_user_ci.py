@@ -147,6 +147,7 @@ def test_the_baseline_results_of_an_earlier_run(repo, tmp_path, cli_run):
     (["--baseline-results", "missing.json"], "missing.json: no such file"),
     (["--baseline-ref", "HEAD", "--export-args", "--out elsewhere"], "--export-args may not contain --out"),
     (["--baseline-ref", "HEAD", "--target", "tensorrt"], "unknown --target 'tensorrt'"),
+    (["--baseline-ref", "HEAD", "--export-args", "--mean '0.5"], "quote it as a shell would"),
     (["--baseline-ref", "HEAD", "--baseline-results", "x.json"], "exactly one baseline"),
 ])
 def test_bad_input_is_one_error_line_and_exit_2(repo, tmp_path, cli_run, args, message):
@@ -238,7 +239,9 @@ def test_coreml_compute_plan_changes_from_two_harness_runs(tmp_path, cli_run):
     golden = Path(__file__).parent / "data" / "harness_golden.json"
     doc = json.loads(golden.read_text())
     (moved,) = [r for r in doc["results"] if r["compute_units"] == "all"]
-    moved["compute_plan"].update(neural_engine_ops=400, cpu_ops=12)
+    plan = moved["compute_plan"]
+    ane, cpu = plan["neural_engine_ops"], plan["cpu_ops"]
+    plan.update(neural_engine_ops=ane - 6, cpu_ops=cpu + 6)  # six ops leave the Neural Engine; the total is kept
     candidate = tmp_path / "candidate.json"
     candidate.write_text(json.dumps(doc))
     code, out, err = cli_run(bench_main, "ci", "--base-harness", str(golden), "--candidate-harness", str(candidate),
@@ -246,11 +249,13 @@ def test_coreml_compute_plan_changes_from_two_harness_runs(tmp_path, cli_run):
     assert code == 0, err
     report = json.loads((tmp_path / "r.json").read_text())
     changes = report["coreml_compute_plan_changes"]
-    assert changes["mobilevit_xxs A 256 fp16 coreml (all)"] == ["ops on Neural Engine: 406 -> 400",
-                                                               "ops on CPU: 6 -> 12"]
-    assert changes["mobilevit_xxs A 256 fp16 coreml (cpuOnly)"][0].startswith("unchanged")
-    assert len(report["rows"]) == 4 and "REGRESSION" not in {r["gating"] for r in report["rows"]}
-    assert "**mobilevit_xxs A 256 fp16 coreml (all)**: ops on Neural Engine: 406 -> 400; ops on CPU: 6 -> 12" in out
+    size = moved["input_size"][0]
+    row = f"{moved['model']} {moved['config']} {size} {moved['precision']} coreml"
+    said = [f"ops on Neural Engine: {ane} -> {ane - 6}", f"ops on CPU: {cpu} -> {cpu + 6}"]
+    assert changes[f"{row} (all)"] == said
+    assert changes[f"{row} (cpuOnly)"][0].startswith("unchanged")
+    assert len(report["rows"]) == len(doc["results"]) and "REGRESSION" not in {r["gating"] for r in report["rows"]}
+    assert f"**{row} (all)**: " + "; ".join(said) in out
     code, out, err = cli_run(bench_main, "ci", "--base-harness", str(golden), "--out", str(tmp_path / "x.md"))
     assert code == 2 and err.count("\n") == 1 and "--candidate-harness" in err, err
 
@@ -263,7 +268,7 @@ def test_history_rule_through_the_cli_and_a_damaged_history(tmp_path, cli_run):
         r["times_ms"] = [t * 1.5 for t in r["times_ms"]]
     slow.write_text(json.dumps(doc))
     history = tmp_path / "history.json"
-    medians = {f"mobilevit_xxs A coreml ({r['compute_units']}) fp16 256x256": r["stats"]["median_ms"]
+    medians = {f"{r['model']} {r['config']} coreml ({r['compute_units']}) {r['precision']} {r['input_size'][0]}x{r['input_size'][1]}": r["stats"]["median_ms"]
                for r in json.loads(golden.read_text())["results"]}
     # five steady points on the main branch, then one slow commit, then this run (slow again)
     points = [{"label": f"c{i}", "rows": medians} for i in range(WINDOW)]
