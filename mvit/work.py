@@ -78,11 +78,11 @@ class Workers:
 
     @classmethod
     def choose(cls, workers: int | None, ray_address: str | None) -> Workers:
-        """--workers N (default: every local core) or --ray ADDRESS (default: $RAY_ADDRESS)."""
-        address = ray_address or os.environ.get("RAY_ADDRESS") or None
+        """--workers N (default: every local core) or --ray ADDRESS (default: $RAY_ADDRESS, unless --workers is given)."""
+        if ray_address and workers is not None:
+            raise WorkError("--workers and --ray exclude each other: Ray decides where its tasks run")
+        address = ray_address or (os.environ.get("RAY_ADDRESS") if workers is None else None) or None
         if address is not None:
-            if workers is not None:
-                raise WorkError("--workers and --ray exclude each other: Ray decides where its tasks run")
             import importlib.util
 
             if importlib.util.find_spec("ray") is None:
@@ -203,7 +203,14 @@ def _on_ray(fn, shared, tasks, address: str, window: int | None) -> Iterator[tup
         def gather(refs: list) -> Iterator[tuple[int, Any]]:
             done, _ = ray.wait(refs, num_returns=1)
             for ref in done:
-                yield pending.pop(ref), ray.get(ref)
+                index = pending.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:  # its message is Ray's traceback; the task's own error says what was wrong
+                    if isinstance(exc.cause, MvitError):
+                        raise exc.cause from None
+                    raise
+                yield index, result
 
         for index, task in enumerate(tasks):
             pending[remote.remote(fn, shared_ref, task)] = index
