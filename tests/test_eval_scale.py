@@ -191,3 +191,27 @@ def test_explicit_workers_win_over_ray_address_in_the_environment(monkeypatch):
 
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")  # nobody answers: choosing it would fail
     assert Workers.choose(2, None) == Workers(count=2)
+
+
+def test_ctrl_c_on_ray_then_rerun_on_local_workers(one_worker, setup, ray_address):
+    """Ray's core installs its own SIGINT/SIGTERM handlers; Ctrl-C must still be the one line and
+    exit 130, and the journal it leaves is resumed by a run on another backend."""
+    out = setup["root"] / "ray-resumed.json"
+    journal = out.with_name(out.name + ".journal")
+    proc = subprocess.Popen([str(EVAL), *_args(setup, out, "--ray", ray_address)], env=_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 300
+    while len(list(journal.glob("chunk-*.npz"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "finished before it could be interrupted: " + proc.stderr.read()
+    stop_and_check_interrupted(proc, signal.SIGINT)
+    assert not out.exists() and len(list(journal.glob("chunk-*.npz"))) >= 2
+
+    rerun = subprocess.run([str(EVAL), *_args(setup, out, "--workers", "2")], env=_env(), text=True,
+                           capture_output=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    doc = json.loads(out.read_text())
+    assert doc["run"]["resumed_images"] >= 2 * CHUNK_IMAGES
+    assert doc["run"]["resumed_images"] + doc["run"]["scored_images"] == IMAGES
+    assert _figures(doc) == _figures(one_worker)
