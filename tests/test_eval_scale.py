@@ -132,19 +132,25 @@ def test_an_image_a_worker_cannot_decode_is_one_line(setup, tmp_path, ray_addres
     assert not (tmp_path / "r.json").exists()
 
 
-def test_ctrl_c_then_rerun_resumes_to_the_uninterrupted_figures(one_worker, setup):
-    out = setup["root"] / "resumed.json"
+def _ctrl_c_after(setup, out: Path, chunks: int, *flags: str) -> None:
+    """Run mvit-eval, send SIGINT once `chunks` chunks are journalled, check the one-line exit 130."""
     journal = out.with_name(out.name + ".journal")
-    env = _env()
-    proc = subprocess.Popen([str(EVAL), *_args(setup, out, "--workers", "2")], env=env, text=True,
+    proc = subprocess.Popen([str(EVAL), *_args(setup, out, *flags)], env=_env(), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
-    while len(list(journal.glob("chunk-*.npz"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
+    while len(list(journal.glob("chunk-*.npz"))) < chunks and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert proc.poll() is None, "finished before it could be interrupted: " + proc.stderr.read()
     stop_and_check_interrupted(proc, signal.SIGINT)
     assert not out.exists()
+
+
+def test_ctrl_c_then_rerun_resumes_to_the_uninterrupted_figures(one_worker, setup):
+    out = setup["root"] / "resumed.json"
+    journal = out.with_name(out.name + ".journal")
+    env = _env()
+    _ctrl_c_after(setup, out, 3, "--workers", "2")
     kept = len(list(journal.glob("chunk-*.npz")))
     assert 3 <= kept < 9 and not list(journal.glob(".*"))  # whole chunks only, nothing half-written
 
@@ -198,15 +204,8 @@ def test_ctrl_c_on_ray_then_rerun_on_local_workers(one_worker, setup, ray_addres
     exit 130, and the journal it leaves is resumed by a run on another backend."""
     out = setup["root"] / "ray-resumed.json"
     journal = out.with_name(out.name + ".journal")
-    proc = subprocess.Popen([str(EVAL), *_args(setup, out, "--ray", ray_address)], env=_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 300
-    while len(list(journal.glob("chunk-*.npz"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, "finished before it could be interrupted: " + proc.stderr.read()
-    stop_and_check_interrupted(proc, signal.SIGINT)
-    assert not out.exists() and len(list(journal.glob("chunk-*.npz"))) >= 2
+    _ctrl_c_after(setup, out, 2, "--ray", ray_address)
+    assert len(list(journal.glob("chunk-*.npz"))) >= 2
 
     rerun = subprocess.run([str(EVAL), *_args(setup, out, "--workers", "2")], env=_env(), text=True,
                            capture_output=True, timeout=600)
