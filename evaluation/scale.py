@@ -34,7 +34,7 @@ from mvit.files import remove, write_bytes_atomic, write_text_atomic
 from mvit.models.detection_postprocess import NmsSettings
 from mvit.work import Files, Workers, pack_files, peak_rss_mb, run_tasks, unpack_files
 
-from .datasets import Dataset, Item
+from .datasets import Dataset, DatasetError, Item
 from .metrics import RECORDS
 from .runners import ModelUnderTest
 
@@ -158,6 +158,15 @@ def score_chunk(recipe: ModelsRecipe, chunk: Chunk) -> ChunkResult:
     try:
         with native_chatter_filtered():
             records = evaluate(models, Dataset(chunk.task, "chunk", Path("."), items))
+    except DatasetError as exc:
+        if not chunk.shipped:
+            raise
+        message = str(exc)  # names the worker's copy; the user knows the file by its own path
+        for copy, item in zip(items, chunk.items):
+            for mine, theirs in ((copy.image, item.image), (copy.mask, item.mask)):
+                if mine is not None:
+                    message = message.replace(str(mine), str(theirs))
+        raise DatasetError(message) from None
     finally:
         if chunk.shipped:
             shutil.rmtree(items[0].image.parent, ignore_errors=True)

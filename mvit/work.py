@@ -78,11 +78,11 @@ class Workers:
 
     @classmethod
     def choose(cls, workers: int | None, ray_address: str | None) -> Workers:
-        """--workers N (default: every local core) or --ray ADDRESS (default: $RAY_ADDRESS)."""
-        address = ray_address or os.environ.get("RAY_ADDRESS") or None
+        """--workers N (default: every local core) or --ray ADDRESS (default: $RAY_ADDRESS, unless --workers is given)."""
+        if ray_address and workers is not None:
+            raise WorkError("--workers and --ray exclude each other: Ray decides where its tasks run")
+        address = ray_address or (os.environ.get("RAY_ADDRESS") if workers is None else None) or None
         if address is not None:
-            if workers is not None:
-                raise WorkError("--workers and --ray exclude each other: Ray decides where its tasks run")
             import importlib.util
 
             if importlib.util.find_spec("ray") is None:
@@ -189,11 +189,21 @@ def _on_ray(fn, shared, tasks, address: str, window: int | None) -> Iterator[tup
 
     joined = not ray.is_initialized()
     if joined:
+        # Ray's core installs C++ handlers that print a stack dump and kill the process on SIGTERM;
+        # the caller's handlers (Ctrl-C and SIGTERM as one `interrupted` line) are put back.
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False)
         except (ConnectionError, ValueError, RuntimeError) as exc:
             raise WorkError(f"--ray {address}: cannot join the Ray cluster ({str(exc).splitlines()[0][:160]}); "
                             "give the address `ray start --head` printed, or `local` to start one here") from None
+        finally:
+            for sig, handler in handlers.items():
+                if handler is not None:
+                    try:
+                        signal.signal(sig, handler)
+                    except ValueError:  # not the main thread: nothing was ours to restore
+                        pass
     remote = ray.remote(num_cpus=1, max_retries=1)(_ray_call)
     pending: dict[Any, int] = {}
     try:
@@ -203,7 +213,14 @@ def _on_ray(fn, shared, tasks, address: str, window: int | None) -> Iterator[tup
         def gather(refs: list) -> Iterator[tuple[int, Any]]:
             done, _ = ray.wait(refs, num_returns=1)
             for ref in done:
-                yield pending.pop(ref), ray.get(ref)
+                index = pending.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:  # its message is Ray's traceback; the task's own error says what was wrong
+                    if isinstance(exc.cause, MvitError):
+                        raise exc.cause from None
+                    raise
+                yield index, result
 
         for index, task in enumerate(tasks):
             pending[remote.remote(fn, shared_ref, task)] = index
@@ -212,7 +229,7 @@ def _on_ray(fn, shared, tasks, address: str, window: int | None) -> Iterator[tup
         while pending:
             yield from gather(list(pending))
     finally:
-        for ref in pending:
-            ray.cancel(ref, force=True)
+        # No ray.cancel: on an interrupt, Ray 2.60's core aborts the process on a reply for a
+        # cancelled task. The tasks this driver owns end when it leaves the cluster anyway.
         if joined:
             ray.shutdown()  # leaves the cluster; a cluster this call started ends with it

@@ -20,6 +20,7 @@ import pytest
 import trained_fixtures as tf
 from cli_utils import stop_and_check_interrupted
 from make_digit_folders import digit_folders
+from PIL import Image
 
 from mvit.evaluation import cli as eval_cli
 from mvit.evaluation.scale import CHUNK_IMAGES
@@ -83,39 +84,73 @@ def test_local_workers_give_identical_figures(one_worker, setup, cli_run):
     assert "on 2 local worker processes, peak RSS" in stdout
 
 
-def test_ray_cluster_gives_identical_figures(one_worker, setup):
+@pytest.fixture(scope="module")
+def ray_address():
+    """A Ray cluster on this machine for the module's tests; mvit-eval joins it from a subprocess."""
     import ray  # the ray extra, which .[test] installs
+
     context = ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
     try:
-        address = context.address_info["gcs_address"]
-        out = setup["root"] / "ray.json"
-        # As in a terminal: the progress bar is drawn, with its ETA.
-        env = {k: v for k, v in os.environ.items() if k not in ("MVIT_DEBUG", "RAY_ADDRESS")} | {"TTY_COMPATIBLE": "1"}
-        proc = subprocess.run([str(EVAL), *_args(setup, out, "--ray", address)], env=env, text=True,
-                              capture_output=True, timeout=600)
+        yield context.address_info["gcs_address"]
     finally:
         ray.shutdown()
+
+
+def _env(**more: str) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("MVIT_DEBUG", "RAY_ADDRESS")} | more
+
+
+def test_ray_cluster_gives_identical_figures(one_worker, setup, ray_address):
+    out = setup["root"] / "ray.json"
+    # As in a terminal: the progress bar is drawn, with its ETA.
+    proc = subprocess.run([str(EVAL), *_args(setup, out, "--ray", ray_address)], env=_env(TTY_COMPATIBLE="1"), text=True,
+                          capture_output=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())
-    assert doc["run"]["backend"] == "ray" and doc["run"]["ray_address"] == address
+    assert doc["run"]["backend"] == "ray" and doc["run"]["ray_address"] == ray_address
     assert _figures(doc) == _figures(one_worker)
-    assert f"on the Ray cluster at {address}" in proc.stdout
+    assert f"on the Ray cluster at {ray_address}" in proc.stdout
     assert "scoring 2 model(s)" in proc.stderr and "ETA" in proc.stderr and f"/{IMAGES}" in proc.stderr
+
+
+def test_an_image_a_worker_cannot_decode_is_one_line(setup, tmp_path, ray_address, cli_run):
+    """The header check passes a truncated JPEG; the worker that decodes it names the file, on any backend."""
+    data = tmp_path / "digits"
+    for label in tf.LABELS[:2]:
+        (data / label).mkdir(parents=True)
+        for p in sorted((setup["data"] / label).glob("*.png"))[:3]:
+            (data / label / p.name).write_bytes(p.read_bytes())
+    bad = data / "1" / "truncated.jpg"  # a PNG's EXIF lookup decodes it whole; a JPEG's header check does not
+    Image.open(next((data / "1").glob("*.png"))).save(bad, quality=95)
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+    args = [str(setup["onnx"]), "--data", str(data), "--out", str(tmp_path / "r.json")]
+    code, _, err = cli_run(eval_cli.main, *args, "--workers", "2")
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: {bad}: unreadable image (OSError: image file is truncated"), err
+    proc = subprocess.run([str(EVAL), *args, "--ray", ray_address], env=_env(), text=True, capture_output=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.splitlines() == err.splitlines(), proc.stderr
+    assert not (tmp_path / "r.json").exists()
+
+
+def _ctrl_c_after(setup, out: Path, chunks: int, *flags: str) -> None:
+    """Run mvit-eval, send SIGINT once `chunks` chunks are journalled, check the one-line exit 130."""
+    journal = out.with_name(out.name + ".journal")
+    proc = subprocess.Popen([str(EVAL), *_args(setup, out, *flags)], env=_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 300
+    while len(list(journal.glob("chunk-*.npz"))) < chunks and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "finished before it could be interrupted: " + proc.stderr.read()
+    stop_and_check_interrupted(proc, signal.SIGINT)
+    assert not out.exists()
 
 
 def test_ctrl_c_then_rerun_resumes_to_the_uninterrupted_figures(one_worker, setup):
     out = setup["root"] / "resumed.json"
     journal = out.with_name(out.name + ".journal")
-    env = {k: v for k, v in os.environ.items() if k not in ("MVIT_DEBUG", "RAY_ADDRESS")}
-    proc = subprocess.Popen([str(EVAL), *_args(setup, out, "--workers", "2")], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 300
-    while len(list(journal.glob("chunk-*.npz"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, "finished before it could be interrupted: " + proc.stderr.read()
-    stop_and_check_interrupted(proc, signal.SIGINT)
-    assert not out.exists()
+    env = _env()
+    _ctrl_c_after(setup, out, 3, "--workers", "2")
     kept = len(list(journal.glob("chunk-*.npz")))
     assert 3 <= kept < 9 and not list(journal.glob(".*"))  # whole chunks only, nothing half-written
 
@@ -150,7 +185,32 @@ def test_a_journal_of_other_inputs_is_set_aside(one_worker, setup, cli_run):
     (("--ray", "127.0.0.1:1"), "error: --ray 127.0.0.1:1: no Ray cluster answers there (Connection refused); "
                                "give the address `ray start --head` printed, or `local` to start one here"),
 ])
-def test_bad_worker_options_are_one_line(setup, tmp_path, cli_run, args, message):
+def test_bad_worker_options_are_one_line(setup, tmp_path, cli_run, args, message, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
     code, _, err = cli_run(eval_cli.main, *_args(setup, tmp_path / "r.json", *args))
     assert code == 2 and err.splitlines() == [message]
     assert not (tmp_path / "r.json").exists() and not (tmp_path / "r.json.journal").exists()
+
+
+def test_explicit_workers_win_over_ray_address_in_the_environment(monkeypatch):
+    from mvit.work import Workers
+
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")  # nobody answers: choosing it would fail
+    assert Workers.choose(2, None) == Workers(count=2)
+
+
+def test_ctrl_c_on_ray_then_rerun_on_local_workers(one_worker, setup, ray_address):
+    """Ray's core installs its own SIGINT/SIGTERM handlers; Ctrl-C must still be the one line and
+    exit 130, and the journal it leaves is resumed by a run on another backend."""
+    out = setup["root"] / "ray-resumed.json"
+    journal = out.with_name(out.name + ".journal")
+    _ctrl_c_after(setup, out, 2, "--ray", ray_address)
+    assert len(list(journal.glob("chunk-*.npz"))) >= 2
+
+    rerun = subprocess.run([str(EVAL), *_args(setup, out, "--workers", "2")], env=_env(), text=True,
+                           capture_output=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    doc = json.loads(out.read_text())
+    assert doc["run"]["resumed_images"] >= 2 * CHUNK_IMAGES
+    assert doc["run"]["resumed_images"] + doc["run"]["scored_images"] == IMAGES
+    assert _figures(doc) == _figures(one_worker)
