@@ -163,7 +163,9 @@ def export(
                 continue
             finally:
                 progress.advance(bar)
-            if not no_verify and result.verdict != "pass":  # one rule with mvit-verify: short of a pass is exit 1
+            # One rule with mvit-verify: short of a pass is exit 1. Without verification, a check that
+            # still ran (the package's structure) and failed is exit 1 too.
+            if result.verdict == "fail" or (not no_verify and result.verdict != "pass"):
                 code = max(code, EXIT_FAILED)
     print_results(lines, model, checkpoint, notes)
     return code
