@@ -76,6 +76,24 @@ def export_current(out: Path, runtimes: list[str]) -> dict[tuple[str, str], Path
             for runtime in runtimes for config in CI_CONFIGS}
 
 
+class ArchiveFailed(RuntimeError):
+    """`git archive` refused the ref; the message is git's own first words."""
+
+
+def unpack_commit(repo: Path, ref: str, dest: Path, timeout: float) -> None:
+    """The files of `ref` in `repo` (as `git archive` writes them), unpacked into the new folder `dest`."""
+    dest.mkdir(parents=True)
+    archive = dest.with_suffix(".tar")
+    with open(archive, "wb") as fh:
+        made = subprocess.run(["git", "-C", str(repo), "archive", ref], stdout=fh, stderr=subprocess.PIPE, timeout=timeout)
+    if made.returncode != 0:
+        archive.unlink()
+        raise ArchiveFailed(f"git archive {ref} failed: {made.stderr.decode(errors='replace').strip()[:200]}")
+    with tarfile.open(archive) as tar:
+        tar.extractall(dest, filter="data")
+    archive.unlink()
+
+
 def _shim_package(tree: Path, shim: Path) -> None:
     """Lay the old tree out as the installed package does (pyproject's package-dir mapping)."""
     package = shim / "mvit"
@@ -102,15 +120,10 @@ def export_previous(repo: Path, work: Path, runtimes: list[str]) -> tuple[dict[t
         folders = ", ".join(f"{d}/" for d in EXPORT_SOURCES)
         return {}, f"previous commit {commit} (nothing changed under {folders}: same artefacts)"
     tree, shim = work / "previous-src", work / "previous-shim"
-    tree.mkdir(parents=True)
-    archive = work / "previous.tar"
-    with open(archive, "wb") as fh:
-        made = subprocess.run(["git", "-C", str(repo), "archive", "HEAD~1"], stdout=fh, stderr=subprocess.PIPE,
-                              timeout=60)
-    if made.returncode != 0:
-        return None, f"git archive HEAD~1 failed: {made.stderr.decode(errors='replace').strip()[:200]}"
-    with tarfile.open(archive) as tar:
-        tar.extractall(tree, filter="data")
+    try:
+        unpack_commit(repo, "HEAD~1", tree, timeout=60)
+    except ArchiveFailed as exc:
+        return None, str(exc)
     if not (tree / "mvit").is_dir() or not (tree / "exporters" / "api.py").is_file():
         return None, f"previous commit {commit} has no mvit.exporters.api to export with"
     _shim_package(tree, shim)

@@ -26,7 +26,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -36,6 +35,7 @@ from pathlib import Path
 from mvit.errors import EXIT_BAD_INPUT, MvitError
 
 from .ab import run_ab
+from .ci import ArchiveFailed, unpack_commit
 from .compare import compare_documents, row_key
 from .placement import artefact_placement, harness_placements, placement_changes, placement_summary
 from .runner import new_document
@@ -234,15 +234,10 @@ def export_side(tree: Path, out: Path, s: UserCiSettings, targets: list[str]) ->
 
 
 def archive_tree(repo: Path, ref: str, dest: Path) -> None:
-    archive = dest.with_suffix(".tar")
-    with open(archive, "wb") as fh:
-        made = subprocess.run(["git", "-C", str(repo), "archive", ref], stdout=fh, stderr=subprocess.PIPE, timeout=300)
-    if made.returncode != 0:
-        raise UserCiError(f"git archive {ref} failed: {made.stderr.decode(errors='replace').strip()[:200]}")
-    dest.mkdir(parents=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(dest, filter="data")
-    archive.unlink()
+    try:
+        unpack_commit(repo, ref, dest, timeout=300)
+    except ArchiveFailed as exc:
+        raise UserCiError(str(exc)) from None
 
 
 def hud_verdict(series: list[float], threshold: float) -> tuple[Verdict, str]:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from mvit.errors import MvitError, one_line
-from mvit.exporters.calibration import IMAGE_SUFFIXES, UNREADABLE_IMAGE, ImageTooLarge, open_image, read_upright_rgb
+from mvit.exporters.calibration import IMAGE_SUFFIXES, UNREADABLE_IMAGE, open_image, read_upright_rgb, unreadable_reason
 from mvit.reading import loads, read_regular_text
 
 IGNORE = 255  # VOC's "void" value: pixels not scored
@@ -232,10 +232,6 @@ def read_image(path: Path) -> np.ndarray:
         raise DatasetError(f"{path}: unreadable image ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
 
 
-def _why(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, ImageTooLarge) else exc.__class__.__name__
-
-
 def read_mask(path: Path, num_classes: int, image_size: tuple[int, int]) -> np.ndarray:
     """A VOC mask: class indices (palette or greyscale PNG), 255 = ignore; same size as its image."""
     try:
@@ -244,7 +240,7 @@ def read_mask(path: Path, num_classes: int, image_size: tuple[int, int]) -> np.n
                 raise DatasetError(f"{path}: mask is a {im.mode} image; VOC masks are palette or greyscale PNGs of class indices")
             mask = np.asarray(im).astype(np.int64)
     except UNREADABLE_IMAGE as exc:
-        raise DatasetError(f"{path}: unreadable mask ({_why(exc)})") from None
+        raise DatasetError(f"{path}: unreadable mask ({unreadable_reason(exc)})") from None
     if mask.shape[::-1] != image_size:
         raise DatasetError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is {image_size[0]}x{image_size[1]}")
     bad = (mask >= num_classes) & (mask != IGNORE) | (mask < 0)
@@ -269,7 +265,7 @@ def image_size_of(path: Path) -> tuple[int, int]:
             w, h = im.size
             orientation = im.getexif().get(0x0112, 1)
     except UNREADABLE_IMAGE as exc:
-        raise DatasetError(f"{path}: unreadable image ({_why(exc)})") from None
+        raise DatasetError(f"{path}: unreadable image ({unreadable_reason(exc)})") from None
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from mvit import __version__
 from mvit.cli_support import native_chatter_filtered
-from mvit.errors import MvitError, one_line
+from mvit.errors import EXIT_FAILED, MvitError, one_line
 from mvit.files import check_replaceable, clean_stale_staging, normal_modes, private_copy, publish, staging_dir, write_json_atomic
 from mvit.models import fuse_batchnorm
 from mvit.models.registry import get_spec
@@ -64,6 +64,11 @@ class ExportResult:
     @property
     def size_bytes(self) -> int:
         return artefact_size_bytes(self.path)
+
+    def exit_code(self, verified: bool) -> int:
+        """mvit-verify's rule: anything short of a pass is exit 1. Without verification, a check that
+        ran anyway (a CoreML package's structure) and failed is exit 1 too."""
+        return EXIT_FAILED if self.verdict == "fail" or (verified and self.verdict != "pass") else 0
 
 
 @dataclass

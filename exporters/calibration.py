@@ -44,6 +44,11 @@ class ImageTooLarge(ValueError):
     """An image refused from its header: too many pixels, or too thin to resize."""
 
 
+def unreadable_reason(exc: BaseException) -> str:
+    """Why an image could not be read, for an error line: the size rule it broke, else Pillow's error type."""
+    return str(exc) if isinstance(exc, ImageTooLarge) else exc.__class__.__name__
+
+
 @contextlib.contextmanager
 def open_image(path: Path, what: str = "an image") -> Iterator[Image.Image]:
     """Pillow's lazy image of a regular file (a FIFO would block the open), its size checked before decoding."""
@@ -104,8 +109,7 @@ def read_images(directory: Path, resize_shortest: int, crop: int, limit: int = M
         try:
             rgb = read_upright_rgb(path)
         except UNREADABLE_IMAGE as exc:
-            detail = str(exc) if isinstance(exc, ImageTooLarge) else exc.__class__.__name__
-            raise ExportError(f"cannot read {flag} image {path}: {detail}; "
+            raise ExportError(f"cannot read {flag} image {path}: {unreadable_reason(exc)}; "
                               "remove it or replace it with a readable image") from None
         out.append(to_nchw(resize_and_crop(rgb, resize_shortest, crop))[0])
     return np.stack(out)

@@ -163,10 +163,7 @@ def export(
                 continue
             finally:
                 progress.advance(bar)
-            # One rule with mvit-verify: short of a pass is exit 1. Without verification, a check that
-            # still ran (the package's structure) and failed is exit 1 too.
-            if result.verdict == "fail" or (not no_verify and result.verdict != "pass"):
-                code = max(code, EXIT_FAILED)
+            code = max(code, result.exit_code(verified=not no_verify))
     print_results(lines, model, checkpoint, notes)
     return code
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mvit.cli_support import native_chatter_filtered
-from mvit.errors import EXIT_FAILED, MvitError, one_line
+from mvit.errors import MvitError, one_line
 from mvit.files import check_replaceable, normal_modes, publish, staging_dir, write_json_atomic
 from mvit.reading import loads
 
@@ -422,8 +422,7 @@ def cli_export(model: str | None, targets: list[str], out: Path, *, sizes: list[
                 lines.append(_result_line(result, _human_size) + (f"  [{per}]" if per else ""))
                 if into_harness and get_target(target).harness_ready:
                     lines.append(f"copied {result.path.name} -> {api.copy_into_harness(result.path)}")
-                if verify and result.verdict != "pass":  # one rule with mvit-verify: short of a pass is exit 1
-                    code = max(code, EXIT_FAILED)
+                code = max(code, result.exit_code(verified=verify))
     print_results(lines, model, checkpoint, list(entries[0].prepared.resolved.notes))
     return code
 
