@@ -29,7 +29,6 @@ from mvit.reading import loads
 
 from . import quantize
 from .base import ExportError, ExportOptions, ExportRequest, ExportTarget, without_rewrites
-from .coreml_preview import report_fields
 from .options import KNOWN_OPTIONS, artefact_stem, normalise_options
 from .preprocessing import preprocess_dict
 from .report import REPORT_SCHEMA, report_path_for
@@ -44,6 +43,7 @@ from .resolve import (  # noqa: F401 (re-exported: the library's entry points)
     resolve_model,
 )
 from .targets import SUFFIXES, get_target
+from .targets.coreml.preview import report_fields
 from .verification_run import VERIFIERS, check_verifier, merge_verifications, run_verification  # noqa: F401
 from .verify import describe_failure
 from .wrappers import MAX_RANK, BuiltModule, build_export_module
@@ -107,7 +107,7 @@ def graph_checks(target: ExportTarget, path: Path) -> tuple[dict[str, Any], list
         {"check": "no_batchnorm_ops", "value": float(sum(hist[o] for o in bn_ops)), "limit": 0.0, "kind": "max", "passed": not bn_ops},
         {"check": "max_tensor_rank", "value": float(rank), "limit": float(MAX_RANK), "kind": "max", "passed": rank <= MAX_RANK},
     ]
-    structure, structure_checks = target.structure_checks(path)  # the format's own rules (CoreML: coreml_validate.py)
+    structure, structure_checks = target.structure_checks(path)  # the format's own rules (CoreML: exporters/targets/coreml/validate.py)
     graph = {"op_histogram": hist, "max_tensor_rank": rank, "batchnorm_ops": bn_ops}
     if structure:
         graph["structure"] = structure

@@ -4,10 +4,10 @@ MobileViT has no positional embedding, so one set of weights serves every size; 
 shapes cost the Neural Engine, so each target gets the form that keeps fixed shapes where it can:
 
 - CoreML: one ML Program with one fixed-shape function per (config, size), weights stored once
-  (coreml_multifunction.py; iOS 18 / macOS 15), or `--coreml-shapes enumerated`: one function
+  (exporters/targets/coreml/multifunction.py; iOS 18 / macOS 15), or `--coreml-shapes enumerated`: one function
   with EnumeratedShapes for iOS 16-17 (config A only).
-- ONNX: one graph per config with dynamic height and width (onnx_multisize.py).
-- TFLite: one file with one signature per (config, size) (tflite_multisize.py).
+- ONNX: one graph per config with dynamic height and width (exporters/targets/onnx/multisize.py).
+- TFLite: one file with one signature per (config, size) (exporters/targets/tflite/multisize.py).
 
 Every function, size and signature is verified against PyTorch at its size; the artefact's
 verdict passes only if all of them do. Names are f"{config}_{size}", recorded in order (the
@@ -256,18 +256,18 @@ def _export_group(entries: list[SizedExport], export_target: ExportTarget, out_d
 def _write(entries: list[SizedExport], export_target: ExportTarget, staged: Path, staging: Path, precision: str,
            form: str) -> dict[str, Any]:
     if form == "functions":
-        from .coreml_multifunction import write_functions
+        from .targets.coreml.multifunction import write_functions
 
         return write_functions(entries, staged, staging, precision)
     if form == "enumerated":
-        from .coreml_multifunction import write_enumerated
+        from .targets.coreml.multifunction import write_enumerated
 
         return write_enumerated(entries, staged, precision)
     if form == "dynamic":
-        from .onnx_multisize import write_dynamic
+        from .targets.onnx.multisize import write_dynamic
 
         return write_dynamic(entries, staged, precision)
-    from .tflite_multisize import write_signatures
+    from .targets.tflite.multisize import write_signatures
 
     return write_signatures(entries, staged, precision)
 
@@ -275,13 +275,13 @@ def _write(entries: list[SizedExport], export_target: ExportTarget, staged: Path
 def _runner_for(export_target: ExportTarget, path: Path, form: str, verifier: str) -> Callable[[dict[str, Any]], Runner]:
     """entry -> the runner that runs that function / size / signature of the artefact."""
     if form in ("functions", "enumerated"):
-        from .coreml_multifunction import function_runner
+        from .targets.coreml.multifunction import function_runner
 
         return lambda e: function_runner(path, e["name"] if form == "functions" else None, e["image_size"], verifier)
     if form == "dynamic":
         runner = export_target.load(path, num_threads=1)
         return lambda e: runner
-    from .tflite_target import LiteRTRunner
+    from .targets.tflite.target import LiteRTRunner
 
     return lambda e: LiteRTRunner(path, 1, signature=e["name"])
 

@@ -1,7 +1,7 @@
 """Quantised precisions (`--precision`): which target writes which, their calibration images, how
 their artefacts are judged, and what the artefact records about them.
 
-| precision | CoreML (quantize_coreml.py) | ONNX (quantize_onnx.py) | TFLite (quantize_tflite.py) |
+| precision | CoreML (exporters/targets/coreml/quantize.py) | ONNX (exporters/targets/onnx/quantize.py) | TFLite (exporters/targets/tflite/quantize.py) |
 |---|---|---|---|
 | int8-weights | int8 weights, fp16 compute | dynamic range (quantize_dynamic) | dynamic range (dynamic_wi8_afp32) |
 | int8 | W8A8: int8 weights and activations | static QDQ (quantize_static) | static (static_wi8_ai8) |

@@ -34,7 +34,7 @@ def decisive_checkpoint(path: Path, model_name: str, config: str = "A", seed: in
 
 
 def assert_coreml_structure_ok(report: dict) -> None:
-    """A CoreML export's report: Apple's structural rules ran (coreml_validate.py) and none broke."""
+    """A CoreML export's report: Apple's structural rules ran (exporters/targets/coreml/validate.py) and none broke."""
     structure = report["structure"]
     assert structure["rules"] and not structure["violations"], structure["violations"]
     ran = [c for c in report["graph_checks"] if c["check"].startswith("coreml-structure:")]

@@ -1,4 +1,4 @@
-"""Apple's structural rules on every saved CoreML package (exporters/coreml_validate.py).
+"""Apple's structural rules on every saved CoreML package (exporters/targets/coreml/validate.py).
 
 A valid package of each kind (classifier, multifunction, the 10-class trained detector's Vision
 pipeline) is exported through the CLI once; each negative test copies one, breaks one rule in its
@@ -19,8 +19,9 @@ import trained_fixtures as tf
 from cli_utils import exit_code
 from export_utils import assert_coreml_structure_ok
 
-from mvit.exporters import cli, coreml_pipeline
-from mvit.exporters.coreml_validate import RULES, read_package_spec, validate_package
+from mvit.exporters import cli
+from mvit.exporters.targets.coreml import pipeline as coreml_pipeline
+from mvit.exporters.targets.coreml.validate import RULES, read_package_spec, validate_package
 
 pytestmark = pytest.mark.slow  # three conversions, one verified by the MIL reference evaluator
 

@@ -2,7 +2,7 @@
 model, what `VNCoreMLRequest` turns into `VNRecognizedObjectObservation`s.
 
 On Linux the pipeline runs through the MIL reference evaluator (the program) and
-coreml_reference/nms_model.py (the NMS model, written from the proto's documentation); that
+exporters/targets/coreml/reference/nms_model.py (the NMS model, written from the proto's documentation); that
 module is tested here against a brute-force reading of the same documentation and against the
 torchvision NMS verification uses. Apple's runtime is macOS-only and not exercised here.
 """
@@ -21,10 +21,10 @@ from export_utils import assert_coreml_structure_ok
 
 from mvit.exporters import api
 from mvit.exporters.cli import main, verify_main
-from mvit.exporters.coreml_reference import MilReferenceError, MilReferenceRunner
-from mvit.exporters.coreml_reference.nms_model import kept_rows
 from mvit.exporters.samples import verification_samples
 from mvit.exporters.targets import get_target
+from mvit.exporters.targets.coreml.reference import MilReferenceError, MilReferenceRunner
+from mvit.exporters.targets.coreml.reference.nms_model import kept_rows
 from mvit.models.detection_postprocess import NmsSettings, select_detections
 
 COREML = get_target("coreml")

@@ -93,7 +93,7 @@ def test_target_not_installed(tmp_path, capsys, monkeypatch):
     real_import = targets.importlib.import_module
 
     def import_without_onnx(name, *a, **kw):
-        if name.endswith("onnx_target"):
+        if name.endswith("onnx.target"):
             raise ModuleNotFoundError("No module named 'onnxruntime'", name="onnxruntime")
         return real_import(name, *a, **kw)
 
@@ -111,7 +111,7 @@ def test_bad_option_value_and_unknown_flag(tmp_path, capsys):
 
 
 def test_interrupted_export_leaves_nothing(tmp_path, monkeypatch):
-    from mvit.exporters import onnx_target
+    from mvit.exporters.targets.onnx import target as onnx_target
 
     def interrupted(self, request, path):
         path.write_bytes(b"half an onnx file")

@@ -20,10 +20,10 @@ from model_utils import randomize_
 
 from mvit.exporters.api import export_model
 from mvit.exporters.base import ExportError, ExportRequest
-from mvit.exporters.coreml_target import _fold_channel_scale
 from mvit.exporters.preprocessing import normalise, preprocess_dict
 from mvit.exporters.samples import verification_samples
 from mvit.exporters.targets import get_target
+from mvit.exporters.targets.coreml.target import _fold_channel_scale
 from mvit.exporters.wrappers import build_export_module
 from mvit.models import create_model, fuse_batchnorm, get_spec
 from mvit.models.checkpoints import load_checkpoint
@@ -92,7 +92,7 @@ def test_three_tasks_two_configs_export_with_metadata(exported, model, config, o
         assert meta["input_type"] == "image" and meta["color_layout"] == order
         assert float(meta["image_input_scale"]) == pytest.approx(1 / 255)
         assert json.loads(meta["image_input_bias"]) == [0.0, 0.0, 0.0]
-    # Xcode previews an image input only, and a detector only as the Vision pipeline (exporters/coreml_preview.py).
+    # Xcode previews an image input only, and a detector only as the Vision pipeline (exporters/targets/coreml/preview.py).
     previewed = not options.get("raw_input") and options.get("nms") is not False
     assert meta.get("com.apple.coreml.model.preview.type") == (PREVIEW[model] if previewed else None)
     assert meta["minimum_deployment_target"].startswith("iOS16")

@@ -141,7 +141,7 @@ def test_tflite_rewrites_remove_the_ops_they_are_for(tmp_path, monkeypatch):
     (two of its own and the converter's NHWC -> NCHW) and folds with three; the rewrite leaves one
     each. separate_qkv: three FULLY_CONNECTEDs per attention instead of one and three SLICEs, and
     one more TRANSPOSE (q, k and v each have their own)."""
-    from mvit.exporters.tflite_target import TFLiteTarget
+    from mvit.exporters.targets.tflite.target import TFLiteTarget
 
     assert {CHANNELS_LAST_PATCHES, SEPARATE_QKV} <= TFLiteTarget.export_rewrites
     reports = {}

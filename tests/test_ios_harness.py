@@ -385,7 +385,7 @@ def test_compute_plan_unavailable_is_a_valid_row():
 def test_harness_source_follows_the_conventions_it_reads():
     """What the Swift reads from an artefact is what the exporters write, and the gates around
     the newer APIs name the versions that have them."""
-    from mvit.exporters.coreml_pipeline import VISION_OUTPUTS
+    from mvit.exporters.targets.coreml.pipeline import VISION_OUTPUTS
 
     vision = (COREML_BACKEND / "VisionTiming.swift").read_text()
     assert f'isSuperset(of: ["{VISION_OUTPUTS[0]}", "{VISION_OUTPUTS[1]}"])' in vision
@@ -480,7 +480,7 @@ def test_availability_check_reports_an_ungated_use(path, old, new, expected):
 def test_row_details_say_the_thresholds_are_the_exported_ones():
     """The Vision count is at the package's own thresholds (the harness feeds none), which the
     exporter records under these metadata keys; Vision has no thresholds of its own here."""
-    from mvit.exporters.coreml_pipeline import THRESHOLD_INPUTS
+    from mvit.exporters.targets.coreml.pipeline import THRESHOLD_INPUTS
 
     struct = codable_structs(ROW_DETAILS.read_text())["VisionRun"]
     source = ROW_DETAILS.read_text().splitlines()

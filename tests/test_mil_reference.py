@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from model_utils import randomize_
 from torch import nn
 
-from mvit.exporters.coreml_reference import (
+from mvit.exporters.targets.coreml.reference import (
     MilReferenceError,
     MilReferenceRunner,
     UnsupportedOpError,
@@ -29,7 +29,7 @@ from mvit.exporters.coreml_reference import (
     program_op_types,
     unsupported_ops,
 )
-from mvit.exporters.coreml_reference.ops import OPS
+from mvit.exporters.targets.coreml.reference.ops import OPS
 from mvit.models import create_model, fuse_batchnorm
 from mvit.models.detection_postprocess import DetectionDecoder, box_iou, generate_anchors
 from mvit.models.ssdlite import ASPECT_RATIOS
@@ -105,7 +105,7 @@ NMS_SETTINGS = {"iou_threshold": 0.5, "score_threshold": 0.0, "max_detections": 
 
 def convert_with_nms(module: nn.Module, path: Path) -> Path:
     """The detector with Core ML's native NMS appended, as the coreml target exports it."""
-    from mvit.exporters.coreml_nms import append_nms
+    from mvit.exporters.targets.coreml.nms import append_nms
 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -233,7 +233,7 @@ def test_classifier_returns_probabilities_in_label_order(exports):
 
 def reference_detections(boxes: torch.Tensor, probs: torch.Tensor, settings: dict) -> tuple[np.ndarray, ...]:
     """Core ML NMS semantics on the PyTorch outputs: each box takes its best foreground class,
-    greedy suppression among boxes of the same class, best first (see exporters/coreml_nms.py)."""
+    greedy suppression among boxes of the same class, best first (see exporters/targets/coreml/nms.py)."""
     best, cls = probs[:, 1:].max(dim=-1)
     iou = box_iou(boxes, boxes)
     keep: list[int] = []

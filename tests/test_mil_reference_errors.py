@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from mvit.exporters import api
-from mvit.exporters.coreml_reference import MilReferenceError, MilReferenceRunner
+from mvit.exporters.targets.coreml.reference import MilReferenceError, MilReferenceRunner
 
 
 def test_truncated_weights_are_a_clear_error(tmp_path):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from mvit.exporters.coreml_reference import MilReferenceRunner
-from mvit.exporters.coreml_reference.ops import OPS
+from mvit.exporters.targets.coreml.reference import MilReferenceRunner
+from mvit.exporters.targets.coreml.reference.ops import OPS
 
 RNG = np.random.default_rng(0)
 

@@ -118,8 +118,8 @@ def test_onnx_int8_weights_is_traced_without_the_head_major_attention(exported, 
     head-major attention (its per-head 3-D weights) so q/k/v are quantised; forced to keep it,
     those MatMuls stay float rather than making ONNX Runtime refuse the model at load."""
     from mvit.exporters import api
-    from mvit.exporters.onnx_target import OnnxTarget
     from mvit.exporters.rewrites import ATTENTION_LAYOUT
+    from mvit.exporters.targets.onnx.target import OnnxTarget
 
     report = _report(exported, "onnx", "int8-weights")
     assert ATTENTION_LAYOUT not in report["export_rewrites"] and ATTENTION_LAYOUT in _report(exported, "onnx", "int8")["export_rewrites"]

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from swift_source import syntax_problems
 
-from mvit.exporters.coreml_pipeline import THRESHOLD_INPUTS
-from mvit.exporters.coreml_preview import CLASS_MAP_OUTPUT
+from mvit.exporters.targets.coreml.pipeline import THRESHOLD_INPUTS
+from mvit.exporters.targets.coreml.preview import CLASS_MAP_OUTPUT
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "ios_harness" / "Sources" / "MVitBenchCoreML" / "UsageExamples.swift"

@@ -5,7 +5,7 @@ the stem conv (exporters/rewrites/fold_preprocessing.py), and SSDLite's six-way 
 which XNNPACK does not take, is split (rewrites/short_concats.py). What stays outside XNNPACK
 sits after the network's one partition: the classifier's class_id (ARG_MAX over the
 probabilities) and the detector's TFLite_Detection_PostProcess (NMS, a custom op no delegate
-takes). After that op, tflite_nms.py casts the 200 class indices to int32 and then adds 1: an int32
+takes). After that op, exporters/targets/tflite/nms.py casts the 200 class indices to int32 and then adds 1: an int32
 ADD, which XNNPACK does not take (a float ADD there was a second, 200-element partition).
 """
 

@@ -159,7 +159,7 @@ def test_einops_network_exports_and_verifies(tmp_path, capsys, user_nets, target
     assert out.startswith(str(artefact)) and " pass " in out
     _assert_report_pass(artefact)
     if get_target(target).harness_ready:  # the CoreML package: which Xcode preview it declares
-        from mvit.exporters.coreml_target import NO_PREVIEW, TARGET
+        from mvit.exporters.targets.coreml.target import NO_PREVIEW, TARGET
 
         meta = TARGET.read_metadata(artefact)
         assert "com.apple.coreml.model.preview.type" not in meta and meta["xcode_preview"] == NO_PREVIEW

@@ -19,7 +19,7 @@ from trained_fixtures import CLASSIFIER, SEGMENTER, heldout, segmentation_scores
 
 from mvit.exporters.base import ExportOptions
 from mvit.exporters.cli import main, verify_main
-from mvit.exporters.coreml_preview import (
+from mvit.exporters.targets.coreml.preview import (
     NO_PREVIEW,
     preview_for,
     preview_metadata,
@@ -95,7 +95,7 @@ def test_segmenter_package_declares_the_preview_with_labels_and_an_int32_class_m
 
 
 def test_class_map_is_the_upsampled_argmax_of_the_logits_and_segments_held_out_scenes(segmenter):
-    from mvit.exporters.coreml_reference import MilReferenceRunner
+    from mvit.exporters.targets.coreml.reference import MilReferenceRunner
 
     package, _ = segmenter
     pixels, masks = heldout("segmentation", count=4)

@@ -20,8 +20,8 @@ import onnx
 import torch
 from onnx import TensorProto, external_data_helper, helper, numpy_helper
 
-from .base import ExportError, ExportRequest, TargetDefaults, importable
-from .wrappers import INPUT_NAME, NMS_OUTPUT_NAMES
+from ...base import ExportError, ExportRequest, TargetDefaults, importable
+from ...wrappers import INPUT_NAME, NMS_OUTPUT_NAMES
 
 OPSET = 18
 # Weight tensors smaller than this stay fp32 in fp16 exports: no size to gain.
@@ -208,7 +208,7 @@ class OnnxTarget(TargetDefaults):
     # exporters/rewrites/; measured in docs/benchmarks.md (issue 14). The head-major attention is
     # taken only over short patch sequences (attention_layout.SHORT_SEQUENCE).
     export_rewrites = frozenset({"fold_preprocessing", "patch_layout", "attention_layout"})
-    # quantize_dynamic quantises only MatMuls with a 2-D weight (quantize_onnx.py): with the
+    # quantize_dynamic quantises only MatMuls with a 2-D weight (exporters/targets/onnx/quantize.py): with the
     # head-major attention's per-head weights, int8-weights would leave q/k/v float.
     rewrites_skipped_for: Mapping[str, frozenset[str]] = {"int8-weights": frozenset({"attention_layout"})}
 
@@ -216,7 +216,7 @@ class OnnxTarget(TargetDefaults):
     multisize_forms: tuple[str, ...] = ("dynamic",)  # one graph, dynamic height and width
 
     def quantisation_settings(self, precision: str) -> dict[str, Any]:
-        from .quantize_onnx import settings_for
+        from .quantize import settings_for
 
         return settings_for(precision)
 
@@ -246,7 +246,7 @@ class OnnxTarget(TargetDefaults):
         if request.precision == "fp16":
             _store_weights_fp16(model)
         elif request.precision != "fp32":
-            from .quantize_onnx import quantize_onnx
+            from .quantize import quantize_onnx
 
             model = quantize_onnx(model, request)
         del model.metadata_props[:]

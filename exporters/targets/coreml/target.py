@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import ExportError, ExportOptions, ExportRequest, Runner, importable
-from .coreml_pipeline import NMS_FORMS, VISION_OUTPUTS
-from .coreml_preview import NO_PREVIEW, preview_metadata, record_outputs, with_class_map  # noqa: F401 (NO_PREVIEW: callers read it here)
-from .wrappers import NMS_OUTPUT_NAMES
+from ...base import ExportError, ExportOptions, ExportRequest, Runner, importable
+from ...wrappers import NMS_OUTPUT_NAMES
+from .pipeline import NMS_FORMS, VISION_OUTPUTS
+from .preview import NO_PREVIEW, preview_metadata, record_outputs, with_class_map  # noqa: F401 (NO_PREVIEW: callers read it here)
 
 # Conversions ask for iOS 16 / macOS 13: ML Program needs iOS 15; iOS 16 adds fp16 inputs/outputs
 # for ML Programs and is the oldest opset coremltools 9 still tests every MIL op against. Devices
@@ -51,7 +51,7 @@ class CoreMLTarget:
     nms_output_names = list(NMS_OUTPUT_NAMES)
     nms_forms = NMS_FORMS  # --coreml-nms values, the default first
     # Both forms keep a box under its best class only: MIL non_maximum_suppression
-    # (coreml_nms.py), and NonMaximumSuppression's pickTop.perClass (coreml_pipeline.py).
+    # (exporters/targets/coreml/nms.py), and NonMaximumSuppression's pickTop.perClass (exporters/targets/coreml/pipeline.py).
     nms_best_class_only = True
     class_id_output = False  # ClassifierConfig adds the top label itself
     export_rewrites: frozenset[str] = frozenset()  # not timed on a device: the network as written
@@ -61,7 +61,7 @@ class CoreMLTarget:
     multisize_forms = ("functions", "enumerated")  # --coreml-shapes: one fixed-shape function per size, or EnumeratedShapes
 
     def quantisation_settings(self, precision: str) -> dict[str, Any]:
-        from .quantize_coreml import settings_for
+        from .quantize import settings_for
 
         return settings_for(precision)
 
@@ -152,8 +152,8 @@ class CoreMLTarget:
         return max(ranks)
 
     def structure_checks(self, path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Apple's structural rules (coreml_validate.py), each a check named after its rule."""
-        from .coreml_validate import validate_package
+        """Apple's structural rules (exporters/targets/coreml/validate.py), each a check named after its rule."""
+        from .validate import validate_package
 
         _load_spec(path)  # a folder that is no package is an ExportError, as for the other readers
         result = validate_package(Path(path))
@@ -173,7 +173,7 @@ class CoreMLTarget:
                 )
             return CoreMLRuntimeRunner(Path(path))
         if verifier == "mil-reference":
-            from mvit.exporters.coreml_reference import MilReferenceRunner
+            from mvit.exporters.targets.coreml.reference import MilReferenceRunner
 
             return MilReferenceRunner(Path(path), num_threads=num_threads)
         raise ExportError(f"unknown CoreML verifier {verifier!r}: use coreml-runtime or mil-reference")
@@ -195,7 +195,7 @@ def _convert(request: ExportRequest) -> Any:
         classifier_config=classifier_config(request.task, request.labels, output_names),
         minimum_deployment_target=ct.target.iOS16,
     )
-    # Quantised precisions compress the fp16 program (quantize_coreml.py): fp16 is what the device computes in.
+    # Quantised precisions compress the fp16 program (exporters/targets/coreml/quantize.py): fp16 is what the device computes in.
     precision = ct.precision.FLOAT32 if request.precision == "fp32" else ct.precision.FLOAT16
     if not nms:
         return _compressed(ct.convert(traced, convert_to="mlprogram", compute_precision=precision, **common), request)
@@ -206,13 +206,13 @@ def _convert(request: ExportRequest) -> Any:
     settings = request.options.nms_dict()
     assert settings is not None  # `nms` above
     if nms_form(request.options) == "program":
-        from .coreml_nms import append_nms
+        from .nms import append_nms
 
         append_nms(program, settings, NMS_OUTPUT_NAMES)
         return _compressed(ct.convert(
             program, convert_to="mlprogram", compute_precision=precision, minimum_deployment_target=ct.target.iOS16
         ), request)
-    from .coreml_pipeline import append_vision_outputs, build_pipeline, nms_labels
+    from .pipeline import append_vision_outputs, build_pipeline, nms_labels
 
     append_vision_outputs(program)
     stage = _compressed(ct.convert(
@@ -222,10 +222,10 @@ def _convert(request: ExportRequest) -> Any:
 
 
 def _compressed(program_model: Any, request: ExportRequest) -> Any:
-    """The ML Program quantised per `request.precision` (quantize_coreml.py); fp32 / fp16 as they are."""
+    """The ML Program quantised per `request.precision` (exporters/targets/coreml/quantize.py); fp32 / fp16 as they are."""
     if request.precision in ("fp32", "fp16"):
         return program_model
-    from .quantize_coreml import quantize_coreml
+    from .quantize import quantize_coreml
 
     return quantize_coreml(program_model, request)
 
@@ -365,7 +365,7 @@ class _ScaleInput(nn.Module):
 
 def minimum_deployment_target(spec: Any) -> str:
     """The OS releases a package needs: its specification version, or more where its ops need it."""
-    from .coreml_validate import deployment_target_description, required_spec
+    from .validate import deployment_target_description, required_spec
 
     return deployment_target_description(max(required_spec(spec)[0], int(spec.specificationVersion)))
 
@@ -424,7 +424,7 @@ def _make_package_deterministic(package: Path) -> None:
 
 def _load_spec(path: Path) -> Any:
     """The package's Model spec, only read (coremltools' load_spec rewrites Manifest.json)."""
-    from .coreml_validate import read_package_spec
+    from .validate import read_package_spec
 
     path = Path(path)
     if not (path / "Manifest.json").exists():
@@ -535,7 +535,7 @@ class CoreMLRuntimeRunner:
             elif isinstance(value, np.ndarray):
                 result[name] = value
         if self._vision:
-            from .coreml_reference.nms_model import as_detections
+            from .reference.nms_model import as_detections
 
             result.update(as_detections(result[VISION_OUTPUTS[0]], result[VISION_OUTPUTS[1]]))
         return result

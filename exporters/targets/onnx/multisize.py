@@ -14,14 +14,14 @@ from typing import Any
 import onnx
 import torch
 
-from .multisize import FUNCTIONS_KEY, SizedExport
+from ...multisize import FUNCTIONS_KEY, SizedExport
 
 
 def write_dynamic(entries: list[SizedExport], path: Path, precision: str) -> dict[str, Any]:
-    from . import api
-    from .dynamic_shapes import blocks_needing_resize, for_every_size, size_generic
-    from .onnx_target import OPSET, TARGET, _simplify, _store_weights_fp16
-    from .wrappers import INPUT_NAME
+    from ... import api
+    from ...dynamic_shapes import blocks_needing_resize, for_every_size, size_generic
+    from ...wrappers import INPUT_NAME
+    from .target import OPSET, TARGET, _simplify, _store_weights_fp16
 
     first = entries[0].prepared
     opts = first.options["onnx"]

@@ -15,14 +15,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from .multisize import FUNCTIONS_KEY, SizedExport
+from ...multisize import FUNCTIONS_KEY, SizedExport
 
 
 def write_signatures(entries: list[SizedExport], path: Path, precision: str) -> dict[str, Any]:
     import litert_torch
 
-    from . import api
-    from .tflite_target import TARGET, _fp16_weights, _FromNHWC, _metadata, _NamedOutputs, _quiet_progress, _with_metadata
+    from ... import api
+    from .target import TARGET, _fp16_weights, _FromNHWC, _metadata, _NamedOutputs, _quiet_progress, _with_metadata
 
     converter: Any = litert_torch
     request = None

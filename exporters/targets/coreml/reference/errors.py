@@ -17,7 +17,7 @@ class UnsupportedOpError(MilReferenceError):
         names = ", ".join(repr(t) for t in op_types)
         super().__init__(
             f"MIL op{'s' if len(op_types) > 1 else ''} {names}{where} not implemented by the reference "
-            "evaluator (mvit.exporters.coreml_reference.ops); add an implementation before trusting "
+            "evaluator (mvit.exporters.targets.coreml.reference.ops); add an implementation before trusting "
             "this program's numerics"
         )
         self.op_types = list(op_types)

@@ -1,5 +1,5 @@
 """Compact program text for a multifunction package, which shares the weights but repeats the
-program once per function (coreml_multifunction.py).
+program once per function (exporters/targets/coreml/multifunction.py).
 
 Repeated constants: coremltools deduplicates only large constants, so each mobilevit_xxs function
 held 518 const ops of which 352 repeated another's value (axes, shapes, epsilons, weight references).

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import ExportError, ExportRequest
+from ...base import ExportError, ExportRequest
 
 SIGNATURE = "serving_default"
 INPUT_NAME = "image"

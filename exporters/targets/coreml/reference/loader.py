@@ -63,7 +63,7 @@ def _quiet_import_coremltools():
         raise MilReferenceError("reading .mlpackage files needs coremltools: pip install 'mvit[coreml]'") from None
     # Not coremltools' load_spec: its package reader rewrites Manifest.json, and a package that
     # is checked must only be read.
-    from ..coreml_validate import read_package_spec
+    from ..validate import read_package_spec
 
     return read_package_spec, load_milproto
 

@@ -4,7 +4,7 @@ Functions (iOS 18 / macOS 15): each (config, size) is exported as today's single
 (coreml_target), then `ct.utils.save_multifunction` puts them in one package; its
 const-deduplication stores a weight once when the blobs are byte-identical, which fp16
 conversions of the same weights at different sizes are (checked per export: the report's
-`weight_blobs_identical`). Each function's program text is then compacted (coreml_compact.py:
+`weight_blobs_identical`). Each function's program text is then compacted (exporters/targets/coreml/compact.py:
 repeated constants dropped, short value names), as it is stored once per function. Every function keeps a fixed shape, which the Neural Engine wants:
 flexible shapes ran at 0% ANE (RangeDim) or 2-77% (EnumeratedShapes), coremltools#2370, #1029.
 
@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import ExportError, ExportRequest, Runner
-from .coreml_target import CoreMLRuntimeRunner
-from .multisize import ENUMERATED_KEY, FUNCTIONS_KEY, SizedExport
+from ...base import ExportError, ExportRequest, Runner
+from ...multisize import ENUMERATED_KEY, FUNCTIONS_KEY, SizedExport
+from .target import CoreMLRuntimeRunner
 
 _MODEL_FILE = Path("Data") / "com.apple.CoreML" / "model.mlmodel"
 _WEIGHTS_FILE = Path("Data") / "com.apple.CoreML" / "weights" / "weight.bin"
@@ -38,9 +38,9 @@ def write_functions(entries: list[SizedExport], path: Path, staging: Path, preci
     """One package at `path`, one function per entry, named entry.name, the first the default."""
     import coremltools as ct
 
-    from . import api
-    from .coreml_compact import compact_program
-    from .coreml_target import _make_package_deterministic, minimum_deployment_target
+    from ... import api
+    from .compact import compact_program
+    from .target import _make_package_deterministic, minimum_deployment_target
 
     parts = staging / "functions"
     singles = [api.export_model(None, "coreml", parts, precision=precision, verify=False, prepared=e.prepared).path
@@ -73,16 +73,16 @@ def write_enumerated(entries: list[SizedExport], path: Path, precision: str) -> 
     """One function whose image input takes every entry's size (EnumeratedShapes, iOS 16)."""
     import coremltools as ct
 
-    from . import api
-    from .coreml_target import (
+    from ... import api
+    from ...dynamic_shapes import blocks_needing_resize, for_every_size, size_generic
+    from .. import get_target
+    from .target import (
         _fold_channel_scale,
         _image_normalisation,
         classifier_config,
         classifier_tensor_names,
         interface_tensor_types,
     )
-    from .dynamic_shapes import blocks_needing_resize, for_every_size, size_generic
-    from .targets import get_target
 
     first = entries[0].prepared
     target = get_target("coreml")
@@ -113,7 +113,7 @@ def write_enumerated(entries: list[SizedExport], path: Path, precision: str) -> 
 
 def _save_like_single_size(mlmodel: Any, request: ExportRequest, path: Path) -> None:
     """The finishing steps of CoreMLTarget.export (probabilities name, metadata, deterministic bytes)."""
-    from .coreml_target import _make_package_deterministic, _metadata, _rename_probabilities
+    from .target import _make_package_deterministic, _metadata, _rename_probabilities
 
     if request.task == "classification":
         mlmodel = _rename_probabilities(mlmodel, request.output_names[0])
@@ -155,9 +155,9 @@ def function_runner(path: Path, function_name: str | None, image_size: int, veri
 
 
 def _mil_function_runner(path: Path, function_name: str | None, image_size: int) -> Runner:
-    from .coreml_reference import MilReferenceRunner
-    from .coreml_reference.evaluator import ProgramEvaluator
-    from .coreml_reference.loader import ImageInput, LoadedPackage, _classifier, _image_inputs, _quiet_import_coremltools
+    from .reference import MilReferenceRunner
+    from .reference.evaluator import ProgramEvaluator
+    from .reference.loader import ImageInput, LoadedPackage, _classifier, _image_inputs, _quiet_import_coremltools
 
     if function_name is None:
         runner = MilReferenceRunner(path, num_threads=1)
@@ -200,7 +200,7 @@ class _RuntimeFunctionRunner(CoreMLRuntimeRunner):
         self.input_names = [i.name for i in description.input]
         self.output_names = [o.name for o in description.output]
         self._image_input = description.input[0].type.WhichOneof("Type") == "imageType"
-        from .coreml_target import _class_labels
+        from .target import _class_labels
 
         self._labels = _class_labels(spec)
         self._probs_name = description.predictedProbabilitiesName
@@ -208,7 +208,7 @@ class _RuntimeFunctionRunner(CoreMLRuntimeRunner):
 
 
 def _symbolic_shape_evaluator() -> type:
-    from .coreml_reference.evaluator import ProgramEvaluator
+    from .reference.evaluator import ProgramEvaluator
 
     class SymbolicShapeEvaluator(ProgramEvaluator):
         """The reference evaluator for a program with flexible shapes, whose shape arithmetic

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import ExportError, ExportRequest
+from ...base import ExportError, ExportRequest
 
 SETTINGS: dict[str, dict[str, Any]] = {
     "int8-weights": {"method": "coremltools.optimize.coreml.linear_quantize_weights", "mode": "linear_symmetric",
@@ -95,9 +95,9 @@ def activation_ranges(mlmodel: Any, pixels: np.ndarray) -> dict[str, dict[str, f
     not a constant or a model output (what coremltools' calibration records)."""
     import torch
 
-    from .coreml_reference import MilReferenceRunner
-    from .coreml_reference.evaluator import is_constant_op
-    from .coreml_reference.image import to_program_input
+    from .reference import MilReferenceRunner
+    from .reference.evaluator import is_constant_op
+    from .reference.image import to_program_input
 
     stats: dict[str, dict[str, float]] = defaultdict(dict)
     outputs = {o.name for o in mlmodel.get_spec().description.output}

@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ExportOptions, ExportRequest
-from .coreml_pipeline import NMS_FORMS, nms_labels
-from .tasks import get_task
+from ...base import ExportOptions, ExportRequest
+from ...tasks import get_task
+from .pipeline import NMS_FORMS, nms_labels
 
 PREVIEW_TYPE_KEY = "com.apple.coreml.model.preview.type"
 PREVIEW_PARAMS_KEY = "com.apple.coreml.model.preview.params"

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import importlib
 
-from .base import ExportTarget, TargetNotInstalled
+from ..base import ExportTarget, TargetNotInstalled
 
 # The one line a new target adds: name -> (module, file ending, benchmark runtime name). The ending
 # and runtime are known here without importing the target's converter, so a path can be told
 # apart and a runtime named even where that extra is missing; each target object's own `suffix`
 # and `runtime` must equal its entry (tested). Everything else is asked of the target object.
 _TARGETS = {
-    "coreml": ("coreml_target", ".mlpackage", "coreml"),
-    "onnx": ("onnx_target", ".onnx", "onnxruntime"),
-    "tflite": ("tflite_target", ".tflite", "litert"),
+    "coreml": ("coreml.target", ".mlpackage", "coreml"),
+    "onnx": ("onnx.target", ".onnx", "onnxruntime"),
+    "tflite": ("tflite.target", ".tflite", "litert"),
 }
 _MODULES = {name: module for name, (module, _, _) in _TARGETS.items()}
 INSTALL_HINTS = {name: f"pip install 'mvit[{name}]'" for name in _MODULES}

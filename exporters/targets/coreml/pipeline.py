@@ -40,7 +40,7 @@ def append_vision_outputs(program: Any) -> None:
     from coremltools.converters.mil import Builder as mb
     from coremltools.converters.mil.mil.scope import ScopeInfo, ScopeSource
 
-    from .coreml_nms import centre_size_and_foreground
+    from .nms import centre_size_and_foreground
 
     confidence_name, coordinates_name = STAGE_OUTPUTS
     function = program.functions["main"]

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from .base import ExportError, ExportRequest
-from .wrappers import INPUT_NAME
+from ...base import ExportError, ExportRequest
+from ...wrappers import INPUT_NAME
 
 # Chosen on the trained classifier: per-tensor scales without reduce_range agreed best
 # (0.994 vs 0.986 per-channel, 0.992 / 0.972 with reduce_range). Keeping LayerNormalization in

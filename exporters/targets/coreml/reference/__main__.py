@@ -1,4 +1,4 @@
-"""`python -m mvit.exporters.coreml_reference PACKAGE...`: which ops a saved ML Program uses and
+"""`python -m mvit.exporters.targets.coreml.reference PACKAGE...`: which ops a saved ML Program uses and
 whether the reference evaluator implements each. Exit 0 when all are, 1 when some are not, 2 on a
 bad path. (Numerics against PyTorch: `mvit-verify` / `mvit-export`, which use this evaluator.)"""
 
@@ -13,7 +13,7 @@ from .runner import program_op_types
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mvit.exporters.coreml_reference", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m mvit.exporters.targets.coreml.reference", description=__doc__)
     parser.add_argument("packages", nargs="+", metavar="PACKAGE", help="a saved .mlpackage (ML Program)")
     args = parser.parse_args(argv)
     missing_any = False

@@ -1,0 +1,1 @@
+"""The CoreML export target: everything only this format knows."""

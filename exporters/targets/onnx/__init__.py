@@ -1,0 +1,1 @@
+"""The ONNX export target: everything only this format knows."""

@@ -1,0 +1,1 @@
+"""The TFLite (LiteRT) export target: everything only this format knows."""
