@@ -7,30 +7,28 @@ layer over this; tests call it directly.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from mvit import __version__
 from mvit.cli_support import native_chatter_filtered
-from mvit.errors import EXIT_FAILED, MvitError, one_line
-from mvit.files import check_replaceable, clean_stale_staging, normal_modes, private_copy, publish, staging_dir, write_json_atomic
+from mvit.errors import MvitError, one_line
+from mvit.files import check_replaceable, normal_modes, private_copy, publish, staging_dir, write_json_atomic
 from mvit.models import fuse_batchnorm
 from mvit.models.registry import get_spec
 from mvit.reading import loads
 
-from . import quantize
+from . import (
+    multisize,  # a multi-size artefact: every recorded function / size / signature at its size
+    quantize,
+)
 from .base import ExportError, ExportOptions, ExportRequest, ExportTarget, without_rewrites
 from .options import KNOWN_OPTIONS, artefact_stem, normalise_options
-from .preprocessing import preprocess_dict
 from .report import REPORT_SCHEMA, report_path_for
 from .resolve import (  # noqa: F401 (re-exported: the library's entry points)
     MAX_IMAGE_SIZE,
@@ -42,125 +40,22 @@ from .resolve import (  # noqa: F401 (re-exported: the library's entry points)
     describe_preprocess,
     resolve_model,
 )
+from .stages import (  # noqa: F401 (re-exported: the library's entry points)
+    ExportResult,
+    PreparedExport,
+    artefact_sha256,
+    artefact_size_bytes,
+    build_for_target,
+    export_request,
+    final_names,
+    graph_checks,
+    prepare_export,
+    prepare_out_dir,
+    recorded_triple,
+)
 from .targets import SUFFIXES, get_target
-from .targets.coreml.preview import report_fields
 from .verification_run import VERIFIERS, check_verifier, merge_verifications, run_verification  # noqa: F401
 from .verify import describe_failure
-from .wrappers import MAX_RANK, BuiltModule, build_export_module
-
-
-@dataclass
-class ExportResult:
-    path: Path
-    target: str
-    report: dict[str, Any] | None
-    report_path: Path | None
-    notes: list[str] | None = None  # what was assumed (preprocessing of a bare state dict...)
-
-    @property
-    def verdict(self) -> str:
-        return (self.report or {}).get("verdict", "not-verified")
-
-    @property
-    def size_bytes(self) -> int:
-        return artefact_size_bytes(self.path)
-
-    def exit_code(self, verified: bool) -> int:
-        """mvit-verify's rule: anything short of a pass is exit 1. Without verification, a check that
-        ran anyway (a CoreML package's structure) and failed is exit 1 too."""
-        return EXIT_FAILED if self.verdict == "fail" or (verified and self.verdict != "pass") else 0
-
-
-@dataclass
-class PreparedExport:
-    """A model resolved and its options checked once, for one or several targets."""
-
-    resolved: ResolvedModel
-    options: dict[str, ExportOptions]  # target -> checked options
-    size_info: dict[str, Any]
-    fused: nn.Module
-
-
-def artefact_size_bytes(path: Path) -> int:
-    """Bytes on disk: a file, or every file in a folder artefact (.mlpackage)."""
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size
-
-
-def artefact_sha256(path: Path) -> str:
-    """sha256 of a file, or of a folder artefact (.mlpackage) file by file in path order."""
-    h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        if path.is_dir():
-            h.update(str(f.relative_to(path)).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
-
-
-def graph_checks(target: ExportTarget, path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    hist = target.op_histogram(path)
-    rank = target.max_tensor_rank(path)
-    bn_ops = sorted(op for op in hist if "batchnorm" in op.lower().replace("_", ""))
-    checks = [
-        {"check": "no_batchnorm_ops", "value": float(sum(hist[o] for o in bn_ops)), "limit": 0.0, "kind": "max", "passed": not bn_ops},
-        {"check": "max_tensor_rank", "value": float(rank), "limit": float(MAX_RANK), "kind": "max", "passed": rank <= MAX_RANK},
-    ]
-    structure, structure_checks = target.structure_checks(path)  # the format's own rules (CoreML: exporters/targets/coreml/validate.py)
-    graph = {"op_histogram": hist, "max_tensor_rank": rank, "batchnorm_ops": bn_ops}
-    if structure:
-        graph["structure"] = structure
-    return graph, checks + structure_checks
-
-
-def _in_graph(target: ExportTarget, opts: ExportOptions) -> bool:
-    """Pixel preprocessing inside the graph (ONNX, TFLite) or in CoreML's ImageType."""
-    return target.preprocess_in_graph and not opts.raw_input
-
-
-def build_for_target(resolved: ResolvedModel, fused: nn.Module, target: ExportTarget | str,
-                     opts: ExportOptions | dict[str, Any] | None = None) -> tuple[BuiltModule, BuiltModule]:
-    """(module the target traces, reference module without pixel preprocessing)."""
-    target = get_target(target) if isinstance(target, str) else target
-    opts = ExportOptions.from_dict(opts)
-    built = build_export_module(fused, resolved.task, resolved.image_size, target=target,
-                                preprocess=resolved.preprocess if _in_graph(target, opts) else None, options=opts)
-    # The reference is the network as written (never rank-lowered), so verification also proves the rewrite exact.
-    reference = build_export_module(fused, resolved.task, resolved.image_size, target=target, preprocess=None, options=opts,
-                                    lower=False)
-    return built, reference
-
-
-def _prepare_out_dir(out_dir: Path) -> Path:
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with staging_dir(out_dir):
-            pass
-        clean_stale_staging(out_dir)
-    except OSError as exc:
-        raise ExportError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}; choose a writable --out") from None
-    return out_dir
-
-
-def prepare_export(
-    model_name: str | None,
-    targets: list[str],
-    *,
-    config: str | None = None,
-    image_size: int | None = None,
-    checkpoint: Path | None = None,
-    labels: Path | None = None,
-    **options: Any,
-) -> PreparedExport:
-    """Resolve the model and check every option for every target, before anything is written."""
-    export_targets = [get_target(t) for t in targets]
-    resolved = resolve_model(model_name, config=config, image_size=image_size, checkpoint=checkpoint, labels=labels,
-                             channel_order=options.get("channel_order"), mean=options.get("mean"), std=options.get("std"))
-    per_target = {t.name: normalise_options(resolved.task, options, t) for t in export_targets}
-    size_info = check_image_size(resolved.net, resolved.image_size, resolved.config, resolved.name)
-    return PreparedExport(resolved, per_target, size_info, fuse_batchnorm(resolved.net))
 
 
 def export_model(
@@ -187,10 +82,10 @@ def export_model(
         prepared = prepare_export(model_name, [target], config=config, image_size=image_size, checkpoint=checkpoint,
                                   labels=labels, **options)
     resolved, opts = prepared.resolved, prepared.options[target]
-    out_dir = _prepare_out_dir(out_dir)
+    out_dir = prepare_out_dir(out_dir)
     traced_as = without_rewrites(export_target, export_target.rewrites_skipped_for.get(precision, frozenset()))
     built, reference = build_for_target(resolved, prepared.fused, traced_as, opts)
-    request = _request(resolved, built, precision, opts, export_target)
+    request = export_request(resolved, built, precision, opts, export_target)
     quant = quantize.prepare(precision, export_target, resolved.preprocess.resize_shortest, resolved.preprocess.crop,
                              calibration)
     request.calibration, judged = quant.calibration, quant.judged or None
@@ -253,33 +148,6 @@ def _input_description(request: ExportRequest) -> dict[str, Any]:
     return {"name": "image", "shape": [n, c, h, w], "layout": "NCHW"}
 
 
-def final_names(final: Path) -> tuple[Path, ...]:
-    """Every name an export of `final` publishes or replaces: the artefact, its report, an earlier
-    mvit-verify report and the raw-detection anchors."""
-    return (final, report_path_for(final), final.with_name(final.name + ".verify.json"),
-            final.with_name(final.name + ".anchors.npy"))
-
-
-def _request(resolved: ResolvedModel, built: BuiltModule, precision: str, opts: ExportOptions,
-             export_target: ExportTarget) -> ExportRequest:
-    in_graph = _in_graph(export_target, opts)
-    preprocess = preprocess_dict(resolved.preprocess, raw_input=opts.raw_input, in_graph=in_graph)
-    final_outputs = export_target.output_names_with_nms(opts) if opts.nms else built.output_names
-    metadata = {
-        "mvit_version": __version__, "model": resolved.name, "task": resolved.task, "config": resolved.config,
-        "precision": precision, "image_size": str(resolved.image_size), "weights": resolved.weights,
-        "labels": json.dumps(resolved.labels), "preprocess": json.dumps(preprocess, sort_keys=True),
-        "output_names": json.dumps(final_outputs), "export_options": json.dumps(opts.as_dict(), sort_keys=True),
-    }
-    return ExportRequest(
-        module=built.module, model_name=resolved.name, task=resolved.task,
-        input_shape=(1, 3, resolved.image_size, resolved.image_size), output_names=built.output_names,
-        labels=resolved.labels, preprocess=preprocess, precision=precision,  # type: ignore[arg-type]
-        channels_last_input=opts.nhwc, dynamic_batch=opts.dynamic_batch,
-        metadata=metadata, options=opts,
-    )
-
-
 def _export_report(final: Path, staged: Path, target: str, resolved: ResolvedModel, precision: str, request: ExportRequest,
                    opts: ExportOptions, size_info: dict[str, Any], graph: dict[str, Any], checks: list[dict[str, Any]],
                    verification: dict[str, Any] | None) -> dict[str, Any]:
@@ -302,7 +170,7 @@ def _export_report(final: Path, staged: Path, target: str, resolved: ResolvedMod
         "verdict": verdict, "verified_by": verification.get("verified_by") if verification else None,
         "warnings": (verification or {}).get("warnings", []),
         # Read back from the artefact: its own output names (a CoreML segmenter adds its class map), its Xcode preview.
-        **report_fields(get_target(target).read_metadata(staged)),
+        **get_target(target).report_fields(staged),
     }
 
 
@@ -320,7 +188,6 @@ def artefact_metadata(path: Path) -> dict[str, Any]:
     export_target = get_target(target_name)
     meta = _artefact_metadata(path, target_name, export_target)
     return {**meta, "target": target_name, "raw": export_target.read_metadata(path)}
-
 
 
 def _artefact_metadata(path: Path, target_name: str, export_target: ExportTarget) -> dict[str, Any]:
@@ -399,7 +266,6 @@ def _verify_readable(path: Path, model_name: str | None, *, checkpoint: Path | N
     _check_weights_given(path, meta["weights"], checkpoint)
     if model_name is None:
         model_name = _registered_model_of(path, meta["model"], checkpoint)
-    from . import multisize  # a multi-size artefact: every recorded function / size / signature at its size
 
     recorded = multisize.recorded_entries(export_target.read_metadata(path))
     if recorded is not None:
@@ -411,7 +277,7 @@ def _verify_readable(path: Path, model_name: str | None, *, checkpoint: Path | N
     recorded_config = meta["config"] if meta["config"] in ("A", "B") and checkpoint is None and ":" not in (model_name or "") else None
     resolved = resolve_model(model_name, config=config or recorded_config, image_size=meta["size"], checkpoint=checkpoint,
                              labels=labels, channel_order=pre.get("channel_order"),
-                             mean=_triple(pre.get("mean")), std=_triple(pre.get("std")))
+                             mean=recorded_triple(pre.get("mean")), std=recorded_triple(pre.get("std")))
     opts = normalise_options(resolved.task, meta["opts"], export_target)
     fused = fuse_batchnorm(resolved.net)
     _, reference = build_for_target(resolved, fused, export_target, opts)
@@ -439,22 +305,11 @@ def _verify_readable(path: Path, model_name: str | None, *, checkpoint: Path | N
 
 def _check_weights_given(path: Path, recorded: str, checkpoint: Path | None) -> None:
     """An export of trained weights judged against the seeded random ones would fail for no fault of the artefact."""
-    from .resolve import RANDOM_WEIGHTS_SEED
 
     trained = recorded and recorded != f"random (seed {RANDOM_WEIGHTS_SEED})" and not recorded.startswith("from factory ")
     if checkpoint is None and trained:
         raise ExportError(f"{path} was exported from the weights {recorded!r}; pass them as --checkpoint to verify it "
                           "(without --checkpoint mvit-verify can only rebuild random weights)")
-
-
-def _triple(value: Any) -> tuple[float, float, float] | None:
-    if value is None:
-        return None
-    try:
-        a, b, c = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ExportError("the artefact's recorded mean/std are not three numbers; re-export it") from None
-    return (a, b, c)
 
 
 def _registered_model_of(path: Path, recorded: str, checkpoint: Path | None) -> str | None:

@@ -1,14 +1,16 @@
 """The one small interface every export target implements.
 
-A target (coreml, onnx, tflite) is one module exposing a `TARGET: ExportTarget` object. It knows
-how to write its artefact, read back its metadata and run it. Shared concerns (preprocessing,
+A target (coreml, onnx, tflite) is one package under targets/ whose `target.py` exposes a
+`TARGET: ExportTarget` object. It knows how to write its artefact, read back its metadata and
+run it. Shared concerns (preprocessing,
 labels, tolerances, verification, reports) live beside this file, never inside a target.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Protocol, cast
@@ -114,10 +116,35 @@ class Runner(Protocol):
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
+class MultiSizeWriter(Protocol):
+    """How a target holds several sizes in one artefact (its `multisize_forms`)."""
+
+    def write(self, entries: list[Any], path: Path, staging: Path, precision: str, form: str) -> dict[str, Any]:
+        """Write one artefact of every entry (multisize.SizedExport) at `path`; returns report fields."""
+
+    def runner(self, path: Path, form: str, verifier: str) -> Callable[[dict[str, Any]], Runner]:
+        """recorded entry -> the runner of that function / size / signature of the artefact."""
+
+
+NO_XCODE_PREVIEW = "none: Xcode previews CoreML packages only"
+
+
+def read_back_fields(metadata: Mapping[str, str], preview: str | None = None, note: str = NO_XCODE_PREVIEW) -> dict[str, Any]:
+    """The export report's view of an artefact, read back from its metadata: its output names and
+    the Xcode preview it gets."""
+    fields: dict[str, Any] = {}
+    if "output_names" in metadata:
+        fields["output_names"] = json.loads(metadata["output_names"])
+    fields["xcode_preview"] = preview
+    fields["xcode_preview_note"] = note
+    return fields
+
+
 class TargetDefaults:
     """What most targets answer alike; a target overrides what differs (CoreML: most of it)."""
 
     preprocess_in_graph = True
+    multisize: MultiSizeWriter | None = None
     own_options: frozenset[str] = frozenset()
     verifiers: tuple[str, ...] = ()
     nms_best_class_only = False
@@ -143,6 +170,9 @@ class TargetDefaults:
     def structure_checks(self, path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         return {}, []
 
+    def report_fields(self, path: Path) -> dict[str, Any]:
+        return read_back_fields(self.read_metadata(path))  # type: ignore[attr-defined]
+
 
 class ExportTarget(Protocol):
     """Everything a caller needs to know about a target is asked of this object."""
@@ -165,6 +195,7 @@ class ExportTarget(Protocol):
     nms_forms: tuple[str, ...]  # detection NMS forms it can write (--coreml-nms), the default first; () for one
     precisions: tuple[str, ...]  # --precision values it writes (quantize.py says what each means for it)
     multisize_forms: tuple[str, ...]  # how it holds several sizes in one artefact (multisize.py), the default first
+    multisize: MultiSizeWriter | None  # writes and runs those forms; set by the target's package
 
     def quantisation_settings(self, precision: str) -> dict[str, Any]:
         """What its quantiser does for a quantised precision, recorded in the artefact's metadata."""
@@ -178,6 +209,9 @@ class ExportTarget(Protocol):
         """Write the artefact to `path` (a temporary path; the caller renames it into place)."""
 
     def read_metadata(self, path: Path) -> dict[str, str]: ...
+
+    def report_fields(self, path: Path) -> dict[str, Any]:
+        """The report's view of the saved artefact read back from it (output names, Xcode preview)."""
 
     def op_histogram(self, path: Path) -> dict[str, int]:
         """Op type -> count in the saved graph (used to prove BN fusion and rank limits)."""

@@ -22,6 +22,10 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from mvit.errors import EXIT_BAD_INPUT, EXIT_FAILED, MvitError, one_line  # noqa: E402, F401
 from mvit.models.checkpoints.validate import MIN_STD  # noqa: E402
 
+from . import api, multisize, quantize  # noqa: E402
+from .base import ExportError  # noqa: E402
+from .calibration import image_files  # noqa: E402
+from .resolve import RANDOM_WEIGHTS_SEED  # noqa: E402
 from .targets import get_target, target_names  # noqa: E402
 
 VERIFIER_HELP = ("CoreML: auto (Apple's runtime on macOS, the MIL reference evaluator elsewhere) | "
@@ -95,9 +99,6 @@ def export(
     coreml_shapes: Optional[str] = typer.Option(None, "--coreml-shapes", help="Several sizes in CoreML: functions (default: one "
                                                 "fixed-shape function per size, iOS 18) | enumerated (EnumeratedShapes, iOS 16-17, config A)"),
 ) -> int:
-    from . import api, multisize, quantize
-    from .calibration import image_files
-
     if target != "all" and target not in target_names():
         return fail(f"unknown --target {target!r}: use {', '.join(target_names())} or all")
     targets = [get_target(t) for t in (target_names() if target == "all" else [target])]
@@ -132,7 +133,7 @@ def export(
     # One model, one set of checks, for every target: bad input is said once, before anything is written.
     sizes, configs = multisize.parse_size_list(image_size), multisize.parse_config_list(config)
     if multisize.wanted(sizes, configs, coreml_shapes):
-        return multisize.cli_export(model, [t.name for t in targets], out, sizes=sizes, configs=configs, coreml_shapes=coreml_shapes,
+        return _export_several_sizes(model, [t.name for t in targets], out, sizes=sizes, configs=configs, coreml_shapes=coreml_shapes,
                                     precision=precision, verify=not no_verify, verifier_for=verifier_for, checkpoint=checkpoint,
                                     labels=labels, into_harness=into_harness, **options)
     prepared = api.prepare_export(model, [t.name for t in targets], config=config, image_size=sizes[0] if sizes else None, checkpoint=checkpoint,
@@ -168,10 +169,40 @@ def export(
     return code
 
 
+def _export_several_sizes(model: str | None, targets: list[str], out: Path, *, sizes: list[int] | None, configs: list[str] | None,
+               coreml_shapes: str | None, precision: str, verify: bool, verifier_for: dict[str, str], checkpoint: Path | None,
+               labels: Path | None, into_harness: bool, **options: Any) -> int:
+    """`mvit-export --image-size 256,320 [--config A,B]`: one artefact per target (ONNX: per config)."""
+    if precision not in ("fp16", "fp32"):
+        # The multi-size writers cast weights themselves; quantised forms go through one size at a time.
+        raise ExportError(f"several sizes or configs in one artefact take --precision fp16 or fp32 (got {precision}); "
+                          "export quantised artefacts one size at a time")
+    entries = multisize.prepare(model, targets, sizes=sizes, configs=configs, coreml_shapes=coreml_shapes, checkpoint=checkpoint,
+                      labels=labels, **options)
+    code, lines = 0, []
+    step = [""]
+    with PlainProgress("mvit-export", lambda: step[0]):
+        for i, target in enumerate(targets, start=1):
+            step[0] = (f"{target}: export{' + verify' if verify else ''} of {len(entries)} sizes/configs in one artefact "
+                       f"({i} of {len(targets)})")
+            try:
+                results = multisize.export(entries, target, out, precision=precision, verify=verify, verifier=verifier_for[target],
+                                 coreml_shapes=coreml_shapes if coreml_shapes in get_target(target).multisize_forms else None)
+            except MvitError as exc:
+                code = max(code, fail(one_line(exc), exc.exit_code))
+                continue
+            for result in results:
+                per = ", ".join(f"{e['name']} {e['verdict']}" for e in (result.report or {}).get("per_size", []))
+                lines.append(_result_line(result, _human_size) + (f"  [{per}]" if per else ""))
+                if into_harness and get_target(target).harness_ready:
+                    lines.append(f"copied {result.path.name} -> {api.copy_into_harness(result.path)}")
+                code = max(code, result.exit_code(verified=verify))
+    print_results(lines, model, checkpoint, list(entries[0].prepared.resolved.notes))
+    return code
+
+
 def print_results(lines: list[str], model: str | None, checkpoint: Path | None, notes: list[str]) -> None:
     """The result lines, then what the user should know about them (random weights, assumptions)."""
-    from .resolve import RANDOM_WEIGHTS_SEED
-
     for line in lines:
         typer.echo(line)
     if lines:
@@ -210,8 +241,6 @@ def verify(
     images: Optional[Path] = typer.Option(None, help="Quantised artefacts: a folder of your images to judge agreement "
                                           "with fp32 on, besides the verification photos"),
 ) -> int:
-    from . import api
-
     with PlainProgress("mvit-verify", lambda: f"verifying {path.name}"):
         report = api.verify_artefact(path, model, checkpoint=checkpoint, config=config, labels=labels, verifier=verifier,
                                      images=images)

@@ -1,4 +1,4 @@
-"""Several input sizes (and patch configs) in one artefact per target (issue 11).
+"""Several input sizes (and patch configs) in one artefact per target.
 
 MobileViT has no positional embedding, so one set of weights serves every size; flexible input
 shapes cost the Neural Engine, so each target gets the form that keeps fixed shapes where it can:
@@ -16,7 +16,6 @@ default first) under the metadata key "functions", which `mvit-verify` reads bac
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +25,24 @@ from mvit.errors import MvitError, one_line
 from mvit.files import check_replaceable, normal_modes, publish, staging_dir, write_json_atomic
 from mvit.reading import loads
 
-from .base import ExportError, ExportTarget, Runner
+from .base import ExportError, ExportTarget, MultiSizeWriter
+from .options import artefact_stem as single_stem
 from .report import REPORT_SCHEMA, report_path_for
-from .resolve import check_image_size, check_size_bounds
+from .resolve import check_image_size, check_size_bounds, describe_preprocess
+from .stages import (
+    ExportResult,
+    artefact_sha256,
+    artefact_size_bytes,
+    build_for_target,
+    final_names,
+    graph_checks,
+    prepare_export,
+    prepare_out_dir,
+    recorded_triple,
+)
 from .targets import get_target
+from .verification_run import check_verifier
+from .verify import describe_failure, verify_runner
 
 SHAPE_FORMS = ("functions", "enumerated")  # --coreml-shapes
 FUNCTIONS_KEY = "functions"  # metadata: JSON list of {"name", "image_size", "config"}, default first
@@ -100,8 +113,6 @@ def wanted(sizes: list[int] | None, configs: list[str] | None, coreml_shapes: st
 def prepare(model: str | None, targets: list[str], *, sizes: list[int] | None, configs: list[str] | None,
             coreml_shapes: str | None, checkpoint: Path | None, labels: Path | None, **options: Any) -> list[SizedExport]:
     """Every (config, size) resolved and checked, before anything is built or written."""
-    from . import api
-
     if coreml_shapes is not None and coreml_shapes not in SHAPE_FORMS:
         raise ExportError(f"unknown --coreml-shapes {coreml_shapes!r}: use {' or '.join(SHAPE_FORMS)}")
     if coreml_shapes is not None and not any(coreml_shapes in get_target(t).multisize_forms for t in targets):
@@ -118,7 +129,7 @@ def prepare(model: str | None, targets: list[str], *, sizes: list[int] | None, c
     # bad size is refused before the other sizes are resolved.
     first_of: dict[str | None, Any] = {}
     for c in config_list:
-        first_of[c] = api.prepare_export(model, targets, config=c, image_size=size_list[0], checkpoint=checkpoint,
+        first_of[c] = prepare_export(model, targets, config=c, image_size=size_list[0], checkpoint=checkpoint,
                                          labels=labels, **options)
         resolved = first_of[c].resolved
         if resolved.task not in _TASKS:
@@ -138,7 +149,7 @@ def prepare(model: str | None, targets: list[str], *, sizes: list[int] | None, c
     entries = []
     for c in config_list:
         for s in size_list:
-            prepared = first_of[c] if s == size_list[0] else api.prepare_export(
+            prepared = first_of[c] if s == size_list[0] else prepare_export(
                 model, targets, config=c, image_size=s, checkpoint=checkpoint, labels=labels, **options)
             size = prepared.resolved.image_size
             entries.append(SizedExport(f"{prepared.resolved.config}_{size}", prepared.resolved.config, size, prepared))
@@ -151,8 +162,6 @@ def prepare(model: str | None, targets: list[str], *, sizes: list[int] | None, c
 
 def artefact_stem(entries: list[SizedExport], target: str, precision: str, form: str) -> str:
     """The single-size name with every config and size: mobilevit_xxs_A_256-320_fp16."""
-    from .options import artefact_stem as single_stem
-
     first = entries[0]
     stem = single_stem(first.prepared.resolved, precision, first.prepared.options[target])
     configs = "-".join(dict.fromkeys(e.config for e in entries))
@@ -206,13 +215,11 @@ def _check_recorded_count(listed: Any) -> None:
 
 def export(entries: list[SizedExport], target: str, out_dir: Path, *, precision: str, verify: bool = True,
            verifier: str = "auto", coreml_shapes: str | None = None) -> list[Any]:
-    """Write, verify and publish this target's multi-size artefact(s); returns api.ExportResult each."""
-    from . import api
-
+    """Write, verify and publish this target's multi-size artefact(s); returns ExportResult each."""
     export_target = get_target(target)
     if verify:
-        api.check_verifier(export_target, verifier)
-    out_dir = api._prepare_out_dir(out_dir)
+        check_verifier(export_target, verifier)
+    out_dir = prepare_out_dir(out_dir)
     forms = export_target.multisize_forms
     form = coreml_shapes if coreml_shapes in forms else forms[0]
     # A graph has one patch config: ONNX writes one dynamic-size file per config.
@@ -223,19 +230,17 @@ def export(entries: list[SizedExport], target: str, out_dir: Path, *, precision:
 
 def _export_group(entries: list[SizedExport], export_target: ExportTarget, out_dir: Path, precision: str, verify: bool,
                   verifier: str, form: str) -> Any:
-    from . import api
-
     target = export_target.name
     final = out_dir / (artefact_stem(entries, target, precision, form) + export_target.suffix)
-    check_replaceable(*api.final_names(final))
+    check_replaceable(*final_names(final))
     with staging_dir(out_dir) as staging:
         staged = staging / final.name
         extra: dict[str, Any] = {}
         try:
             with native_chatter_filtered():
-                extra = _write(entries, export_target, staged, staging, precision, form)
+                extra = _multisize_of(export_target).write(entries, staged, staging, precision, form)
             normal_modes(staged)
-            graph, checks = api.graph_checks(export_target, staged)
+            graph, checks = graph_checks(export_target, staged)
         except MvitError:
             raise
         except Exception as exc:
@@ -250,52 +255,22 @@ def _export_group(entries: list[SizedExport], export_target: ExportTarget, out_d
         staged_report = staging / report_path.name
         write_json_atomic(staged_report, {"schema": REPORT_SCHEMA, **report})
         publish([(staged, final), (staged_report, report_path)], also_remove=(final.with_name(final.name + ".verify.json"),))
-    return api.ExportResult(final, target, report, report_path, list(entries[0].prepared.resolved.notes))
+    return ExportResult(final, target, report, report_path, list(entries[0].prepared.resolved.notes))
 
 
-def _write(entries: list[SizedExport], export_target: ExportTarget, staged: Path, staging: Path, precision: str,
-           form: str) -> dict[str, Any]:
-    if form == "functions":
-        from .targets.coreml.multifunction import write_functions
-
-        return write_functions(entries, staged, staging, precision)
-    if form == "enumerated":
-        from .targets.coreml.multifunction import write_enumerated
-
-        return write_enumerated(entries, staged, precision)
-    if form == "dynamic":
-        from .targets.onnx.multisize import write_dynamic
-
-        return write_dynamic(entries, staged, precision)
-    from .targets.tflite.multisize import write_signatures
-
-    return write_signatures(entries, staged, precision)
-
-
-def _runner_for(export_target: ExportTarget, path: Path, form: str, verifier: str) -> Callable[[dict[str, Any]], Runner]:
-    """entry -> the runner that runs that function / size / signature of the artefact."""
-    if form in ("functions", "enumerated"):
-        from .targets.coreml.multifunction import function_runner
-
-        return lambda e: function_runner(path, e["name"] if form == "functions" else None, e["image_size"], verifier)
-    if form == "dynamic":
-        runner = export_target.load(path, num_threads=1)
-        return lambda e: runner
-    from .targets.tflite.target import LiteRTRunner
-
-    return lambda e: LiteRTRunner(path, 1, signature=e["name"])
+def _multisize_of(export_target: ExportTarget) -> MultiSizeWriter:
+    if export_target.multisize is None:
+        raise ExportError(f"{export_target.name} does not write several sizes in one artefact; export one size at a time")
+    return export_target.multisize
 
 
 def _verify_entries(export_target: ExportTarget, path: Path, entries: list[SizedExport], precision: str, verifier: str,
                     form: str) -> list[dict[str, Any]]:
-    from . import api
-    from .verify import verify_runner
-
-    runner_for = _runner_for(export_target, path, form, verifier)
+    runner_for = _multisize_of(export_target).runner(path, form, verifier)
     results = []
     for e in entries:
         resolved, opts = e.prepared.resolved, e.prepared.options[export_target.name]
-        _, reference = api.build_for_target(resolved, e.prepared.fused, export_target, opts)
+        _, reference = build_for_target(resolved, e.prepared.fused, export_target, opts)
         entry = {**e.as_entry(), "name": e.name if form != "enumerated" else f"main@{e.image_size}"}
         try:
             with native_chatter_filtered():
@@ -313,8 +288,6 @@ def _verify_entries(export_target: ExportTarget, path: Path, entries: list[Sized
 
 
 def _verdict(checks: list[dict[str, Any]], per_entry: list[dict[str, Any]], verify: bool) -> tuple[str, list[str]]:
-    from .verify import describe_failure
-
     failed = [describe_failure(c) for c in checks if not c["passed"]]
     failed += [f"{e['name']}: {f}" for e in per_entry for f in e["failed"]]
     if failed or any(e["verdict"] == "fail" for e in per_entry):
@@ -327,19 +300,16 @@ def _verdict(checks: list[dict[str, Any]], per_entry: list[dict[str, Any]], veri
 def _report(final: Path, staged: Path, export_target: ExportTarget, entries: list[SizedExport], precision: str, form: str,
             graph: dict[str, Any], checks: list[dict[str, Any]], per_entry: list[dict[str, Any]], extra: dict[str, Any],
             verify: bool) -> dict[str, Any]:
-    from . import api
-    from .resolve import describe_preprocess
-
     first = entries[0].prepared.resolved
     opts = entries[0].prepared.options[export_target.name]
     verdict, failed = _verdict(checks, per_entry, verify)
     by = sorted({str(e["verified_by"]) for e in per_entry if e.get("verified_by")})
-    size = api.artefact_size_bytes(staged)
+    size = artefact_size_bytes(staged)
     report = {
         "artefact": final.name, "target": export_target.name, "form": form, "model": first.name, "task": first.task,
         "configs": list(dict.fromkeys(e.config for e in entries)), "image_sizes": list(dict.fromkeys(e.image_size for e in entries)),
         FUNCTIONS_KEY: [e.as_entry() for e in entries], "default_function": entries[0].name if form == "functions" else None,
-        "precision": precision, "weights": first.weights, "size_bytes": size, "sha256": api.artefact_sha256(staged),
+        "precision": precision, "weights": first.weights, "size_bytes": size, "sha256": artefact_sha256(staged),
         "preprocess_summary": describe_preprocess(first.preprocess), "assumptions": list(first.notes),
         "labels_count": len(first.labels), "export_options": opts.as_dict(), **graph, "graph_checks": checks,
         "per_size": per_entry, "failed": failed, "verdict": verdict, "verified_by": "+".join(by) or None,
@@ -358,8 +328,6 @@ def verify_recorded(path: Path, export_target: ExportTarget, recorded: list[dict
                     model_name: str | None, *, checkpoint: Path | None, config: str | None, labels: Path | None,
                     write: bool, verifier: str) -> dict[str, Any]:
     """mvit-verify of a multi-size artefact: every recorded function / size / signature at its size."""
-    from . import api
-
     forms = export_target.multisize_forms  # an enumerated package records one function, "main"
     form = forms[0] if len(forms) == 1 else ("enumerated" if recorded[0]["name"] == "main" else "functions")
     pre = meta["pre"]
@@ -367,11 +335,11 @@ def verify_recorded(path: Path, export_target: ExportTarget, recorded: list[dict
     for e in recorded:
         asked = config or (e["config"] if e["config"] in ("A", "B") and checkpoint is None
                            and ":" not in (model_name or "") else None)
-        prepared = api.prepare_export(model_name, [export_target.name], config=asked, image_size=e["image_size"],
+        prepared = prepare_export(model_name, [export_target.name], config=asked, image_size=e["image_size"],
                                       checkpoint=checkpoint, labels=labels, channel_order=pre.get("channel_order"),
-                                      mean=api._triple(pre.get("mean")), std=api._triple(pre.get("std")), **meta["opts"])
+                                      mean=recorded_triple(pre.get("mean")), std=recorded_triple(pre.get("std")), **meta["opts"])
         entries.append(SizedExport(e["name"], e["config"], e["image_size"], prepared))
-    graph, checks = api.graph_checks(export_target, path)
+    graph, checks = graph_checks(export_target, path)
     per_entry = _verify_entries(export_target, path, entries, meta["precision"], verifier, form)
     verdict, failed = _verdict(checks, per_entry, True)
     by = sorted({str(e["verified_by"]) for e in per_entry if e.get("verified_by")})
@@ -384,45 +352,3 @@ def verify_recorded(path: Path, export_target: ExportTarget, recorded: list[dict
     if write:
         write_json_atomic(path.with_name(path.name + ".verify.json"), report)
     return report
-
-
-# ---- the CLI path ----------------------------------------------------------------------------
-
-
-def cli_export(model: str | None, targets: list[str], out: Path, *, sizes: list[int] | None, configs: list[str] | None,
-               coreml_shapes: str | None, precision: str, verify: bool, verifier_for: dict[str, str], checkpoint: Path | None,
-               labels: Path | None, into_harness: bool, **options: Any) -> int:
-    """`mvit-export --image-size 256,320 [--config A,B]`: one artefact per target (ONNX: per config)."""
-
-    from mvit.cli_support import PlainProgress, fail
-
-    from . import api
-    from .cli import _human_size, _result_line, print_results
-
-    if precision not in ("fp16", "fp32"):
-        # The multi-size writers cast weights themselves; quantised forms go through one size at a time.
-        raise ExportError(f"several sizes or configs in one artefact take --precision fp16 or fp32 (got {precision}); "
-                          "export quantised artefacts one size at a time")
-    entries = prepare(model, targets, sizes=sizes, configs=configs, coreml_shapes=coreml_shapes, checkpoint=checkpoint,
-                      labels=labels, **options)
-    code, lines = 0, []
-    step = [""]
-    with PlainProgress("mvit-export", lambda: step[0]):
-        for i, target in enumerate(targets, start=1):
-            step[0] = (f"{target}: export{' + verify' if verify else ''} of {len(entries)} sizes/configs in one artefact "
-                       f"({i} of {len(targets)})")
-            try:
-                results = export(entries, target, out, precision=precision, verify=verify, verifier=verifier_for[target],
-                                 coreml_shapes=coreml_shapes if coreml_shapes in get_target(target).multisize_forms else None)
-            except MvitError as exc:
-                code = max(code, fail(one_line(exc), exc.exit_code))
-                continue
-            for result in results:
-                per = ", ".join(f"{e['name']} {e['verdict']}" for e in (result.report or {}).get("per_size", []))
-                lines.append(_result_line(result, _human_size) + (f"  [{per}]" if per else ""))
-                if into_harness and get_target(target).harness_ready:
-                    lines.append(f"copied {result.path.name} -> {api.copy_into_harness(result.path)}")
-                code = max(code, result.exit_code(verified=verify))
-    print_results(lines, model, checkpoint, list(entries[0].prepared.resolved.notes))
-    return code
-

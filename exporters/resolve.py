@@ -21,7 +21,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from mvit.errors import one_line
 from mvit.models import PATCH_CONFIGS, PreprocessSpec, create_model, get_spec
+from mvit.models.checkpoints import CheckpointError, load_checkpoint
+from mvit.models.mobilevit_block import MobileVitBlock
 
 from .base import ExportError
 from .labels import read_labels_file, resolve_labels
@@ -121,7 +124,6 @@ def check_image_size(net: nn.Module, image_size: int, config: str, model_name: s
     Config A (and custom networks) keep the reference behaviour (ml-cvnets/HF/timm): maps that
     are not a multiple of the patch are resized up and back inside the block.
     """
-    from mvit.models.mobilevit_block import MobileVitBlock
 
     check_size_bounds(image_size, config)
     try:
@@ -246,7 +248,6 @@ def resolve_model(
 
 
 def _load(checkpoint: Path, model_name: str | None, config: str):
-    from mvit.models.checkpoints import CheckpointError, load_checkpoint
 
     if not checkpoint.exists():
         raise ExportError(f"checkpoint {checkpoint} does not exist; give a Hugging Face folder, a .pt/.pth/.bin or a .safetensors file")
@@ -257,7 +258,6 @@ def _load(checkpoint: Path, model_name: str | None, config: str):
     except MemoryError:
         raise ExportError(f"{checkpoint} is too large to load in this machine's memory") from None
     except Exception as exc:  # a corrupt file can fail deep inside safetensors/torch
-        from mvit.errors import one_line
 
         raise ExportError(f"cannot read checkpoint {checkpoint}: {exc.__class__.__name__}: {one_line(exc)}") from None
 

@@ -11,6 +11,7 @@ from .quantize import judge_quantised
 from .resolve import ResolvedModel
 from .samples import Sample, verification_samples
 from .targets import get_target
+from .verify import verify_runner
 from .wrappers import BuiltModule
 
 VERIFIERS = ("auto", "mil-reference", "coreml-runtime", "both")
@@ -56,7 +57,6 @@ def run_verification(
     Only a runtime that is not installed gives "not-verified"; an artefact the runtime cannot
     read is an error, never a pass.
     """
-    from .verify import verify_runner
 
     check_verifier(export_target, verifier)
     choices: dict[str, list[str | None]] = {"auto": [None], "both": ["coreml-runtime", "mil-reference"]}

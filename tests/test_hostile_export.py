@@ -884,10 +884,10 @@ def test_guard_off_stale_staging_stays(inputs, tmp_path, monkeypatch):
     _stale_staging(tmp_path, inputs)
     stale = [p for p in (tmp_path / "out").iterdir() if not p.name.startswith(".mvit-tmp-1-")]
     monkeypatch.setattr(api, "clean_stale_staging", lambda folder: [])
-    api._prepare_out_dir(tmp_path / "out")
+    api.prepare_out_dir(tmp_path / "out")
     assert all(p.exists() for p in stale)
     monkeypatch.undo()
-    api._prepare_out_dir(tmp_path / "out")
+    api.prepare_out_dir(tmp_path / "out")
     assert not any(p.exists() for p in stale) and (tmp_path / "out" / ".mvit-tmp-1-z").exists()
 
 

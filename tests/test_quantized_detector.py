@@ -15,10 +15,9 @@ import trained_fixtures as tf
 from export_utils import assert_coreml_structure_ok
 
 from mvit.exporters import cli
-from mvit.exporters.quantize import QUANTISED_TOLERANCES
 from mvit.exporters.tasks.base import SampleOutputs
 from mvit.exporters.tasks.detection import JUDGED_SCORE, _NmsJudge
-from mvit.exporters.tolerances import TOLERANCES
+from mvit.exporters.tolerances import QUANTISED_TOLERANCES, TOLERANCES
 from mvit.models.detection_postprocess import NmsSettings
 
 FIXTURE = tf.DETECTOR

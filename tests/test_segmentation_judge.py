@@ -3,9 +3,9 @@ of all samples pooled, so a near-tie sliver is not a class missed, while a broke
 
 import numpy as np
 
-from mvit.exporters.quantize import QUANTISED_TOLERANCES
 from mvit.exporters.tasks.base import SampleOutputs
 from mvit.exporters.tasks.segmentation import _Judge
+from mvit.exporters.tolerances import QUANTISED_TOLERANCES
 
 TOL = QUANTISED_TOLERANCES["int8-weights"]  # mask mIoU >= 0.8: per sample, the sliver made it 0.75
 

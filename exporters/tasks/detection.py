@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from mvit.models.detection_postprocess import DetectionDecoder, NmsSettings, box_iou, generate_anchors, select_detections
+from mvit.models.ssdlite import ASPECT_RATIOS
 
 from ..base import ExportOptions
 from ..tolerances import Tolerance
@@ -38,7 +39,6 @@ class _Detection(nn.Module):
 
 
 def detection_anchors(net: nn.Module, image_size: int) -> torch.Tensor:
-    from mvit.models.ssdlite import ASPECT_RATIOS
 
     sizes: Any = net.feature_map_sizes  # SSDLite's; a detector without it is no SSDLite
     return generate_anchors(sizes(image_size), ASPECT_RATIOS)

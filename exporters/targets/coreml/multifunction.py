@@ -20,15 +20,36 @@ import json
 import shutil
 import sys
 import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ... import api
 from ...base import ExportError, ExportRequest, Runner
+from ...dynamic_shapes import blocks_needing_resize, for_every_size, size_generic
 from ...multisize import ENUMERATED_KEY, FUNCTIONS_KEY, SizedExport
-from .target import CoreMLRuntimeRunner
+from ...stages import artefact_size_bytes, build_for_target, export_request
+from .compact import compact_program
+from .reference import MilReferenceRunner
+from .reference.evaluator import ProgramEvaluator
+from .reference.loader import ImageInput, LoadedPackage, _classifier, _image_inputs, _quiet_import_coremltools
+from .target import (
+    TARGET,
+    CoreMLRuntimeRunner,
+    _class_labels,
+    _fold_channel_scale,
+    _image_normalisation,
+    _make_package_deterministic,
+    _metadata,
+    _rename_probabilities,
+    classifier_config,
+    classifier_tensor_names,
+    interface_tensor_types,
+    minimum_deployment_target,
+)
 
 _MODEL_FILE = Path("Data") / "com.apple.CoreML" / "model.mlmodel"
 _WEIGHTS_FILE = Path("Data") / "com.apple.CoreML" / "weights" / "weight.bin"
@@ -38,9 +59,6 @@ def write_functions(entries: list[SizedExport], path: Path, staging: Path, preci
     """One package at `path`, one function per entry, named entry.name, the first the default."""
     import coremltools as ct
 
-    from ... import api
-    from .compact import compact_program
-    from .target import _make_package_deterministic, minimum_deployment_target
 
     parts = staging / "functions"
     singles = [api.export_model(None, "coreml", parts, precision=precision, verify=False, prepared=e.prepared).path
@@ -65,7 +83,7 @@ def write_functions(entries: list[SizedExport], path: Path, staging: Path, preci
     _make_package_deterministic(combined)
     shutil.move(str(combined), str(path))
     blobs = {hashlib.sha256((s / _WEIGHTS_FILE).read_bytes()).hexdigest() for s in singles}
-    return {"single_size_bytes": api.artefact_size_bytes(singles[0]), "weight_blobs_identical": len(blobs) == 1,
+    return {"single_size_bytes": artefact_size_bytes(singles[0]), "weight_blobs_identical": len(blobs) == 1,
             "deployment_target": deployment_target}
 
 
@@ -73,22 +91,12 @@ def write_enumerated(entries: list[SizedExport], path: Path, precision: str) -> 
     """One function whose image input takes every entry's size (EnumeratedShapes, iOS 16)."""
     import coremltools as ct
 
-    from ... import api
-    from ...dynamic_shapes import blocks_needing_resize, for_every_size, size_generic
-    from .. import get_target
-    from .target import (
-        _fold_channel_scale,
-        _image_normalisation,
-        classifier_config,
-        classifier_tensor_names,
-        interface_tensor_types,
-    )
 
     first = entries[0].prepared
-    target = get_target("coreml")
+    target = TARGET
     opts = first.options["coreml"]
-    built, _ = api.build_for_target(first.resolved, first.fused, for_every_size(target), opts)
-    request = api._request(first.resolved, built, precision, opts, target)
+    built, _ = build_for_target(first.resolved, first.fused, for_every_size(target), opts)
+    request = export_request(first.resolved, built, precision, opts, target)
     sizes = [e.image_size for e in entries]
     shapes = ct.EnumeratedShapes(shapes=[[1, 3, s, s] for s in sizes], default=[1, 3, sizes[0], sizes[0]])
     if request.preprocess.get("raw_input"):
@@ -113,7 +121,6 @@ def write_enumerated(entries: list[SizedExport], path: Path, precision: str) -> 
 
 def _save_like_single_size(mlmodel: Any, request: ExportRequest, path: Path) -> None:
     """The finishing steps of CoreMLTarget.export (probabilities name, metadata, deterministic bytes)."""
-    from .target import _make_package_deterministic, _metadata, _rename_probabilities
 
     if request.task == "classification":
         mlmodel = _rename_probabilities(mlmodel, request.output_names[0])
@@ -155,9 +162,6 @@ def function_runner(path: Path, function_name: str | None, image_size: int, veri
 
 
 def _mil_function_runner(path: Path, function_name: str | None, image_size: int) -> Runner:
-    from .reference import MilReferenceRunner
-    from .reference.evaluator import ProgramEvaluator
-    from .reference.loader import ImageInput, LoadedPackage, _classifier, _image_inputs, _quiet_import_coremltools
 
     if function_name is None:
         runner = MilReferenceRunner(path, num_threads=1)
@@ -200,7 +204,6 @@ class _RuntimeFunctionRunner(CoreMLRuntimeRunner):
         self.input_names = [i.name for i in description.input]
         self.output_names = [o.name for o in description.output]
         self._image_input = description.input[0].type.WhichOneof("Type") == "imageType"
-        from .target import _class_labels
 
         self._labels = _class_labels(spec)
         self._probs_name = description.predictedProbabilitiesName
@@ -208,7 +211,6 @@ class _RuntimeFunctionRunner(CoreMLRuntimeRunner):
 
 
 def _symbolic_shape_evaluator() -> type:
-    from .reference.evaluator import ProgramEvaluator
 
     class SymbolicShapeEvaluator(ProgramEvaluator):
         """The reference evaluator for a program with flexible shapes, whose shape arithmetic
@@ -229,3 +231,17 @@ def _symbolic_shape_evaluator() -> type:
 
 def _SymbolicShapeEvaluator(program: Any, fp16_emulation: bool) -> Any:  # noqa: N802 (builds the class lazily)
     return _symbolic_shape_evaluator()(program, fp16_emulation)
+
+
+class CoreMLMultiSize:
+    """One fixed-shape function per (config, size) (iOS 18), or one EnumeratedShapes function (iOS 16-17)."""
+
+    def write(self, entries: list[SizedExport], path: Path, staging: Path, precision: str, form: str) -> dict[str, Any]:
+        if form == "functions":
+            return write_functions(entries, path, staging, precision)
+        if form == "enumerated":
+            return write_enumerated(entries, path, precision)
+        raise ExportError(f"CoreML writes several sizes as functions or enumerated shapes, not as {form!r}")
+
+    def runner(self, path: Path, form: str, verifier: str) -> Callable[[dict[str, Any]], Runner]:
+        return lambda entry: function_runner(path, entry["name"] if form == "functions" else None, entry["image_size"], verifier)

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from .nms import centre_size_and_foreground
+
 CLASS_AXIS_MULTIPLE = 80
 PADDING_LABEL = "padding_class_{}"
 STAGE_OUTPUTS = ("raw_confidence", "raw_coordinates")
@@ -40,7 +42,6 @@ def append_vision_outputs(program: Any) -> None:
     from coremltools.converters.mil import Builder as mb
     from coremltools.converters.mil.mil.scope import ScopeInfo, ScopeSource
 
-    from .nms import centre_size_and_foreground
 
     confidence_name, coordinates_name = STAGE_OUTPUTS
     function = program.functions["main"]

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...base import ExportOptions, ExportRequest
+from ...base import ExportOptions, ExportRequest, read_back_fields
 from ...tasks import get_task
 from .pipeline import NMS_FORMS, nms_labels
 
@@ -118,17 +118,10 @@ def preview_metadata(request: ExportRequest) -> dict[str, str]:
 
 
 def report_fields(artefact_metadata: dict[str, str]) -> dict[str, Any]:
-    """The export report's view of an artefact, read back from it: its output names and the Xcode
-    preview it gets. ONNX and TFLite files have no Xcode preview."""
-    fields: dict[str, Any] = {}
-    if "output_names" in artefact_metadata:
-        fields["output_names"] = json.loads(artefact_metadata["output_names"])
+    """The export report's view of a CoreML package, read back from it: its output names and the
+    Xcode preview it gets."""
     if PREVIEW_TYPE_KEY in artefact_metadata:
-        preview = XcodePreview(artefact_metadata[PREVIEW_TYPE_KEY], artefact_metadata.get("xcode_preview_note", ""))
-    elif NO_PREVIEW_KEY in artefact_metadata:
-        preview = XcodePreview(None, artefact_metadata[NO_PREVIEW_KEY])
-    else:
-        preview = XcodePreview(None, "none: Xcode previews CoreML packages only")
-    fields["xcode_preview"] = preview.type
-    fields["xcode_preview_note"] = preview.note
-    return fields
+        return read_back_fields(artefact_metadata, artefact_metadata[PREVIEW_TYPE_KEY], artefact_metadata.get("xcode_preview_note", ""))
+    if NO_PREVIEW_KEY in artefact_metadata:
+        return read_back_fields(artefact_metadata, None, artefact_metadata[NO_PREVIEW_KEY])
+    return read_back_fields(artefact_metadata)

@@ -24,6 +24,9 @@ from typing import Any
 import numpy as np
 
 from ...base import ExportError, ExportRequest
+from .reference import MilReferenceRunner
+from .reference.evaluator import is_constant_op
+from .reference.image import to_program_input
 
 SETTINGS: dict[str, dict[str, Any]] = {
     "int8-weights": {"method": "coremltools.optimize.coreml.linear_quantize_weights", "mode": "linear_symmetric",
@@ -95,9 +98,6 @@ def activation_ranges(mlmodel: Any, pixels: np.ndarray) -> dict[str, dict[str, f
     not a constant or a model output (what coremltools' calibration records)."""
     import torch
 
-    from .reference import MilReferenceRunner
-    from .reference.evaluator import is_constant_op
-    from .reference.image import to_program_input
 
     stats: dict[str, dict[str, float]] = defaultdict(dict)
     outputs = {o.name for o in mlmodel.get_spec().description.output}

@@ -23,10 +23,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...base import ExportError, ExportOptions, ExportRequest, Runner, importable
+from mvit.exporters.targets.coreml.reference import MilReferenceRunner
+
+from ...base import ExportError, ExportOptions, ExportRequest, MultiSizeWriter, Runner, importable
 from ...wrappers import NMS_OUTPUT_NAMES
-from .pipeline import NMS_FORMS, VISION_OUTPUTS
-from .preview import NO_PREVIEW, preview_metadata, record_outputs, with_class_map  # noqa: F401 (NO_PREVIEW: callers read it here)
+from .nms import append_nms
+from .pipeline import NMS_FORMS, VISION_OUTPUTS, append_vision_outputs, build_pipeline, nms_labels
+from .preview import NO_PREVIEW, preview_metadata, record_outputs, report_fields, with_class_map  # noqa: F401 (NO_PREVIEW: callers read it here)
+from .quantize import quantize_coreml, settings_for
+from .reference.nms_model import as_detections
+from .validate import deployment_target_description, read_package_spec, required_spec, validate_package
 
 # Conversions ask for iOS 16 / macOS 13: ML Program needs iOS 15; iOS 16 adds fp16 inputs/outputs
 # for ML Programs and is the oldest opset coremltools 9 still tests every MIL op against. Devices
@@ -58,10 +64,10 @@ class CoreMLTarget:
     rewrites_skipped_for: Mapping[str, frozenset[str]] = {}
     harness_ready = True
     precisions = ("fp32", "fp16", "int8-weights", "int8", "palette4", "palette6")  # palettes: a CoreML weight format
+    multisize: MultiSizeWriter | None = None  # set by the package (multifunction.py)
     multisize_forms = ("functions", "enumerated")  # --coreml-shapes: one fixed-shape function per size, or EnumeratedShapes
 
     def quantisation_settings(self, precision: str) -> dict[str, Any]:
-        from .quantize import settings_for
 
         return settings_for(precision)
 
@@ -109,6 +115,9 @@ class CoreMLTarget:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
+    def report_fields(self, path: Path) -> dict[str, Any]:
+        return report_fields(self.read_metadata(path))
+
     def read_metadata(self, path: Path) -> dict[str, str]:
         spec = _load_spec(path)
         meta = dict(spec.description.metadata.userDefined)
@@ -153,7 +162,6 @@ class CoreMLTarget:
 
     def structure_checks(self, path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Apple's structural rules (exporters/targets/coreml/validate.py), each a check named after its rule."""
-        from .validate import validate_package
 
         _load_spec(path)  # a folder that is no package is an ExportError, as for the other readers
         result = validate_package(Path(path))
@@ -173,7 +181,6 @@ class CoreMLTarget:
                 )
             return CoreMLRuntimeRunner(Path(path))
         if verifier == "mil-reference":
-            from mvit.exporters.targets.coreml.reference import MilReferenceRunner
 
             return MilReferenceRunner(Path(path), num_threads=num_threads)
         raise ExportError(f"unknown CoreML verifier {verifier!r}: use coreml-runtime or mil-reference")
@@ -206,13 +213,11 @@ def _convert(request: ExportRequest) -> Any:
     settings = request.options.nms_dict()
     assert settings is not None  # `nms` above
     if nms_form(request.options) == "program":
-        from .nms import append_nms
 
         append_nms(program, settings, NMS_OUTPUT_NAMES)
         return _compressed(ct.convert(
             program, convert_to="mlprogram", compute_precision=precision, minimum_deployment_target=ct.target.iOS16
         ), request)
-    from .pipeline import append_vision_outputs, build_pipeline, nms_labels
 
     append_vision_outputs(program)
     stage = _compressed(ct.convert(
@@ -225,7 +230,6 @@ def _compressed(program_model: Any, request: ExportRequest) -> Any:
     """The ML Program quantised per `request.precision` (exporters/targets/coreml/quantize.py); fp32 / fp16 as they are."""
     if request.precision in ("fp32", "fp16"):
         return program_model
-    from .quantize import quantize_coreml
 
     return quantize_coreml(program_model, request)
 
@@ -365,7 +369,6 @@ class _ScaleInput(nn.Module):
 
 def minimum_deployment_target(spec: Any) -> str:
     """The OS releases a package needs: its specification version, or more where its ops need it."""
-    from .validate import deployment_target_description, required_spec
 
     return deployment_target_description(max(required_spec(spec)[0], int(spec.specificationVersion)))
 
@@ -424,7 +427,6 @@ def _make_package_deterministic(package: Path) -> None:
 
 def _load_spec(path: Path) -> Any:
     """The package's Model spec, only read (coremltools' load_spec rewrites Manifest.json)."""
-    from .validate import read_package_spec
 
     path = Path(path)
     if not (path / "Manifest.json").exists():
@@ -535,7 +537,6 @@ class CoreMLRuntimeRunner:
             elif isinstance(value, np.ndarray):
                 result[name] = value
         if self._vision:
-            from .reference.nms_model import as_detections
 
             result.update(as_detections(result[VISION_OUTPUTS[0]], result[VISION_OUTPUTS[1]]))
         return result

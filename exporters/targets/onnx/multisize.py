@@ -1,5 +1,5 @@
 """ONNX multi-size: one graph with dynamic height and width, traced from a size-generic copy of
-the network (dynamic_shapes.py) and written as onnx_target writes a single size (TorchScript
+the network (dynamic_shapes.py) and written as target.py writes a single size (TorchScript
 exporter, onnxslim, fp16 weights, metadata). A graph holds one patch config, so `--config A,B`
 gives one file per config (multisize.export)."""
 
@@ -8,24 +8,25 @@ from __future__ import annotations
 import io
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import onnx
 import torch
 
+from ...base import ExportError, Runner
+from ...dynamic_shapes import blocks_needing_resize, for_every_size, size_generic
 from ...multisize import FUNCTIONS_KEY, SizedExport
+from ...stages import build_for_target, export_request
+from ...wrappers import INPUT_NAME
+from .target import OPSET, TARGET, _simplify, _store_weights_fp16
 
 
 def write_dynamic(entries: list[SizedExport], path: Path, precision: str) -> dict[str, Any]:
-    from ... import api
-    from ...dynamic_shapes import blocks_needing_resize, for_every_size, size_generic
-    from ...wrappers import INPUT_NAME
-    from .target import OPSET, TARGET, _simplify, _store_weights_fp16
-
     first = entries[0].prepared
     opts = first.options["onnx"]
-    built, _ = api.build_for_target(first.resolved, first.fused, for_every_size(TARGET), opts)
+    built, _ = build_for_target(first.resolved, first.fused, for_every_size(TARGET), opts)
     size = entries[0].image_size
     axes: dict[int, str] = {2: "height", 3: "width"}
     if opts.dynamic_batch:
@@ -42,7 +43,7 @@ def write_dynamic(entries: list[SizedExport], path: Path, precision: str) -> dic
     if precision == "fp16":
         _store_weights_fp16(model)
     # The metadata reads the resolved model and the output names, not the rewrites: no second build.
-    meta = dict(api._request(first.resolved, built, precision, opts, TARGET).metadata)
+    meta = dict(export_request(first.resolved, built, precision, opts, TARGET).metadata)
     meta[FUNCTIONS_KEY] = json.dumps([e.as_entry() for e in entries])
     del model.metadata_props[:]
     for key in sorted(meta):
@@ -51,3 +52,16 @@ def write_dynamic(entries: list[SizedExport], path: Path, precision: str) -> dic
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return {"blocks_always_resize": always_resize}
+
+
+class OnnxMultiSize:
+    """One graph per config with dynamic height and width; every size runs the same graph."""
+
+    def write(self, entries: list[SizedExport], path: Path, staging: Path, precision: str, form: str) -> dict[str, Any]:
+        if form != "dynamic":
+            raise ExportError(f"ONNX writes several sizes as one dynamic graph, not as {form!r}")
+        return write_dynamic(entries, path, precision)
+
+    def runner(self, path: Path, form: str, verifier: str) -> Callable[[dict[str, Any]], Runner]:
+        runner = TARGET.load(path, num_threads=1)
+        return lambda entry: runner

@@ -20,8 +20,11 @@ import onnx
 import torch
 from onnx import TensorProto, external_data_helper, helper, numpy_helper
 
+from mvit.reading import check_regular
+
 from ...base import ExportError, ExportRequest, TargetDefaults, importable
 from ...wrappers import INPUT_NAME, NMS_OUTPUT_NAMES
+from .quantize import quantize_onnx, settings_for
 
 OPSET = 18
 # Weight tensors smaller than this stay fp32 in fp16 exports: no size to gain.
@@ -35,7 +38,6 @@ def load_checked(path: Path, what: str = "an ONNX artefact") -> onnx.ModelProto:
     ONNX lets an initializer name any path (`/etc/passwd`, `../`, `/dev/zero` with a 16 GB length);
     onnx and onnxruntime would read it. Nothing outside the .onnx is opened before this check passes.
     """
-    from mvit.reading import check_regular
 
     check_regular(path, what)
     model = onnx.load(str(path), load_external_data=False)
@@ -216,7 +218,6 @@ class OnnxTarget(TargetDefaults):
     multisize_forms: tuple[str, ...] = ("dynamic",)  # one graph, dynamic height and width
 
     def quantisation_settings(self, precision: str) -> dict[str, Any]:
-        from .quantize import settings_for
 
         return settings_for(precision)
 
@@ -246,7 +247,6 @@ class OnnxTarget(TargetDefaults):
         if request.precision == "fp16":
             _store_weights_fp16(model)
         elif request.precision != "fp32":
-            from .quantize import quantize_onnx
 
             model = quantize_onnx(model, request)
         del model.metadata_props[:]

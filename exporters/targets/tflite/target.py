@@ -22,7 +22,8 @@ from torch import nn
 from mvit.reading import loads, open_regular
 
 from ...base import ExportError, ExportRequest, Runner, TargetDefaults, importable
-from .nms import OP_NAME, _decode
+from .nms import OP_NAME, SsdEncodings, _decode, append_detection_postprocess
+from .quantize import quantize_tflite, settings_for
 
 METADATA_NAME = "mvit"
 SIGNATURE = "serving_default"
@@ -48,7 +49,6 @@ class TFLiteTarget(TargetDefaults):
     multisize_forms: tuple[str, ...] = ("signatures",)  # one signature per size
 
     def quantisation_settings(self, precision: str) -> dict[str, Any]:
-        from .quantize import settings_for
 
         return settings_for(precision)
 
@@ -61,7 +61,6 @@ class TFLiteTarget(TargetDefaults):
         nms = request.options.nms_dict()
         module: nn.Module = _NamedOutputs(request.module, request.output_names)
         if nms is not None:
-            from .nms import SsdEncodings
 
             module = SsdEncodings(module)
         if request.channels_last_input:
@@ -74,13 +73,11 @@ class TFLiteTarget(TargetDefaults):
             edge_model = litert_torch.convert(module.eval(), sample_kwargs={"image": example})
             content = bytes(edge_model.model_content())
         if nms is not None:
-            from .nms import append_detection_postprocess
 
             content = append_detection_postprocess(content, nms, num_classes=len(request.labels))
         if request.precision == "fp16":
             content = _fp16_weights(content)
         elif request.precision != "fp32":
-            from .quantize import quantize_tflite
 
             content = quantize_tflite(content, request)
         content = _with_metadata(content, _metadata(request))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..validate import read_package_spec
 from .errors import MilReferenceError
 from .nms_model import NmsModel, read_nms_model
 
@@ -63,7 +64,6 @@ def _quiet_import_coremltools():
         raise MilReferenceError("reading .mlpackage files needs coremltools: pip install 'mvit[coreml]'") from None
     # Not coremltools' load_spec: its package reader rewrites Manifest.json, and a package that
     # is checked must only be read.
-    from ..validate import read_package_spec
 
     return read_package_spec, load_milproto
 
