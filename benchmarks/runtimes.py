@@ -10,7 +10,6 @@ target's own `export` for comparison models outside the registry) and loaded wit
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import os
 import sys
@@ -24,13 +23,14 @@ import torch
 from torch import nn
 
 from mvit.errors import MvitError
-from mvit.exporters.targets import RUNTIME_TARGETS
+from mvit.exporters.targets import RUNTIME_TARGETS, SUFFIXES
 from mvit.files import publish, staging_dir
 
 from .comparison_models import CVT13, CVT13_INPUT_SIZE, build_cvt13
 
 # Benchmark runtime -> export target that produces and runs its artefact: the targets' own list.
 RUNTIMES = ("pytorch", *RUNTIME_TARGETS)
+TARGET_RUNTIMES = {target: runtime for runtime, target in RUNTIME_TARGETS.items()}
 
 
 class RuntimeUnavailable(MvitError):
@@ -242,20 +242,13 @@ def warm_heap() -> None:
     del block
 
 
-def _timing_options(load: Callable[..., object]) -> dict[str, bool]:
-    """Ask a runtime that keeps its threads spinning after a call (ONNX Runtime) to stop them: a
-    spinning runtime slows whatever runs next in the process (benchmarks/timing.py). Asked of the
-    target's `load` signature, so a target without the option loads as before."""
-    return {"spinning": False} if "spinning" in inspect.signature(load).parameters else {}
-
-
 def load_artefact(runtime: str, artefact: Path, threads: int, x: np.ndarray, spinning: bool = False) -> LoadedModel:
     """`spinning=True` only to show what the runtime's default costs (`solo_check --old`)."""
     from mvit.exporters.targets import get_target
 
     target = get_target(RUNTIME_TARGETS[runtime])
     start = time.perf_counter()
-    runner = target.load(artefact, threads, **({} if spinning else _timing_options(target.load)))
+    runner = target.load(artefact, threads, **({} if spinning else target.quiet_load_options))
     load_ms = (time.perf_counter() - start) * 1e3
     feeds = {"image": x}
     return LoadedModel(lambda: runner.run(feeds), load_ms, str(artefact))
@@ -263,10 +256,7 @@ def load_artefact(runtime: str, artefact: Path, threads: int, x: np.ndarray, spi
 
 def artefact_runtime(path: Path) -> str:
     """The runtime that runs an artefact, from its file suffix."""
-    suffixes = {".onnx": "onnxruntime", ".tflite": "litert", ".mlpackage": "coreml", ".mlmodel": "coreml"}
-    try:
-        return suffixes[path.suffix]
-    except KeyError:
-        raise RuntimeUnavailable(
-            f"{path}: unknown artefact type {path.suffix!r}; pass a .onnx, .tflite or .mlpackage file"
-        ) from None
+    for target, suffix in SUFFIXES.items():
+        if path.suffix == suffix:
+            return TARGET_RUNTIMES[target]
+    raise RuntimeUnavailable(f"{path}: unknown artefact type {path.suffix!r}; pass a {' or '.join(SUFFIXES.values())} file")

@@ -11,7 +11,6 @@ normalisation too) is read from its own metadata, and its outputs are read in it
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 from collections.abc import Callable
@@ -128,12 +127,11 @@ def artefact_model(path: Path, num_threads: int, runner_name: str = "auto") -> M
                           mean=tuple(pre["mean"]), std=tuple(pre["std"]), channel_order=pre["channel_order"])
     raw_input = bool(pre.get("raw_input"))
     # A runtime whose threads keep spinning after a call (ONNX Runtime) starves the next model
-    # scored on the same image; asked of `load`'s signature, as benchmarks.runtimes does.
+    # scored on the same image; the target declares the load options that stop it.
     if runner_name != "auto":
         runner = target.load_verifier(path, runner_name, num_threads=num_threads)
     else:
-        quiet = {"spinning": False} if "spinning" in inspect.signature(target.load).parameters else {}
-        runner = target.load(path, num_threads=num_threads, **quiet)
+        runner = target.load(path, num_threads=num_threads, **target.quiet_load_options)
     nms = NmsSettings(**opts["nms"]) if isinstance(opts.get("nms"), dict) else None
 
     def predict(pixels: np.ndarray) -> Prediction:

@@ -145,6 +145,7 @@ class TargetDefaults:
 
     preprocess_in_graph = True
     multisize: MultiSizeWriter | None = None
+    quiet_load_options: Mapping[str, Any] = {}
     own_options: frozenset[str] = frozenset()
     verifiers: tuple[str, ...] = ()
     nms_best_class_only = False
@@ -196,6 +197,9 @@ class ExportTarget(Protocol):
     precisions: tuple[str, ...]  # --precision values it writes (quantize.py says what each means for it)
     multisize_forms: tuple[str, ...]  # how it holds several sizes in one artefact (multisize.py), the default first
     multisize: MultiSizeWriter | None  # writes and runs those forms; set by the target's package
+    # load() keyword arguments for a runner that shares its process with others (benchmarks,
+    # evaluation): ONNX Runtime's idle threads keep spinning after a call and slow the next model.
+    quiet_load_options: Mapping[str, Any]
 
     def quantisation_settings(self, precision: str) -> dict[str, Any]:
         """What its quantiser does for a quantised precision, recorded in the artefact's metadata."""

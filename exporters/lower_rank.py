@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 from torch import fx, nn
+from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
@@ -77,8 +78,6 @@ class _MaxRank(TorchDispatchMode):
 
 def capture(module: nn.Module, example: torch.Tensor) -> fx.GraphModule:
     """`module` as an aten-level graph with concrete shapes, parameters and buffers by their names."""
-    from torch.fx.experimental.proxy_tensor import make_fx
-
     try:
         with torch.no_grad():
             traced = make_fx(module, pre_dispatch=True)(example)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import skimage.data
 from PIL import Image
 
 PHOTOS = ("astronaut", "chelsea", "coffee")
@@ -29,8 +30,6 @@ class Sample:
 
 def photo(name: str) -> np.ndarray:
     """A bundled photograph as uint8 HWC RGB."""
-    import skimage.data  # lazy: skimage import is slow
-
     if name not in PHOTOS:
         raise ValueError(f"unknown sample photo {name!r}: use one of {PHOTOS}")
     return getattr(skimage.data, name)()

@@ -59,3 +59,131 @@ def test_the_checker_sees_a_forbidden_import(tmp_path):
     assert "mvit.models.checkpoints.registry" in found
     found = imported_modules(probe, package=["mvit", "models"])
     assert {"mvit.exporters", "mvit.benchmarks"} <= found
+
+
+# ---- exporters/: no import cycle, no import inside a function --------------------------------
+
+EXPORTERS = ROOT / "exporters"
+# A target's converter and runtime are optional dependencies (pyproject extras): its package may
+# import them where they are used, so `mvit` imports without them. Nothing else is deferred.
+OPTIONAL_DEPENDENCY_HOME = EXPORTERS / "targets"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(["mvit", *parts])
+
+
+def _exporters_modules(root: Path = EXPORTERS) -> dict[str, Path]:
+    return {_module_name(p): p for p in sorted(root.rglob("*.py"))}
+
+
+def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """module -> the modules of `modules` it imports (`from .x import y` counts x.y when y is a module)."""
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        tree = ast.parse(path.read_text())
+        edges = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                edges.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
+                edges.update(f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names)
+        graph[name] = {e for e in edges if e in modules and e != name}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected group of more than one module (Tarjan), each a cycle's members."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return groups
+
+
+def function_level_imports(path: Path, allow_third_party: bool) -> list[str]:
+    """`import` statements inside a function body; a third-party one is allowed where asked."""
+    found = []
+    for fn in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = ["." * node.level + (node.module or "")]
+            else:
+                continue
+            if not allow_third_party or any(n.startswith((".", "mvit")) for n in names):
+                found.append(f"{path.name}:{node.lineno} imports {', '.join(names)} inside {fn.name}()")
+    return found
+
+
+def test_exporters_have_no_import_cycle():
+    cycles = import_cycles(import_graph(_exporters_modules()))
+    assert not cycles, f"import cycles in exporters/: {cycles}"
+
+
+def test_exporters_import_nothing_inside_a_function():
+    found = []
+    for path in sorted(EXPORTERS.rglob("*.py")):
+        found += [f"{path.parent.relative_to(ROOT)}/{line}"
+                  for line in function_level_imports(path, allow_third_party=OPTIONAL_DEPENDENCY_HOME in path.parents)]
+    assert not found, found
+
+
+def test_the_cycle_and_deferred_import_checks_see_what_they_look_for(tmp_path):
+    files = {
+        "__init__.py": "",
+        "api.py": "from . import multisize\n",
+        "multisize.py": "from .targets import writer\n",
+        "targets/__init__.py": "",
+        "targets/writer.py": "from ..api import export_model\n\n\ndef write():\n    import onnx\n",
+        "report.py": "from .api import export_model\n\n\ndef later():\n    from . import api\n",
+    }
+    modules = {}
+    for rel, text in files.items():
+        path = tmp_path / "exporters" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        parts = ["mvit", "exporters", *Path(rel).with_suffix("").parts]
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    cycles = import_cycles(import_graph(modules))
+    assert cycles == [["mvit.exporters.api", "mvit.exporters.multisize", "mvit.exporters.targets.writer"]]
+    assert function_level_imports(modules["mvit.exporters.report"], allow_third_party=True) == ["report.py:5 imports . inside later()"]
+    assert function_level_imports(modules["mvit.exporters.targets.writer"], allow_third_party=True) == []
+    assert function_level_imports(modules["mvit.exporters.targets.writer"], allow_third_party=False) == [
+        "writer.py:5 imports onnx inside write()"]

@@ -2,27 +2,39 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+from dataclasses import fields
 
 import pytest
 
 from mvit.exporters import api
-from mvit.exporters.base import ExportTarget
+from mvit.exporters.base import ExportOptions, ExportTarget
 from mvit.exporters.targets import RUNTIME_TARGETS, SUFFIXES, get_target, target_names
+
+# The contract is the interface itself: every member ExportTarget declares, read from the Protocol,
+# so a member added there is checked on every target without editing this file.
+ATTRIBUTES = sorted(name for name in ExportTarget.__annotations__ if not name.startswith("_"))
+METHODS = sorted(name for name, value in vars(ExportTarget).items() if callable(value) and not name.startswith("_"))
+
+
+def test_the_contract_is_read_from_the_interface():
+    assert {"name", "suffix", "runtime", "multisize_forms", "quiet_load_options"} <= set(ATTRIBUTES)
+    assert {"export", "load", "read_metadata", "report_fields", "structure_checks"} <= set(METHODS)
 
 
 @pytest.mark.parametrize("name", target_names())
 def test_target_answers_for_itself_and_agrees_with_its_registry_line(name):
     target: ExportTarget = get_target(name)
     assert target.name == name and target.suffix == SUFFIXES[name] and RUNTIME_TARGETS[target.runtime] == name
-    for attribute in ("preprocess_in_graph", "own_options", "verifiers", "nms_output_names", "nms_best_class_only",
-                      "class_id_output", "harness_ready", "install_hint", "nms_forms"):
-        assert hasattr(target, attribute), attribute
-    assert set(target.own_options) <= {"nhwc", "dynamic_batch"}
+    missing = [attribute for attribute in ATTRIBUTES if not hasattr(target, attribute)]
+    assert not missing, f"{name} lacks {missing}"
+    not_callable = [method for method in METHODS if not callable(getattr(target, method, None))]
+    assert not not_callable, f"{name} lacks methods {not_callable}"
+    assert set(target.own_options) <= {f.name for f in fields(ExportOptions)}
     assert target.nms_output_names[:3] == ["boxes", "scores", "class_ids"]
-    for method in ("export", "read_metadata", "op_histogram", "max_tensor_rank", "load", "load_verifier",
-                   "benchmark_unavailable_reason", "output_names_with_nms"):
-        assert callable(getattr(target, method)), method
+    assert target.multisize is None or target.multisize_forms, "a multi-size writer needs the forms it writes"
+    assert set(target.quiet_load_options) <= set(inspect.signature(target.load).parameters)
 
 
 @pytest.mark.slow

@@ -65,6 +65,7 @@ class CoreMLTarget:
     harness_ready = True
     precisions = ("fp32", "fp16", "int8-weights", "int8", "palette4", "palette6")  # palettes: a CoreML weight format
     multisize: MultiSizeWriter | None = None  # set by the package (multifunction.py)
+    quiet_load_options: Mapping[str, Any] = {}
     multisize_forms = ("functions", "enumerated")  # --coreml-shapes: one fixed-shape function per size, or EnumeratedShapes
 
     def quantisation_settings(self, precision: str) -> dict[str, Any]:

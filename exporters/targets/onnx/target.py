@@ -215,6 +215,7 @@ class OnnxTarget(TargetDefaults):
     rewrites_skipped_for: Mapping[str, frozenset[str]] = {"int8-weights": frozenset({"attention_layout"})}
 
     nms_output_names = [*NMS_OUTPUT_NAMES, "batch_index"]
+    quiet_load_options: Mapping[str, Any] = {"spinning": False}  # see OnnxRunner
     multisize_forms: tuple[str, ...] = ("dynamic",)  # one graph, dynamic height and width
 
     def quantisation_settings(self, precision: str) -> dict[str, Any]:
