@@ -70,7 +70,7 @@ def parse_triple(text: str | None, flag: str, positive: bool = False) -> tuple[f
 
 @export_app.command()
 def export(
-    target: str = typer.Option("coreml", help="coreml | onnx | tflite | all"),
+    target: str = typer.Option(target_names()[0], help=" | ".join([*target_names(), "all"])),
     model: Optional[str] = typer.Option(None, help="Registered model name, or pkg.module:factory for your own nn.Module. Default: mobilevit_xs"),
     config: Optional[str] = typer.Option(None, help="Patch config: A (2,2,2) or B (8,4,2), or A,B for both in one artefact. Default: the checkpoint's, else A"),
     checkpoint: Optional[Path] = typer.Option(None, help="Weights (HF folder/file, ml-cvnets .pt, timm, or mvit .safetensors)"),
