@@ -74,13 +74,28 @@ def export_model(
     calibration: Path | None = None,
     **options: Any,
 ) -> ExportResult:
+    """One verified artefact of a model: the request checked, the model prepared, then exported."""
     export_target = get_target(target)
-    quantize.check_precision(precision, export_target)
-    if verify:
-        check_verifier(export_target, verifier)
+    check_request(export_target, precision, verifier if verify else None)
     if prepared is None:
         prepared = prepare_export(model_name, [target], config=config, image_size=image_size, checkpoint=checkpoint,
                                   labels=labels, **options)
+    return export_prepared(prepared, export_target, out_dir, precision=precision, verify=verify, verifier=verifier,
+                           calibration=calibration, num_threads=options.get("num_threads"))
+
+
+def check_request(export_target: ExportTarget, precision: str, verifier: str | None) -> None:
+    """The precision and verifier asked of a target, refused before anything is built (verifier
+    None: no verification)."""
+    quantize.check_precision(precision, export_target)
+    if verifier is not None:
+        check_verifier(export_target, verifier)
+
+
+def export_prepared(prepared: PreparedExport, export_target: ExportTarget, out_dir: Path, *, precision: str, verify: bool,
+                    verifier: str = "auto", calibration: Path | None = None, num_threads: int | None = None) -> ExportResult:
+    """Convert, verify and publish a prepared model whose request check_request has passed."""
+    target = export_target.name
     resolved, opts = prepared.resolved, prepared.options[target]
     out_dir = prepare_out_dir(out_dir)
     traced_as = without_rewrites(export_target, export_target.rewrites_skipped_for.get(precision, frozenset()))
@@ -117,7 +132,7 @@ def export_model(
             try:
                 with native_chatter_filtered():
                     verification = run_verification(export_target, staged, resolved, reference, precision, opts,
-                                                     num_threads=options.get("num_threads"), verifier=verifier,
+                                                     num_threads=num_threads, verifier=verifier,
                                                      samples=judged)
                 verification["warnings"] = [*quant.warnings, *verification.get("warnings", [])]
             except ExportError:

@@ -151,8 +151,8 @@ def export(
             step[0] = f"{name}: export{' + verify' if not no_verify else ''} ({i} of {len(targets)})"
             progress.update(bar, description=step[0])
             try:
-                result = api.export_model(model, name, out, precision=precision, verify=not no_verify,
-                                          verifier=verifier_for[name], prepared=prepared, calibration=calibration, **options)
+                result = api.export_prepared(prepared, export_target, out, precision=precision, verify=not no_verify,
+                                             verifier=verifier_for[name], calibration=calibration)
                 lines.append(_result_line(result, _human_size))
                 if into_harness and export_target.harness_ready:
                     dest = api.copy_into_harness(result.path)

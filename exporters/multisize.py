@@ -41,7 +41,6 @@ from .stages import (
     recorded_triple,
 )
 from .targets import get_target
-from .verification_run import check_verifier
 from .verify import describe_failure, verify_runner
 
 SHAPE_FORMS = ("functions", "enumerated")  # --coreml-shapes
@@ -215,10 +214,9 @@ def _check_recorded_count(listed: Any) -> None:
 
 def export(entries: list[SizedExport], target: str, out_dir: Path, *, precision: str, verify: bool = True,
            verifier: str = "auto", coreml_shapes: str | None = None) -> list[Any]:
-    """Write, verify and publish this target's multi-size artefact(s); returns ExportResult each."""
+    """Write, verify and publish this target's multi-size artefact(s); returns ExportResult each.
+    The caller has checked `verifier` (check_verifier) before anything was built."""
     export_target = get_target(target)
-    if verify:
-        check_verifier(export_target, verifier)
     out_dir = prepare_out_dir(out_dir)
     forms = export_target.multisize_forms
     form = coreml_shapes if coreml_shapes in forms else forms[0]

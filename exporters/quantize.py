@@ -69,7 +69,6 @@ def prepare(precision: str, target: ExportTarget, resize_shortest: int, crop: in
     """Calibration pixels, judged images and metadata of a quantised export (empty for fp32/fp16)."""
     if precision in FLOAT_PRECISIONS:
         return Quantisation()
-    check_precision(precision, target)
     q = Quantisation()
     if precision == "int8":
         pixels, warning = calibration_pixels(calibration_dir, resize_shortest, crop)

@@ -56,9 +56,8 @@ def run_verification(
     the same run, so the evaluator that guards Linux CI is itself checked wherever a Mac runs it.
     Only a runtime that is not installed gives "not-verified"; an artefact the runtime cannot
     read is an error, never a pass.
+    The caller has checked `verifier` (check_verifier) before anything was built.
     """
-
-    check_verifier(export_target, verifier)
     choices: dict[str, list[str | None]] = {"auto": [None], "both": ["coreml-runtime", "mil-reference"]}
     names = choices.get(verifier, [verifier])
     results = []

@@ -61,7 +61,7 @@ def write_functions(entries: list[SizedExport], path: Path, staging: Path, preci
 
 
     parts = staging / "functions"
-    singles = [api.export_model(None, "coreml", parts, precision=precision, verify=False, prepared=e.prepared).path
+    singles = [api.export_prepared(e.prepared, TARGET, parts, precision=precision, verify=False).path
                for e in entries]
     desc = ct.utils.MultiFunctionDescriptor()
     for entry, single in zip(entries, singles):

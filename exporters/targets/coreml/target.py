@@ -51,11 +51,11 @@ class CoreMLTarget:
     runtime = "coreml"
     preprocess_in_graph = False  # the ImageType carries scale, bias and channel order
     own_options: frozenset[str] = frozenset()
-    verifiers = ("mil-reference", "coreml-runtime", "both")
+    verifiers: tuple[str, ...] = ("mil-reference", "coreml-runtime", "both")
     # The program form's outputs (`--coreml-nms program`); the default Vision pipeline returns
     # VISION_OUTPUTS instead, and export() records those as the artefact's output names.
     nms_output_names = list(NMS_OUTPUT_NAMES)
-    nms_forms = NMS_FORMS  # --coreml-nms values, the default first
+    nms_forms: tuple[str, ...] = NMS_FORMS  # --coreml-nms values, the default first
     # Both forms keep a box under its best class only: MIL non_maximum_suppression
     # (exporters/targets/coreml/nms.py), and NonMaximumSuppression's pickTop.perClass (exporters/targets/coreml/pipeline.py).
     nms_best_class_only = True
@@ -63,10 +63,10 @@ class CoreMLTarget:
     export_rewrites: frozenset[str] = frozenset()  # not timed on a device: the network as written
     rewrites_skipped_for: Mapping[str, frozenset[str]] = {}
     harness_ready = True
-    precisions = ("fp32", "fp16", "int8-weights", "int8", "palette4", "palette6")  # palettes: a CoreML weight format
+    precisions: tuple[str, ...] = ("fp32", "fp16", "int8-weights", "int8", "palette4", "palette6")  # palettes: a CoreML weight format
     multisize: MultiSizeWriter | None = None  # set by the package (multifunction.py)
     quiet_load_options: Mapping[str, Any] = {}
-    multisize_forms = ("functions", "enumerated")  # --coreml-shapes: one fixed-shape function per size, or EnumeratedShapes
+    multisize_forms: tuple[str, ...] = ("functions", "enumerated")  # --coreml-shapes: one fixed-shape function per size, or EnumeratedShapes
 
     def quantisation_settings(self, precision: str) -> dict[str, Any]:
 

@@ -139,6 +139,10 @@ class _FromNHWC(nn.Module):
         return self.module(image.permute(0, 3, 1, 2))
 
 
+# LiteRT writes the wrapper's class path into tensor names; keep the path these files had when the
+# wrappers lived in exporters/tflite_target.py so the move leaves every .tflite byte-identical.
+_NamedOutputs.__module__ = _FromNHWC.__module__ = "mvit.exporters.tflite_target"
+
 def _metadata(request: ExportRequest) -> dict[str, Any]:
     meta: dict[str, Any] = {str(k): str(v) for k, v in request.metadata.items()}
     meta.setdefault("labels", json.dumps(list(request.labels)))
