@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from mvit.models.facts import resizes_at
+
 from .base import ExportError, ExportRequest, Runner
 from .coreml_target import CoreMLRuntimeRunner
 from .multisize import ENUMERATED_KEY, FUNCTIONS_KEY, SizedExport
@@ -81,7 +83,7 @@ def write_enumerated(entries: list[SizedExport], path: Path, precision: str) -> 
         classifier_tensor_names,
         interface_tensor_types,
     )
-    from .dynamic_shapes import blocks_needing_resize, for_every_size, size_generic
+    from .dynamic_shapes import for_every_size, size_generic
     from .targets import get_target
 
     first = entries[0].prepared
@@ -98,7 +100,7 @@ def write_enumerated(entries: list[SizedExport], path: Path, precision: str) -> 
         layout = {"RGB": ct.colorlayout.RGB, "BGR": ct.colorlayout.BGR}[request.preprocess.get("channel_order", "RGB")]
         image = ct.ImageType(name="image", shape=shapes, scale=scale, bias=[float(b) for b in bias], color_layout=layout)
     example = torch.rand(request.input_shape, generator=torch.Generator().manual_seed(0))
-    with size_generic(_fold_channel_scale(request), blocks_needing_resize(first.fused, sizes)) as generic, torch.no_grad():
+    with size_generic(_fold_channel_scale(request), resizes_at(first.fused, sizes)) as generic, torch.no_grad():
         traced = torch.jit.trace(generic, example)
     names = classifier_tensor_names(request.task, list(request.output_names))
     mlmodel = ct.convert(traced, convert_to="mlprogram", inputs=[image],

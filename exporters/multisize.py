@@ -108,9 +108,8 @@ def prepare(model: str | None, targets: list[str], *, sizes: list[int] | None, c
         raise ExportError(f"--coreml-shapes applies to CoreML exports only (got --target {','.join(targets)})")
     config_list: list[str | None] = list(configs) if configs else [None]
     size_list: list[int | None] = list(sizes) if sizes else [None]  # None: the checkpoint's or the model's size
-    for c in config_list:
-        for n in sizes or []:
-            check_size_bounds(n, c or "A")
+    for n in sizes or []:
+        check_size_bounds(n)
     if coreml_shapes == "enumerated" and (len(config_list) > 1 or config_list[0] not in (None, "A")):
         raise ExportError("--coreml-shapes enumerated writes one function for config A (the iOS 16-17 form); "
                           "for config B or several configs use the default --coreml-shapes functions")
@@ -190,7 +189,7 @@ def recorded_entries(meta: dict[str, str]) -> list[dict[str, Any]] | None:
     for e in out:
         if e["config"] not in ("A", "B", "custom"):
             raise ExportError(f"the artefact records an unknown config {e['config']!r}; re-export it")
-        check_size_bounds(int(e["image_size"]), str(e["config"]), "a recorded image_size")
+        check_size_bounds(int(e["image_size"]), "a recorded image_size")
     return out
 
 

@@ -14,12 +14,14 @@ from typing import Any
 import onnx
 import torch
 
+from mvit.models.facts import resizes_at
+
 from .multisize import FUNCTIONS_KEY, SizedExport
 
 
 def write_dynamic(entries: list[SizedExport], path: Path, precision: str) -> dict[str, Any]:
     from . import api
-    from .dynamic_shapes import blocks_needing_resize, for_every_size, size_generic
+    from .dynamic_shapes import for_every_size, size_generic
     from .onnx_target import OPSET, TARGET, _simplify, _store_weights_fp16
     from .wrappers import INPUT_NAME
 
@@ -31,7 +33,7 @@ def write_dynamic(entries: list[SizedExport], path: Path, precision: str) -> dic
     if opts.dynamic_batch:
         axes[0] = "batch"
     dynamic = {INPUT_NAME: axes, **{n: {0: "batch"} for n in built.output_names if opts.dynamic_batch}}
-    always_resize = blocks_needing_resize(first.fused, [e.image_size for e in entries])
+    always_resize = resizes_at(first.fused, [e.image_size for e in entries])
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad(), size_generic(built.module, always_resize) as module:
         warnings.simplefilter("ignore")

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from mvit.models.mobilevit_block import Attention
+from mvit.models.probe import inputs_of
 
-from ..probe import inputs_of
 from .qkv_parts import qkv_parts
 from .swap import swap_modules
 
