@@ -31,6 +31,7 @@ from mvit.models.facts import resizes_at
 from .base import ExportError, ExportRequest, Runner
 from .coreml_target import CoreMLRuntimeRunner
 from .multisize import ENUMERATED_KEY, FUNCTIONS_KEY, SizedExport
+from .tasks import get_task
 
 _MODEL_FILE = Path("Data") / "com.apple.CoreML" / "model.mlmodel"
 _WEIGHTS_FILE = Path("Data") / "com.apple.CoreML" / "weights" / "weight.bin"
@@ -117,7 +118,7 @@ def _save_like_single_size(mlmodel: Any, request: ExportRequest, path: Path) -> 
     """The finishing steps of CoreMLTarget.export (probabilities name, metadata, deterministic bytes)."""
     from .coreml_target import _make_package_deterministic, _metadata, _rename_probabilities
 
-    if request.task == "classification":
+    if get_task(request.task).classifier:
         mlmodel = _rename_probabilities(mlmodel, request.output_names[0])
     mlmodel.author = "mvit"
     mlmodel.license = "Weights: see the licence of the checkpoint they came from."

@@ -30,13 +30,13 @@ from .base import ExportError, ExportTarget, Runner
 from .report import REPORT_SCHEMA, report_path_for
 from .resolve import check_image_size, check_size_bounds
 from .targets import get_target
+from .tasks import get_task
 
 SHAPE_FORMS = ("functions", "enumerated")  # --coreml-shapes
 FUNCTIONS_KEY = "functions"  # metadata: JSON list of {"name", "image_size", "config"}, default first
 ENUMERATED_KEY = "enumerated_sizes"  # metadata of the EnumeratedShapes form: JSON list of sizes
 # Detection anchors and NMS are built for one input size, and CoreML's Vision pipeline cannot be
 # one function of a multifunction package.
-_TASKS = ("classification", "segmentation", "generic")
 # Every size is built, traced and verified on its own (tens of seconds each for CoreML), and one
 # artefact holding more sizes than the 32..1024 range has multiples of 64 serves no app: a longer
 # list is a mistake, refused before any of that work starts. An artefact's recorded list is held
@@ -120,7 +120,7 @@ def prepare(model: str | None, targets: list[str], *, sizes: list[int] | None, c
         first_of[c] = api.prepare_export(model, targets, config=c, image_size=size_list[0], checkpoint=checkpoint,
                                          labels=labels, **options)
         resolved = first_of[c].resolved
-        if resolved.task not in _TASKS:
+        if not get_task(resolved.task).multi_size:
             raise ExportError(f"several sizes or configs in one artefact take classification or segmentation models; "
                               f"{resolved.name} does {resolved.task}, whose anchors and NMS are built for one size: "
                               "export one size at a time")
