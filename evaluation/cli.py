@@ -27,7 +27,6 @@ from mvit.work import Workers  # noqa: E402
 
 app = typer.Typer(add_completion=False, help="Accuracy of PyTorch and exported artefacts on a labelled dataset.")
 _err = Console(stderr=True, highlight=False)
-TASKS = ("auto", "classification", "segmentation", "detection")
 
 
 class EvalError(MvitError):
@@ -89,7 +88,7 @@ def _verdicts(artefacts: list[Path], baseline: Path, models, records, task: str,
               runs: int, warmups: int, threads: int) -> list[dict]:
     """Each scored artefact against the baseline: size, interleaved speed-up, accuracy drop, the rule."""
     from .bootstrap import paired_difference
-    from .metrics import PRIMARY
+    from .tasks import SCORING
     from .verdict import judge, measure_speed
 
     scored = {m.path: m for m in models if m.path is not None}
@@ -99,7 +98,7 @@ def _verdicts(artefacts: list[Path], baseline: Path, models, records, task: str,
             continue
         difference = None
         if baseline in scored:  # else (skipped here) the drop cannot be measured, and the line says so
-            difference = paired_difference(records, scored[variant].name, scored[baseline].name, resamples)[PRIMARY[task]]
+            difference = paired_difference(records, scored[variant].name, scored[baseline].name, resamples)[SCORING[task].primary_metric]
         timing = None
         if speed:
             with _progress() as progress:
@@ -107,7 +106,7 @@ def _verdicts(artefacts: list[Path], baseline: Path, models, records, task: str,
                 with native_chatter_filtered():
                     timing = measure_speed(baseline, variant, runs=runs, warmups=warmups, threads=threads,
                                            on_step=lambda bar=bar, progress=progress: progress.advance(bar))
-        v = judge(variant, baseline, timing, PRIMARY[task], difference)
+        v = judge(variant, baseline, timing, SCORING[task].primary_metric, difference)
         verdicts.append({**v.as_dict(), "line": v.line(), "timed_runs": timing.runs if timing else 0})
     return verdicts
 
@@ -140,15 +139,17 @@ def evaluate(
 
     from . import report
     from .bootstrap import bootstrap as run_bootstrap
-    from .datasets import check_items, load_dataset
+    from .datasets import check_items
     from .evaluate import choose
     from .runners import pytorch_model
     from .scale import ModelsRecipe, PyTorchReference, discard_journal, journal_folder, pieces, score_dataset
+    from .tasks import SCORED_TASKS, load_dataset
 
     workers_at = Workers.choose(workers, ray)
     artefacts = list(artefacts or [])
-    if task not in TASKS:
-        raise EvalError(f"unknown --task {task!r}: use {', '.join(TASKS)}")
+    known = ("auto", *SCORED_TASKS)
+    if task not in known:
+        raise EvalError(f"unknown --task {task!r}: use {', '.join(known)}")
     if not artefacts and not baseline and model is None and checkpoint is None:
         raise EvalError("nothing to score: name artefacts, or --model / --checkpoint for the PyTorch reference")
     for path, flag in ((out, "--out"), (md, "--md")):

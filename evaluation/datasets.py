@@ -56,20 +56,20 @@ class Dataset:
     items: list[Item]
 
 
-def load_dataset(root: Path, task: str, labels: list[str]) -> Dataset:
-    """The items of `root` for `task`, every reference to a file and a label checked."""
-    root = Path(root)
-    if not root.exists():
-        raise DatasetError(f"{root}: no such dataset folder or file")
-    if task == "classification":
-        if root.is_file():
-            return Dataset(task, "csv", root, _classification_csv(root, labels))
-        return Dataset(task, "folders", root, _classification_folders(root, labels))
-    if task == "segmentation":
-        return Dataset(task, "voc", root, _voc(root))
-    if task == "detection":
-        return Dataset(task, "coco", root, _coco(root, labels))
-    raise DatasetError(f"mvit-eval cannot score a {task!r} model: it knows classification, segmentation and detection")
+def classification_items(root: Path, labels: list[str]) -> tuple[str, list[Item]]:
+    """(layout, items): a CSV of image,label rows, or one folder of images per label."""
+    if root.is_file():
+        return "csv", _classification_csv(root, labels)
+    return "folders", _classification_folders(root, labels)
+
+
+def voc_items(root: Path, labels: list[str]) -> tuple[str, list[Item]]:
+    """(layout, items) of a PASCAL VOC folder; its masks hold class indices, so `labels` is not read."""
+    return "voc", _voc(root)
+
+
+def coco_items(root: Path, labels: list[str]) -> tuple[str, list[Item]]:
+    return "coco", _coco(root, labels)
 
 
 def _label_index(labels: list[str], name: str, where: Path) -> int:

@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .datasets import Dataset, DatasetError, Item, read_image, read_mask
+from .datasets import Dataset, Item, read_image, read_mask
 from .inputs import Crop
-from .metrics import RECORDS
 from .runners import ModelUnderTest
+from .tasks import SCORING
 
 
 def choose(dataset: Dataset, limit: int | None, seed: int = 0) -> Dataset:
@@ -24,23 +24,13 @@ def choose(dataset: Dataset, limit: int | None, seed: int = 0) -> Dataset:
 def _score(model: ModelUnderTest, item: Item, image: np.ndarray, mask: np.ndarray | None, records) -> None:
     h, w = image.shape[:2]
     crop = Crop.of(w, h, model.recipe.resize_shortest, model.recipe.crop)
-    prediction = model.predict(crop.pixels(image))
-    if model.task == "classification":
-        records.add(prediction, item.label)
-    elif model.task == "segmentation":
-        if mask is None:
-            raise DatasetError(f"{item.image}: no mask to score it against")
-        records.add(prediction, crop.mask(mask))
-    else:
-        boxes, scores, classes = prediction
-        records.add(crop.boxes_to_image(boxes), scores, classes, item.boxes)
+    SCORING[model.task].add(records, model.predict(crop.pixels(image)), item, crop, mask)
 
 
 def evaluate(models: list[ModelUnderTest], dataset: Dataset, on_image: Callable[[], None] | None = None) -> dict:
     """{model name: records} over every item of `dataset`, each image read once for all models."""
     num_classes = len(models[0].labels)
-    records = {m.name: RECORDS[dataset.task](num_classes) if dataset.task != "classification" else RECORDS[dataset.task]()
-               for m in models}
+    records = {m.name: SCORING[dataset.task].new_records(num_classes) for m in models}
     for item in dataset.items:
         image = read_image(item.image)
         mask = read_mask(item.mask, num_classes, (image.shape[1], image.shape[0])) if item.mask is not None else None

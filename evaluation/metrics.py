@@ -25,7 +25,6 @@ from .datasets import IGNORE, Box
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 MAX_DETECTIONS = 100  # per image, as COCO's headline figures
-PRIMARY = {"classification": "top1", "segmentation": "miou", "detection": "map"}
 _CHUNK_VALUES = 4_000_000  # resampled values held at once in the detection bootstrap
 
 
@@ -203,5 +202,3 @@ def _average_precision(dw: np.ndarray, matched: np.ndarray, ignored: np.ndarray,
     owned = np.diff(reached, axis=1, prepend=0)
     return (owned * envelope).sum(axis=1) / len(RECALL_POINTS)
 
-
-RECORDS = {"classification": ClassificationRecords, "segmentation": SegmentationRecords, "detection": DetectionRecords}

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from mvit.exporters.tasks import get_task
+
 from .bootstrap import CONFIDENCE, SEED
 
 SCHEMA = "mvit-eval/1"
-COLUMNS = {
-    "classification": [("top1", "top-1"), ("top5", "top-5")],
-    "segmentation": [("miou", "mIoU"), ("pixel_accuracy", "pixel accuracy")],
-    "detection": [("map", "mAP@[.5:.95]"), ("map50", "mAP@.5")],
-}
 
 
 def document(dataset: dict[str, Any], models: list[dict[str, Any]], scores: dict[str, dict[str, Any]], *,
@@ -46,7 +43,7 @@ def _ci(ci: list[float] | None, signed: bool = False) -> str:
 
 def markdown(doc: dict[str, Any]) -> str:
     data = doc["dataset"]
-    columns = COLUMNS[data["task"]]
+    columns = get_task(data["task"]).metrics
     reference = doc["reference"]
     header = ["model", "precision"] + [name for _, name in columns]
     if reference:

@@ -16,22 +16,17 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from mvit.exporters.base import ExportError, ExportOptions
 from mvit.exporters.preprocessing import normalise
-from mvit.exporters.tasks import get_task
-from mvit.exporters.tasks.detection import artefact_detections
 from mvit.models import PreprocessSpec
-from mvit.models.detection_postprocess import NmsSettings, select_detections
+from mvit.models.detection_postprocess import NmsSettings
 
 from .datasets import DatasetError
-
-Prediction = Any  # probabilities | mask | (boxes, scores, classes)
+from .tasks import SCORING, MissingOutput, Prediction, scored_list
 
 
 class Skipped(Exception):
@@ -51,14 +46,6 @@ class ModelUnderTest:
     nms: NmsSettings | None = None
 
 
-def _mask_from_logits(logits: np.ndarray | torch.Tensor, size: int) -> np.ndarray:
-    t = torch.as_tensor(np.asarray(logits, dtype=np.float32))
-    if t.ndim == 3:
-        t = t[None]
-    up = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)
-    return up.argmax(1)[0].numpy()
-
-
 def pytorch_model(model: str | None, checkpoint: Path | None, *, config: str | None, image_size: int | None,
                   labels: Path | None, nms: NmsSettings | None, num_threads: int) -> ModelUnderTest:
     """The fused network the artefacts were exported from, with the checkpoint's own preprocessing."""
@@ -67,22 +54,19 @@ def pytorch_model(model: str | None, checkpoint: Path | None, *, config: str | N
 
     torch.set_num_threads(num_threads)
     resolved = resolve_model(model, config=config, image_size=image_size, checkpoint=checkpoint, labels=labels)
-    if resolved.task not in ("classification", "segmentation", "detection"):
-        raise DatasetError(f"{resolved.name} is a {resolved.task!r} network; mvit-eval scores classification, segmentation "
-                           "and detection models")
+    if resolved.task not in SCORING:
+        raise DatasetError(f"{resolved.name} is a {resolved.task!r} network; mvit-eval scores {scored_list()} models")
+    scoring = SCORING[resolved.task]
     fused = fuse_batchnorm(resolved.net).eval()
-    head = get_task(resolved.task).head(fused, resolved.net, resolved.image_size, ExportOptions(), False).module.eval()
+    built = scoring.task.head(fused, resolved.net, resolved.image_size, ExportOptions(), False)
+    head, names = built.module.eval(), built.output_names
     spec, size, settings = resolved.preprocess, resolved.image_size, nms or NmsSettings()
 
     def predict(pixels: np.ndarray) -> Prediction:
         with torch.no_grad():
             out = head(torch.from_numpy(normalise(pixels, spec)))
-        if resolved.task == "classification":
-            return out[0].numpy()
-        if resolved.task == "segmentation":
-            return _mask_from_logits(out, size)
-        boxes, scores = out
-        return tuple(t.numpy() for t in select_detections(boxes[0], scores[0], settings))
+        outputs = out if isinstance(out, tuple) else (out,)
+        return scoring.predict({n: t.numpy() for n, t in zip(names, outputs)}, size, settings)
 
     return ModelUnderTest("pytorch", "pytorch", None, resolved.task, list(resolved.labels), spec, predict, nms=settings)
 
@@ -110,9 +94,9 @@ def artefact_model(path: Path, num_threads: int, runner_name: str = "auto") -> M
     meta = artefact_metadata(path)
     target = get_target(meta["target"])
     task, pre, opts = meta["raw"].get("task", ""), meta["pre"], meta["opts"]
-    if task not in ("classification", "segmentation", "detection"):
-        raise ExportError(f"{path} is a {task or 'generic'!r} export; mvit-eval scores classification, segmentation and "
-                          "detection models")
+    if task not in SCORING:
+        raise ExportError(f"{path} is a {task or 'generic'!r} export; mvit-eval scores {scored_list()} models")
+    scoring = SCORING[task]
     if runner_name != "auto" and runner_name not in target.verifiers:
         raise ExportError(f"--runner {runner_name} does not run {meta['target']} artefacts; "
                           f"use auto{''.join(', ' + v for v in target.verifiers)}")
@@ -132,23 +116,15 @@ def artefact_model(path: Path, num_threads: int, runner_name: str = "auto") -> M
         runner = target.load_verifier(path, runner_name, num_threads=num_threads)
     else:
         runner = target.load(path, num_threads=num_threads, **target.quiet_load_options)
-    nms = NmsSettings(**opts["nms"]) if isinstance(opts.get("nms"), dict) else None
+    nms = NmsSettings.from_dict(opts["nms"]) if isinstance(opts.get("nms"), dict) else None
 
     def predict(pixels: np.ndarray) -> Prediction:
         out = runner.run({"image": normalise(pixels, spec) if raw_input else pixels})
-        if task == "classification":
-            if "probabilities" in out:
-                return np.asarray(out["probabilities"]).reshape(-1)
-            raise ExportError(f"{path} has no 'probabilities' output (it has {sorted(out)})")
-        if task == "segmentation":
-            if "mask" in out:
-                return np.asarray(out["mask"]).reshape(spec.crop, spec.crop)
-            return _mask_from_logits(out["logits"], spec.crop)
-        if "class_ids" in out:
-            return artefact_detections(out)
-        # --no-nms: decoded boxes and scores; the default NMS settings select, as the reference does
-        boxes, scores = (torch.from_numpy(np.asarray(out[k], dtype=np.float32)[0]) for k in ("boxes", "scores"))
-        return tuple(t.numpy() for t in select_detections(boxes, scores, NmsSettings()))
+        try:
+            # --no-nms: decoded boxes and scores; the default NMS settings select, as the reference does
+            return scoring.predict(out, spec.crop, NmsSettings())
+        except MissingOutput as exc:
+            raise ExportError(f"{path} has {exc.args[0]}") from None
 
     return ModelUnderTest(path.name, meta["target"], path, task, _labels_of(path, meta["raw"]), spec, predict,
                           precision=meta["precision"], nms=nms)

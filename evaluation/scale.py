@@ -35,8 +35,8 @@ from mvit.models.detection_postprocess import NmsSettings
 from mvit.work import Files, Workers, pack_files, peak_rss_mb, run_tasks, unpack_files
 
 from .datasets import Dataset, DatasetError, Item
-from .metrics import RECORDS
 from .runners import ModelUnderTest
+from .tasks import SCORING
 
 CHUNK_IMAGES = 50  # one task; also the journal's grain (at most this many images are rescored after a stop)
 JOURNAL_FORMAT = 1
@@ -183,7 +183,7 @@ def gather(task: str, num_classes: int, names: list[str], parts: list[ChunkResul
     """Every model's records over the chunks, in chunk order (as one pass over the dataset would make them)."""
     out = {}
     for name in names:
-        records = RECORDS[task]() if task == "classification" else RECORDS[task](num_classes)
+        records: Any = SCORING[task].new_records(num_classes)
         offset = 0
         for part in parts:
             for key, values in part.records[name].items():

@@ -223,7 +223,7 @@ def _artefact_metadata(path: Path, target_name: str, export_target: ExportTarget
     except (KeyError, ValueError, TypeError):
         raise ExportError(f"{path} carries no mvit export metadata; it was not written by mvit-export") from None
     try:  # checked here, so the error names the file, not an --image-size the user never passed
-        check_size_bounds(size, str(meta.get("config", "A")), "the recorded image_size")
+        check_size_bounds(size, "the recorded image_size")
     except ExportError as exc:
         raise ExportError(f"{path} has malformed mvit metadata ({exc}); re-export it") from None
     unknown = set(opts) - KNOWN_OPTIONS

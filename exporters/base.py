@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Protocol, cast
 
@@ -82,16 +82,13 @@ class ExportOptions:
     nms: NmsSettings | None = None  # detection: NMS inside the artefact, with these settings
     coreml_nms: str | None = None  # CoreML detection: "vision" pipeline or "program"
 
-    def nms_dict(self) -> dict[str, Any] | None:
-        return asdict(self.nms) if self.nms is not None else None
-
     def as_dict(self) -> dict[str, Any]:
         """The options that are on, as JSON-able data (the artefact's `export_options`)."""
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if value not in (None, False):
-                out[f.name] = asdict(value) if isinstance(value, NmsSettings) else value
+                out[f.name] = value.as_dict() if isinstance(value, NmsSettings) else value
         return out
 
     @classmethod
@@ -105,7 +102,7 @@ class ExportOptions:
             raise ExportError(f"unknown export option(s) {sorted(set(data) - known)}; known: {sorted(known)}")
         nms = data.pop("nms", None)
         if isinstance(nms, dict):
-            nms = NmsSettings(**nms)
+            nms = NmsSettings.from_dict(nms)
         return cls(**{k: v for k, v in data.items() if v is not None}, nms=nms or None)
 
 

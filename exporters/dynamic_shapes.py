@@ -24,21 +24,13 @@ from torch import nn
 from mvit.models.mobilevit_block import MobileVitBlock, fold_patches, unfold_patches
 
 from .base import ExportTarget, without_rewrites
-from .probe import inputs_of
-
-# Export rewrites (exporters/rewrites/) that replace the MobileViT block with one of their own:
-# that block is traced at one size, so a graph serving several sizes is traced without them.
-SIZE_BAKING_REWRITES = frozenset({"patch_layout", "channels_last_patches", "attention_layout"})
+from .rewrites import SIZE_BAKING_REWRITES
 
 
 def for_every_size(target: ExportTarget) -> ExportTarget:
-    """The target as build_for_target sees it, minus the rewrites that fix the traced size."""
+    """The target as build_for_target sees it, minus the rewrites whose modules are traced at one
+    size (a graph serving several sizes cannot take them)."""
     return without_rewrites(target, SIZE_BAKING_REWRITES)
-
-
-def blocks_needing_resize(net: nn.Module, sizes: list[int]) -> bool:
-    """True when at some size some MobileViT block's feature map is not a multiple of its patch."""
-    return any(shape[-1] % block.patch_size for size in sizes for block, shape in inputs_of(net, MobileVitBlock, size))
 
 
 @contextlib.contextmanager

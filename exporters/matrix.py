@@ -22,6 +22,7 @@ from mvit.work import Workers, pack_files, run_tasks, unpack_files
 from .api import export_model
 from .base import ExportError
 from .targets import target_names
+from .tasks import get_task
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Row:
 
 def rows_of(models: list[str], configs: list[str], targets: list[str], precision: str,
             score_threshold: float | None = None) -> list[Row]:
-    return [Row(model, config, target, precision, score_threshold if get_spec(model).task == "detection" else None)
+    return [Row(model, config, target, precision, score_threshold if "nms" in get_task(get_spec(model).task).options else None)
             for model in models for config in configs
             if config == "A" or get_spec(model).supports_patch_config
             for target in targets]

@@ -41,6 +41,7 @@ from .stages import (
     recorded_triple,
 )
 from .targets import get_target
+from .tasks import get_task
 from .verify import describe_failure, verify_runner
 
 SHAPE_FORMS = ("functions", "enumerated")  # --coreml-shapes
@@ -48,7 +49,6 @@ FUNCTIONS_KEY = "functions"  # metadata: JSON list of {"name", "image_size", "co
 ENUMERATED_KEY = "enumerated_sizes"  # metadata of the EnumeratedShapes form: JSON list of sizes
 # Detection anchors and NMS are built for one input size, and CoreML's Vision pipeline cannot be
 # one function of a multifunction package.
-_TASKS = ("classification", "segmentation", "generic")
 # Every size is built, traced and verified on its own (tens of seconds each for CoreML), and one
 # artefact holding more sizes than the 32..1024 range has multiples of 64 serves no app: a longer
 # list is a mistake, refused before any of that work starts. An artefact's recorded list is held
@@ -118,9 +118,8 @@ def prepare(model: str | None, targets: list[str], *, sizes: list[int] | None, c
         raise ExportError(f"--coreml-shapes applies to CoreML exports only (got --target {','.join(targets)})")
     config_list: list[str | None] = list(configs) if configs else [None]
     size_list: list[int | None] = list(sizes) if sizes else [None]  # None: the checkpoint's or the model's size
-    for c in config_list:
-        for n in sizes or []:
-            check_size_bounds(n, c or "A")
+    for n in sizes or []:
+        check_size_bounds(n)
     if coreml_shapes == "enumerated" and (len(config_list) > 1 or config_list[0] not in (None, "A")):
         raise ExportError("--coreml-shapes enumerated writes one function for config A (the iOS 16-17 form); "
                           "for config B or several configs use the default --coreml-shapes functions")
@@ -131,7 +130,7 @@ def prepare(model: str | None, targets: list[str], *, sizes: list[int] | None, c
         first_of[c] = prepare_export(model, targets, config=c, image_size=size_list[0], checkpoint=checkpoint,
                                          labels=labels, **options)
         resolved = first_of[c].resolved
-        if resolved.task not in _TASKS:
+        if not get_task(resolved.task).multi_size:
             raise ExportError(f"several sizes or configs in one artefact take classification or segmentation models; "
                               f"{resolved.name} does {resolved.task}, whose anchors and NMS are built for one size: "
                               "export one size at a time")
@@ -198,7 +197,7 @@ def recorded_entries(meta: dict[str, str]) -> list[dict[str, Any]] | None:
     for e in out:
         if e["config"] not in ("A", "B", "custom"):
             raise ExportError(f"the artefact records an unknown config {e['config']!r}; re-export it")
-        check_size_bounds(int(e["image_size"]), str(e["config"]), "a recorded image_size")
+        check_size_bounds(int(e["image_size"]), "a recorded image_size")
     return out
 
 

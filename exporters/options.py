@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import fields, replace
 from typing import Any
 
 from mvit.models.detection_postprocess import NmsSettings
@@ -38,12 +37,7 @@ def normalise_options(task: str, options: Mapping[str, Any], target: ExportTarge
             only = next(t.name for t in TASKS.values() if key in t.options)
             raise ExportError(f"{_FLAGS.get(key, key)} applies to {only} models only (this model does {task})")
     if "nms" in owner.options and not opts.get("raw_detection") and options.get("nms", True) is not False:
-        nms = opts.get("nms")
-        given: dict[str, Any] = nms if isinstance(nms, dict) else {}
-        bad = set(given) - {f.name for f in fields(NmsSettings)}
-        if bad:
-            raise ExportError(f"unknown NMS setting(s) {sorted(bad)}; known: {[f.name for f in fields(NmsSettings)]}")
-        opts["nms"] = replace(NmsSettings(), **given)
+        opts["nms"] = _nms_settings(opts.get("nms"))
         if opts.get("dynamic_batch"):
             # ONNX NonMaxSuppression's top-k would then be shared by every image in the batch.
             raise ExportError("--dynamic-batch with NMS inside would cap detections across the whole batch; "
@@ -78,3 +72,13 @@ def artefact_stem(resolved: ResolvedModel, precision: str, opts: ExportOptions) 
                             ("nonms", "nms" in get_task(resolved.task).options and not opts.raw_detection
                              and opts.nms is None)) if on]
     return "_".join([name, resolved.config, str(resolved.image_size), precision, *tags])
+
+
+def _nms_settings(given: Any) -> NmsSettings:
+    """Typed settings as they came, settings given as a dict over the defaults, else the defaults."""
+    if isinstance(given, NmsSettings):
+        return given
+    try:
+        return NmsSettings.from_dict(given) if isinstance(given, dict) else NmsSettings()
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None

@@ -24,18 +24,16 @@ from torch import nn
 from mvit.errors import one_line
 from mvit.models import PATCH_CONFIGS, PreprocessSpec, create_model, get_spec
 from mvit.models.checkpoints import CheckpointError, load_checkpoint
-from mvit.models.mobilevit_block import MobileVitBlock
+from mvit.models.facts import attention_bytes, input_multiple, patch_block_inputs
 
 from .base import ExportError
 from .labels import read_labels_file, resolve_labels
-from .probe import inputs_of
 
 RANDOM_WEIGHTS_SEED = 0  # random-weight exports are reproducible, so re-exports are byte-identical
 MIN_IMAGE_SIZE = 32
 # MobileViT attention memory grows with the 4th power of the input size (tokens^2); 1024 is already
 # 4x the segmentation default and needs a few GB. Bigger inputs are not what phones run.
 MAX_IMAGE_SIZE = 1024
-_ATTENTION_HEADS = 4  # MobileViT v1 (models/mobilevit_block.py)
 
 
 @dataclass
@@ -96,53 +94,56 @@ def load_factory(ref: str) -> nn.Module:
     return net.eval()
 
 
-def attention_bytes(image_size: int, config: str) -> int:
-    """Largest attention matrix of a registered MobileViT at this size (first block: stride 8)."""
-    patch = PATCH_CONFIGS.get(config, PATCH_CONFIGS["A"])[0]
-    tokens = (image_size // 8 // patch) ** 2
-    return 4 * patch * patch * _ATTENTION_HEADS * tokens * tokens
-
-
-def check_size_bounds(image_size: int, config: str, where: str = "--image-size") -> None:
+def check_size_number(image_size: int, where: str = "--image-size") -> None:
+    """The checks that need no network: a whole number of pixels, not below the smallest size."""
     if isinstance(image_size, bool) or not isinstance(image_size, int):
         raise ExportError(f"{where} {image_size!r} is not a whole number of pixels")
     if image_size < MIN_IMAGE_SIZE:
         raise ExportError(f"{where} {image_size} is too small; use at least {MIN_IMAGE_SIZE}")
+
+
+def check_size_bounds(image_size: int, where: str = "--image-size", net: nn.Module | None = None) -> None:
+    """Refuse sizes no phone runs; with `net`, the refusal of a large size says what its attention would need."""
+    check_size_number(image_size, where)
     if image_size > MAX_IMAGE_SIZE:
-        gb = attention_bytes(image_size, config) / 1e9
-        raise ExportError(
-            f"{where} {image_size} is too large: MobileViT's attention alone would need about {gb:.0f} GB at that size "
-            f"(it grows with the 4th power of the size); use at most {MAX_IMAGE_SIZE}"
-        )
+        gb = _attention_gb(net, image_size)
+        amount = f"{gb:.0f}" if gb >= 1 else f"{gb:.2g}"  # v2's separable attention needs well under 1 GB
+        need = f"MobileViT's attention alone would need about {amount} GB at that size" if gb else "bigger inputs are not what phones run"
+        raise ExportError(f"{where} {image_size} is too large: {need}; use at most {MAX_IMAGE_SIZE}")
+
+
+def _attention_gb(net: nn.Module | None, image_size: int) -> float:
+    if net is None:
+        return 0.0
+    try:
+        return attention_bytes(net, image_size) / 1e9
+    except Exception:  # a network that cannot run at the probe size: refused below anyway, without a figure
+        return 0.0
 
 
 def check_image_size(net: nn.Module, image_size: int, config: str, model_name: str) -> dict[str, Any]:
-    """Probe the network once and record each MobileViT block's feature-map size vs its patch.
+    """Probe the network once and record each patch block's feature-map size vs its patch.
 
     Config B (patches 8/4/2) must tile its feature maps exactly: resizing an 8x8-patch stage
     changes the function a lot, so such sizes are rejected with the nearest size that works.
-    Config A (and custom networks) keep the reference behaviour (ml-cvnets/HF/timm): maps that
-    are not a multiple of the patch are resized up and back inside the block.
+    Config A, MobileViT v2 and custom networks keep the reference behaviour (ml-cvnets/HF/timm):
+    maps that are not a multiple of the patch are resized inside the block.
     """
 
-    check_size_bounds(image_size, config)
+    check_size_bounds(image_size, net=net)
     try:
-        blocks = inputs_of(net, MobileVitBlock, image_size)
+        blocks = patch_block_inputs(net, image_size)
     except Exception as exc:
         raise ExportError(f"{model_name} cannot run at --image-size {image_size} ({exc.__class__.__name__}); "
                           f"try a larger size such as 256") from None
-    seen = [(shape[-1], block.patch_size) for block, shape in blocks]  # (feature size, patch)
-    need = 1
-    for feat, patch in seen:
-        stride = 2 ** round(math.log2(image_size / feat))
-        need = math.lcm(need, stride * patch)
-    misfit = [(f, p) for f, p in seen if f % p]
+    need = input_multiple(blocks)
+    misfit = [b for b in blocks if b.resized]
     if misfit and config == "B":
         lower = max(need, image_size // need * need)
         upper = lower + need if lower < image_size else lower
         if upper > MAX_IMAGE_SIZE:
             upper = lower
-        f, p = misfit[0]
+        f, p = misfit[0].feature_size, misfit[0].patch_size
         raise ExportError(
             f"config B cannot take --image-size {image_size}: a {f}x{f} feature map does not split into {p}x{p} patches; "
             f"use a multiple of {need}, e.g. {lower}" + (f" or {upper}" if upper != lower else "")
@@ -202,8 +203,8 @@ def resolve_model(
             raise ExportError(f"unknown --channel-order {channel_order!r}: use RGB or BGR")
     if asked_config is not None and asked_config not in ("A", "B") and not (asked_config == "CUSTOM" and model_name and ":" in model_name):
         raise ExportError(f"unknown --config {config!r}: use A (patches 2,2,2) or B (patches 8,4,2)")
-    if image_size is not None:
-        check_size_bounds(image_size, asked_config or "A")
+    if image_size is not None:  # the upper bound once the network is built: the memory it names is the network's
+        check_size_number(image_size)
     if model_name and ":" in model_name:
         return _resolve_factory(model_name, image_size, checkpoint, labels, channel_order, mean, std)
 
@@ -238,7 +239,7 @@ def resolve_model(
         weights = f"random (seed {RANDOM_WEIGHTS_SEED})"
         num_classes = spec.num_classes
     size = image_size or (info.image_size if info and info.image_size else None) or spec.input_size
-    check_size_bounds(size, config_name, "--image-size" if image_size else f"the image size {checkpoint} records")
+    check_size_bounds(size, "--image-size" if image_size else f"the image size {checkpoint} records", net)
     recorded_pre = dict(info.preprocess or {}) if info else {}
     if info and info.channel_order and "channel_order" not in recorded_pre:
         recorded_pre["channel_order"] = info.channel_order

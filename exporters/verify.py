@@ -92,7 +92,7 @@ def verify_runner(
     tol: Tolerance = tolerance_for(precision)
     if samples is None:
         samples = verification_samples(preprocess.resize_shortest, preprocess.crop)
-    settings = NmsSettings(**nms) if isinstance(nms, dict) else nms
+    settings = NmsSettings.from_dict(nms) if isinstance(nms, dict) else nms
     judge = get_task(task).judge(tol, ExportOptions(nms=settings), nms_best_class_only)
     per_output: dict[str, dict[str, float]] = {}
     pre_nms = getattr(runner, "pre_nms", None)

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 
 import torch
 from torch import nn
@@ -15,9 +16,23 @@ SIZE_VARIANCE = 0.2
 
 @dataclass(frozen=True)
 class NmsSettings:
+    """The settings of the NMS inside a detection artefact; `as_dict()` is their one JSON form
+    (export options, artefact metadata, reports)."""
+
     iou_threshold: float = 0.5
     score_threshold: float = 0.05
     max_detections: int = 200
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, float | int]) -> NmsSettings:
+        """From `as_dict()` output; an unknown key raises ValueError naming the known ones."""
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown NMS setting(s) {sorted(unknown)}; known: {[f.name for f in fields(cls)]}")
+        return cls(**data)  # type: ignore[arg-type]
 
 
 def generate_anchors(

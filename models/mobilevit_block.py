@@ -114,6 +114,14 @@ class MobileVitBlock(nn.Module):
         y = self.conv_proj(y)
         return self.conv_fusion(torch.cat([shortcut, y], dim=1))
 
+    def attention_bytes(self, feature_size: int) -> int:
+        """fp32 bytes of the attention scores of one image whose feature map here is
+        `feature_size` square: every head holds an N x N matrix for each of the P patch pixels."""
+        p = self.patch_size
+        tokens = math.ceil(feature_size / p) ** 2
+        heads = max((m.num_heads for m in self.transformer.modules() if isinstance(m, Attention)), default=NUM_HEADS)
+        return 4 * p * p * heads * tokens * tokens
+
     # How pixels become tokens and back. Any layout whose fold inverts its unfold gives the same
     # outputs; a subclass may pick the one a runtime runs fastest.
     def unfold(self, y: torch.Tensor, p: int) -> torch.Tensor:

@@ -118,6 +118,17 @@ class MobileVitV2Block(nn.Module):
         self.norm = GroupNorm1(dim)
         self.conv_proj = ConvBnAct(dim, channels, 1, act=None)
 
+    def attention_bytes(self, feature_size: int) -> int:
+        """fp32 bytes of the largest attention tensor of one image whose feature map here is
+        `feature_size` square. Separable attention keeps no N x N matrix: its largest tensor is
+        the qkv projection, [1, 1 + 2 * dim, P, N], linear in the number of patches."""
+        p = self.patch_size
+        patches = math.ceil(feature_size / p) ** 2
+        return 4 * self.qkv_channels() * p * p * patches
+
+    def qkv_channels(self) -> int:
+        return max((m.qkv_proj.out_channels for m in self.transformer.modules() if isinstance(m, LinearSelfAttention)), default=1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.patch_size
         h, w = x.shape[-2:]

@@ -187,3 +187,39 @@ def test_the_cycle_and_deferred_import_checks_see_what_they_look_for(tmp_path):
     assert function_level_imports(modules["mvit.exporters.targets.writer"], allow_third_party=True) == []
     assert function_level_imports(modules["mvit.exporters.targets.writer"], allow_third_party=False) == [
         "writer.py:5 imports onnx inside write()"]
+
+
+def _task_names_compared(path: Path, names: set[str]) -> list[str]:
+    """`x == "segmentation"`, `task in ("classification", ...)` and the like: each a line number and source."""
+    def named(node: ast.AST) -> bool:
+        if isinstance(node, ast.Constant):
+            return node.value in names
+        return isinstance(node, (ast.Tuple, ast.List, ast.Set)) and any(named(e) for e in node.elts)
+
+    source = path.read_text()
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare) and any(isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn)) for op in node.ops):
+            if any(named(operand) for operand in (node.left, *node.comparators)):
+                where = path.relative_to(ROOT) if ROOT in path.parents else path.name
+                found.append(f"{where}:{node.lineno}: {ast.get_source_segment(source, node)}")
+    return found
+
+
+def test_no_task_name_is_compared_as_a_string_outside_its_task_unit():
+    """What differs by task is asked of the task (mvit.exporters.tasks), never decided by its name."""
+    from mvit.exporters.tasks import TASKS
+
+    names = set(TASKS)
+    files = [p for folder in ("exporters", "evaluation", "benchmarks", "mvit") for p in sorted((ROOT / folder).rglob("*.py"))
+             if (ROOT / "exporters" / "tasks") not in p.parents]
+    assert len(files) > 50
+    found = [hit for p in files for hit in _task_names_compared(p, names)]
+    assert found == [], "\n".join(found)
+
+
+def test_the_scan_finds_a_task_name_compared(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text('def f(task):\n    return task == "detection" or task in ("segmentation",) or task != "other"\n')
+    hits = _task_names_compared(sample, {"detection", "segmentation"})
+    assert [h.split(": ", 1)[1] for h in hits] == ['task == "detection"', 'task in ("segmentation",)']

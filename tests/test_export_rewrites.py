@@ -5,6 +5,7 @@ rewritten exports stay byte-deterministic."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 
@@ -17,7 +18,7 @@ from trained_fixtures import CLASSIFIER, FIXTURES, heldout, to_network_input
 from mvit.exporters import api
 from mvit.exporters.cli import main as export_main
 from mvit.exporters.preprocessing import PixelPreprocess
-from mvit.exporters.rewrites import ATTENTION_LAYOUT, CHANNELS_LAST_PATCHES, FOLD_PREPROCESSING, PATCH_LAYOUT, SEPARATE_QKV, SHORT_CONCATS, rewrite_for_export
+from mvit.exporters.rewrites import REWRITES, SIZE_BAKING_REWRITES, rewrite_for_export
 from mvit.exporters.rewrites.attention_layout import HeadMajorAttention
 from mvit.exporters.rewrites.channels_last_patches import ChannelsLastPatchBlock
 from mvit.exporters.rewrites.fold_preprocessing import fold_preprocessing
@@ -28,6 +29,8 @@ from mvit.models import PreprocessSpec
 from mvit.models.fusion import fuse_batchnorm
 from mvit.models.mobilevit_block import Attention, MobileVitBlock
 
+FOLD_PREPROCESSING, PATCH_LAYOUT, ATTENTION_LAYOUT = "fold_preprocessing", "patch_layout", "attention_layout"
+SHORT_CONCATS, CHANNELS_LAST_PATCHES, SEPARATE_QKV = "short_concats", "channels_last_patches", "separate_qkv"
 ALL = frozenset({FOLD_PREPROCESSING, PATCH_LAYOUT, ATTENTION_LAYOUT, SHORT_CONCATS})
 # The two block layouts exclude each other; TFLite's set. (At the fixtures' small size attention_layout
 # would take every attention and leave separate_qkv none: the two together are tested below.)
@@ -129,6 +132,49 @@ def test_channels_last_unfold_gives_the_networks_tokens_in_the_networks_order(p)
     tokens = unfold_channels_last(x, p)
     assert torch.equal(tokens, unfold_patches(x, p, p))  # same values, same order: attention sees the same tensor
     assert torch.equal(fold_channels_last(tokens, 2, 16, 24, p), x)
+
+
+def test_every_rewrite_is_registered_with_what_it_declares():
+    assert set(REWRITES) == {FOLD_PREPROCESSING, PATCH_LAYOUT, ATTENTION_LAYOUT, SHORT_CONCATS, CHANNELS_LAST_PATCHES, SEPARATE_QKV}
+    # The block swaps are traced at one size, so the multi-size graphs leave them out.
+    assert SIZE_BAKING_REWRITES == {PATCH_LAYOUT, CHANNELS_LAST_PATCHES, ATTENTION_LAYOUT}
+    # separate_qkv takes the attentions attention_layout left; both follow the block layouts they read.
+    order = sorted(REWRITES, key=lambda name: REWRITES[name].order)
+    assert order.index(ATTENTION_LAYOUT) < order.index(SEPARATE_QKV)
+    assert order.index(FOLD_PREPROCESSING) == 0
+    assert len({r.order for r in REWRITES.values()}) == len(REWRITES)  # no tie leaves the order to chance
+
+
+def test_applies_to_says_exactly_which_targets_ask_for_each_rewrite():
+    from mvit.exporters.targets import get_target, target_names
+
+    asked = {name: {t for t in target_names() if name in get_target(t).export_rewrites} for name in REWRITES}
+    assert asked == {name: set(rewrite.applies_to) for name, rewrite in REWRITES.items()}
+    for t in target_names():  # a quantised export skips some of its target's rewrites, never names others
+        for skipped in get_target(t).rewrites_skipped_for.values():
+            assert skipped <= get_target(t).export_rewrites
+
+
+def test_rewrites_run_in_registered_order_whatever_order_they_are_named_in(monkeypatch):
+    from mvit.exporters.rewrites.registry import Rewritten
+
+    ran = []
+    for name in (SEPARATE_QKV, ATTENTION_LAYOUT, FOLD_PREPROCESSING):
+        monkeypatch.setitem(REWRITES, name, dataclasses.replace(
+            REWRITES[name], apply=lambda net, context, name=name: ran.append(name) or Rewritten(net)))
+    net = nn.Linear(2, 2)
+    kept, folded, info = rewrite_for_export(net, None, 64, frozenset({SEPARATE_QKV, FOLD_PREPROCESSING, ATTENTION_LAYOUT}))
+    assert ran == [FOLD_PREPROCESSING, ATTENTION_LAYOUT, SEPARATE_QKV]
+    assert kept is net and not folded and info == {}  # nothing changed: the network comes back as it came
+
+
+def test_a_rewrite_name_is_registered_once():
+    from mvit.exporters.rewrites.registry import register_rewrite
+
+    with pytest.raises(ValueError, match="registered twice"):
+        register_rewrite(PATCH_LAYOUT, order=99, applies_to=frozenset())(lambda net, context: None)  # type: ignore[arg-type,return-value]
+    with pytest.raises(ValueError, match="unknown export rewrites"):
+        rewrite_for_export(nn.Identity(), None, 64, frozenset({"no_such_rewrite"}))
 
 
 def test_the_two_block_layouts_are_refused_together():

@@ -118,11 +118,10 @@ def test_onnx_int8_weights_is_traced_without_the_head_major_attention(exported, 
     head-major attention (its per-head 3-D weights) so q/k/v are quantised; forced to keep it,
     those MatMuls stay float rather than making ONNX Runtime refuse the model at load."""
     from mvit.exporters import api
-    from mvit.exporters.rewrites import ATTENTION_LAYOUT
     from mvit.exporters.targets.onnx.target import OnnxTarget
 
     report = _report(exported, "onnx", "int8-weights")
-    assert ATTENTION_LAYOUT not in report["export_rewrites"] and ATTENTION_LAYOUT in _report(exported, "onnx", "int8")["export_rewrites"]
+    assert "attention_layout" not in report["export_rewrites"] and "attention_layout" in _report(exported, "onnx", "int8")["export_rewrites"]
     ranks = _matmul_weight_ranks(exported / report["artefact"])
     assert ranks["quantised"] and set(ranks["quantised"]) == {2} and not ranks["float"], ranks
 
@@ -130,7 +129,7 @@ def test_onnx_int8_weights_is_traced_without_the_head_major_attention(exported, 
     result = api.export_model(None, "onnx", tmp_path, precision="int8-weights", checkpoint=FIXTURE.checkpoint,
                               calibration=calibration_dir)
     assert result.verdict == "pass", result.report["failed"]
-    assert result.report["export_rewrites"][ATTENTION_LAYOUT]["attentions"]
+    assert result.report["export_rewrites"]["attention_layout"]["attentions"]
     ranks = _matmul_weight_ranks(result.path)
     assert set(ranks["float"]) == {3} and set(ranks["quantised"]) == {2}, ranks
 

@@ -3,7 +3,12 @@
 Each rewrite is one small file, applied to a deep copy of the BN-fused network for the module a
 target traces, never to the network as written: verification compares every artefact with that
 network, so it also proves each rewrite exact (within fp32 rounding). A target names the rewrites
-it takes (`ExportTarget.export_rewrites`).
+it takes (`ExportTarget.export_rewrites`); they run in their registered order.
+
+Adding a rewrite: one module here whose entry point is decorated with
+`@register_rewrite(name, order=..., applies_to=...)` (registry.py says what each field means),
+one import line below, its name in the `export_rewrites` of each target it applies to, and its
+own test in tests/test_export_rewrites.py, which also checks that every declaration is true.
 """
 
 from __future__ import annotations
@@ -15,22 +20,14 @@ from torch import nn
 
 from mvit.models import PreprocessSpec
 
-from .attention_layout import SHORT_SEQUENCE, rewrite_attention_layout
-from .channels_last_patches import rewrite_channels_last_patches
-from .fold_preprocessing import fold_preprocessing
-from .patch_layout import rewrite_patch_layout
-from .separate_qkv import rewrite_separate_qkv
-from .short_concats import rewrite_short_concats
+# Each module registers its rewrite on import.
+from . import attention_layout, channels_last_patches, fold_preprocessing, patch_layout, separate_qkv, short_concats  # noqa: F401
+from .registry import REWRITES, Rewrite, RewriteContext, in_order
 
-FOLD_PREPROCESSING = "fold_preprocessing"
-PATCH_LAYOUT = "patch_layout"
-ATTENTION_LAYOUT = "attention_layout"
-SHORT_CONCATS = "short_concats"
-CHANNELS_LAST_PATCHES = "channels_last_patches"
-SEPARATE_QKV = "separate_qkv"
-KNOWN_REWRITES = frozenset({FOLD_PREPROCESSING, PATCH_LAYOUT, ATTENTION_LAYOUT, SHORT_CONCATS, CHANNELS_LAST_PATCHES, SEPARATE_QKV})
-# Rewrites that swap a MobileViT block, and so exclude each other.
-_BLOCK_LAYOUTS = frozenset({PATCH_LAYOUT, CHANNELS_LAST_PATCHES})
+KNOWN_REWRITES = frozenset(REWRITES)
+SIZE_BAKING_REWRITES = frozenset(name for name, rewrite in REWRITES.items() if rewrite.bakes_size)
+
+__all__ = ["KNOWN_REWRITES", "REWRITES", "SIZE_BAKING_REWRITES", "Rewrite", "rewrite_for_export"]
 
 
 def rewrite_for_export(fused: nn.Module, preprocess: PreprocessSpec | None, image_size: int,
@@ -38,41 +35,20 @@ def rewrite_for_export(fused: nn.Module, preprocess: PreprocessSpec | None, imag
     """(network to trace, whether `preprocess` now lives in its first conv, what was rewritten).
 
     `fused` itself is never changed; with nothing to rewrite it is returned as it came."""
-    unknown = set(rewrites) - KNOWN_REWRITES
-    if unknown:
-        raise ValueError(f"unknown export rewrites {sorted(unknown)}")
-    if len(set(rewrites) & _BLOCK_LAYOUTS) > 1:
-        raise ValueError(f"export rewrites {sorted(set(rewrites) & _BLOCK_LAYOUTS)} exclude each other")
-    if not rewrites:
+    chosen = in_order(frozenset(rewrites))
+    if not chosen:
         return fused, False, {}
     net = copy.deepcopy(fused).eval()
+    context = RewriteContext(preprocess, image_size)
     info: dict[str, Any] = {}
-    folded = False
-    if FOLD_PREPROCESSING in rewrites and preprocess is not None:
-        decision = fold_preprocessing(net, preprocess, image_size)
-        folded = decision.folded
-        info[FOLD_PREPROCESSING] = {"folded": decision.folded, "why": decision.reason}
-    if CHANNELS_LAST_PATCHES in rewrites:
-        blocks = rewrite_channels_last_patches(net)
-        if blocks:
-            info[CHANNELS_LAST_PATCHES] = {"blocks": blocks, "layout": "one channels-last permute per unfold and fold"}
-    if PATCH_LAYOUT in rewrites:
-        blocks = rewrite_patch_layout(net, pointwise_on_tokens=True)
-        if blocks:
-            info[PATCH_LAYOUT] = {"blocks": blocks, "layout": "space-to-depth, 1x1 convs on the tokens"}
-    if ATTENTION_LAYOUT in rewrites:
-        attentions = rewrite_attention_layout(net, image_size, SHORT_SEQUENCE)
-        if attentions:
-            info[ATTENTION_LAYOUT] = {"attentions": attentions, "layout": "head-major, key transpose in the matmul",
-                                      "where": f"attention over at most {SHORT_SEQUENCE} patches"}
-    if SEPARATE_QKV in rewrites:  # after attention_layout: takes the attentions it left
-        attentions = rewrite_separate_qkv(net)
-        if attentions:
-            info[SEPARATE_QKV] = {"attentions": attentions, "layout": "q, k and v as three linear layers, k made transposed"}
-    if SHORT_CONCATS in rewrites:
-        net, swapped = rewrite_short_concats(net)
-        if swapped:
-            info[SHORT_CONCATS] = {"ssd_heads": "concatenated in groups of at most 3"}
-    if not folded and not set(info) - {FOLD_PREPROCESSING}:
+    folded = changed = False
+    for rewrite in chosen:
+        done = rewrite.apply(net, context)
+        net = done.net
+        folded |= done.folded_preprocessing
+        changed |= done.changed
+        if done.report is not None:
+            info[rewrite.name] = done.report
+    if not changed:
         return fused, False, info  # nothing changed: trace the network as it is
     return net, folded, info

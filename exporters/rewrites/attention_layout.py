@@ -22,9 +22,10 @@ import torch
 from torch import nn
 
 from mvit.models.mobilevit_block import Attention
+from mvit.models.probe import inputs_of
 
-from ..probe import inputs_of
 from .qkv_parts import qkv_parts
+from .registry import RewriteContext, Rewritten, register_rewrite
 from .swap import swap_modules
 
 # Head-major only for attention over at most this many patches (ONNX Runtime, 100-pair `ab`
@@ -75,3 +76,11 @@ def rewrite_attention_layout(net: nn.Module, image_size: int, max_tokens: int | 
     lengths = {attention: shape[1] for attention, shape in inputs_of(net, Attention, image_size)}
     return swap_modules(net, Attention, HeadMajorAttention,
                         where=lambda m: max_tokens is None or lengths.get(m, max_tokens + 1) <= max_tokens)
+
+
+@register_rewrite("attention_layout", order=40, applies_to=frozenset({"onnx"}), bakes_size=True)
+def attention_layout_rewrite(net: nn.Module, context: RewriteContext) -> Rewritten:
+    attentions = rewrite_attention_layout(net, context.image_size, SHORT_SEQUENCE)
+    report = {"attentions": attentions, "layout": "head-major, key transpose in the matmul",
+              "where": f"attention over at most {SHORT_SEQUENCE} patches"}
+    return Rewritten(net, report, changed=True) if attentions else Rewritten(net)

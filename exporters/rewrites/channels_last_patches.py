@@ -20,6 +20,7 @@ from torch import nn
 
 from mvit.models.mobilevit_block import MobileVitBlock
 
+from .registry import RewriteContext, Rewritten, register_rewrite
 from .swap import adopt_block, swap_modules
 
 
@@ -56,3 +57,11 @@ class ChannelsLastPatchBlock(MobileVitBlock):
 def rewrite_channels_last_patches(net: nn.Module) -> list[str]:
     """Swap every MobileViT v1 block of `net` (a copy the caller owns); returns their names."""
     return swap_modules(net, MobileVitBlock, ChannelsLastPatchBlock)
+
+
+@register_rewrite("channels_last_patches", order=20, applies_to=frozenset({"tflite"}),
+                  excludes=frozenset({"patch_layout"}), bakes_size=True)
+def channels_last_patches_rewrite(net: nn.Module, context: RewriteContext) -> Rewritten:
+    blocks = rewrite_channels_last_patches(net)
+    report = {"blocks": blocks, "layout": "one channels-last permute per unfold and fold"}
+    return Rewritten(net, report, changed=True) if blocks else Rewritten(net)

@@ -20,6 +20,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from mvit.models import PreprocessSpec
 
+from .registry import RewriteContext, Rewritten, register_rewrite
+
 aten = torch.ops.aten
 _CONVOLUTIONS = {aten.convolution.default, aten.conv2d.default, aten._convolution.default}
 
@@ -109,3 +111,12 @@ def _only_consumer_of_input(net: nn.Module, image_size: int) -> tuple[str, nn.Co
     if len(probe.ops) != 1 or probe.ops[0] not in _CONVOLUTIONS:
         return f"the network input is read by {len(probe.ops)} ops, not by its first conv alone"
     return first[0], convs[first[0]]
+
+
+@register_rewrite("fold_preprocessing", order=10, applies_to=frozenset({"onnx", "tflite"}))
+def fold_preprocessing_rewrite(net: nn.Module, context: RewriteContext) -> Rewritten:
+    if context.preprocess is None:
+        return Rewritten(net)
+    decision = fold_preprocessing(net, context.preprocess, context.image_size)
+    return Rewritten(net, {"folded": decision.folded, "why": decision.reason}, changed=decision.folded,
+                     folded_preprocessing=decision.folded)

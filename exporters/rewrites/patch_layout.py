@@ -21,6 +21,7 @@ from torch import nn
 
 from mvit.models.mobilevit_block import MobileVitBlock
 
+from .registry import RewriteContext, Rewritten, register_rewrite
 from .swap import adopt_block, swap_modules
 
 
@@ -135,3 +136,11 @@ def rewrite_patch_layout(net: nn.Module, pointwise_on_tokens: bool = False) -> l
     """Swap every MobileViT v1 block of `net` (a copy the caller owns) for the layout above;
     returns the names of the blocks swapped."""
     return swap_modules(net, MobileVitBlock, lambda block: SpaceToDepthMobileVitBlock(block, pointwise_on_tokens))
+
+
+@register_rewrite("patch_layout", order=30, applies_to=frozenset({"onnx"}),
+                  excludes=frozenset({"channels_last_patches"}), bakes_size=True)
+def patch_layout_rewrite(net: nn.Module, context: RewriteContext) -> Rewritten:
+    blocks = rewrite_patch_layout(net, pointwise_on_tokens=True)
+    report = {"blocks": blocks, "layout": "space-to-depth, 1x1 convs on the tokens"}
+    return Rewritten(net, report, changed=True) if blocks else Rewritten(net)

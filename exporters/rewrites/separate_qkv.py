@@ -22,6 +22,7 @@ from torch import nn
 from mvit.models.mobilevit_block import Attention
 
 from .qkv_parts import qkv_parts
+from .registry import RewriteContext, Rewritten, register_rewrite
 from .swap import swap_modules
 
 
@@ -58,3 +59,11 @@ def rewrite_separate_qkv(net: nn.Module) -> list[str]:
     """Swap every MobileViT v1 attention of `net` (a copy the caller owns) still as written (those
     attention_layout took are left); returns their names."""
     return swap_modules(net, Attention, SeparateQkvAttention)
+
+
+# After attention_layout: takes the attentions it left.
+@register_rewrite("separate_qkv", order=50, applies_to=frozenset({"tflite"}))
+def separate_qkv_rewrite(net: nn.Module, context: RewriteContext) -> Rewritten:
+    attentions = rewrite_separate_qkv(net)
+    report = {"attentions": attentions, "layout": "q, k and v as three linear layers, k made transposed"}
+    return Rewritten(net, report, changed=True) if attentions else Rewritten(net)

@@ -13,6 +13,7 @@ from torch import nn
 
 from mvit.models.ssdlite import SSDLite
 
+from .registry import RewriteContext, Rewritten, register_rewrite
 from .swap import swap_modules
 
 GROUP = 3
@@ -45,3 +46,9 @@ def rewrite_short_concats(net: nn.Module) -> tuple[nn.Module, bool]:
     if type(net) is SSDLite:
         return GroupedConcatSSDLite(net), True
     return net, bool(swap_modules(net, SSDLite, GroupedConcatSSDLite))
+
+
+@register_rewrite("short_concats", order=60, applies_to=frozenset({"tflite"}))
+def short_concats_rewrite(net: nn.Module, context: RewriteContext) -> Rewritten:
+    net, swapped = rewrite_short_concats(net)
+    return Rewritten(net, {"ssd_heads": "concatenated in groups of at most 3"}, changed=True) if swapped else Rewritten(net)

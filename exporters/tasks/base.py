@@ -56,6 +56,13 @@ class ExportTask(Protocol):
     name: str
     options: frozenset[str]  # task-only options it takes ("mask", "raw_detection", "nms")
     coreml_preview: str | None  # Xcode preview type ("imageClassifier"...), None: no preview fits
+    # What mvit-eval reports for it, (key, column title), the headline metric first; () when
+    # there is no labelled data to score it against.
+    metrics: tuple[tuple[str, str], ...]
+    classifier: bool  # class probabilities first: CoreML's classifier type carries them with the labels
+    preview_labels: bool  # Xcode's preview names the classes from labels in the preview params
+    class_map_beside_logits: bool  # a CoreML package adds the class per pixel beside logits (Xcode's segmenter reads it)
+    multi_size: bool  # one artefact may serve several input sizes (False: anchors and NMS are built for one)
 
     def head(self, net: nn.Module, original: nn.Module, image_size: int, options: ExportOptions,
              class_id_output: bool) -> Head:

@@ -63,6 +63,11 @@ class ClassificationTask:
     name = "classification"
     options: frozenset[str] = frozenset()
     coreml_preview: str | None = "imageClassifier"
+    metrics: tuple[tuple[str, str], ...] = (("top1", "top-1"), ("top5", "top-5"))
+    classifier = True
+    preview_labels = False
+    class_map_beside_logits = False
+    multi_size = True
 
     def head(self, net: nn.Module, original: nn.Module, image_size: int, options: ExportOptions,
              class_id_output: bool) -> Head:

@@ -168,6 +168,11 @@ class DetectionTask:
     name = "detection"
     options: frozenset[str] = frozenset({"raw_detection", "nms"})
     coreml_preview: str | None = "objectDetector"
+    metrics: tuple[tuple[str, str], ...] = (("map", "mAP@[.5:.95]"), ("map50", "mAP@.5"))
+    classifier = False
+    preview_labels = True
+    class_map_beside_logits = False
+    multi_size = False
 
     def head(self, net: nn.Module, original: nn.Module, image_size: int, options: ExportOptions,
              class_id_output: bool) -> Head:

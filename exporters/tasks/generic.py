@@ -23,6 +23,11 @@ class GenericTask:
     name = "generic"
     options: frozenset[str] = frozenset()
     coreml_preview: str | None = None
+    metrics: tuple[tuple[str, str], ...] = ()
+    classifier = False
+    preview_labels = False
+    class_map_beside_logits = False
+    multi_size = True
 
     def head(self, net: nn.Module, original: nn.Module, image_size: int, options: ExportOptions,
              class_id_output: bool) -> Head:

@@ -82,6 +82,11 @@ class SegmentationTask:
     name = "segmentation"
     options: frozenset[str] = frozenset({"mask"})
     coreml_preview: str | None = "imageSegmenter"
+    metrics: tuple[tuple[str, str], ...] = (("miou", "mIoU"), ("pixel_accuracy", "pixel accuracy"))
+    classifier = False
+    preview_labels = True
+    class_map_beside_logits = True
+    multi_size = True
 
     def head(self, net: nn.Module, original: nn.Module, image_size: int, options: ExportOptions,
              class_id_output: bool) -> Head:

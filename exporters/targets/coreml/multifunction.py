@@ -27,11 +27,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from mvit.models.facts import resizes_at
+
 from ... import api
 from ...base import ExportError, ExportRequest, Runner
-from ...dynamic_shapes import blocks_needing_resize, for_every_size, size_generic
+from ...dynamic_shapes import for_every_size, size_generic
 from ...multisize import ENUMERATED_KEY, FUNCTIONS_KEY, SizedExport
 from ...stages import artefact_size_bytes, build_for_target, export_request
+from ...tasks import get_task
 from .compact import compact_program
 from .reference import MilReferenceRunner
 from .reference.evaluator import ProgramEvaluator
@@ -106,7 +109,7 @@ def write_enumerated(entries: list[SizedExport], path: Path, precision: str) -> 
         layout = {"RGB": ct.colorlayout.RGB, "BGR": ct.colorlayout.BGR}[request.preprocess.get("channel_order", "RGB")]
         image = ct.ImageType(name="image", shape=shapes, scale=scale, bias=[float(b) for b in bias], color_layout=layout)
     example = torch.rand(request.input_shape, generator=torch.Generator().manual_seed(0))
-    with size_generic(_fold_channel_scale(request), blocks_needing_resize(first.fused, sizes)) as generic, torch.no_grad():
+    with size_generic(_fold_channel_scale(request), resizes_at(first.fused, sizes)) as generic, torch.no_grad():
         traced = torch.jit.trace(generic, example)
     names = classifier_tensor_names(request.task, list(request.output_names))
     mlmodel = ct.convert(traced, convert_to="mlprogram", inputs=[image],
@@ -122,7 +125,7 @@ def write_enumerated(entries: list[SizedExport], path: Path, precision: str) -> 
 def _save_like_single_size(mlmodel: Any, request: ExportRequest, path: Path) -> None:
     """The finishing steps of CoreMLTarget.export (probabilities name, metadata, deterministic bytes)."""
 
-    if request.task == "classification":
+    if get_task(request.task).classifier:
         mlmodel = _rename_probabilities(mlmodel, request.output_names[0])
     mlmodel.author = "mvit"
     mlmodel.license = "Weights: see the licence of the checkpoint they came from."

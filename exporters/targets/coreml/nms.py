@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from mvit.models.detection_postprocess import NmsSettings
+
 
 def centre_size_and_foreground(mb: Any, boxes: Any, probs: Any) -> tuple[Any, Any]:
     """MIL ops: xyxy boxes [1,A,4] -> centre/size [1,A,4]; probabilities [1,A,C+1] -> foreground
@@ -28,12 +30,12 @@ def centre_size_and_foreground(mb: Any, boxes: Any, probs: Any) -> tuple[Any, An
     return mb.concat(values=[centre, size], axis=-1), foreground
 
 
-def append_nms(program: Any, settings: dict[str, Any], output_names: list[str]) -> None:
+def append_nms(program: Any, settings: NmsSettings, output_names: list[str]) -> None:
     from coremltools.converters.mil import Builder as mb
     from coremltools.converters.mil.mil.scope import ScopeInfo, ScopeSource
 
     boxes_name, scores_name, class_ids_name = output_names[:3]
-    k = int(settings.get("max_detections", 200))
+    k = int(settings.max_detections)
     function = program.functions["main"]
     # The torch frontend's validation wants every op to carry a torch module scope.
     scopes = (
@@ -46,8 +48,8 @@ def append_nms(program: Any, settings: dict[str, Any], output_names: list[str]) 
         kept_boxes, kept_probs, _, count = mb.non_maximum_suppression(
             boxes=centre_size,
             scores=foreground,
-            iou_threshold=np.float32(settings.get("iou_threshold", 0.5)),
-            score_threshold=np.float32(settings.get("score_threshold", 0.05)),
+            iou_threshold=np.float32(settings.iou_threshold),
+            score_threshold=np.float32(settings.score_threshold),
             max_boxes=k,
             per_class_suppression=True,
         )

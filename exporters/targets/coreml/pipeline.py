@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from mvit.models.detection_postprocess import NmsSettings
+
 from .nms import centre_size_and_foreground
 
 CLASS_AXIS_MULTIPLE = 80
@@ -77,7 +79,7 @@ def nms_labels(labels: list[str]) -> list[str]:
     return foreground + [PADDING_LABEL.format(i) for i in range(len(foreground), padded_class_count(len(foreground)))]
 
 
-def build_pipeline(program_model: Any, labels: list[str], settings: dict[str, Any]) -> Any:
+def build_pipeline(program_model: Any, labels: list[str], settings: NmsSettings) -> Any:
     """ML Program + NonMaximumSuppression as one pipeline MLModel (weights stay the program's).
 
     `labels` are the NMS model's labels (nms_labels), one per confidence column.
@@ -115,11 +117,11 @@ def build_pipeline(program_model: Any, labels: list[str], settings: dict[str, An
     return ct.models.MLModel(spec, weights_dir=program_model.weights_dir, skip_model_load=True)
 
 
-def _nms_spec(stage: Any, labels: list[str], settings: dict[str, Any]) -> Any:
+def _nms_spec(stage: Any, labels: list[str], settings: NmsSettings) -> Any:
     from coremltools.proto import Model_pb2
 
-    iou, confidence = float(settings.get("iou_threshold", 0.5)), float(settings.get("score_threshold", 0.05))
-    max_boxes = int(settings.get("max_detections", 200))
+    iou, confidence = float(settings.iou_threshold), float(settings.score_threshold)
+    max_boxes = int(settings.max_detections)
     spec = Model_pb2.Model()
     spec.specificationVersion = stage.specificationVersion
     outputs = {o.name: o for o in stage.description.output}

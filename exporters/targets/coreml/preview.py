@@ -67,7 +67,7 @@ def preview_for(task: str, options: ExportOptions, outputs: list[str] | None = N
 
 def adds_class_map(task: str, output_names: list[str]) -> bool:
     """A segmenter that outputs logits gets the class map beside them; `--mask` already is one."""
-    return task == "segmentation" and output_names == ["logits"]
+    return get_task(task).class_map_beside_logits and output_names == ["logits"]
 
 
 class LogitsAndClassMap(nn.Module):
@@ -109,7 +109,7 @@ def preview_metadata(request: ExportRequest) -> dict[str, str]:
     else:
         meta[PREVIEW_TYPE_KEY] = preview.type
         meta["xcode_preview_note"] = preview.note
-    if request.task in ("segmentation", "detection"):
+    if get_task(request.task).preview_labels:
         # Xcode's previews name the classes from these params; the object detector's must be the
         # NMS model's, column for column (background dropped, padding columns named).
         labels = nms_labels(list(request.labels)) if preview.type == "objectDetector" else list(request.labels)

@@ -26,6 +26,7 @@ from torch import nn
 from mvit.exporters.targets.coreml.reference import MilReferenceRunner
 
 from ...base import ExportError, ExportOptions, ExportRequest, MultiSizeWriter, Runner, importable
+from ...tasks import get_task
 from ...wrappers import NMS_OUTPUT_NAMES
 from .nms import append_nms
 from .pipeline import NMS_FORMS, VISION_OUTPUTS, append_vision_outputs, build_pipeline, nms_labels
@@ -87,7 +88,7 @@ class CoreMLTarget:
 
     def export(self, request: ExportRequest, path: Path) -> None:
         mlmodel = _convert(request)
-        if request.task == "classification":
+        if get_task(request.task).classifier:
             mlmodel = _rename_probabilities(mlmodel, request.output_names[0])
         mlmodel.author = request.metadata.get("author", "mvit")
         mlmodel.license = request.metadata.get(
@@ -211,7 +212,7 @@ def _convert(request: ExportRequest) -> Any:
     # built from the traced network in fp32; the fp16 pass runs over the whole program in the
     # second conversion and keeps the outputs fp32.
     program = ct.convert(traced, convert_to="milinternal", compute_precision=ct.precision.FLOAT32, **common)
-    settings = request.options.nms_dict()
+    settings = request.options.nms
     assert settings is not None  # `nms` above
     if nms_form(request.options) == "program":
 
@@ -248,13 +249,13 @@ _CLASSIFIER_TENSOR = "class_probabilities_tensor"
 def classifier_tensor_names(task: str, output_names: list[str]) -> list[str]:
     """The traced outputs' names in the program: a classifier's probabilities tensor is renamed so
     the interface name stays free for the `classify` op's output."""
-    return [_CLASSIFIER_TENSOR, *output_names[1:]] if task == "classification" else list(output_names)
+    return [_CLASSIFIER_TENSOR, *output_names[1:]] if get_task(task).classifier else list(output_names)
 
 
 def classifier_config(task: str, labels: list[str], output_names: list[str]) -> Any:
     import coremltools as ct
 
-    if task != "classification":
+    if not get_task(task).classifier:
         return None
     return ct.ClassifierConfig(list(labels), predicted_feature_name="classLabel",
                                predicted_probabilities_output=output_names[0])
@@ -392,7 +393,7 @@ def _metadata(request: ExportRequest, spec: Any) -> dict[str, str]:
             meta["input_channel_factor"] = json.dumps(list(map(float, factor)))
     meta.update(preview_metadata(request))  # Xcode's preview keys, and the class map's output name
     if request.options.nms is not None:
-        meta["nms"] = json.dumps(request.options.nms_dict(), sort_keys=True, default=str)
+        meta["nms"] = json.dumps(request.options.nms.as_dict(), sort_keys=True, default=str)
         meta["nms_form"] = nms_form(request.options)
         if meta["nms_form"] == "vision":
             # Defaults of the pipeline's optional threshold inputs, readable without parsing the NMS model.

@@ -15,8 +15,10 @@ from typing import Any
 import onnx
 import torch
 
+from mvit.models.facts import resizes_at
+
 from ...base import ExportError, Runner
-from ...dynamic_shapes import blocks_needing_resize, for_every_size, size_generic
+from ...dynamic_shapes import for_every_size, size_generic
 from ...multisize import FUNCTIONS_KEY, SizedExport
 from ...stages import build_for_target, export_request
 from ...wrappers import INPUT_NAME
@@ -32,7 +34,7 @@ def write_dynamic(entries: list[SizedExport], path: Path, precision: str) -> dic
     if opts.dynamic_batch:
         axes[0] = "batch"
     dynamic = {INPUT_NAME: axes, **{n: {0: "batch"} for n in built.output_names if opts.dynamic_batch}}
-    always_resize = blocks_needing_resize(first.fused, [e.image_size for e in entries])
+    always_resize = resizes_at(first.fused, [e.image_size for e in entries])
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad(), size_generic(built.module, always_resize) as module:
         warnings.simplefilter("ignore")

@@ -20,6 +20,7 @@ import onnx
 import torch
 from onnx import TensorProto, external_data_helper, helper, numpy_helper
 
+from mvit.models.detection_postprocess import NmsSettings
 from mvit.reading import check_regular
 
 from ...base import ExportError, ExportRequest, TargetDefaults, importable
@@ -111,14 +112,14 @@ class OnnxRunner:
         return dict(zip(self.output_names, self.session.run(self.output_names, feed)))
 
 
-def _append_nms(model: onnx.ModelProto, boxes: str, scores: str, settings: dict) -> None:
+def _append_nms(model: onnx.ModelProto, boxes: str, scores: str, settings: NmsSettings) -> None:
     """Per-class NonMaxSuppression on decoded boxes [N,A,4] and softmax scores [N,A,C], class 0
     (background) excluded, then the best `max_detections` overall by score.
 
     Outputs boxes [K,4], scores [K], class_ids [K] (int64, model class index) and batch_index [K].
     """
     g = model.graph
-    max_det = int(settings["max_detections"])
+    max_det = int(settings.max_detections)
 
     def const(name: str, value, dtype) -> str:
         g.initializer.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
@@ -134,7 +135,7 @@ def _append_nms(model: onnx.ModelProto, boxes: str, scores: str, settings: dict)
         helper.make_node(
             "NonMaxSuppression",
             [boxes, "nms_fg_scores", const("nms_max_per_class", [max_det], np.int64),
-             const("nms_iou", [settings["iou_threshold"]], np.float32), const("nms_score", [settings["score_threshold"]], np.float32)],
+             const("nms_iou", [settings.iou_threshold], np.float32), const("nms_score", [settings.score_threshold], np.float32)],
             ["nms_selected"],
         ),
         # selected rows are (batch, class - 1, anchor).
@@ -226,7 +227,7 @@ class OnnxTarget(TargetDefaults):
         return importable("onnx", "onnxruntime", "onnxslim")
 
     def export(self, request: ExportRequest, path: Path) -> None:
-        nms = request.options.nms_dict()
+        nms = request.options.nms
         traced_names = [f"decoded_{n}" for n in request.output_names] if nms else list(request.output_names)
         dynamic = None
         if request.dynamic_batch:

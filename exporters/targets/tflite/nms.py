@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from mvit.models.detection_postprocess import NmsSettings
+
 OP_NAME = "TFLite_Detection_PostProcess"
 # Names of the intermediate outputs the op reads, then of the artefact's final outputs.
 ENCODINGS, CLASS_SCORES = "box_encodings", "class_scores"
@@ -45,7 +47,7 @@ class SsdEncodings(nn.Module):
         return {ENCODINGS: torch.cat([centre, torch.log(size)], dim=-1), CLASS_SCORES: probs}
 
 
-def append_detection_postprocess(content: bytes, settings: dict[str, Any], num_classes: int) -> bytes:
+def append_detection_postprocess(content: bytes, settings: NmsSettings, num_classes: int) -> bytes:
     """`num_classes` counts the background column (index 0), which the op skips."""
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
@@ -56,7 +58,7 @@ def append_detection_postprocess(content: bytes, settings: dict[str, Any], num_c
     by_name = {_decode(t.name): t.tensorIndex for t in signature.outputs}
     encodings, scores = by_name[ENCODINGS], by_name[CLASS_SCORES]
     num_anchors = int(subgraph.tensors[encodings].shape[1])
-    k = int(settings.get("max_detections", 200))
+    k = int(settings.max_detections)
     f32, i32 = schema.TensorType.FLOAT32, schema.TensorType.INT32
 
     identity_anchors = np.tile(np.array([0.0, 0.0, 1.0, 1.0], dtype=np.float32), (num_anchors, 1))
@@ -74,8 +76,8 @@ def append_detection_postprocess(content: bytes, settings: dict[str, Any], num_c
         "max_classes_per_detection": 1,
         "detections_per_class": k,
         "use_regular_nms": True,
-        "nms_score_threshold": float(settings.get("score_threshold", 0.05)),
-        "nms_iou_threshold": float(settings.get("iou_threshold", 0.5)),
+        "nms_score_threshold": float(settings.score_threshold),
+        "nms_iou_threshold": float(settings.iou_threshold),
         "num_classes": num_classes - 1,
         "y_scale": 1.0, "x_scale": 1.0, "h_scale": 1.0, "w_scale": 1.0,
     }

@@ -58,7 +58,7 @@ class TFLiteTarget(TargetDefaults):
     def export(self, request: ExportRequest, path: Path) -> None:
         import litert_torch
 
-        nms = request.options.nms_dict()
+        nms = request.options.nms
         module: nn.Module = _NamedOutputs(request.module, request.output_names)
         if nms is not None:
 
@@ -153,9 +153,9 @@ def _metadata(request: ExportRequest) -> dict[str, Any]:
     meta["channel_order"] = str(request.preprocess.get("channel_order", "RGB"))
     meta["image_scale"] = repr(float(request.preprocess["scale"]))
     meta["weights_precision"] = request.precision
-    nms = request.options.nms_dict()
+    nms = request.options.nms
     if nms is not None:
-        meta["nms"] = json.dumps({"op": "TFLite_Detection_PostProcess", **nms}, sort_keys=True, default=str)
+        meta["nms"] = json.dumps({"op": "TFLite_Detection_PostProcess", **nms.as_dict()}, sort_keys=True, default=str)
     return meta
 
 

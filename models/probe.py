@@ -10,9 +10,9 @@ from torch import nn
 M = TypeVar("M", bound=nn.Module)
 
 
-def inputs_of(net: nn.Module, kind: type[M], image_size: int) -> list[tuple[M, torch.Size]]:
-    """(module, shape of its first input) for each call of a `kind` submodule, in call order, when
-    `net` runs on one zero image of `image_size`; the network's own exceptions pass through."""
+def inputs_of(net: nn.Module, kind: type[M] | tuple[type[M], ...], image_size: int) -> list[tuple[M, torch.Size]]:
+    """(module, shape of its first input) for each call of a `kind` submodule (or of any of several
+    kinds), in call order, when `net` runs on one zero image of `image_size`; the network's own exceptions pass through."""
     seen: list[tuple[M, torch.Size]] = []
 
     def record(module: M, args: tuple[torch.Tensor, ...]) -> None:  # None: the input stays as it is
