@@ -214,7 +214,8 @@ def load_pytorch(model: BenchModel, threads: int, x: np.ndarray) -> LoadedModel:
         module = fuse_batchnorm(module)
     except ValueError:
         pass
-    module = module.to(memory_format=torch.channels_last)
+    # Module.to accepts memory_format at run time; torch's stubs list only device/dtype/tensor.
+    module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     load_ms = (time.perf_counter() - start) * 1e3
     warm_heap()
     # Eager modules take the normalised tensor; the pixel->tensor affine is outside the timing.

@@ -88,8 +88,8 @@ def decide(ratio: float, ci_low: float, ci_high: float, threshold: float) -> tup
 
 
 def compare_samples(
-    base_ms: Sequence[float],
-    candidate_ms: Sequence[float],
+    base_ms: Sequence[float] | np.ndarray,
+    candidate_ms: Sequence[float] | np.ndarray,
     *,
     paired: bool = False,
     threshold: float = DEFAULT_THRESHOLD,
