@@ -57,8 +57,8 @@ def noisy(true_ms: float, states: np.ndarray, m: Machine, rng: np.random.Generat
     return true_ms * states * jitter * spikes
 
 
-# (label, paired, unpaired quantile): the two methods mvit-bench uses, and the ratio of medians
-# for unpaired data that the p10 statistic replaced, kept here as the yardstick.
+# (label, paired, unpaired quantile): the two methods mvit-bench uses, and the unpaired ratio of
+# medians as the yardstick the p10 statistic is judged against.
 METHODS = (("ab: paired, median of ratios", True, 0.5),
            ("compare: unpaired, p10 ratio", False, 0.10),
            ("(not used) unpaired, median ratio", False, 0.5))

@@ -5,8 +5,7 @@
 
 - `hf_mobilevit_<size>/`: a Hugging Face folder (config.json + model.safetensors) of
   transformers' `MobileViTForImageClassification`, seeded random weights with sensible scales
-  (transformers' default init gives denormal activations, which ONNX Runtime runs 15x slower:
-  shared/reference/measured.md),
+  (transformers' default init gives denormal activations, which ONNX Runtime runs 15x slower),
 - `peer_mobilevit_<size>_A_256.onnx`: that model through `torch.onnx.export` (TorchScript exporter,
   opset 18, constant folding), the form optimum writes: logits out, the normalised tensor in,
 - `peer_mobilevit_<size>_A_256.tflite`: the same model through `litert_torch.convert`,

@@ -1,4 +1,4 @@
-"""Several input sizes (and patch configs) in one artefact per target (issue 11).
+"""Several input sizes (and patch configs) in one artefact per target.
 
 MobileViT has no positional embedding, so one set of weights serves every size; flexible input
 shapes cost the Neural Engine, so each target gets the form that keeps fixed shapes where it can:
