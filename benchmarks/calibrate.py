@@ -10,7 +10,7 @@ Simulated latencies: true time t (1.0 for the base, `ratio` for the candidate) t
 Paired (interleaved `ab`): pair i shares the machine state, the two runs get their own jitter
 and spikes. Unpaired (`compare` of two files): the base's runs come first, then the
 candidate's, each walking its own stretch of the chain, as two separate runs do.
-A rate is the fraction of trials with that verdict; the table is what docs/benchmarks.md quotes.
+A rate is the fraction of trials with that verdict; the table is what docs/benchmark-results.md quotes.
 """
 
 from __future__ import annotations
