@@ -3,7 +3,7 @@
 The two artefacts take turns in short blocks (benchmarks/timing.py: 4 calls, the first 2 untimed)
 in ABBA order (base, cand, cand, base, ...), so both see the same machine state and whichever goes
 second alternates (no systematic cache or turbo advantage); each runtime stops its threads
-spinning when a call returns, so neither slows the other (issue 14). Pair i = the i-th timed base
+spinning when a call returns, so neither slows the other (benchmarks/timing.py). Pair i = the i-th timed base
 run and the i-th timed candidate run, from the same round; the verdict uses their paired ratios
 (benchmarks/verdict.py).
 """
@@ -32,7 +32,7 @@ from .runtimes import (
 from .timing import Blocks, time_interleaved
 from .verdict import DEFAULT_THRESHOLD, Comparison, compare_samples
 
-# Measured (issue 14): within 1-5% of each runtime's solo median, at twice the calls of
+# Measured (docs/benchmark-results.md, `solo_check`): within 1-5% of each runtime's solo median, at twice the calls of
 # call-by-call alternation.
 BLOCKS = Blocks(calls=4, discard=2)
 

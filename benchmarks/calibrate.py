@@ -10,7 +10,7 @@ Simulated latencies: true time t (1.0 for the base, `ratio` for the candidate) t
 Paired (interleaved `ab`): pair i shares the machine state, the two runs get their own jitter
 and spikes. Unpaired (`compare` of two files): the base's runs come first, then the
 candidate's, each walking its own stretch of the chain, as two separate runs do.
-A rate is the fraction of trials with that verdict; the table is what docs/benchmarks.md quotes.
+A rate is the fraction of trials with that verdict; the table is what docs/benchmark-results.md quotes.
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ def noisy(true_ms: float, states: np.ndarray, m: Machine, rng: np.random.Generat
     return true_ms * states * jitter * spikes
 
 
-# (label, paired, unpaired quantile): the two methods mvit-bench uses, and the ratio of medians
-# for unpaired data that the p10 statistic replaced, kept here as the yardstick.
+# (label, paired, unpaired quantile): the two methods mvit-bench uses, and the unpaired ratio of
+# medians as the yardstick the p10 statistic is judged against.
 METHODS = (("ab: paired, median of ratios", True, 0.5),
            ("compare: unpaired, p10 ratio", False, 0.10),
            ("(not used) unpaired, median ratio", False, 0.5))

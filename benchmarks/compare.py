@@ -10,12 +10,13 @@ Interleaved measurements (`mvit-bench ab`) are the robust way to compare on a sh
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .report import runtime_label
-from .verdict import DEFAULT_THRESHOLD, UNPAIRED_QUANTILE, Comparison, Verdict, compare_samples
+from .verdict import DEFAULT_MIN_RUNS, DEFAULT_SEED, DEFAULT_THRESHOLD, UNPAIRED_QUANTILE, Comparison, Verdict, compare_samples
 
 DECISIVE = (Verdict.REGRESSION, Verdict.IMPROVEMENT)
 
@@ -54,13 +55,8 @@ def _undecided(c: Comparison, why: str) -> Comparison:
 
 
 def compare_documents(base: dict, candidate: dict, *, threshold: float = DEFAULT_THRESHOLD,
-                      min_runs: int | None = None, seed: int | None = None) -> tuple[list[RowComparison], list[str]]:
+                      min_runs: int = DEFAULT_MIN_RUNS, seed: int = DEFAULT_SEED) -> tuple[list[RowComparison], list[str]]:
     """Compare matching rows; returns (rows, notes about the whole comparison)."""
-    kwargs = {"threshold": threshold}
-    if min_runs is not None:
-        kwargs["min_runs"] = min_runs
-    if seed is not None:
-        kwargs["seed"] = seed
     notes = _machine_differences(base, candidate, threshold)
     base_rows = {row_key(r): r for r in base["results"]}
     cand_rows = {row_key(r): r for r in candidate["results"]}
@@ -68,7 +64,7 @@ def compare_documents(base: dict, candidate: dict, *, threshold: float = DEFAULT
     for key in list(dict.fromkeys([*base_rows, *cand_rows])):
         b, c = base_rows.get(key), cand_rows.get(key)
         if b is None or c is None:
-            present = b or c
+            present = base_rows[key] if b is not None else cand_rows[key]
             side = "base" if b is None else "candidate"
             comparison = Comparison(Verdict.UNKNOWN, None, None, None, len(b["times_ms"]) if b else 0,
                                     len(c["times_ms"]) if c else 0, False, f"row missing from {side}")
@@ -80,7 +76,8 @@ def compare_documents(base: dict, candidate: dict, *, threshold: float = DEFAULT
                                     False, unusable)
             out.append(RowComparison(row_name(b), _p10(b), _p10(c), comparison))
             continue
-        comparison = compare_samples(b["times_ms"], c["times_ms"], paired=False, **kwargs)
+        comparison = compare_samples(b["times_ms"], c["times_ms"], paired=False, threshold=threshold,
+                                     min_runs=min_runs, seed=seed)
         if b.get("threads") != c.get("threads"):
             comparison = _undecided(comparison, f"thread counts differ ({b.get('threads')} vs {c.get('threads')})")
         elif notes:
@@ -109,7 +106,7 @@ def has_regression(rows: list[RowComparison]) -> bool:
 
 
 def comparison_markdown(rows: list[RowComparison], *, title: str, threshold: float, method: str,
-                        statistic: str, notes: list[str] = ()) -> str:
+                        statistic: str, notes: Sequence[str] = ()) -> str:
     lines = [f"### {title}", ""]
     lines += [f"- note: {n}" for n in notes]
     lines += [

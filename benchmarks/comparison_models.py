@@ -11,9 +11,6 @@ from torch import nn
 
 CVT13 = "cvt_13"
 CVT13_INPUT_SIZE = 224
-# CvT-13 (Wu et al. 2021, Table 2): embed dims 64/192/384, depths 1/2/10, heads 1/3/6,
-# depthwise-conv + BN qkv projection; about 20 M parameters and 4.5 G MACs at 224.
-CVT13_SETTINGS = dict(embed_dim=[64, 192, 384], depth=[1, 2, 10], num_heads=[1, 3, 6], num_labels=1000)
 
 
 class ComparisonModelUnavailable(Exception):
@@ -40,5 +37,9 @@ def build_cvt13() -> nn.Module:
             "cvt_13 needs the optional package transformers (pip install 'transformers>=5,<6')"
         ) from None
     torch.manual_seed(0)
-    model = CvtForImageClassification(CvtConfig(**CVT13_SETTINGS))
+    # CvT-13 (Wu et al. 2021, Table 2): embed dims 64/192/384, depths 1/2/10, heads 1/3/6,
+    # depthwise-conv + BN qkv projection; about 20 M parameters and 4.5 G MACs at 224.
+    config = CvtConfig(embed_dim=[64, 192, 384], depth=[1, 2, 10], num_heads=[1, 3, 6])
+    config.num_labels = 1000  # a settable property, not an __init__ keyword in transformers' typed signature
+    model = CvtForImageClassification(config)
     return _LogitsOnly(model).eval()

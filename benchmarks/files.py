@@ -57,7 +57,7 @@ def check_output_path(path: Path | str, what: str = "--out", inputs: Iterable[Pa
     return path
 
 
-def atomic_write(path: Path | str, write: Callable[[BinaryIO], None]) -> Path:
+def atomic_write(path: Path | str, write: Callable[[BinaryIO], object]) -> Path:
     """Call `write(fh)` on a temp file beside `path`, then rename it over `path` (mvit.files)."""
     path = check_output_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

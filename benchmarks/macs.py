@@ -9,7 +9,7 @@ from torch import nn
 def count_macs(module: nn.Module, example: torch.Tensor) -> int:
     """Conv + matmul MACs of one forward pass (torch's FLOP counter counts 2 FLOPs per MAC).
 
-    Counts what the reference figures count (shared/reference/mobilevit.md: conv and matmul,
+    Counts what the paper's figures count (arXiv 2110.02178: conv and matmul,
     MobileViT-XXS 0.407 G at 256x256); elementwise ops, softmax and norms are not MACs.
     """
     from torch.utils.flop_counter import FlopCounterMode

@@ -15,11 +15,15 @@ import tempfile
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .runtimes import RuntimeUnavailable, artefact_runtime, runtime_available
 from .timing import timed_call
+
+if TYPE_CHECKING:
+    from ai_edge_litert.interpreter import Interpreter
 
 
 @dataclass
@@ -157,7 +161,7 @@ def _profile_litert(path: Path, x: np.ndarray, threads: int, warmups: int, runs:
     return profile
 
 
-def litert_ops(path: Path, threads: int = 1) -> tuple[object, list[dict]]:
+def litert_ops(path: Path, threads: int = 1) -> tuple[Interpreter, list[dict]]:
     """A LiteRT interpreter with XNNPACK applied (LiteRT's default), and its op list."""
     from ai_edge_litert.interpreter import Interpreter
 

@@ -5,8 +5,7 @@
 
 - `hf_mobilevit_<size>/`: a Hugging Face folder (config.json + model.safetensors) of
   transformers' `MobileViTForImageClassification`, seeded random weights with sensible scales
-  (transformers' default init gives denormal activations, which ONNX Runtime runs 15x slower:
-  shared/reference/measured.md),
+  (transformers' default init gives denormal activations, which ONNX Runtime runs 15x slower),
 - `peer_mobilevit_<size>_A_256.onnx`: that model through `torch.onnx.export` (TorchScript exporter,
   opset 18, constant folding), the form optimum writes: logits out, the normalised tensor in,
 - `peer_mobilevit_<size>_A_256.tflite`: the same model through `litert_torch.convert`,
@@ -24,9 +23,15 @@ import contextlib
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from transformers import MobileViTForImageClassification
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 SIZES = ("xxs", "xs", "s")
 OPSET = 18
@@ -43,7 +48,7 @@ class _Logits(nn.Module):
         return self.model(pixel_values=image).logits
 
 
-def randomise_(model: nn.Module, seed: int = SEED) -> nn.Module:
+def randomise_(model: ModuleT, seed: int = SEED) -> ModuleT:
     """Every parameter and BN statistic non-trivial, at scales that keep activations normal."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -54,13 +59,13 @@ def randomise_(model: nn.Module, seed: int = SEED) -> nn.Module:
             else:
                 p.copy_(torch.randn(p.shape, generator=g) / fan_in**0.5 * (1.0 if p.dim() > 1 else 0.1))
         for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
+            if isinstance(m, nn.BatchNorm2d) and m.running_mean is not None and m.running_var is not None:
                 m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.2)
                 m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
     return model.eval()
 
 
-def hf_model(size: str) -> nn.Module:
+def hf_model(size: str) -> MobileViTForImageClassification:
     try:
         import transformers
     except ImportError:

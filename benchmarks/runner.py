@@ -25,6 +25,7 @@ from .macs import count_macs
 from .runtimes import RUNTIMES as DEFAULT_RUNTIMES  # pytorch + every target's runtime
 from .runtimes import (
     BenchModel,
+    LoadedModel,
     RuntimeUnavailable,
     bench_model,
     build_artefact,
@@ -109,7 +110,8 @@ class RunPlan:
     reuse_artefacts: bool = False
 
     def rows(self) -> list[tuple[BenchModel, str]]:
-        seen, rows = set(), []
+        seen: set[BenchModel] = set()
+        rows: list[tuple[BenchModel, str]] = []
         for name in self.models:
             for config in self.configs:
                 model = bench_model(name, config, self.image_size)
@@ -135,7 +137,9 @@ def run_benchmarks(plan: RunPlan, log: Callable[[str], None] = print, progress=N
             return run_benchmarks(dataclasses.replace(plan, artefact_dir=Path(scratch)), log, progress)
     artefact_dir = plan.artefact_dir
     rows = plan.rows()
-    available, skipped, failed = {}, [], []
+    available: dict[str, bool] = {}
+    skipped: list[str] = []
+    failed: list[str] = []
     for runtime in dict.fromkeys(r for _, r in rows):
         try:
             runtime_available(runtime)
@@ -152,6 +156,7 @@ def run_benchmarks(plan: RunPlan, log: Callable[[str], None] = print, progress=N
     task = progress.add_task("benchmark", total=len(rows) * (plan.warmups + plan.runs)) if progress else None
     results: list[dict] = []
     macs_cache: dict[BenchModel, int | None] = {}
+    loaded: LoadedModel | None = None
     for model, runtime in rows:
         label = f"{model.name} {model.config} {runtime}"
         if progress:
@@ -165,7 +170,7 @@ def run_benchmarks(plan: RunPlan, log: Callable[[str], None] = print, progress=N
                 artefact = build_artefact(model, runtime, artefact_dir / runtime, plan.precision,
                                           reuse=plan.reuse_artefacts)
             with PeakRss() as rss:  # after the export: the row reports the runtime's memory
-                if runtime == "pytorch":
+                if artefact is None:
                     loaded = load_pytorch(model, plan.threads, x)
                 else:
                     loaded = load_artefact(runtime, artefact, plan.threads, x)
@@ -188,7 +193,7 @@ def run_benchmarks(plan: RunPlan, log: Callable[[str], None] = print, progress=N
         finally:
             loaded = None
             release_memory()
-    if plan.measure_gemm:
+    if gemm is not None:
         gemm = max(gemm, gemm_gflops(plan.threads))
     return RunOutcome(new_document(results, gemm), skipped, failed)
 

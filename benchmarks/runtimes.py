@@ -1,7 +1,8 @@
 """The runtimes a benchmark row can use, and how each gets its model loaded.
 
 PyTorch eager runs the registry module directly, in its fastest eager setting (BN fused,
-channels_last: shared/reference/measured.md, about 1.7x faster than NCHW for XS and S). Every
+channels_last: about 1.7x faster than NCHW for XS and S, because one 1x1 conv is pathologically
+slow in NCHW). Every
 other runtime runs an artefact built by the exporters (`mvit.exporters.api.export_model`, or a
 target's own `export` for comparison models outside the registry) and loaded with
 `get_target(name).load(path, num_threads)`: one code path builds and runs artefacts.
@@ -214,7 +215,8 @@ def load_pytorch(model: BenchModel, threads: int, x: np.ndarray) -> LoadedModel:
         module = fuse_batchnorm(module)
     except ValueError:
         pass
-    module = module.to(memory_format=torch.channels_last)
+    # Module.to accepts memory_format at run time; torch's stubs list only device/dtype/tensor.
+    module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     load_ms = (time.perf_counter() - start) * 1e3
     warm_heap()
     # Eager modules take the normalised tensor; the pixel->tensor affine is outside the timing.
@@ -230,8 +232,8 @@ def load_pytorch(model: BenchModel, threads: int, x: np.ndarray) -> LoadedModel:
 
 # glibc serves blocks above its mmap threshold (128 KiB at first) with fresh mmaps, page-faulted
 # in on every forward; freeing one large block raises the threshold (up to 32 MiB), after which
-# activations come from the reused heap. Measured (issue 14): eager XXS at 256 took 4032 page
-# faults per forward in a fresh process, 35 after this; eager was 1.1-1.6x slower until then.
+# activations come from the reused heap. Measured (docs/benchmark-results.md): eager XXS at 256 took 4032 page
+# faults per forward in a fresh process and 35 after this, and ran 1.1-1.6x slower without it.
 _HEAP_WARMING_BYTES = 30 * 2**20
 
 

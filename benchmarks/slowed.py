@@ -2,7 +2,7 @@
 
     python -m mvit.benchmarks.slowed exports/mobilevit_xxs_A_256_fp32.onnx slowed.onnx --slowdown 0.15
 
-Used to measure the power of the CI latency step on real timings (benchmarks/calibrate_ci.py).
+It measures the power of the CI latency step on real timings (benchmarks/calibrate_ci.py).
 The copy gets an extra branch: the input image reshaped to [rows, 16] goes through `layers`
 MatMuls with orthogonal 16x16 weights (norm-preserving, so the values stay finite), is reduced
 to one number z by a dot product, and -|z| * 0 is added to the classifier's logits (the input

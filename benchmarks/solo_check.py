@@ -3,8 +3,8 @@
     python -m mvit.benchmarks.solo_check exports/mobilevit_xs_A_256_fp32.onnx --threads 2 [--old]
 
 Both copies are timed alone and interleaved, in alternating short segments so that both see the
-same load of a shared machine; `--old` times the way `ab` did before issue 14 (call by call,
-ONNX Runtime's threads spinning after each call) for comparison.
+same load of a shared machine; `--old` times call by call with ONNX Runtime's threads spinning
+after each call (the runtime's default), to show what `ab`'s blocks and spin stop avoid.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--segments", type=int, default=16)
     parser.add_argument("--runs", type=int, default=8, help="timed calls per side per segment")
-    parser.add_argument("--old", action="store_true", help="call by call, threads spinning (before issue 14)")
+    parser.add_argument("--old", action="store_true", help="call by call, threads spinning (the runtime's default), for comparison")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / f"copy{args.artefact.suffix}"

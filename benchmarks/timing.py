@@ -1,6 +1,6 @@
 """Timing a runtime at its own solo speed, also when another runtime shares the process.
 
-Measured on the 2-core CI machine kind (issue 14): two ONNX Runtime sessions alternating call by
+Measured on the 2-core CI machine kind (docs/benchmark-results.md): two ONNX Runtime sessions alternating call by
 call ran 21.8 and 20.9 ms against 10.1 ms alone, because after a call returns each session's worker
 threads keep spinning and take the cores from the other. Two things bring every runtime back
 within 1-5% of its solo speed: the runtime stops spinning when a call returns (ONNX Runtime's

@@ -43,6 +43,8 @@ from .runtimes import RUNTIME_TARGETS, RuntimeUnavailable, artefact_runtime, run
 from .verdict import Comparison, Verdict
 
 FLOOR = 0.02
+# (row name, baseline artefact or None when the baseline is a results file, candidate artefact)
+ArtefactPair = tuple[str, Path | None, Path]
 WINDOW, CONSECUTIVE = 5, 2
 EXPORT_TIMEOUT_S = 900
 TARGET_RUNTIMES = {target: runtime for runtime, target in RUNTIME_TARGETS.items()}
@@ -312,7 +314,8 @@ def run_user_ci(s: UserCiSettings, log: Callable[[str], None] = print) -> UserCi
     with tempfile.TemporaryDirectory(prefix="mvit-bench-ci-") as tmp:
         work = Path(tmp)
         if _harness_only(s):
-            pairs, base_name, cand_name = [], str(s.base_harness), str(s.candidate_harness)
+            pairs: list[ArtefactPair] = []
+            base_name, cand_name = str(s.base_harness), str(s.candidate_harness)
         else:
             pairs, base_name, cand_name = _artefact_pairs(s, work, notes, log)
         rows, timed = [], []
@@ -363,9 +366,9 @@ def _harness_rows(s: UserCiSettings) -> tuple[list[RowOutcome], list[list[dict]]
 
 
 def _artefact_pairs(s: UserCiSettings, work: Path, notes: list[str],
-                    log: Callable[[str], None]) -> tuple[list[tuple[str, Path | None, Path]], str, str]:
+                    log: Callable[[str], None]) -> tuple[list[ArtefactPair], str, str]:
     if s.base_artefacts:
-        pairs = [(f"{c.name} vs {b.name}", b, c) for b, c in zip(s.base_artefacts, s.candidate_artefacts)]
+        pairs: list[ArtefactPair] = [(f"{c.name} vs {b.name}", b, c) for b, c in zip(s.base_artefacts, s.candidate_artefacts)]
         return pairs, "base artefacts", "candidate artefacts"
     targets = []
     for target in s.targets:

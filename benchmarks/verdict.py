@@ -5,7 +5,7 @@ Method (docs/benchmarks.md, "Regression verdicts"; rates measured by benchmarks/
   percentiles, q10(candidate) / q10(base), bootstrap resampling each side independently.
   Background load only ever adds time, so the fast tail is the model's own speed; on a
   simulated shared machine it gave far fewer false alarms than a ratio of medians
-  (calibrate.py; rates in docs/benchmarks.md).
+  (calibrate.py; rates in docs/benchmark-results.md).
 - Paired samples (interleaved `mvit-bench ab` runs, pair i = base run and candidate run
   measured back to back): exp(median(log(c_i / b_i))), bootstrap resampling pairs, so slow drift of the
   machine cancels inside each pair.
@@ -88,8 +88,8 @@ def decide(ratio: float, ci_low: float, ci_high: float, threshold: float) -> tup
 
 
 def compare_samples(
-    base_ms: Sequence[float],
-    candidate_ms: Sequence[float],
+    base_ms: Sequence[float] | np.ndarray,
+    candidate_ms: Sequence[float] | np.ndarray,
     *,
     paired: bool = False,
     threshold: float = DEFAULT_THRESHOLD,

@@ -1,7 +1,7 @@
 """MobileViT v1 (Mehta & Rastegari, ICLR 2022) in sizes XXS, XS and S.
 
 Patch sizes are per stage, so the paper's config A (2, 2, 2) and config B (8, 4, 2) are a
-parameter. Figures are from shared/reference/mobilevit.md section 1.
+parameter. Figures are from the paper (arXiv 2110.02178) and Apple's ml-cvnets (cvnets-v0.1).
 """
 
 from __future__ import annotations

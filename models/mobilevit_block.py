@@ -2,7 +2,7 @@
 
 Unfold and fold keep every tensor at rank 4 or less and attention never builds a rank-5/6
 tensor: CoreML rejects rank > 5 and converters handle rank-4 reshapes best
-(shared/reference/mobilevit.md section 2).
+(the rank-4 unfold is equivalent to F.unfold with kernel = stride = patch).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ class PreprocessSpec:
 
     input = (pixels[channel_order] * scale - mean) / std, after resize/crop.
     Apple's released MobileViT v1 weights were trained on cv2.imread images: BGR, scale 1/255,
-    no mean/std (shared/reference/mobilevit.md section 6).
+    no mean/std (Apple's ml-cvnets cvnets-v0.1 trains from cv2.imread).
     """
 
     resize_shortest: int

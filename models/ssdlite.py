@@ -2,7 +2,7 @@
 
 The network returns raw box offsets and class logits; anchors, decoding and NMS live in
 `detection_postprocess.py` so an export can put them inside the model or leave them out.
-Facts from shared/reference/mobilevit.md section 4.
+Head layout as in Apple's ml-cvnets (cvnets-v0.1, the paper release) and the paper (arXiv 2110.02178).
 """
 
 from __future__ import annotations

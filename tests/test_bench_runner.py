@@ -15,7 +15,7 @@ from mvit.models import create_model
 
 @pytest.mark.parametrize("name, reference_gmacs", [("mobilevit_xxs", 0.407), ("mobilevit_xs", 1.026), ("mobilevit_s", 2.000)])
 def test_counted_macs_match_the_reference_at_256(name, reference_gmacs):
-    # shared/reference/mobilevit.md section 1: conv + matmul MACs at 256x256, config A.
+    # The paper's (arXiv 2110.02178) conv + matmul MACs at 256x256, config A.
     macs = count_macs(create_model(name, "A"), torch.zeros(1, 3, 256, 256))
     assert macs / 1e9 == pytest.approx(reference_gmacs, rel=0.02)
 

@@ -105,8 +105,8 @@ def test_benchmarks_load_onnx_sessions_that_stop_spinning(xxs_onnx):
 @pytest.mark.slow
 def test_interleaved_and_solo_times_every_call_of_both_sides(xxs_onnx):
     """The ratio of interleaved to solo speed is a measurement, so it is a benchmark's claim
-    (`python -m mvit.benchmarks.solo_check`, its figures in docs/benchmarks.md "Timing at solo
-    speed"), never asserted here, where the machine is shared. Asserted: what cannot flake."""
+    (`python -m mvit.benchmarks.solo_check`, its figures in docs/benchmark-results.md "Timing at
+    solo speed"), never asserted here, where the machine is shared. Asserted: what cannot flake."""
     from mvit.benchmarks.solo_check import interleaved_and_solo
 
     base, copy = xxs_onnx

@@ -243,7 +243,7 @@ def test_tflite_slowed_build_differs_only_by_the_branch(classifier, tmp_path):
 @pytest.mark.slow
 def test_measured_ratio_of_a_slowed_onnx_build_is_a_paired_ratio(classifier, tmp_path):
     # How much slower the branch makes a build is a measurement (mvit-bench calibrate-ci, with its
-    # figures in docs/benchmarks.md), never asserted on a shared machine; the ratio is only checked
+    # figures in docs/benchmark-results.md), never asserted on a shared machine; the ratio is only checked
     # to be a ratio of two runnable builds.
     slowed = tmp_path / "slowed.onnx"
     slowed_onnx(classifier["onnx"], slowed, 300)

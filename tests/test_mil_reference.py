@@ -319,7 +319,7 @@ def test_flipped_channel_order_is_a_mismatch(exports, tmp_path):
     assert wrong.package.images["image"].color_space == "RGB"
     assert agrees(ref, right.run({"image": x})[right.output_names[0]], FP32_RTOL)
     got = wrong.run({"image": x})[wrong.output_names[0]]
-    # Random-weight networks barely depend on their input (shared/reference/measured.md), so the
+    # Random-weight networks barely depend on their input, so the
     # flip shows as a few 1e-4 relative: still several times the fp32 gate.
     assert relative_error(ref, got) > 3 * FP32_RTOL
     assert not agrees(ref, got, FP32_RTOL)

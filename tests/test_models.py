@@ -7,7 +7,7 @@ from mvit.models.detection_postprocess import DetectionDecoder, generate_anchors
 from mvit.models.mobilevit_block import fold_patches, unfold_patches
 from mvit.models.ssdlite import ASPECT_RATIOS
 
-# shared/reference/mobilevit.md sections 1 and 4; MobileNetV2 1.0 as torchvision counts it.
+# Apple's ml-cvnets (cvnets-v0.1) backbone and heads; MobileNetV2 1.0 as torchvision counts it.
 PARAMS = {
     "mobilevit_xxs": 1_272_024, "mobilevit_xs": 2_317_848, "mobilevit_s": 5_578_632,
     "deeplabv3_mobilevit_xxs": 1_854_853, "deeplabv3_mobilevit_xs": 2_944_069, "deeplabv3_mobilevit_s": 6_357_941,

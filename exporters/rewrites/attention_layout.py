@@ -4,7 +4,7 @@ The network as written projects qkv to [b, n, 3*heads, hd], transposes to [b, 3*
 splits, and multiplies q by k transposed. ONNX Runtime's optimiser pushes the first transpose
 through the split and merges it with the key's into one perm [0, 2, 3, 1]: a copy whose inner
 loop is n long (16 in config B's first block), 0.29 ms per block against 0.05 for the others
-(issue 14, XS B). A single GEMM followed by any transpose gets merged the same way, so here q,
+(XS B). A single GEMM followed by any transpose gets merged the same way, so here q,
 k and v each have one [dim, hd] matrix per head: a broadcast matmul gives [heads, b*n, hd] with
 no transpose, and the key's last-two-axes transpose becomes FusedMatMul's transB. The 1/sqrt(hd)
 scale is folded into the query weights; k's and v's biases need no Add (qkv_parts).
@@ -12,7 +12,7 @@ scale is folded into the query weights; k's and v's biases need no Add (qkv_part
 Taken by the ONNX target only where a block attends over at most SHORT_SEQUENCE patches (every
 block of config B, the last of A): there the merged key transpose is the slow short-inner-loop
 copy, while over long sequences the per-head matmuls (narrow, hd columns) run slower than the
-one wide qkv Gemm they replace. Measured in docs/benchmarks.md (issue 14). int8-weights exports
+one wide qkv Gemm they replace. Measured in docs/benchmark-results.md. int8-weights exports
 skip it (OnnxTarget.rewrites_skipped_for): quantize_dynamic quantises 2-D weights only.
 """
 

@@ -2,8 +2,8 @@
 
 Each format is one function from one of our keys to its key(s). Three keys mean our fused qkv
 projection is split by rows into query, key, value (HF stores them apart). The rules are the
-ones HF's own converter applies (shared/reference/mobilevit.md section 5); the exact key lists
-in shared/reference/keys/ are what the tests hold them to.
+ones HF applied when it converted Apple's ml-cvnets checkpoints to its hub layout; the exact key
+lists in tests/data/keys/ are what tests/test_checkpoints_formats.py holds them to.
 """
 
 from __future__ import annotations

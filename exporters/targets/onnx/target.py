@@ -183,7 +183,7 @@ def _store_weights_fp16(model: onnx.ModelProto) -> None:
     would be slower on CPU; this halves the file and carries exactly the fp16 weight rounding.
     Biases and normalisation parameters stay fp32 (under 1% of the bytes): after BN fusion a
     conv bias carries the BN shift, and rounding those alone to fp16 cost a trained MobileViT-XXS
-    0.024 relative error where rounding only the weights cost 0.005 (issue 9). Measured on
+    0.024 relative error where rounding only the weights cost 0.005. Measured on
     tests/data/trained/mobilevit_xxs_digits.safetensors: see docs/trained-fixture.md.
     """
     g = model.graph
@@ -208,7 +208,7 @@ class OnnxTarget(TargetDefaults):
     install_hint = "pip install 'mvit[onnx]'"
     runtime = "onnxruntime"
     own_options = frozenset({"dynamic_batch"})
-    # exporters/rewrites/; measured in docs/benchmarks.md (issue 14). The head-major attention is
+    # exporters/rewrites/; each one's speed-up is measured in docs/benchmark-results.md. The head-major attention is
     # taken only over short patch sequences (attention_layout.SHORT_SEQUENCE).
     export_rewrites = frozenset({"fold_preprocessing", "patch_layout", "attention_layout"})
     # quantize_dynamic quantises only MatMuls with a 2-D weight (exporters/targets/onnx/quantize.py): with the

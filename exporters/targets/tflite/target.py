@@ -37,11 +37,10 @@ class TFLiteTarget(TargetDefaults):
     install_hint = "pip install 'mvit[tflite]' (litert-torch==0.10.0, ai-edge-litert==2.3.0, ai-edge-quantizer==0.10.0)"
     runtime = "litert"
     own_options = frozenset({"nhwc"})
-    # Measured (issue 14, LiteRT, interleaved, 2 threads): the fold 0.988x (XS B); channels-last
+    # Measured (docs/benchmark-results.md; LiteRT, interleaved, 2 threads): the fold 0.988x (XS B); channels-last
     # patches 0.948x (XS A: 12 of 47 TRANSPOSEs go). The space-to-depth patch layout and the
-    # head-major attention gained nothing here (0.987x; 1.019x in its first form, 1.018x / 1.035x
-    # for XS / S B in its current one), nor did folding LayerNorm's
-    # affine and the query scale into the next linear layer (1.009x, XS A: 9 MULs fewer).
+    # head-major attention gain nothing on LiteRT (0.987x; 1.018x / 1.035x for XS / S B), nor does
+    # folding LayerNorm's affine and the query scale into the next linear layer (1.009x, XS A: 9 MULs fewer).
     # short_concats: XNNPACK takes concatenations of 2-5 inputs, SSDLite joins 6 heads.
     # separate_qkv: 0.988x (XS A), 0.996x / 0.991x (S A / B); no SLICE copies of one qkv output.
     export_rewrites = frozenset({"fold_preprocessing", "channels_last_patches", "short_concats", "separate_qkv"})
