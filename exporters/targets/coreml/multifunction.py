@@ -1,7 +1,7 @@
 """CoreML multi-size packages: one fixed-shape function per (config, size), or EnumeratedShapes.
 
-Functions (iOS 18 / macOS 15): each (config, size) is exported as today's single-size ML Program
-(coreml_target), then `ct.utils.save_multifunction` puts them in one package; its
+Functions (iOS 18 / macOS 15): each (config, size) is exported as the single-size ML Program
+(target.py), then `ct.utils.save_multifunction` puts them in one package; its
 const-deduplication stores a weight once when the blobs are byte-identical, which fp16
 conversions of the same weights at different sizes are (checked per export: the report's
 `weight_blobs_identical`). Each function's program text is then compacted (exporters/targets/coreml/compact.py:

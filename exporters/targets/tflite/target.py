@@ -283,7 +283,7 @@ class LiteRTRunner:
         tap.set_tensor(tap.get_input_details()[0]["index"], np.ascontiguousarray(x))
         tap.invoke()
         enc, scores = tap.get_tensor(encodings_index)[0], tap.get_tensor(scores_index)[0]
-        # The encodings are (cx, cy, log w, log h) of the decoded boxes (tflite_nms.SsdEncodings).
+        # The encodings are (cx, cy, log w, log h) of the decoded boxes (nms.SsdEncodings).
         half = np.exp(enc[:, 2:]) / 2
         return np.concatenate([enc[:, :2] - half, enc[:, :2] + half], axis=1), scores[:, 1:]
 
