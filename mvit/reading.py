@@ -56,7 +56,7 @@ def check_regular_tree(folder: str | os.PathLike, what: str) -> None:
     to one or to a device, would block or never end. Symlinks are followed to what they name, and
     a symlink to a folder is refused (it could loop).
     """
-    for root, folders, files in os.walk(folder):
+    for root, folders, files in os.walk(str(folder)):
         for name in folders:
             if os.path.islink(os.path.join(root, name)):
                 raise NotARegularFile(f"{os.path.join(root, name)} is a link to a folder; {what} must be a file or a folder on disk")
