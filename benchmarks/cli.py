@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from mvit.cli_support import PlainProgress, describe_bars, quiet_third_party, run_cli
+from mvit.cli_support import PlainProgress, describe_bars, print_note, quiet_third_party, run_cli
 from mvit.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, MvitError
+from mvit.reading import printable
 
 from .files import atomic_write_text, check_output_path
 from .schema import load_results, write_results
@@ -145,7 +146,7 @@ def run(
 
     torch.set_num_threads(threads)
     with _progress() as progress:
-        outcome = run_benchmarks(plan, log=lambda line: progress.console.print(f"note: {line}", markup=False, highlight=False, soft_wrap=True),
+        outcome = run_benchmarks(plan, log=lambda line: print_note(progress.console, line),
                                  progress=progress)
     if not outcome.document["results"]:
         _fail("no row could run here: " + "; ".join(outcome.skipped + outcome.failed), EXIT_FAILED)
@@ -326,7 +327,7 @@ def ci(
         return
     settings = CiSettings(runs=runs, warmups=warmups, threads=threads, previous=previous, repo=repo)
     try:
-        text = run_ci(settings, log=lambda m: typer.echo(f"mvit-bench ci: {m}", err=True))
+        text = run_ci(settings, log=lambda m: typer.echo(f"mvit-bench ci: {printable(m)}", err=True))
     except (ExportError, RuntimeUnavailable) as exc:
         # This commit's own XXS artefacts cannot be built or run: the one real failure here.
         _fail(f"this commit's MobileViT-XXS artefacts cannot be built or run: {exc}", EXIT_FAILED)
@@ -352,7 +353,7 @@ def _user_ci(out: Path, settings: UserCiSettings) -> None:
         check_output_path(path, "report")
     if out.suffix != ".md":
         _fail(f"--out {out}: name the report *.md (the JSON and PNG are written beside it)")
-    outcome = run_user_ci(settings, log=lambda m: typer.echo(f"mvit-bench ci: {m}", err=True))
+    outcome = run_user_ci(settings, log=lambda m: typer.echo(f"mvit-bench ci: {printable(m)}", err=True))
     text, written = write_reports(outcome, settings, out)
     typer.echo(text)
     typer.echo("wrote " + ", ".join(map(str, written)), err=True)
@@ -387,7 +388,7 @@ def calibrate_ci(
     export = _user_export(model, repo, import_root, export_args, target) if model else None
     doc = load_calibration(from_file) if from_file else measure(
         trials, slowdown, out, artefact_dir, slowed=not identical_only, export=export,
-        log=lambda m: typer.echo(f"mvit-bench calibrate-ci: {m}", err=True))
+        log=lambda m: typer.echo(f"mvit-bench calibrate-ci: {printable(m)}", err=True))
     text = report_markdown(doc)
     atomic_write_text(md, text)
     typer.echo(text)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
-from mvit.cli_support import PlainProgress, describe_bars, native_chatter_filtered, note_sigterm_until_run, quiet_third_party, run_cli
+from mvit.cli_support import PlainProgress, describe_bars, native_chatter_filtered, note_sigterm_until_run, print_note, quiet_third_party, run_cli
 
 note_sigterm_until_run()
 quiet_third_party()  # before torch and the runtimes are imported: their C++ loggers read it once
@@ -34,7 +34,7 @@ class EvalError(MvitError):
 
 
 def _note(message: str) -> None:
-    _err.print(f"note: {message}", markup=False, soft_wrap=True)
+    print_note(_err, message)
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any, Optional
 
-from mvit.cli_support import PlainProgress, fail, note_sigterm_until_run, quiet_third_party, run_cli
+from mvit.cli_support import PlainProgress, fail, note_sigterm_until_run, print_note, quiet_third_party, run_cli
 
 note_sigterm_until_run()
 quiet_third_party()  # before torch and the converters are imported: their C++ loggers read it once
@@ -45,7 +45,7 @@ def _human_size(n: float) -> str:
 
 
 def _note(message: str) -> None:
-    _err.print(f"note: {message}", markup=False, soft_wrap=True)
+    print_note(_err, message)
 
 
 def parse_triple(text: str | None, flag: str, positive: bool = False) -> tuple[float, float, float] | None:

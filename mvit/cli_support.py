@@ -184,6 +184,12 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
     return code
 
 
+def print_note(console: Any, message: str) -> None:
+    """One `note:` line on a rich console (it keeps live bars intact); what it quotes from files is
+    escaped as in error lines, so a label or a file name cannot drive the terminal."""
+    console.print(f"note: {printable(message)}", markup=False, highlight=False, soft_wrap=True)
+
+
 # Set by a SIGINT/SIGTERM: libraries can swallow the KeyboardInterrupt it raises (a bare `except:`
 # around an import) or die of the half-imported module it leaves (AttributeError), so the outcome of
 # a run that was interrupted is decided by this flag, not by which exception came out.

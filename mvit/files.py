@@ -25,6 +25,7 @@ from typing import Any, BinaryIO
 
 from .cli_support import interrupt_requested
 from .errors import MvitError
+from .reading import check_regular
 
 STAGING_PREFIX = ".mvit-tmp-"
 
@@ -135,7 +136,7 @@ def staging_dir(folder: Path) -> Iterator[Path]:
 
 def _copy_regular_file(src: str, dst: str) -> None:
     if not stat.S_ISREG(os.lstat(src).st_mode):  # a FIFO or device would block or never end
-        raise PathRefused(f"{src} is not a regular file; an artefact holds only files and folders")
+        check_regular(src, "every item in an artefact")  # refused with the words every reader uses
     shutil.copy2(src, dst)
 
 

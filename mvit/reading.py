@@ -49,6 +49,21 @@ def check_regular(path: str | os.PathLike, what: str) -> None:
         pass
 
 
+def check_regular_tree(folder: str | os.PathLike, what: str) -> None:
+    """Refuse a folder artefact (an .mlpackage) unless everything inside is a folder or a regular file.
+
+    Readers such as coremltools open the files a package holds by path; a FIFO there, or a symlink
+    to one or to a device, would block or never end. Symlinks are followed to what they name, and
+    a symlink to a folder is refused (it could loop).
+    """
+    for root, folders, files in os.walk(str(folder)):
+        for name in folders:
+            if os.path.islink(os.path.join(root, name)):
+                raise NotARegularFile(f"{os.path.join(root, name)} is a link to a folder; {what} must be a file or a folder on disk")
+        for name in files:
+            check_regular(os.path.join(root, name), what)
+
+
 def read_regular_text(path: str | os.PathLike, what: str, encoding: str = "utf-8") -> str:
     with open_regular(path, what) as fh:
         return fh.read().decode(encoding)

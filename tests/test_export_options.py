@@ -1,6 +1,9 @@
 """Options that belong to one target, NMS settings, custom networks, and what reports record."""
 
+import dataclasses
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -49,8 +52,10 @@ def test_custom_factory_export_can_be_verified_again(tmp_path, monkeypatch):
     assert report["verdict"] == "pass" and report["model"] == "tiny_net:build"
 
 
-def test_a_crashing_verifier_is_one_error_and_leaves_no_stale_report(tmp_path, monkeypatch):
-    first = api.export_model("mobilevit_xxs", "onnx", tmp_path, precision="fp32", image_size=64)
+def test_a_crashing_verifier_is_one_error_and_leaves_no_stale_report(tmp_path, monkeypatch, shared_export):
+    shared = shared_export("mobilevit_xxs", "onnx", precision="fp32", image_size=64)
+    first = dataclasses.replace(shared, path=Path(shutil.copy(shared.path, tmp_path)),
+                                report_path=Path(shutil.copy(shared.report_path, tmp_path)))
     assert first.report_path.exists()
 
     def crash(*args, **kwargs):

@@ -91,7 +91,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> Inputs:
+def inputs(tmp_path_factory, shared_export) -> Inputs:
     import transformers
 
     from mvit.exporters import api
@@ -104,7 +104,7 @@ def inputs(tmp_path_factory) -> Inputs:
     tflite_run = subprocess.Popen(
         [str(BIN / "mvit-export"), *shlex.split(EXPORT_ONNX.replace("onnx", "tflite").replace("--out out", f"--out {tflite_dir}"))],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
-    onnx = api.export_model(MODEL, "onnx", root / "onnx", precision="fp32", image_size=64).path
+    onnx = shared_export(MODEL, "onnx", precision="fp32", image_size=64).path
     umask = 0o027  # unusual on purpose: final modes must follow it, not be fixed at 0644
     old = os.umask(umask)
     try:

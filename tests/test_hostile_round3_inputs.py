@@ -56,6 +56,7 @@ class Inputs:
     segmenter: Path  # deeplabv3_mobilevit_xxs at 64, fp32
     mvit: Path  # an mvit .safetensors of mobilevit_xxs
     bomb: Path  # a real 20000 x 20000 greyscale PNG of about 400 KB
+    coreml: Path  # mobilevit_xxs at 64, fp32 (.mlpackage)
 
 
 def _png(width: int, height: int, rows: Callable[[], bytes]) -> bytes:
@@ -71,22 +72,22 @@ def _png(width: int, height: int, rows: Callable[[], bytes]) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> Inputs:
+def inputs(tmp_path_factory, shared_export) -> Inputs:
     import transformers
 
-    from mvit.exporters import api
     from mvit.models import create_model
     from mvit.models.checkpoints import save_checkpoint
 
     root = tmp_path_factory.mktemp("round3-inputs")
     transformers.MobileViTForImageClassification(hf_config(3)).eval().save_pretrained(root / "hf")
-    onnx = api.export_model("mobilevit_xxs", "onnx", root / "onnx", precision="fp32", image_size=64).path
-    segmenter = api.export_model("deeplabv3_mobilevit_xxs", "onnx", root / "onnx", precision="fp32", image_size=64).path
+    onnx = shared_export("mobilevit_xxs", "onnx", precision="fp32", image_size=64).path
+    segmenter = shared_export("deeplabv3_mobilevit_xxs", "onnx", precision="fp32", image_size=64).path
     mvit = save_checkpoint(create_model("mobilevit_xxs", config="A"), root / "xxs.safetensors", "mobilevit_xxs", config="A")
     row = bytes(20000)
     bomb = root / "bomb.png"
     bomb.write_bytes(_png(20000, 20000, lambda: row))
-    return Inputs(root / "hf", onnx, segmenter, mvit, bomb)
+    coreml = shared_export("mobilevit_xxs", "coreml", precision="fp32", image_size=64).path
+    return Inputs(root / "hf", onnx, segmenter, mvit, bomb, coreml)
 
 
 # --- what the cases write ----------------------------------------------------------------------------
@@ -112,6 +113,19 @@ def _fifo(name: str) -> Setup:
     def setup(folder: Path, given: Inputs) -> None:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         os.mkfifo(folder / name)
+    return setup
+
+
+def _package(item: str, link_to_fifo: bool = False) -> Setup:
+    """A copy of the CoreML package as pkg.mlpackage with `item` a FIFO, or a symlink to a FIFO beside the package."""
+    def setup(folder: Path, given: Inputs) -> None:
+        shutil.copytree(given.coreml, folder / "pkg.mlpackage")
+        (folder / "pkg.mlpackage" / item).unlink()
+        if link_to_fifo:
+            os.mkfifo(folder / "pipe")
+            os.symlink(folder / "pipe", folder / "pkg.mlpackage" / item)
+        else:
+            os.mkfifo(folder / "pkg.mlpackage" / item)
     return setup
 
 
@@ -237,6 +251,7 @@ class Case(NamedTuple):
 
 
 NOT_REGULAR = ("a pipe, not a regular file", "must be a file on disk")
+WEIGHT_BIN = "Data/com.apple.CoreML/weights/weight.bin"
 
 CASES: list[Case] = [
     # Hangs: every file a stranger names is opened only if it is a regular file.
@@ -257,6 +272,16 @@ CASES: list[Case] = [
          subprocess=True),
     Case("bench-ab-tflite-fifo", HANGS, "mvit-bench ab pipe.tflite pipe.tflite", _fifo("pipe.tflite"),
          2, ("pipe.tflite", *NOT_REGULAR), subprocess=True),
+    Case("verify-mlpackage-weight-bin-fifo", HANGS, "mvit-verify pkg.mlpackage", _package(WEIGHT_BIN),
+         2, ("pkg.mlpackage/" + WEIGHT_BIN, *NOT_REGULAR), absent=("pkg.mlpackage.verify.json",), subprocess=True),
+    Case("verify-mlpackage-manifest-fifo", HANGS, "mvit-verify pkg.mlpackage", _package("Manifest.json"),
+         2, ("pkg.mlpackage/Manifest.json", *NOT_REGULAR), absent=("pkg.mlpackage.verify.json",), subprocess=True),
+    Case("verify-mlpackage-weight-bin-symlink-to-fifo", HANGS, "mvit-verify pkg.mlpackage", _package(WEIGHT_BIN, link_to_fifo=True),
+         2, ("pkg.mlpackage/" + WEIGHT_BIN, *NOT_REGULAR), absent=("pkg.mlpackage.verify.json",), subprocess=True),
+    Case("verify-mlpackage-manifest-symlink-to-fifo", HANGS, "mvit-verify pkg.mlpackage", _package("Manifest.json", link_to_fifo=True),
+         2, ("pkg.mlpackage/Manifest.json", *NOT_REGULAR), absent=("pkg.mlpackage.verify.json",), subprocess=True),
+    Case("eval-mlpackage-weight-bin-fifo", HANGS, "mvit-eval --model mobilevit_xxs --runner mil-reference --data data pkg.mlpackage",
+         _all(_package(WEIGHT_BIN), _image("data/tench/a.png")), 2, ("pkg.mlpackage/" + WEIGHT_BIN, *NOT_REGULAR), subprocess=True),
     Case("verify-onnx-3000-recorded-functions", HANGS, "mvit-verify many.onnx", _onnx_meta("many.onnx", functions=FUNCTIONS_3000),
          2, ("records 3000 functions", "at most 32", "re-export"), absent=("many.onnx.verify.json",)),
     Case("verify-onnx-function-recorded-twice", HANGS, "mvit-verify twice.onnx",
@@ -346,9 +371,18 @@ SIGTERM_DELAYS = (0.1, 0.3, 0.5)
 SIGTERM_COMMAND = "mvit-verify mobilevit_xxs_A_64_fp32.mlpackage"
 
 
+# A note quoting a file name from a folder a stranger handed over (`mvit-eval --data data exports/*`):
+# the CoreML package cannot run here, so mvit-eval notes that it skipped it, by name.
+ESCAPED_NOTE_PACKAGE = "\x1b]0;pwned\x07\x1b[2Jred.mlpackage"
+ESCAPED_NOTE_COMMAND = "mvit-eval --checkpoint hf --data data"
+
+
 def describe_cases() -> list[dict]:
-    """One row per case for docs/reliability.md (the SIGTERM runs included)."""
+    """One row per case for docs/reliability.md (the SIGTERM runs and the escaped note included)."""
     rows = [{"id": c.id, "command": c.command, "exit": c.exit, "bullet": c.bullet, "asserted": _asserted(c)} for c in CASES]
+    rows.append({"id": "eval-ansi-file-name-in-note-escaped", "command": f"{ESCAPED_NOTE_COMMAND} {ascii(ESCAPED_NOTE_PACKAGE)}",
+                 "exit": 0, "bullet": ESCAPES, "asserted": "the `note: skipped` line shows the name with `\\x1b`, `\\x07`; "
+                 "no control characters on stderr"})
     rows += [{"id": f"subprocess-sigterm-{delay:.0%}-into-verify-coreml", "command": f"{SIGTERM_COMMAND}  (SIGTERM at {delay:.0%} of a whole run)",
               "exit": 130, "bullet": SIGNALS,
               "asserted": "one `error: interrupted` line; no .verify.json; no staging left"} for delay in SIGTERM_DELAYS]
@@ -430,19 +464,29 @@ def test_case(case: Case, inputs: Inputs, tmp_path, monkeypatch, capsys):
 
 def test_the_table_documents_every_case():
     rows = describe_cases()
-    assert len({r["id"] for r in rows}) == len(rows) == len(CASES) + len(SIGTERM_DELAYS)
+    assert len({r["id"] for r in rows}) == len(rows) == len(CASES) + len(SIGTERM_DELAYS) + 1
     assert all(r["command"].split()[0] in ("mvit-export", "mvit-verify", "mvit-eval", "mvit-bench") for r in rows)
     assert all(r["bullet"] and r["asserted"] and r["exit"] in (0, 1, 2, 130) for r in rows)
     assert {HANGS, EXIT3, WRONG_EXIT, SILENT, ESCAPES, SIGNALS} == {r["bullet"] for r in rows}
 
 
+def test_note_lines_escape_control_characters_from_file_names(inputs: Inputs, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _all(_hf(), _image("data/thing 0/a.png"))(tmp_path, inputs)
+    shutil.copytree(inputs.coreml, tmp_path / ESCAPED_NOTE_PACKAGE)
+    argv = [*shlex.split(ESCAPED_NOTE_COMMAND)[1:], ESCAPED_NOTE_PACKAGE]
+    code, out, err = _in_process(Case("note", ESCAPES, ESCAPED_NOTE_COMMAND, _nothing, 0, ()), argv, capsys)
+    assert code == 0, err
+    notes = [line for line in err.splitlines() if line.startswith("note: skipped")]
+    assert len(notes) == 1 and "\\x1b]0;pwned\\x07\\x1b[2Jred.mlpackage" in notes[0], err
+    assert all(line.isprintable() for line in err.splitlines()), repr(err)  # no ESC or BEL reaches the terminal
+
+
 @pytest.fixture(scope="module")
-def coreml_package(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("round3-coreml")
-    done = subprocess.run([str(BIN / "mvit-export"), "--model", "mobilevit_xxs", "--image-size", "64", "--target", "coreml",
-                           "--precision", "fp32", "--out", str(out)], capture_output=True, text=True, timeout=600, env=_env())
-    assert done.returncode == 0, done.stderr
-    return out / "mobilevit_xxs_A_64_fp32.mlpackage"
+def coreml_package(shared_export) -> Path:
+    result = shared_export("mobilevit_xxs", "coreml", precision="fp32", image_size=64)
+    assert result.verdict == "pass", result.report["failed"]
+    return result.path
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,11 @@ import shutil
 
 import pytest
 
-from mvit.exporters import api
 from mvit.exporters.targets.coreml.reference import MilReferenceError, MilReferenceRunner
 
 
-def test_truncated_weights_are_a_clear_error(tmp_path):
-    good = api.export_model("mobilevit_xxs", "coreml", tmp_path / "out", precision="fp32", image_size=64, verify=False).path
+def test_truncated_weights_are_a_clear_error(tmp_path, shared_export):
+    good = shared_export("mobilevit_xxs", "coreml", precision="fp32", image_size=64).path
     bad = tmp_path / "bad.mlpackage"
     shutil.copytree(good, bad)
     weights = bad / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"

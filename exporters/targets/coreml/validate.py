@@ -94,7 +94,10 @@ def read_package_spec(path: Path) -> Any:
     """The Model proto of a .mlpackage, parsed from the file its manifest names (read only)."""
     from coremltools.proto import Model_pb2
 
+    from mvit.reading import check_regular_tree
+
     path = Path(path)
+    check_regular_tree(path, "every item in a .mlpackage")  # before any reader (ours or coremltools') opens a file in it
     manifest = json.loads((path / "Manifest.json").read_text())
     entry = manifest["itemInfoEntries"][manifest["rootModelIdentifier"]]
     spec = Model_pb2.Model()
