@@ -153,6 +153,7 @@ def export(
                 result = api.export_model(model, name, out, precision=precision, verify=not no_verify,
                                           verifier=verifier_for[name], prepared=prepared, calibration=calibration, **options)
                 lines.append(_result_line(result, _human_size))
+                notes += ((result.report or {}).get("quantisation") or {}).get("notes", [])
                 if into_harness and export_target.harness_ready:
                     dest = api.copy_into_harness(result.path)
                     lines.append(f"copied {result.path.name} -> {dest}")
