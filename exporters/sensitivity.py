@@ -32,6 +32,11 @@ JUDGE = QUANTISED_TOLERANCES["int8"]
 # The search aims above the judge's own limit: it is scored on the calibration images, the judge
 # also on photos and noise it never saw.
 SEARCH_HEADROOM = 0.05
+# Fewer calibration images than this and one disagreement moves the search's agreement by > 6%.
+MIN_SEARCH_IMAGES = 16
+# fp32 undecided (top two within the judge's margin) on more than this share of the calibration
+# images: they are probably unlike what the model was trained for and will see.
+MAX_UNDECIDED_SHARE = 0.5
 # Keeping more than this share of the quantisable layers float is no longer an int8 model.
 MAX_FLOAT_SHARE = 0.5
 
@@ -53,6 +58,7 @@ class MixedPrecision:
 
     float_layers: list[str]
     agreement: float  # top-1 agreement with fp32 on the calibration images' decisive samples
+    all_int8_agreement: float  # the same with every layer quantised
     target: float
     passed: bool
     sensitivity: list[LayerSensitivity] = field(default_factory=list)
@@ -60,7 +66,8 @@ class MixedPrecision:
 
     def as_dict(self) -> dict[str, Any]:
         return {"metric": "cosine of the output with fp32, this layer alone quantised", "float_layers": self.float_layers,
-                "agreement": round(self.agreement, 4), "agreement_target": self.target, "passed": self.passed,
+                "agreement": round(self.agreement, 4),
+                "all_int8_agreement": round(self.all_int8_agreement, 4), "agreement_target": self.target, "passed": self.passed,
                 "sensitivity": [asdict(s) for s in self.sensitivity], "notes": self.notes}
 
 
@@ -113,7 +120,7 @@ def choose(table: list[LayerSensitivity], agreement_with: Callable[[list[str]], 
         low = k
     if high is None:
         best = max(tried, key=lambda n: (tried[n], -n))
-        failed = _result(table, ranked[:best], tried[best], target, False, None)
+        failed = _result(table, ranked[:best], tried, best, target, False)
         failed.notes.append(f"int8 cannot meet the judge at any mix (best top-1 agreement with fp32 {tried[best]:.2f} < "
                             f"{target:.2f} with up to {limit} of {len(ranked)} layers float); the layers that break it: "
                             f"{breaking_layers(table)}")
@@ -122,7 +129,7 @@ def choose(table: list[LayerSensitivity], agreement_with: Callable[[list[str]], 
         mid = (low + high) // 2
         low, high = (low, mid) if score(mid) >= target else (mid, high)
     chosen = ranked[:high]
-    return _result(table, chosen, tried[high], target, True, None)
+    return _result(table, chosen, tried, high, target, True)
 
 
 def _doubling(limit: int) -> list[int]:
@@ -133,19 +140,34 @@ def _doubling(limit: int) -> list[int]:
     return steps
 
 
-def _result(table: list[LayerSensitivity], chosen: list[str], agreement: float, target: float, passed: bool,
-            failure: str | None) -> MixedPrecision:
+def _result(table: list[LayerSensitivity], chosen: list[str], tried: dict[int, float], k: int, target: float,
+            passed: bool) -> MixedPrecision:
     position = {s.layer: i for i, s in enumerate(table)}
+    goal = "until" if passed else "as the best mix found, though it never"
     rows = []
     for s in table:
         if s.layer in chosen:
             why = (f"rank {position[s.layer] + 1} of {len(table)}: alone it drops the output cosine to {s.metric:.3f}; "
-                   f"kept float until the int8 network agreed with fp32 on >= {target:.2f} of the calibration images")
+                   f"kept float {goal} agreed with fp32 on >= {target:.2f} of the calibration images")
             rows.append(LayerSensitivity(s.layer, s.op, s.metric, True, why))
         else:
             rows.append(s)
-    notes = [failure] if failure else []
-    return MixedPrecision(list(chosen), agreement, target, passed, rows, notes)
+    return MixedPrecision(list(chosen), tried[k], tried[0], target, passed, rows)
+
+
+def calibration_notes(reference: np.ndarray, decision_margin: float = JUDGE.decision_margin) -> list[str]:
+    """What makes the search's figures weak: too few images, or images fp32 itself cannot decide."""
+    notes = []
+    count = len(reference)
+    if count < MIN_SEARCH_IMAGES:
+        notes.append(f"only {count} calibration image(s): the mixed-precision search judged agreement on them, and one "
+                     f"disagreement moves it by {100 / count:.0f}%; give {MIN_SEARCH_IMAGES} or more with --calibration DIR")
+    flat = reference.reshape(count, -1)
+    undecided = int((margin(flat, 1) < decision_margin).sum())
+    if undecided > MAX_UNDECIDED_SHARE * count:
+        notes.append(f"the fp32 model cannot decide between its top two classes on {undecided} of {count} calibration "
+                     "images: are they like the images it will see? Int8 ranges and the search are set on them")
+    return notes
 
 
 def breaking_layers(table: list[LayerSensitivity], count: int = 5) -> str:

@@ -19,7 +19,7 @@ from onnxruntime.quantization import quantize_static
 
 from mvit.work import Workers
 
-from .sensitivity import JUDGE, MixedPrecision, choose, mean_cosine, measure, top1_agreement
+from .sensitivity import JUDGE, MixedPrecision, calibration_notes, choose, mean_cosine, measure, top1_agreement
 from .wrappers import INPUT_NAME
 
 # The layers searched: those with weights, where a fused BatchNorm's outlier channels land.
@@ -101,4 +101,5 @@ def mixed_precision(src: Path, reader: Any, pixels: np.ndarray, quantise_args: d
         return top1_agreement(variant.reference, out, JUDGE.decision_margin)
 
     found = choose(table, agreement_with)
+    found.notes[:0] = calibration_notes(variant.reference)
     return found, [n for layer in found.float_layers for n in variant.layers[layer]]
