@@ -184,6 +184,8 @@ def _export_report(final: Path, staged: Path, target: str, resolved: ResolvedMod
         "verification": verification, "graph_checks": checks, "failed": [describe_failure(c) for c in failed],
         "verdict": verdict, "verified_by": verification.get("verified_by") if verification else None,
         "warnings": (verification or {}).get("warnings", []),
+        # How a quantised artefact was quantised: settings, and the per-layer sensitivity search's table.
+        "quantisation": json.loads(request.metadata["quantization"]) if "quantization" in request.metadata else None,
         # Read back from the artefact: its own output names (a CoreML segmenter adds its class map), its Xcode preview.
         **get_target(target).report_fields(staged),
     }

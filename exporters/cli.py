@@ -154,6 +154,7 @@ def export(
                 result = api.export_prepared(prepared, export_target, out, precision=precision, verify=not no_verify,
                                              verifier=verifier_for[name], calibration=calibration)
                 lines.append(_result_line(result, _human_size))
+                notes += ((result.report or {}).get("quantisation") or {}).get("notes", [])
                 if into_harness and export_target.harness_ready:
                     dest = api.copy_into_harness(result.path)
                     lines.append(f"copied {result.path.name} -> {dest}")

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mvit.reading import check_regular_tree
+
 # Model.proto specificationVersion -> the OS release that first reads it.
 SPEC_TO_IOS = {4: 13, 5: 14, 6: 15, 7: 16, 8: 17, 9: 18}
 # MIL function opsets and the specification version each needs (MIL.proto: CoreML5 = iOS15...).
@@ -93,8 +95,6 @@ class Validation:
 def read_package_spec(path: Path) -> Any:
     """The Model proto of a .mlpackage, parsed from the file its manifest names (read only)."""
     from coremltools.proto import Model_pb2
-
-    from mvit.reading import check_regular_tree
 
     path = Path(path)
     check_regular_tree(path, "every item in a .mlpackage")  # before any reader (ours or coremltools') opens a file in it

@@ -18,8 +18,13 @@ from typing import Any
 import numpy as np
 import onnx
 
+from mvit.work import Workers
+
 from ...base import ExportError, ExportRequest
+from ...sensitivity import record_mixed_precision
+from ...tasks import get_task
 from ...wrappers import INPUT_NAME
+from .sensitivity import mixed_precision
 
 # Chosen on the trained classifier: per-tensor scales without reduce_range agreed best
 # (0.994 vs 0.986 per-channel, 0.992 / 0.972 with reduce_range). Keeping LayerNormalization in
@@ -33,6 +38,7 @@ STATIC_SETTINGS: dict[str, Any] = {
     "excluded_op_types": [],
     "calibrate_method": "MinMax",
     "activation_type": "uint8",
+    "mixed_precision": True,  # the layers int8 breaks stay float (sensitivity.py)
 }
 # Dynamic range on MatMul/Gemm only: ORT runs a dynamically quantised Conv as ConvInteger, which
 # ran the whole classifier at 0.18x fp32 speed here; MatMul/Gemm alone gave 1.29x (same runs).
@@ -66,12 +72,18 @@ def quantize_onnx(model: onnx.ModelProto, request: ExportRequest, settings: dict
             if request.calibration is None or not len(request.calibration):
                 raise ExportError("int8 needs calibration images; pass --calibration DIR")
             excluded = [n.name for n in model.graph.node if n.op_type in s["excluded_op_types"]]
-            quantize_static(src, dst, _Images(request.calibration), quant_format=QuantFormat.QDQ,
-                            per_channel=s["per_channel"], reduce_range=s["reduce_range"],
-                            activation_type=QuantType.QUInt8 if s["activation_type"] == "uint8" else QuantType.QInt8,
-                            weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
-                            calibrate_method=getattr(CalibrationMethod, s["calibrate_method"]),
-                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+            args = dict(quant_format=QuantFormat.QDQ, per_channel=s["per_channel"], reduce_range=s["reduce_range"],
+                        activation_type=QuantType.QUInt8 if s["activation_type"] == "uint8" else QuantType.QInt8,
+                        weight_type=QuantType.QInt8, calibrate_method=getattr(CalibrationMethod, s["calibrate_method"]),
+                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+            if s["mixed_precision"] and get_task(request.task).classifier:
+                # The search reproduces the classifier judge (top-1 agreement, probability cosine); other tasks quantise whole.
+                # mvit-export has no --workers: the search runs in this process, its tasks on the shared runner.
+                found, float_nodes = mixed_precision(src, _Images(request.calibration), request.calibration, args, excluded,
+                                                     Workers())
+                record_mixed_precision(request, found)
+                excluded += float_nodes
+            quantize_static(src, dst, _Images(request.calibration), nodes_to_exclude=excluded, **args)
         else:
             raise ExportError(f"--precision {request.precision} is not available for ONNX exports")
         out = onnx.load(str(dst))

@@ -1,0 +1,85 @@
+"""int8 on weights with real-checkpoint outliers: per-layer sensitivity on the calibration images,
+and the fewest layers kept float that let the int8 network pass the classification judge."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import outlier_fixture
+import pytest
+import trained_fixtures as tf
+
+from mvit.exporters import cli
+from mvit.exporters.sensitivity import JUDGE, LayerSensitivity, calibration_notes, choose
+
+CALIBRATION_IMAGES = 16
+
+
+def _table(n: int) -> list[LayerSensitivity]:
+    return [LayerSensitivity(f"layer{i}", "Conv", 0.9 + i / 100) for i in range(n)]
+
+
+def test_choose_keeps_the_fewest_most_sensitive_layers_float():
+    culprits = {"layer0", "layer1", "layer2"}
+    calls = []
+
+    def agreement(float_layers: list[str]) -> float:
+        calls.append(len(float_layers))
+        return 1.0 if culprits <= set(float_layers) else 0.5
+
+    found = choose(_table(20), agreement)
+    assert found.passed and found.float_layers == ["layer0", "layer1", "layer2"]
+    assert found.all_int8_agreement == 0.5 and found.agreement == 1.0
+    kept = [s for s in found.sensitivity if s.kept_float]
+    assert [s.layer for s in kept] == found.float_layers and all("rank" in s.why for s in kept)
+    assert len(calls) <= 6  # doubling and bisection, not one try per layer
+
+
+def test_choose_says_when_no_mix_passes_and_names_the_worst_layers():
+    found = choose(_table(10), lambda float_layers: 0.4 + len(float_layers) / 100)
+    assert not found.passed
+    assert len(found.float_layers) <= 5  # never more than half the layers float
+    assert "cannot meet the judge at any mix" in found.notes[-1] and "layer0 (0.900)" in found.notes[-1]
+
+
+def test_calibration_notes_flag_few_images_and_undecided_ones():
+    decided = np.eye(10, dtype=np.float32)[:4]
+    assert any("only 4 calibration image" in n for n in calibration_notes(decided))
+    undecided = np.full((20, 10), 0.1, dtype=np.float32)
+    notes = calibration_notes(undecided)
+    assert len(notes) == 1 and "cannot decide" in notes[0]
+    assert calibration_notes(np.eye(10, dtype=np.float32)[np.arange(20) % 10]) == []
+
+
+@pytest.fixture(scope="module")
+def outlier_export(tmp_path_factory) -> dict:
+    """The outlier classifier, exported to ONNX int8 through the CLI with a folder of calibration PNGs."""
+    root = tmp_path_factory.mktemp("outliers")
+    checkpoint = outlier_fixture.write_checkpoint(root)
+    digits, _ = tf.train_digits()
+    scenes = tf.classification_scenes(np.random.default_rng(11), digits[:CALIBRATION_IMAGES], tf.CLASSIFIER.image_size)
+    calibration = tf.save_scenes(root / "calibration", scenes)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--checkpoint", str(checkpoint), "--image-size", str(tf.CLASSIFIER.image_size), "--target", "onnx",
+                  "--precision", "int8", "--calibration", str(calibration), "--out", str(root / "out")])
+    assert exc.value.code in (0, None)
+    report = Path(root / "out" / f"{tf.CLASSIFIER.name}_A_{tf.CLASSIFIER.image_size}_int8.onnx.report.json")
+    return json.loads(report.read_text())
+
+
+def test_outlier_weights_break_plain_int8_and_the_chosen_mix_passes_the_judge(outlier_export):
+    q = outlier_export["quantisation"]
+    # Every layer int8: the outlier channels' ranges break agreement with fp32 below the judge's limit.
+    assert q["all_int8_agreement"] < JUDGE.top1_agreement
+    assert outlier_export["verdict"] == "pass"
+    assert outlier_export["verification"]["task_metrics"]["top1_agreement"] >= JUDGE.top1_agreement
+    # A few layers float, among them the expansions that hold the outlier channels.
+    float_layers = q["float_layers"]
+    assert q["passed"] and 1 <= len(float_layers) <= len(q["sensitivity"]) // 4
+    assert any(f"stages.{s}.0/conv1_1x1" in layer for s in (0, 1, 2) for layer in float_layers)
+    rows = q["sensitivity"]
+    assert {r["layer"] for r in rows if r["kept_float"]} == set(float_layers)
+    assert all(set(r) == {"layer", "op", "metric", "kept_float", "why"} for r in rows)
+    assert [r["metric"] for r in rows] == sorted(r["metric"] for r in rows)
