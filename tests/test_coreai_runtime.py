@@ -7,7 +7,12 @@ import hashlib
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import tempfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -172,8 +177,11 @@ def test_not_an_asset_folder_is_refused(tmp_path):
         runtime.check_asset(tmp_path)
 
 
-def test_a_runtime_crash_is_one_line_and_this_process_goes_on(asset, tmp_path):
+def test_a_runtime_crash_is_one_line_and_this_process_goes_on(asset, tmp_path, monkeypatch):
     """Flipping the bytecode's first byte and recomputing the hash makes coreai-core abort (SIGABRT)."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     damaged = _copy(asset, tmp_path)
     _flip(damaged, 0, rehash=True)
     runtime.check_asset(damaged)  # the folder itself looks sound: only the runtime can tell
@@ -182,6 +190,7 @@ def test_a_runtime_crash_is_one_line_and_this_process_goes_on(asset, tmp_path):
     message = _one_line(info)
     assert message.startswith("the Core AI runtime crashed on copy.aimodel") and "re-export" in message
     assert info.value.exit_code == EXIT_FAILED
+    assert not list(temporary.iterdir()), "the crashed runtime's temporary files were left behind"
     assert runtime.functions(asset) == list(SIZES)  # and the next call works
 
 
@@ -190,3 +199,50 @@ def _catch(into: list[BaseException], fn, *args) -> None:
         fn(*args)
     except BaseException as exc:  # noqa: BLE001 - handed to the test thread to assert on
         into.append(exc)
+
+
+_TIMING_COMMAND = """
+import sys, numpy as np, typer
+from mvit.cli_support import run_cli
+from mvit.exporters.coreai import runtime
+
+app = typer.Typer()
+
+@app.command()
+def main(asset: str) -> None:
+    runtime.time_runs(asset, "main", {"image": np.zeros((1, 3, 32, 32), np.float32)}, warmup=0, runs=10_000_000)
+
+sys.exit(run_cli(typer.main.get_command(app), sys.argv[1:], "timing"))
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_ends_the_parent_with_130_and_the_child_with_it(asset, tmp_path, signum):
+    work = tmp_path / "tmp"
+    work.mkdir()
+    env = {**os.environ, "TMPDIR": str(work)}
+    parent = subprocess.Popen([sys.executable, "-c", _TIMING_COMMAND, str(asset)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(work.glob("mvit-coreai-*/child.log")) and parent.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert list(work.glob("mvit-coreai-*/child.log")), parent.communicate(timeout=60)[1]
+    child_cmdline = str(work).encode()
+    time.sleep(1.0)  # the child is inside the runtime's timing loop by now
+    parent.send_signal(signum)
+    _, err = parent.communicate(timeout=60)
+    assert parent.returncode == 130, err
+    assert err.decode().strip().splitlines() == ["error: interrupted; nothing half-written was left under a final name"]
+    assert not _processes_mentioning(child_cmdline), "the runtime child outlived its parent"
+    assert not list(work.iterdir()), "the work folder was left behind"
+
+
+def _processes_mentioning(text: bytes) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:  # the process ended while we looked
+                continue
+    return found

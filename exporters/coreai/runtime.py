@@ -87,7 +87,7 @@ def _call_in(asset: Path, request: dict[str, Any], inputs: list[dict[str, np.nda
     log = work / "child.log"
     debug = bool(os.environ.get("MVIT_DEBUG"))
     with open(log, "wb") as sink:
-        child = subprocess.Popen([sys.executable, "-m", _CHILD, str(work)], env=_child_env(), stdin=subprocess.DEVNULL,
+        child = subprocess.Popen([sys.executable, "-m", _CHILD, str(work)], env=_child_env(work), stdin=subprocess.DEVNULL,
                                  stdout=None if debug else sink, stderr=None if debug else sink, start_new_session=True)
         try:
             code = child.wait()
@@ -108,10 +108,13 @@ def _call_in(asset: Path, request: dict[str, Any], inputs: list[dict[str, np.nda
     return result
 
 
-def _child_env() -> dict[str, str]:
-    """The parent's environment with its import path, so the child imports this same tree of mvit."""
+def _child_env(work: Path) -> dict[str, str]:
+    """The parent's environment with its import path, so the child imports this same tree of mvit, and
+    with TMPDIR in `work`: the runtime compiles each asset into a temporary folder that a killed or
+    crashed child cannot remove, and `work` goes when the call ends, whatever happened."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    env["TMPDIR"] = str(work)
     return env
 
 
