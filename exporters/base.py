@@ -129,6 +129,7 @@ class TargetDefaults:
     nms_forms: tuple[str, ...] = ()  # one NMS form: nothing to choose
     nms_output_names: list[str] = []
     precisions: tuple[str, ...] = ("fp32", "fp16", "int8-weights", "int8")
+    writes_own_sizes = False
     name = ""
 
     def output_names_with_nms(self, options: ExportOptions) -> list[str]:
@@ -142,6 +143,12 @@ class TargetDefaults:
 
     def structure_checks(self, path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         return {}, []
+
+    def write_sizes(self, entries: list[Any], path: Path, precision: str) -> dict[str, Any]:
+        raise NotImplementedError(f"{self.name} multi-size artefacts are written by exporters/multisize.py")
+
+    def size_runner(self, path: Path, entry: Mapping[str, Any]) -> Runner:
+        raise NotImplementedError(f"{self.name} multi-size artefacts are run by exporters/multisize.py")
 
 
 class ExportTarget(Protocol):
@@ -165,6 +172,7 @@ class ExportTarget(Protocol):
     nms_forms: tuple[str, ...]  # detection NMS forms it can write (--coreml-nms), the default first; () for one
     precisions: tuple[str, ...]  # --precision values it writes (quantize.py says what each means for it)
     multisize_forms: tuple[str, ...]  # how it holds several sizes in one artefact (multisize.py), the default first
+    writes_own_sizes: bool  # its package writes and runs multi-size artefacts itself (write_sizes, size_runner)
 
     def quantisation_settings(self, precision: str) -> dict[str, Any]:
         """What its quantiser does for a quantised precision, recorded in the artefact's metadata."""
@@ -195,6 +203,12 @@ class ExportTarget(Protocol):
 
     def benchmark_unavailable_reason(self) -> str | None:
         """Why this machine cannot time this target's artefacts (None: it can)."""
+
+    def write_sizes(self, entries: list[Any], path: Path, precision: str) -> dict[str, Any]:
+        """Write one artefact holding every multisize.SizedExport in `entries` (when writes_own_sizes)."""
+
+    def size_runner(self, path: Path, entry: Mapping[str, Any]) -> Runner:
+        """A runner for one recorded {"name", "image_size", "config"} entry (when writes_own_sizes)."""
 
 
 def without_rewrites(target: ExportTarget, names: frozenset[str]) -> ExportTarget:

@@ -255,6 +255,8 @@ def _export_group(entries: list[SizedExport], export_target: ExportTarget, out_d
 
 def _write(entries: list[SizedExport], export_target: ExportTarget, staged: Path, staging: Path, precision: str,
            form: str) -> dict[str, Any]:
+    if export_target.writes_own_sizes:
+        return export_target.write_sizes(entries, staged, precision)
     if form == "functions":
         from .coreml_multifunction import write_functions
 
@@ -274,6 +276,8 @@ def _write(entries: list[SizedExport], export_target: ExportTarget, staged: Path
 
 def _runner_for(export_target: ExportTarget, path: Path, form: str, verifier: str) -> Callable[[dict[str, Any]], Runner]:
     """entry -> the runner that runs that function / size / signature of the artefact."""
+    if export_target.writes_own_sizes:
+        return lambda e: export_target.size_runner(path, e)
     if form in ("functions", "enumerated"):
         from .coreml_multifunction import function_runner
 

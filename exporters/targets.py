@@ -18,6 +18,7 @@ _TARGETS = {
     "coreml": ("coreml_target", ".mlpackage", "coreml"),
     "onnx": ("onnx_target", ".onnx", "onnxruntime"),
     "tflite": ("tflite_target", ".tflite", "litert"),
+    "coreai": ("coreai", ".aimodel", "coreai"),
 }
 _MODULES = {name: module for name, (module, _, _) in _TARGETS.items()}
 INSTALL_HINTS = {name: f"pip install 'mvit[{name}]'" for name in _MODULES}

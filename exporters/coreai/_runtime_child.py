@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 import time
@@ -121,4 +122,10 @@ def main(workdir: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    code = main(sys.argv[1])
+    # coreai-core 1.0.0b3 aborts at interpreter shutdown in about one run of three (SIGABRT after
+    # every output was written, measured on this Linux build): the answer is on disk, so leave
+    # without running the runtime's teardown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
