@@ -202,6 +202,9 @@ class LoadedModel:
     infer: Callable[[], object]  # one inference on the fixed example input
     load_ms: float
     artefact: str | None
+    # (warmups, runs) -> (first inference ms, timed runs ms), for a runner that times itself where it
+    # runs (Core AI's runs in a child process, so a call timed here would time the process too).
+    timed: Callable[[int, int], tuple[float, list[float]]] | None = None
 
 
 def load_pytorch(model: BenchModel, threads: int, x: np.ndarray) -> LoadedModel:
@@ -258,15 +261,19 @@ def load_artefact(runtime: str, artefact: Path, threads: int, x: np.ndarray, spi
     runner = target.load(artefact, threads, **({} if spinning else _timing_options(target.load)))
     load_ms = (time.perf_counter() - start) * 1e3
     feeds = {"image": x}
-    return LoadedModel(lambda: runner.run(feeds), load_ms, str(artefact))
+    timed = getattr(runner, "time_runs", None)
+    return LoadedModel(lambda: runner.run(feeds), load_ms, str(artefact),
+                       timed=(lambda warmups, runs: timed(feeds, warmups, runs)) if timed else None)
 
 
 def artefact_runtime(path: Path) -> str:
     """The runtime that runs an artefact, from its file suffix."""
-    suffixes = {".onnx": "onnxruntime", ".tflite": "litert", ".mlpackage": "coreml", ".mlmodel": "coreml"}
+    from mvit.exporters.targets import SUFFIXES
+
+    suffixes = {SUFFIXES[name]: runtime for runtime, name in RUNTIME_TARGETS.items()} | {".mlmodel": "coreml"}
     try:
         return suffixes[path.suffix]
     except KeyError:
         raise RuntimeUnavailable(
-            f"{path}: unknown artefact type {path.suffix!r}; pass a .onnx, .tflite or .mlpackage file"
+            f"{path}: unknown artefact type {path.suffix!r}; pass a {', '.join(sorted(suffixes))} artefact"
         ) from None

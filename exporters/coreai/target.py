@@ -60,6 +60,17 @@ class CoreAIRunner:
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.run_many([inputs])[0]
 
+    def time_runs(self, inputs: dict[str, np.ndarray], warmups: int, runs: int) -> tuple[float, list[float]]:
+        """(first run ms, `runs` timed runs ms after `warmups`), timed inside the runtime's process."""
+        from . import runtime
+
+        feed = {n: np.ascontiguousarray(inputs[n], dtype=np.float32) for n in self.input_names}
+        try:
+            seconds = runtime.time_runs(self.path, self.function, feed, warmup=0, runs=1 + warmups + runs)
+        except MvitError as exc:
+            raise _failing(exc) from None
+        return seconds[0] * 1e3, [s * 1e3 for s in seconds[1 + warmups:]]
+
     def run_many(self, inputs: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
         """Several inputs in one child process: loading the asset costs more than one run."""
         from . import runtime
