@@ -177,7 +177,12 @@ def run_benchmarks(plan: RunPlan, log: Callable[[str], None] = print, progress=N
                 if progress:
                     progress.update(task, description=f"{label}: timing")
                 step = (lambda: progress.advance(task)) if progress else None
-                first_ms, times = time_inference(loaded.infer, plan.warmups, plan.runs, step)
+                if loaded.timed is not None:
+                    first_ms, times = loaded.timed(plan.warmups, plan.runs)
+                    if progress:
+                        progress.advance(task, plan.warmups + plan.runs)
+                else:
+                    first_ms, times = time_inference(loaded.infer, plan.warmups, plan.runs, step)
             results.append(result_row(
                 model, runtime, precision=plan.precision, threads=plan.threads, artefact=loaded.artefact,
                 load_ms=loaded.load_ms, first_ms=first_ms, warmups=plan.warmups, times=times,

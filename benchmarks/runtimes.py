@@ -203,6 +203,9 @@ class LoadedModel:
     infer: Callable[[], object]  # one inference on the fixed example input
     load_ms: float
     artefact: str | None
+    # (warmups, runs) -> (first inference ms, timed runs ms), for a runner that times itself where it
+    # runs (Core AI's runs in a child process, so a call timed here would time the process too).
+    timed: Callable[[int, int], tuple[float, list[float]]] | None = None
 
 
 def load_pytorch(model: BenchModel, threads: int, x: np.ndarray) -> LoadedModel:
@@ -253,12 +256,17 @@ def load_artefact(runtime: str, artefact: Path, threads: int, x: np.ndarray, spi
     runner = target.load(artefact, threads, **({} if spinning else target.quiet_load_options))
     load_ms = (time.perf_counter() - start) * 1e3
     feeds = {"image": x}
-    return LoadedModel(lambda: runner.run(feeds), load_ms, str(artefact))
+    timed = getattr(runner, "time_runs", None)
+    return LoadedModel(lambda: runner.run(feeds), load_ms, str(artefact),
+                       timed=(lambda warmups, runs: timed(feeds, warmups, runs)) if timed else None)
 
 
 def artefact_runtime(path: Path) -> str:
     """The runtime that runs an artefact, from its file suffix."""
-    for target, suffix in SUFFIXES.items():
-        if path.suffix == suffix:
-            return TARGET_RUNTIMES[target]
-    raise RuntimeUnavailable(f"{path}: unknown artefact type {path.suffix!r}; pass a {' or '.join(SUFFIXES.values())} file")
+    suffixes = {SUFFIXES[name]: runtime for runtime, name in RUNTIME_TARGETS.items()} | {".mlmodel": "coreml"}
+    try:
+        return suffixes[path.suffix]
+    except KeyError:
+        raise RuntimeUnavailable(
+            f"{path}: unknown artefact type {path.suffix!r}; pass a {', '.join(sorted(suffixes))} artefact"
+        ) from None

@@ -195,7 +195,7 @@ def target_for_path(path: Path) -> str:
     for name, suffix in SUFFIXES.items():
         if path.name.endswith(suffix):
             return name
-    raise ExportError(f"cannot tell the target of {path}: expected a .mlpackage, .onnx or .tflite file")
+    raise ExportError(f"cannot tell the target of {path}: expected a {', '.join(SUFFIXES.values())} artefact")
 
 
 def artefact_metadata(path: Path) -> dict[str, Any]:

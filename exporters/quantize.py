@@ -45,7 +45,7 @@ def check_precision(precision: str, target: ExportTarget | None = None) -> None:
     if target is not None and precision not in target.precisions:
         writers = [t for t in target_names() if precision in _precisions_of(t)]
         raise ExportError(f"--precision {precision} applies to {' / '.join(writers)} exports only "
-                          f"(got {target.name}; use {', '.join(p for p in target.precisions if p in QUANTISED)})")
+                          f"(got {target.name}, which writes {', '.join(target.precisions)})")
 
 
 def _precisions_of(target_name: str) -> tuple[str, ...]:

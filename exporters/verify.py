@@ -96,15 +96,19 @@ def verify_runner(
     judge = get_task(task).judge(tol, ExportOptions(nms=settings), nms_best_class_only)
     per_output: dict[str, dict[str, float]] = {}
     pre_nms = getattr(runner, "pre_nms", None)
+    feeds = [{INPUT_NAME: normalise(s.pixels, preprocess) if raw_input else s.pixels} for s in samples]
+    # A runner that starts a process per call (Core AI's) takes every sample at once.
+    run_many = getattr(runner, "run_many", None)
+    batched = run_many(feeds) if run_many else None
 
-    for sample in samples:
+    for i, sample in enumerate(samples):
         x_norm = normalise(sample.pixels, preprocess)
         with torch.no_grad():
             ref_out = reference.module(torch.from_numpy(x_norm))
         ref_out = ref_out if isinstance(ref_out, (tuple, list)) else (ref_out,)
         ref = {n: t.numpy() for n, t in zip(reference.output_names, ref_out)}
-        feed = {INPUT_NAME: x_norm if raw_input else sample.pixels}
-        art = runner.run(feed)
+        feed = feeds[i]
+        art = batched[i] if batched is not None else runner.run(feed)
         # With NMS inside, the artefact's outputs are the kept boxes, not the reference's tensors.
         pairs = {} if nms else _compare_outputs(ref, art)
         pairs.update(judge.add(SampleOutputs(ref, art, functools.partial(_tap, pre_nms, feed))))

@@ -176,14 +176,19 @@ class PathRefused(MvitError):
     """A path mvit will not replace (a folder of the user's at a final name) or not copy (a FIFO): exit 2."""
 
 
+# Artefacts that are folders: suffix -> the file every such folder mvit writes holds.
+FOLDER_ARTEFACTS = {".mlpackage": "Manifest.json", ".aimodel": "main.hash"}
+
+
 def check_replaceable(*paths: Path) -> None:
     """Refuse to replace anything but what mvit writes under a final name: a file (an earlier export,
-    report or results file), a symlink (itself, never its target) or an .mlpackage folder. A folder
+    report or results file), a symlink (itself, never its target) or an artefact folder (.mlpackage, .aimodel). A folder
     of the user's that happens to carry the name is never deleted."""
     for path in map(Path, paths):
         if not path.is_dir() or path.is_symlink():
             continue
-        if path.suffix == ".mlpackage" and (path / "Manifest.json").is_file():
+        marker = FOLDER_ARTEFACTS.get(path.suffix)
+        if marker and (path / marker).is_file():
             continue
         raise PathRefused(f"{path} is a folder mvit did not write, in the way of a file it writes; "
                                "move it away yourself, or pass another --out")

@@ -18,6 +18,7 @@ _TARGETS = {
     "coreml": ("coreml.target", ".mlpackage", "coreml"),
     "onnx": ("onnx.target", ".onnx", "onnxruntime"),
     "tflite": ("tflite.target", ".tflite", "litert"),
+    "coreai": ("coreai.target", ".aimodel", "coreai"),
 }
 _MODULES = {name: module for name, (module, _, _) in _TARGETS.items()}
 INSTALL_HINTS = {name: f"pip install 'mvit[{name}]'" for name in _MODULES}
