@@ -45,6 +45,7 @@ GOLDEN_DETECTOR = REPO / "tests" / "data" / "harness_golden_detector.json"
 GOLDENS = [GOLDEN, GOLDEN_MULTIFUNCTION, GOLDEN_ENUMERATED, GOLDEN_DETECTOR]
 CORE = HARNESS / "Sources" / "MVitBenchCore"
 COREML_BACKEND = HARNESS / "Sources" / "MVitBenchCoreML"
+COREAI_BACKEND = HARNESS / "Sources" / "MVitBenchCoreAI"
 SCHEMA_STRUCTS = CORE / "BenchmarkReport.swift"
 ROW_DETAILS = CORE / "RowDetails.swift"
 STATS_STRUCT = CORE / "LatencyStats.swift"
@@ -68,7 +69,8 @@ def test_every_swift_file_parses():
     # The pieces issue 6 asks for; a missing one would make "everything parses" vacuous.
     assert {"Package.swift", "LatencyStats.swift", "BenchmarkReport.swift", "CoreMLBenchmark.swift",
             "main.swift", "MVitHarnessApp.swift", "ContentView.swift", "RowDetails.swift", "VisionTiming.swift",
-            "ComputePlanTally.swift", "FunctionDiscovery.swift", "UsageExamples.swift"} <= names
+            "ComputePlanTally.swift", "FunctionDiscovery.swift", "UsageExamples.swift", "CoreAIBenchmark.swift",
+            "HarnessRun.swift"} <= names
     problems = [str(p) for f in files for p in syntax_problems(f.read_bytes(), str(f.relative_to(REPO)))]
     assert not problems, "Swift syntax errors:\n" + "\n".join(problems)
 
@@ -98,8 +100,12 @@ def test_core_is_foundation_only_and_the_coreml_backend_is_guarded():
         # Everything inside one #if canImport(CoreML) ... #endif, so the package builds anywhere.
         assert outline[0] == "#if canImport(CoreML)" and outline[-1] == "#endif", path.name
         assert not any(item.startswith("#") for item in outline[1:-1]), path.name
+    for path in sorted((sources / "MVitBenchCoreAI").glob("*.swift")):
+        outline = top_level_outline(path.read_text())
+        # Core AI code needs an SDK that has it; the router (CoreML plus Core AI) needs CoreML.
+        assert outline[0] in ("#if canImport(CoreAI)", "#if canImport(CoreML)") and outline[-1] == "#endif", path.name
     manifest = (HARNESS / "Package.swift").read_text()
-    for target in ("MVitBenchCore", "MVitBenchCoreML", "mvit-harness"):
+    for target in ("MVitBenchCore", "MVitBenchCoreML", "MVitBenchCoreAI", "mvit-harness"):
         assert f'(name: "{target}"' in manifest and (sources / target).is_dir(), target
 
 
@@ -108,14 +114,17 @@ def test_core_is_foundation_only_and_the_coreml_backend_is_guarded():
 
 def test_nothing_made_in_a_timed_span_is_released_before_the_stopwatch_is_read():
     spans = [span for path, text in swift_sources().items() for span in timed_spans(text, path)]
-    # The CoreML prediction, the Vision request and Stopwatch.time (compile, load): a check of
-    # fewer spans would pass because a span went missing.
-    assert sorted(Path(span.path).name for span in spans) == ["CoreMLBenchmark.swift", "Stopwatch.swift",
+    # The CoreML prediction, the Vision request, Stopwatch.time (compile, load), and Core AI's
+    # load and run: a check of fewer spans would pass because a span went missing.
+    assert sorted(Path(span.path).name for span in spans) == ["CoreAIBenchmark.swift", "CoreAIBenchmark.swift",
+                                                              "CoreMLBenchmark.swift", "Stopwatch.swift",
                                                               "VisionTiming.swift"]
     problems = [p for span in spans for p in span.problems]
     assert not problems, "\n".join(problems)
     prediction = (COREML_BACKEND / "CoreMLBenchmark.swift").read_text()
     assert "let output = try model.prediction(from: input)" in prediction
+    run = (COREAI_BACKEND / "CoreAIBenchmark.swift").read_text()
+    assert "let outputs = try await function.run(inputs: inputs)" in run
 
 
 @pytest.mark.parametrize(
@@ -132,12 +141,17 @@ def test_nothing_made_in_a_timed_span_is_released_before_the_stopwatch_is_read()
          "output may be released before stopwatch.elapsedMs is read"),
         (COREML_BACKEND / "VisionTiming.swift", "let ms = withExtendedLifetime(handler) { stopwatch.elapsedMs }",
          "let ms = stopwatch.elapsedMs", "handler may be released"),
+        (COREAI_BACKEND / "CoreAIBenchmark.swift", "return withExtendedLifetime(outputs) { stopwatch.elapsedMs }",
+         "return stopwatch.elapsedMs", "outputs may be released before stopwatch.elapsedMs is read"),
+        (COREAI_BACKEND / "CoreAIBenchmark.swift", "let loadMs = withExtendedLifetime(model) { stopwatch.elapsedMs }",
+         "let loadMs = stopwatch.elapsedMs", "model may be released"),
         # a value in a nested scope dies when the scope closes, inside the span
         (COREML_BACKEND / "CoreMLBenchmark.swift", "let output = try model.prediction(from: input)\n",
          "let output = try model.prediction(from: input)\n            do { let copy = output; print(copy) }\n",
          "copy lives in a scope that closes inside the timed span"),
     ],
-    ids=["discarded-output", "output-not-held", "vision-handler-not-held", "nested-scope"],
+    ids=["discarded-output", "output-not-held", "vision-handler-not-held", "coreai-outputs-not-held",
+         "coreai-model-not-held", "nested-scope"],
 )
 def test_timed_span_check_reports_a_release_inside_the_span(path, old, new, expected):
     text = path.read_text()
@@ -382,6 +396,28 @@ def test_compute_plan_unavailable_is_a_valid_row():
     assert row["compute_plan"]["cpu_ops"] is None and row["vision"] is None and row["function"] is None
 
 
+def test_a_core_ai_row_is_a_valid_row_that_report_and_compare_read(tmp_path):
+    """The Core AI backend's rows: runtime "coreai" (the string the Swift writes), no compile step,
+    and a compute plan that says Core AI has none to give."""
+    benchmark = (COREAI_BACKEND / "CoreAIBenchmark.swift").read_text()
+    assert 'runtime: "coreai"' in benchmark and "compileMs: nil" in benchmark
+    doc = golden()
+    row = doc["results"][0]
+    row.update(runtime="coreai", compile_ms=None, artefact="mobilevit_xxs_A_256_fp16.aimodel",
+               compute_plan={"available": False, "reason": "Core AI has no API for where ops run"})
+    checked = validate_document(copy.deepcopy(doc), source="phone-coreai.json")["results"][0]
+    assert checked["runtime"] == "coreai" and checked["compile_ms"] is None
+    path = tmp_path / "phone-coreai.json"
+    path.write_text(json.dumps(doc))
+    done = _bench("report", str(path))
+    assert done.exit_code == 0, done.output
+    from mvit.benchmarks.schema import ResultsFileError
+
+    row["runtime"] = "coreai-linux"  # a runtime the schema does not know is refused
+    with pytest.raises(ResultsFileError, match="runtime"):
+        validate_document(doc, source="unknown.json")
+
+
 def test_harness_source_follows_the_conventions_it_reads():
     """What the Swift reads from an artefact is what the exporters write, and the gates around
     the newer APIs name the versions that have them."""
@@ -427,7 +463,18 @@ NEWER_APIS = {
     ".containerRelativeFrame": "iOS 17.0, macOS 14.0",
     ".scrollTargetBehavior": "iOS 17.0, macOS 14.0",
     ".inspector": "iOS 17.0, macOS 14.0",
+    # Core AI (developer.apple.com/documentation/coreai): every symbol the harness uses is 27.0.
+    "AIModel": "iOS 27.0, macOS 27.0",
+    "AIModelAsset": "iOS 27.0, macOS 27.0",
+    "SpecializationOptions": "iOS 27.0, macOS 27.0",
+    "ComputeUnitKind": "iOS 27.0, macOS 27.0",
+    "InferenceFunction": "iOS 27.0, macOS 27.0",
+    "InferenceFunctionDescriptor": "iOS 27.0, macOS 27.0",
+    "NDArray": "iOS 27.0, macOS 27.0",
+    "CoreAIBenchmark": "iOS 27.0, macOS 27.0",
 }
+COREAI_APIS = {"AIModel", "AIModelAsset", "SpecializationOptions", "ComputeUnitKind", "InferenceFunction",
+               "InferenceFunctionDescriptor", "NDArray", "CoreAIBenchmark"}
 
 
 def test_deployment_minimums_are_ios_16_and_macos_13():
@@ -443,7 +490,7 @@ def test_every_newer_api_is_behind_an_availability_gate():
     uses = [u for path, text in swift_sources().items() for u in newer_api_uses(text, NEWER_APIS, path)]
     # The compute plan and the multifunction loading are found; an empty list would pass vacuously.
     assert {u.name for u in uses} >= {"MLComputePlan", "MLModelStructure", "MLComputeDevice", "functionName",
-                                      "functionNames"}
+                                      "functionNames"} | COREAI_APIS
     assert not [u for u in uses if not u.gated], "\n".join(str(u) for u in uses if not u.gated)
 
 
@@ -467,8 +514,16 @@ def test_every_newer_api_is_behind_an_availability_gate():
         (HARNESS / "App" / "Sources" / "ContentView.swift", "Text(\"No models bundled.",
          "ContentUnavailableView(\"No models\", systemImage: \"cpu\"); Text(\"No models bundled.",
          "ContentUnavailableView needs iOS 17.0"),
+        # the Core AI backend without its declaration gate, or the router calling it ungated
+        (COREAI_BACKEND / "CoreAIBenchmark.swift", "@available(iOS 27.0, macOS 27.0, *)\npublic struct CoreAIBenchmark",
+         "public struct CoreAIBenchmark", "AIModel needs iOS 27.0"),
+        (COREAI_BACKEND / "CoreAIAssetInfo.swift", "@available(iOS 27.0, macOS 27.0, *)\nenum CoreAIAssetInfo",
+         "@available(iOS 26.0, macOS 26.0, *)\nenum CoreAIAssetInfo", "AIModelAsset needs iOS 27.0"),
+        (COREAI_BACKEND / "HarnessRun.swift", "if #available(iOS 27.0, macOS 27.0, *) {", "if true {",
+         "CoreAIBenchmark needs iOS 27.0"),
     ],
-    ids=["gate-removed", "gate-too-old", "declaration-gate-removed", "else-branch", "new-swiftui-view"],
+    ids=["gate-removed", "gate-too-old", "declaration-gate-removed", "else-branch", "new-swiftui-view",
+         "coreai-declaration-gate-removed", "coreai-gate-too-old", "coreai-router-ungated"],
 )
 def test_availability_check_reports_an_ungated_use(path, old, new, expected):
     text = path.read_text()

@@ -1,5 +1,6 @@
 import Foundation
 import MVitBenchCore
+import MVitBenchCoreAI
 import MVitBenchCoreML
 import UIKit
 
@@ -39,7 +40,6 @@ final class HarnessModel: ObservableObject {
         // A dimmed or locked screen changes clocks and thermal headroom mid-run.
         UIApplication.shared.isIdleTimerDisabled = true
 
-        let benchmark = CoreMLBenchmark(plan: plan)
         let progress: CoreMLBenchmark.Progress = { [weak self] line in
             Task { @MainActor in self?.status = line }
         }
@@ -47,7 +47,7 @@ final class HarnessModel: ObservableObject {
             // CoreML predictions are synchronous; keep them off the main thread.
             let outcome = await Task.detached(priority: .userInitiated) { () async -> Result<CoreMLBenchmark.Outcome, Error> in
                 do {
-                    return .success(try await benchmark.run(models: chosenModels, progress: progress))
+                    return .success(try await HarnessRun.run(models: chosenModels, plan: plan, progress: progress))
                 } catch {
                     return .failure(error)
                 }

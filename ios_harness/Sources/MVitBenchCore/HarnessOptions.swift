@@ -13,6 +13,8 @@ public struct HarnessOptions: Equatable, Sendable {
 
         Times each CoreML model (.mlpackage, .mlmodel or compiled .mlmodelc): compile, first
         load, first prediction, warm-ups, then timed predictions, once per compute-unit setting.
+        A Core AI asset (.aimodel) is specialised for each setting and timed the same way on
+        macOS 27; older systems report it as failed and time the rest.
 
           --runs N              timed predictions per setting (default \(BenchmarkPlan.defaultRuns))
           --warmup N            untimed predictions before them (default \(BenchmarkPlan.defaultWarmupRuns))
@@ -80,7 +82,7 @@ public struct HarnessOptions: Equatable, Sendable {
         }
         guard !modelPaths.isEmpty else {
             throw HarnessError.invalidArgument(
-                "no model given; pass a .mlpackage, .mlmodel or .mlmodelc path (see --help)"
+                "no model given; pass an .aimodel, .mlpackage, .mlmodel or .mlmodelc path (see --help)"
             )
         }
         return .run(HarnessOptions(modelPaths: modelPaths, plan: plan, outPath: outPath, quiet: quiet))

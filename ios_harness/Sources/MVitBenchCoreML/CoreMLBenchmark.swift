@@ -22,6 +22,11 @@ public struct CoreMLBenchmark: Sendable {
     public struct Outcome: Sendable {
         public var report: BenchmarkReport
         public var failures: [String]
+
+        public init(report: BenchmarkReport, failures: [String]) {
+            self.report = report
+            self.failures = failures
+        }
     }
 
     /// Runs every function of every model under every compute-unit setting of the plan. Missing

@@ -1,9 +1,10 @@
-// mvit-harness: times CoreML models on this Mac and writes the results JSON (schema_version 1)
+// mvit-harness: times CoreML models (and Core AI .aimodel assets on macOS 27) on this Mac and writes the results JSON (schema_version 1)
 // that `mvit-bench report` and `mvit-bench compare` read.
 //   swift run -c release mvit-harness model.mlpackage --runs 100 --warmup 10 --out results.json
 import Foundation
 import MVitBenchCore
 #if canImport(CoreML)
+import MVitBenchCoreAI
 import MVitBenchCoreML
 #endif
 
@@ -43,9 +44,8 @@ func runHarness(_ options: HarnessOptions) async -> Never {
     let models = options.modelPaths.map { URL(fileURLWithPath: $0, relativeTo: cwd).standardizedFileURL }
     let outURL = URL(fileURLWithPath: options.outPath, relativeTo: cwd).standardizedFileURL
     let quiet = options.quiet
-    let benchmark = CoreMLBenchmark(plan: options.plan)
     do {
-        let outcome = try await benchmark.run(models: models) { line in
+        let outcome = try await HarnessRun.run(models: models, plan: options.plan) { line in
             if !quiet { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
         }
         if outcome.report.results.isEmpty {
