@@ -26,7 +26,7 @@ from . import api, multisize, quantize  # noqa: E402
 from .base import ExportError  # noqa: E402
 from .calibration import image_files  # noqa: E402
 from .resolve import RANDOM_WEIGHTS_SEED  # noqa: E402
-from .targets import get_target, target_names  # noqa: E402
+from .targets import all_target_names, get_target, target_names  # noqa: E402
 
 VERIFIER_HELP = ("CoreML: auto (Apple's runtime on macOS, the MIL reference evaluator elsewhere) | "
                  "mil-reference | coreml-runtime (macOS) | both (macOS: each judged against PyTorch)")
@@ -70,7 +70,7 @@ def parse_triple(text: str | None, flag: str, positive: bool = False) -> tuple[f
 
 @export_app.command()
 def export(
-    target: str = typer.Option(target_names()[0], help=" | ".join([*target_names(), "all"])),
+    target: str = typer.Option(target_names()[0], help=" | ".join([*target_names(), "all (" + ", ".join(all_target_names()) + ")"])),
     model: Optional[str] = typer.Option(None, help="Registered model name, or pkg.module:factory for your own nn.Module. Default: mobilevit_xs"),
     config: Optional[str] = typer.Option(None, help="Patch config: A (2,2,2) or B (8,4,2), or A,B for both in one artefact. Default: the checkpoint's, else A"),
     checkpoint: Optional[Path] = typer.Option(None, help="Weights (HF folder/file, ml-cvnets .pt, timm, or mvit .safetensors)"),
@@ -101,7 +101,7 @@ def export(
 ) -> int:
     if target != "all" and target not in target_names():
         return fail(f"unknown --target {target!r}: use {', '.join(target_names())} or all")
-    targets = [get_target(t) for t in (target_names() if target == "all" else [target])]
+    targets = [get_target(t) for t in (all_target_names() if target == "all" else [target])]
     for flag, on, option in (("--nhwc", nhwc, "nhwc"), ("--dynamic-batch", dynamic_batch, "dynamic_batch")):
         owners = [t.name for t in targets if option in t.own_options]
         if on and not owners:

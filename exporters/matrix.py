@@ -21,7 +21,7 @@ from mvit.work import Workers, pack_files, run_tasks, unpack_files
 
 from .api import export_model
 from .base import ExportError
-from .targets import target_names
+from .targets import all_target_names
 from .tasks import get_task
 
 
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("exports/matrix"))
     parser.add_argument("--models", default=",".join(list_models()), help="comma list (default: every registered model)")
     parser.add_argument("--configs", default="A,B")
-    parser.add_argument("--targets", default=",".join(target_names()))
+    parser.add_argument("--targets", default=",".join(all_target_names()))
     parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16"])
     parser.add_argument(
         "--score-threshold", type=float, default=None,

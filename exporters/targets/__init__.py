@@ -10,24 +10,30 @@ import importlib
 
 from ..base import ExportTarget, TargetNotInstalled
 
-# The one line a new target adds: name -> (module, file ending, benchmark runtime name). The ending
+# The one line a new target adds: name -> (module, file ending, benchmark runtime name, in `--target
+# all`). A target still in beta (Core AI: iOS/macOS 27 only) is asked for by name. The ending
 # and runtime are known here without importing the target's converter, so a path can be told
 # apart and a runtime named even where that extra is missing; each target object's own `suffix`
 # and `runtime` must equal its entry (tested). Everything else is asked of the target object.
 _TARGETS = {
-    "coreml": ("coreml.target", ".mlpackage", "coreml"),
-    "onnx": ("onnx.target", ".onnx", "onnxruntime"),
-    "tflite": ("tflite.target", ".tflite", "litert"),
-    "coreai": ("coreai.target", ".aimodel", "coreai"),
+    "coreml": ("coreml.target", ".mlpackage", "coreml", True),
+    "onnx": ("onnx.target", ".onnx", "onnxruntime", True),
+    "tflite": ("tflite.target", ".tflite", "litert", True),
+    "coreai": ("coreai.target", ".aimodel", "coreai", False),
 }
-_MODULES = {name: module for name, (module, _, _) in _TARGETS.items()}
+_MODULES = {name: module for name, (module, _, _, _) in _TARGETS.items()}
 INSTALL_HINTS = {name: f"pip install 'mvit[{name}]'" for name in _MODULES}
-SUFFIXES = {name: suffix for name, (_, suffix, _) in _TARGETS.items()}
-RUNTIME_TARGETS = {runtime: name for name, (_, _, runtime) in _TARGETS.items()}  # runtime -> target
+SUFFIXES = {name: suffix for name, (_, suffix, _, _) in _TARGETS.items()}
+RUNTIME_TARGETS = {runtime: name for name, (_, _, runtime, _) in _TARGETS.items()}  # runtime -> target
 
 
 def target_names() -> list[str]:
     return list(_MODULES)
+
+
+def all_target_names() -> list[str]:
+    """What `--target all` exports: every target but those in beta."""
+    return [name for name, (_, _, _, in_all) in _TARGETS.items() if in_all]
 
 
 def get_target(name: str) -> ExportTarget:

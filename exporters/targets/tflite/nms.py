@@ -47,6 +47,10 @@ class SsdEncodings(nn.Module):
         return {ENCODINGS: torch.cat([centre, torch.log(size)], dim=-1), CLASS_SCORES: probs}
 
 
+# LiteRT writes the class path into tensor names: keep the path of exporters/tflite_nms.py, where this
+# lived, so detection .tflite files stay byte-identical across the move into targets/tflite/.
+SsdEncodings.__module__ = "mvit.exporters.tflite_nms"
+
 def append_detection_postprocess(content: bytes, settings: NmsSettings, num_classes: int) -> bytes:
     """`num_classes` counts the background column (index 0), which the op skips."""
     from ai_edge_litert import schema_py_generated as schema
