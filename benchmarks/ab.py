@@ -61,14 +61,14 @@ def artefact_model(path: Path, runtime: str, image_size: int | None) -> BenchMod
             raise ValueError("preprocess is not an object")
         size = int(image_size or meta.get("image_size") or preprocess.get("crop") or 0)
     except (ValueError, TypeError, AttributeError):
-        raise RuntimeUnavailable(f"{path}: its mvit metadata is damaged (image_size / preprocess); "
-                                 "re-export it with mvit-export or pass --image-size") from None
+        raise RuntimeUnavailable(
+            f"{path}: its mvit metadata is damaged (image_size / preprocess); re-export it with mvit-export or pass --image-size"
+        ) from None
     if size <= 0:
         _check_loadable(path, runtime, None)
         raise RuntimeUnavailable(f"{path}: no input size in the artefact's metadata; pass --image-size")
     config = meta.get("config") if meta.get("config") in ("A", "B") else "-"
-    return BenchModel(meta.get("model") or path.stem, config, meta.get("task") or "unknown", int(size),
-                      in_registry=not preprocess.get("raw_input", False))
+    return BenchModel(meta.get("model") or path.stem, config, meta.get("task") or "unknown", int(size), in_registry=not preprocess.get("raw_input", False))
 
 
 def _check_loadable(path: Path, runtime: str, why: Exception | None) -> None:
@@ -80,27 +80,35 @@ def _check_loadable(path: Path, runtime: str, why: Exception | None) -> None:
         get_target(RUNTIME_TARGETS[runtime]).load(path, 1)
     except Exception as exc:
         detail = one_line(why or exc, 160)
-        raise RuntimeUnavailable(
-            f"{path}: not a readable {path.suffix} artefact ({detail}); pass a file written by mvit-export"
-        ) from None
+        raise RuntimeUnavailable(f"{path}: not a readable {path.suffix} artefact ({detail}); pass a file written by mvit-export") from None
 
 
-def run_ab(base: Path, candidate: Path, *, threads: int = 1, warmups: int = 10, runs: int = 100,
-           image_size: int | None = None, threshold: float = DEFAULT_THRESHOLD,
-           on_step: Callable[[], None] | None = None, measure_gemm: bool = True) -> AbOutcome:
+def run_ab(
+    base: Path,
+    candidate: Path,
+    *,
+    threads: int = 1,
+    warmups: int = 10,
+    runs: int = 100,
+    image_size: int | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    on_step: Callable[[], None] | None = None,
+    measure_gemm: bool = True,
+) -> AbOutcome:
     runtimes = [artefact_runtime(Path(p)) for p in (base, candidate)]
     for runtime in set(runtimes):
         runtime_available(runtime)
     models = [artefact_model(Path(p), r, image_size) for p, r in zip((base, candidate), runtimes)]
     if models[0].input_size != models[1].input_size or models[0].raw_input != models[1].raw_input:
         raise RuntimeUnavailable(
-            f"{base} and {candidate} take different inputs ({models[0].input_size} vs {models[1].input_size}); "
-            "pass two artefacts of the same input size"
+            f"{base} and {candidate} take different inputs ({models[0].input_size} vs {models[1].input_size}); pass two artefacts of the same input size"
         )
     tasks = {m.task for m in models} - {"unknown"}
     if len(tasks) > 1:  # a classifier against a segmenter times two different jobs: no verdict means anything
-        raise RuntimeUnavailable(f"{base} is a {models[0].task} model and {candidate} a {models[1].task} one; "
-                                 "ab compares two variants of the same model: pass two artefacts of one task")
+        raise RuntimeUnavailable(
+            f"{base} is a {models[0].task} model and {candidate} a {models[1].task} one; "
+            "ab compares two variants of the same model: pass two artefacts of one task"
+        )
     x = example_input(models[0])
     gemm = gemm_gflops(threads) if measure_gemm else None
     loaded = []
@@ -108,8 +116,7 @@ def run_ab(base: Path, candidate: Path, *, threads: int = 1, warmups: int = 10, 
         try:
             loaded.append(load_artefact(runtime, Path(path), threads, x))
         except Exception as exc:  # the runtime refused the file: name it, one line
-            raise RuntimeUnavailable(f"{path}: not a readable {path.suffix} artefact; {runtime} cannot load it "
-                                     f"({one_line(exc, 160)})") from None
+            raise RuntimeUnavailable(f"{path}: not a readable {path.suffix} artefact; {runtime} cannot load it ({one_line(exc, 160)})") from None
     first_ms = []
     for item, path in zip(loaded, (base, candidate)):
         start = time.perf_counter_ns()
@@ -117,15 +124,24 @@ def run_ab(base: Path, candidate: Path, *, threads: int = 1, warmups: int = 10, 
             item.infer()
         except Exception as exc:  # e.g. a foreign file whose input is not "image"
             raise RuntimeUnavailable(
-                f"{path}: could not run it ({type(exc).__name__}: {one_line(exc, 160)}); "
-                "mvit-bench ab runs artefacts written by mvit-export"
+                f"{path}: could not run it ({type(exc).__name__}: {one_line(exc, 160)}); mvit-bench ab runs artefacts written by mvit-export"
             ) from None
         first_ms.append((time.perf_counter_ns() - start) / 1e6)
     times = time_interleaved([item.infer for item in loaded], runs, warmups, BLOCKS, on_step=on_step)
     rows = [
-        result_row(models[k], runtimes[k], precision=_precision(Path(p), runtimes[k]), threads=threads,
-                   artefact=str(p), load_ms=loaded[k].load_ms, first_ms=first_ms[k], warmups=warmups,
-                   times=times[k], peak_rss_mb=None, macs=None)
+        result_row(
+            models[k],
+            runtimes[k],
+            precision=_precision(Path(p), runtimes[k]),
+            threads=threads,
+            artefact=str(p),
+            load_ms=loaded[k].load_ms,
+            first_ms=first_ms[k],
+            warmups=warmups,
+            times=times[k],
+            peak_rss_mb=None,
+            macs=None,
+        )
         for k, p in enumerate((base, candidate))
     ]
     comparison = compare_samples(times[0], times[1], paired=True, threshold=threshold)
@@ -139,4 +155,3 @@ def _precision(path: Path, runtime: str) -> str:
         return get_target(RUNTIME_TARGETS[runtime]).read_metadata(path).get("precision") or "unknown"
     except Exception:
         return "unknown"
-

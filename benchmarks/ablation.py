@@ -90,8 +90,7 @@ ABLATIONS: dict[str, Callable[[nn.Module], list[str]]] = {
 }
 
 
-def write_ablations(model: str, config: str, target: str, out: Path, image_size: int | None = None,
-                    ablations: list[str] | None = None) -> dict[str, Path]:
+def write_ablations(model: str, config: str, target: str, out: Path, image_size: int | None = None, ablations: list[str] | None = None) -> dict[str, Path]:
     """{"full" | ablation name: artefact}; MvitError for a model, size or ablation that cannot be written."""
     prepared = api.prepare_export(model, [target], config=config, image_size=image_size)
     ablated: dict[str, nn.Module] = {}

@@ -59,13 +59,10 @@ def noisy(true_ms: float, states: np.ndarray, m: Machine, rng: np.random.Generat
 
 # (label, paired, unpaired quantile): the two methods mvit-bench uses, and the unpaired ratio of
 # medians as the yardstick the p10 statistic is judged against.
-METHODS = (("ab: paired, median of ratios", True, 0.5),
-           ("compare: unpaired, p10 ratio", False, 0.10),
-           ("(not used) unpaired, median ratio", False, 0.5))
+METHODS = (("ab: paired, median of ratios", True, 0.5), ("compare: unpaired, p10 ratio", False, 0.10), ("(not used) unpaired, median ratio", False, 0.5))
 
 
-def simulate(m: Machine, ratio: float, runs: int, paired: bool, quantile: float, rng: np.random.Generator,
-             threshold: float) -> Verdict:
+def simulate(m: Machine, ratio: float, runs: int, paired: bool, quantile: float, rng: np.random.Generator, threshold: float) -> Verdict:
     if paired:
         states = machine_states(m, runs, rng)
         base, cand = noisy(10.0, states, m, rng), noisy(10.0 * ratio, states, m, rng)
@@ -83,19 +80,21 @@ def calibrate(trials: int, runs: int, seed: int, threshold: float) -> list[dict]
         for label, paired, quantile in METHODS:
             for ratio in RATIOS:
                 verdicts = [simulate(m, ratio, runs, paired, quantile, rng, threshold) for _ in range(trials)]
-                rows.append({"machine": m.name, "method": label,
-                             "ratio": ratio, **{v.value: verdicts.count(v) / trials for v in Verdict}})
+                rows.append({"machine": m.name, "method": label, "ratio": ratio, **{v.value: verdicts.count(v) / trials for v in Verdict}})
     return rows
 
 
 def markdown(rows: list[dict], trials: int, runs: int, threshold: float) -> str:
-    lines = [f"{trials} trials per row, {runs} runs per side, threshold ±{threshold:.0%}; "
-             "columns: fraction of trials with each verdict",
-             "", "| machine | method | true ratio | REGRESSION | SAME | UNKNOWN | IMPROVEMENT |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"{trials} trials per row, {runs} runs per side, threshold ±{threshold:.0%}; columns: fraction of trials with each verdict",
+        "",
+        "| machine | method | true ratio | REGRESSION | SAME | UNKNOWN | IMPROVEMENT |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['machine']} | {r['method']} | {r['ratio']:.2f} | {r['REGRESSION']:.3f} | {r['SAME']:.3f} "
-                     f"| {r['UNKNOWN']:.3f} | {r['IMPROVEMENT']:.3f} |")
+        lines.append(
+            f"| {r['machine']} | {r['method']} | {r['ratio']:.2f} | {r['REGRESSION']:.3f} | {r['SAME']:.3f} | {r['UNKNOWN']:.3f} | {r['IMPROVEMENT']:.3f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -106,8 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     args = parser.parse_args(argv)
-    print(markdown(calibrate(args.trials, args.runs, args.seed, args.threshold), args.trials, args.runs,
-                   args.threshold), end="")
+    print(markdown(calibrate(args.trials, args.runs, args.seed, args.threshold), args.trials, args.runs, args.threshold), end="")
 
 
 if __name__ == "__main__":

@@ -97,9 +97,15 @@ class Rate:
 def _rate(row: str, condition: str, trials: list[Trial], verdicts: list[Verdict]) -> Rate:
     ratios = [c / b for t in trials for b, c in zip(t.base_ms, t.candidate_ms)]
     loads = [x for t in trials for x in (t.load_before, t.load_after)]
-    return Rate(row, condition, {v.value: verdicts.count(v) for v in Verdict}, len(verdicts),
-                statistics.median(ratios) if ratios else None, (min(loads), max(loads)),
-                statistics.fmean(t.wall_s for t in trials))
+    return Rate(
+        row,
+        condition,
+        {v.value: verdicts.count(v) for v in Verdict},
+        len(verdicts),
+        statistics.median(ratios) if ratios else None,
+        (min(loads), max(loads)),
+        statistics.fmean(t.wall_s for t in trials),
+    )
 
 
 STEP = "CI step (any of its rows)"
@@ -148,8 +154,7 @@ def longer_steps(trials: list[Trial], k: int, threshold: float, draws: int = 200
             combos = list(itertools.combinations(range(len(chosen)), k))
             if len(combos) > draws:
                 combos = [combos[i] for i in rng.choice(len(combos), draws, replace=False)]
-            verdicts = [judge([x for i in c for x in chosen[i].base_ms], [x for i in c for x in chosen[i].candidate_ms],
-                              threshold) for c in combos]
+            verdicts = [judge([x for i in c for x in chosen[i].base_ms], [x for i in c for x in chosen[i].candidate_ms], threshold) for c in combos]
             rate = _rate(row, condition, chosen, verdicts)
             rate.wall_s *= k
             out.append(rate)
@@ -161,8 +166,9 @@ def with_injected(trials: list[Trial], factors: tuple[float, ...] = INJECTED) ->
     by it: this machine's real pair-to-pair noise around an exactly known slowdown."""
     out = list(trials)
     for f in factors:
-        out += [replace(t, condition=f"{IDENTICAL} x{f:.2f} (injected)", candidate_ms=[c * f for c in t.candidate_ms])
-                for t in trials if t.condition == IDENTICAL]
+        out += [
+            replace(t, condition=f"{IDENTICAL} x{f:.2f} (injected)", candidate_ms=[c * f for c in t.candidate_ms]) for t in trials if t.condition == IDENTICAL
+        ]
     return out
 
 
@@ -171,35 +177,52 @@ def _fmt_rate(r: Rate, independent: bool = True) -> str:
     interval = f"[{lo:.3f}, {hi:.3f}]" if independent else "-"
     others = " / ".join(str(r.verdicts.get(v.value, 0)) for v in (Verdict.SAME, Verdict.UNKNOWN, Verdict.IMPROVEMENT))
     ratio = f"{r.median_ratio:.3f}" if r.median_ratio is not None else "n/a"
-    return (f"| {r.row} | {r.condition} | {r.n} | {r.regressions} | {r.regressions / r.n:.3f} | {interval} "
-            f"| {others} | {ratio} | {r.load[0]:.1f}-{r.load[1]:.1f} | {r.wall_s:.1f} |")
+    return (
+        f"| {r.row} | {r.condition} | {r.n} | {r.regressions} | {r.regressions / r.n:.3f} | {interval} "
+        f"| {others} | {ratio} | {r.load[0]:.1f}-{r.load[1]:.1f} | {r.wall_s:.1f} |"
+    )
 
 
-HEADER = ["| row | candidate | runs | REGRESSION | rate | Wilson 95% | SAME / UNKNOWN / IMPROVEMENT "
-          "| median paired ratio | load avg | s per run |", "|---|---|---|---|---|---|---|---|---|---|"]
+HEADER = [
+    "| row | candidate | runs | REGRESSION | rate | Wilson 95% | SAME / UNKNOWN / IMPROVEMENT | median paired ratio | load avg | s per run |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+]
 
 
 def report_markdown(doc: dict) -> str:
     s = doc["settings"]
     trials = with_injected([Trial(**t) for t in doc["trials"]])
-    lines = [f"### CI latency step, measured: {len({t.index for t in trials})} trials "
-             f"({s['runs']} pairs, {s['warmups']} warm-ups, {s['threads']} thread(s), threshold ±{s['threshold']:.0%})",
-             ""]
+    lines = [
+        f"### CI latency step, measured: {len({t.index for t in trials})} trials "
+        f"({s['runs']} pairs, {s['warmups']} warm-ups, {s['threads']} thread(s), threshold ±{s['threshold']:.0%})",
+        "",
+    ]
     for row, build in doc["builds"].items():
-        lines.append(f"- {row}: slowed build = {build['layers']} branch layers, x{build['ratio']:.3f} in "
-                     f"{SIZING_PAIRS} interleaved pairs ({PROBE_LAYERS}-layer probe: x{build['probe_ratio']:.3f}), outputs "
-                     f"bit-identical: {build['outputs_identical']}")
+        lines.append(
+            f"- {row}: slowed build = {build['layers']} branch layers, x{build['ratio']:.3f} in "
+            f"{SIZING_PAIRS} interleaved pairs ({PROBE_LAYERS}-layer probe: x{build['probe_ratio']:.3f}), outputs "
+            f"bit-identical: {build['outputs_identical']}"
+        )
     lines += [f"- {note}" for note in doc.get("notes", [])]
-    lines += ["- identical = a byte copy (REGRESSION is a false alarm); slowed = the slowed build "
-              "(REGRESSION is a catch); injected = the identical-build runs with the candidate's times multiplied "
-              "by the factor afterwards (real noise, an exact slowdown)", "", *HEADER]
+    lines += [
+        "- identical = a byte copy (REGRESSION is a false alarm); slowed = the slowed build "
+        "(REGRESSION is a catch); injected = the identical-build runs with the candidate's times multiplied "
+        "by the factor afterwards (real noise, an exact slowdown)",
+        "",
+        *HEADER,
+    ]
     lines += [_fmt_rate(r) for r in summarize(trials, s["threshold"])]
     for k in RESAMPLED_TRIALS:
         resampled = longer_steps(trials, k, s["threshold"])
         if resampled:
-            lines += ["", f"Resampled (not measured): {k} measured trials of a row joined = {k * s['runs']} pairs; "
-                      "runs = draws of distinct trial sets, which share trials (not independent: no interval); "
-                      "s per run = k x measured", "", *HEADER]
+            lines += [
+                "",
+                f"Resampled (not measured): {k} measured trials of a row joined = {k * s['runs']} pairs; "
+                "runs = draws of distinct trial sets, which share trials (not independent: no interval); "
+                "s per run = k x measured",
+                "",
+                *HEADER,
+            ]
             lines += [_fmt_rate(r, independent=False) for r in resampled]
     if doc.get("export_s") is not None:
         how = "reusing (or exporting) them in --artefact-dir" if doc.get("artefacts_reused") else "exporting them"
@@ -220,9 +243,13 @@ def _workdir(artefact_dir: Path | None) -> Iterator[Path]:
 Measure = Callable[[Path, Path], tuple[list[float], list[float]]]
 
 
-def run_trials(rows: dict[str, dict[str, Path]], trials: int, measure: Measure,
-               on_trial: Callable[[list[Trial]], None] = lambda done: None,
-               log: Callable[[str], None] = print) -> list[Trial]:
+def run_trials(
+    rows: dict[str, dict[str, Path]],
+    trials: int,
+    measure: Measure,
+    on_trial: Callable[[list[Trial]], None] = lambda done: None,
+    log: Callable[[str], None] = print,
+) -> list[Trial]:
     """rows: name -> {"base": path, IDENTICAL: path, SLOWED: path}. The two conditions alternate
     which goes first, so neither always meets the same moment of the machine's load."""
     done: list[Trial] = []
@@ -233,8 +260,7 @@ def run_trials(rows: dict[str, dict[str, Path]], trials: int, measure: Measure,
             for condition in order:
                 before, start = os.getloadavg()[0], time.monotonic()
                 base_ms, cand_ms = measure(paths["base"], paths[condition])
-                done.append(Trial(index, row, condition, base_ms, cand_ms, before, os.getloadavg()[0],
-                                  time.monotonic() - start))
+                done.append(Trial(index, row, condition, base_ms, cand_ms, before, os.getloadavg()[0], time.monotonic() - start))
         on_trial(done)
         log(f"trial {index + 1}/{trials} done, load average {os.getloadavg()[0]:.1f}")
     return done
@@ -243,9 +269,16 @@ def run_trials(rows: dict[str, dict[str, Path]], trials: int, measure: Measure,
 Export = Callable[[Path], dict[str, Path]]  # work folder -> row name -> base artefact
 
 
-def calibrate_ci(trials: int, slowdown: float, out: Path, artefact_dir: Path | None = None,
-                 runtimes: tuple[str, ...] | None = None, slowed: bool = True,
-                 log: Callable[[str], None] = print, export: Export | None = None) -> dict:
+def calibrate_ci(
+    trials: int,
+    slowdown: float,
+    out: Path,
+    artefact_dir: Path | None = None,
+    runtimes: tuple[str, ...] | None = None,
+    slowed: bool = True,
+    log: Callable[[str], None] = print,
+    export: Export | None = None,
+) -> dict:
     """`slowed=False`: identical builds only (false alarms), at half the time per trial.
     `export`: the rows' base artefacts come from it (the user's model, `mvit-bench ci --model`)
     instead of MobileViT-XXS A/B; a model whose artefact cannot carry the slowed branch (no
@@ -268,18 +301,27 @@ def calibrate_ci(trials: int, slowdown: float, out: Path, artefact_dir: Path | N
             log(f"skipped: {exc}")
     if not usable and export is None:
         raise RuntimeUnavailable("no CI runtime (onnxruntime, litert) is installed here; nothing to calibrate")
-    doc: dict = {"settings": {"runs": settings.runs, "warmups": settings.warmups, "threads": settings.threads,
-                              "threshold": settings.threshold, "slowdown": slowdown, "trials": trials,
-                              "cpu_count": os.cpu_count()},
-                 "builds": {}, "trials": []}
+    doc: dict = {
+        "settings": {
+            "runs": settings.runs,
+            "warmups": settings.warmups,
+            "threads": settings.threads,
+            "threshold": settings.threshold,
+            "slowdown": slowdown,
+            "trials": trials,
+            "cpu_count": os.cpu_count(),
+        },
+        "builds": {},
+        "trials": [],
+    }
     with _workdir(artefact_dir) as work:
         start = time.monotonic()
         if export is not None:
             bases = export(work)
         else:
-            bases = {f"{CI_MODEL} {c} {r}": build_artefact(bench_model(CI_MODEL, c), r, work / r,
-                                                           reuse=artefact_dir is not None)
-                     for r in usable for c in CI_CONFIGS}
+            bases = {
+                f"{CI_MODEL} {c} {r}": build_artefact(bench_model(CI_MODEL, c), r, work / r, reuse=artefact_dir is not None) for r in usable for c in CI_CONFIGS
+            }
         doc["export_s"] = time.monotonic() - start
         doc["artefacts_reused"] = artefact_dir is not None
         rows: dict[str, dict[str, Path]] = {}
@@ -297,13 +339,13 @@ def calibrate_ci(trials: int, slowdown: float, out: Path, artefact_dir: Path | N
                     log(f"{name}: identical builds only ({exc})")
                     doc.setdefault("notes", []).append(f"{name}: no slowed build ({exc}); power from the injected rows")
                     continue
-                doc["builds"][name] = {"layers": build.layers, "ratio": build.ratio,
-                                       "probe_ratio": build.probe_ratio, "outputs_identical": True}
+                doc["builds"][name] = {"layers": build.layers, "ratio": build.ratio, "probe_ratio": build.probe_ratio, "outputs_identical": True}
                 rows[name][SLOWED] = build.path
 
         def measure(base: Path, candidate: Path) -> tuple[list[float], list[float]]:
-            outcome = run_ab(base, candidate, threads=settings.threads, warmups=settings.warmups, runs=settings.runs,
-                             threshold=settings.threshold, measure_gemm=False)
+            outcome = run_ab(
+                base, candidate, threads=settings.threads, warmups=settings.warmups, runs=settings.runs, threshold=settings.threshold, measure_gemm=False
+            )
             b, c = outcome.document["results"]
             return b["times_ms"], c["times_ms"]
 
@@ -331,6 +373,5 @@ def load_calibration(path: Path) -> dict:
         settings["runs"], settings["warmups"], settings["threads"], float(settings["threshold"])  # noqa: B018
         [(b["layers"], float(b["ratio"]), float(b["probe_ratio"])) for b in doc["builds"].values()]  # the report reads these
     except (ValueError, KeyError, TypeError) as exc:
-        raise CalibrationFileError(f"{path}: not a calibrate-ci result ({exc.__class__.__name__}); "
-                                   "pass a JSON written by mvit-bench calibrate-ci") from None
+        raise CalibrationFileError(f"{path}: not a calibrate-ci result ({exc.__class__.__name__}); pass a JSON written by mvit-bench calibrate-ci") from None
     return doc

@@ -72,8 +72,7 @@ class CiSettings:
 
 
 def export_current(out: Path, runtimes: list[str]) -> dict[tuple[str, str], Path]:
-    return {(runtime, config): build_artefact(bench_model(CI_MODEL, config), runtime, out / runtime)
-            for runtime in runtimes for config in CI_CONFIGS}
+    return {(runtime, config): build_artefact(bench_model(CI_MODEL, config), runtime, out / runtime) for runtime in runtimes for config in CI_CONFIGS}
 
 
 class ArchiveFailed(RuntimeError):
@@ -107,15 +106,13 @@ def export_previous(repo: Path, work: Path, runtimes: list[str]) -> tuple[dict[t
     """(artefacts, description) of HEAD~1's exports, or (None, why not); ({}, description) when
     the export code did not change since HEAD~1, so this commit's artefacts are also HEAD~1's."""
     try:
-        rev = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD~1"], capture_output=True,
-                             text=True, timeout=30)
+        rev = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD~1"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError) as exc:
         return None, f"git is not usable here ({exc.__class__.__name__})"
     if rev.returncode != 0:
         return None, "there is no previous commit (HEAD~1) in this checkout"
     commit = rev.stdout.strip()
-    unchanged = subprocess.run(["git", "-C", str(repo), "diff", "--quiet", "HEAD~1", "--", *EXPORT_SOURCES],
-                               capture_output=True, timeout=30)
+    unchanged = subprocess.run(["git", "-C", str(repo), "diff", "--quiet", "HEAD~1", "--", *EXPORT_SOURCES], capture_output=True, timeout=30)
     if unchanged.returncode == 0:
         folders = ", ".join(f"{d}/" for d in EXPORT_SOURCES)
         return {}, f"previous commit {commit} (nothing changed under {folders}: same artefacts)"
@@ -130,9 +127,14 @@ def export_previous(repo: Path, work: Path, runtimes: list[str]) -> tuple[dict[t
     env = {**os.environ, "PYTHONPATH": str(shim) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     items = [f"{r}:{RUNTIME_TARGETS[r]}:{c}" for r in runtimes for c in CI_CONFIGS]
     try:
-        done = subprocess.run([sys.executable, "-c", _PREVIOUS_EXPORT_SCRIPT, str(work / "previous"), CI_MODEL, *items],
-                              capture_output=True, text=True, timeout=PREVIOUS_EXPORT_TIMEOUT_S, env=env,
-                              cwd=work)  # not the checkout: `python -c` puts the cwd first on sys.path
+        done = subprocess.run(
+            [sys.executable, "-c", _PREVIOUS_EXPORT_SCRIPT, str(work / "previous"), CI_MODEL, *items],
+            capture_output=True,
+            text=True,
+            timeout=PREVIOUS_EXPORT_TIMEOUT_S,
+            env=env,
+            cwd=work,
+        )  # not the checkout: `python -c` puts the cwd first on sys.path
     except subprocess.TimeoutExpired:
         return None, f"exporting with previous commit {commit} took over {PREVIOUS_EXPORT_TIMEOUT_S} s"
     if done.returncode != 0:
@@ -175,26 +177,31 @@ def run_ci(settings: CiSettings, log: Callable[[str], None] = print) -> str:
             notes.append(f"baseline: {baseline_name}; the table therefore shows the noise floor (A/A)")
             baseline = current
         elif baseline is None:
-            notes.append(f"no previous-commit baseline: {baseline_name}; baseline = this commit's artefacts "
-                         "timed against themselves (A/A), so the table shows the noise floor only")
+            notes.append(
+                f"no previous-commit baseline: {baseline_name}; baseline = this commit's artefacts "
+                "timed against themselves (A/A), so the table shows the noise floor only"
+            )
             baseline = current
         rows = []
         for (runtime, config), cand in current.items():
             base = baseline[(runtime, config)]
             identical = base != cand and artefact_sha256(base) == artefact_sha256(cand)
             log(f"timing {CI_MODEL} {config} {runtime}: {settings.runs} interleaved pairs")
-            outcome = run_ab(base, cand, threads=settings.threads, warmups=settings.warmups, runs=settings.runs,
-                             threshold=settings.threshold, measure_gemm=False)
+            outcome = run_ab(
+                base, cand, threads=settings.threads, warmups=settings.warmups, runs=settings.runs, threshold=settings.threshold, measure_gemm=False
+            )
             b, c = outcome.document["results"]
             name = f"{CI_MODEL} {config} {runtime}" + (" (artefacts byte-identical)" if identical else "")
             rows.append(RowComparison(name, b["stats"]["median_ms"], c["stats"]["median_ms"], outcome.comparison))
     elapsed = time.monotonic() - started
     report = comparison_markdown(
-        rows, title=f"Latency: this commit vs {'itself (A/A)' if baseline is current else baseline_name}",
-        threshold=settings.threshold, statistic="median",
+        rows,
+        title=f"Latency: this commit vs {'itself (A/A)' if baseline is current else baseline_name}",
+        threshold=settings.threshold,
+        statistic="median",
         method=f"interleaved ABBA blocks in one process ({BLOCKS.calls} calls, the first {BLOCKS.discard} untimed), "
-               f"{settings.runs} pairs after {settings.warmups} warm-ups, {settings.threads} thread(s), "
-               "median of paired ratios",
+        f"{settings.runs} pairs after {settings.warmups} warm-ups, {settings.threads} thread(s), "
+        "median of paired ratios",
         notes=notes,
     )
     return report + (f"\nInformational only: this step never fails CI on latency. Took {elapsed:.0f} s.\n")

@@ -30,8 +30,7 @@ from .verdict import DEFAULT_THRESHOLD
 if TYPE_CHECKING:
     from .user_ci import UserCiSettings
 
-app = typer.Typer(add_completion=False,
-                  help="Latency benchmarks for mvit models and artefacts (results schema v1).")
+app = typer.Typer(add_completion=False, help="Latency benchmarks for mvit models and artefacts (results schema v1).")
 
 DEFAULT_THREADS = min(4, os.cpu_count() or 1)
 # The bounds mvit-export accepts: smaller breaks the network, larger needs tens of GB.
@@ -86,9 +85,18 @@ def _progress() -> Iterator[Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True, highlight=False)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  transient=False, console=console, disable=not console.is_terminal) as progress, \
-            PlainProgress("mvit-bench", lambda: describe_bars(progress), enabled=not console.is_terminal):
+    with (
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            transient=False,
+            console=console,
+            disable=not console.is_terminal,
+        ) as progress,
+        PlainProgress("mvit-bench", lambda: describe_bars(progress), enabled=not console.is_terminal),
+    ):
         yield progress
 
 
@@ -104,21 +112,19 @@ def _report_paths(out: Path, source: Path | None = None) -> tuple[Path, Path]:
 @app.command()
 @_interruptible
 def run(
-    models: list[str] = typer.Option(["mobilevit_xxs", "mobilevit_xs", "mobilevit_s", "mobilenet_v2"], "--model", "-m",
-                                     help="Registry names or cvt_13; repeat or comma-separate."),
+    models: list[str] = typer.Option(
+        ["mobilevit_xxs", "mobilevit_xs", "mobilevit_s", "mobilenet_v2"], "--model", "-m", help="Registry names or cvt_13; repeat or comma-separate."
+    ),
     configs: list[str] = typer.Option(["A", "B"], "--config", "-c", help="Patch configs A and/or B."),
     runtimes: list[str] = typer.Option(["pytorch", "onnxruntime", "litert", "coreml"], "--runtime", "-r"),
-    image_size: Optional[int] = typer.Option(None, min=MIN_IMAGE_SIZE, max=MAX_IMAGE_SIZE,
-                                             help="Override the task's input size (quick runs)."),
+    image_size: Optional[int] = typer.Option(None, min=MIN_IMAGE_SIZE, max=MAX_IMAGE_SIZE, help="Override the task's input size (quick runs)."),
     threads: int = typer.Option(DEFAULT_THREADS, min=1, help="Threads for every runtime (fixed, recorded)."),
     warmups: int = typer.Option(10, min=0),
     runs: int = typer.Option(100, min=1),
     out: Path = typer.Option(Path("bench-results.json"), "--out", "-o", help="Results JSON (schema v1)."),
-    artefact_dir: Optional[Path] = typer.Option(None, help="Keep the exported artefacts here (default: a temporary "
-                                                "folder, removed when the run ends)."),
+    artefact_dir: Optional[Path] = typer.Option(None, help="Keep the exported artefacts here (default: a temporary folder, removed when the run ends)."),
     report: bool = typer.Option(True, help="Also write <out>.md and <out>.png."),
-    reuse_artefacts: bool = typer.Option(False, help="Reuse artefacts in --artefact-dir whose metadata match "
-                                         "(only when they were built by this same code)."),
+    reuse_artefacts: bool = typer.Option(False, help="Reuse artefacts in --artefact-dir whose metadata match (only when they were built by this same code)."),
 ) -> None:
     """Time model x config x runtime at batch 1 and write a results file."""
     check_output_path(out)
@@ -135,9 +141,17 @@ def run(
         _fail(f"unknown config {bad[0]!r}; use A and/or B")
     if reuse_artefacts and artefact_dir is None:
         _fail("--reuse-artefacts needs --artefact-dir DIR: without it the artefacts live in a temporary folder")
-    plan = RunPlan(models=_split(models), configs=_split(configs), runtimes=_split(runtimes), image_size=image_size,
-                   threads=threads, warmups=warmups, runs=runs, artefact_dir=artefact_dir,
-                   reuse_artefacts=reuse_artefacts)
+    plan = RunPlan(
+        models=_split(models),
+        configs=_split(configs),
+        runtimes=_split(runtimes),
+        image_size=image_size,
+        threads=threads,
+        warmups=warmups,
+        runs=runs,
+        artefact_dir=artefact_dir,
+        reuse_artefacts=reuse_artefacts,
+    )
     try:
         plan.rows()
     except KeyError as exc:
@@ -146,8 +160,7 @@ def run(
 
     torch.set_num_threads(threads)
     with _progress() as progress:
-        outcome = run_benchmarks(plan, log=lambda line: print_note(progress.console, line),
-                                 progress=progress)
+        outcome = run_benchmarks(plan, log=lambda line: print_note(progress.console, line), progress=progress)
     if not outcome.document["results"]:
         _fail("no row could run here: " + "; ".join(outcome.skipped + outcome.failed), EXIT_FAILED)
     write_results(out, outcome.document)
@@ -199,9 +212,14 @@ def compare(
         check_output_path(out, inputs=(base, candidate))
     base_doc, cand_doc = load_results(base), load_results(candidate)
     rows, notes = compare_documents(base_doc, cand_doc, threshold=threshold)
-    text = comparison_markdown(rows, title=f"{candidate} vs {base}", threshold=threshold, notes=notes,
-                               statistic="p10",
-                               method="unpaired, ratio of 10th percentiles, each side resampled independently")
+    text = comparison_markdown(
+        rows,
+        title=f"{candidate} vs {base}",
+        threshold=threshold,
+        notes=notes,
+        statistic="p10",
+        method="unpaired, ratio of 10th percentiles, each side resampled independently",
+    )
     typer.echo(text)
     if out:
         atomic_write_text(out, text)
@@ -217,8 +235,7 @@ def ab(
     runs: int = typer.Option(100, min=1, help="Timed runs per artefact (interleaved pairs)."),
     warmups: int = typer.Option(10, min=0),
     threads: int = typer.Option(1, min=1),
-    image_size: Optional[int] = typer.Option(None, min=MIN_IMAGE_SIZE, max=MAX_IMAGE_SIZE,
-                                             help="Input size when the artefact's metadata lacks it."),
+    image_size: Optional[int] = typer.Option(None, min=MIN_IMAGE_SIZE, max=MAX_IMAGE_SIZE, help="Input size when the artefact's metadata lacks it."),
     threshold: float = typer.Option(DEFAULT_THRESHOLD, min=0.0),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write both rows as results JSON."),
 ) -> None:
@@ -234,14 +251,19 @@ def ab(
         check_output_path(out, inputs=(base, candidate))
     with _progress() as progress:  # a RuntimeUnavailable names the file and is bad input (exit 2)
         task = progress.add_task(f"{base.name} vs {candidate.name}", total=warmups + runs)
-        outcome = run_ab(base, candidate, threads=threads, warmups=warmups, runs=runs,
-                         image_size=image_size, threshold=threshold, on_step=lambda: progress.advance(task))
+        outcome = run_ab(
+            base, candidate, threads=threads, warmups=warmups, runs=runs, image_size=image_size, threshold=threshold, on_step=lambda: progress.advance(task)
+        )
     b, c = outcome.document["results"]
-    row = RowComparison(f"{candidate.name} vs {base.name}", b["stats"]["median_ms"], c["stats"]["median_ms"],
-                        outcome.comparison)
-    text = comparison_markdown([row], title="Interleaved A/B", threshold=threshold, statistic="median",
-                               method=f"ABBA interleaved in blocks of {BLOCKS.calls} calls (first {BLOCKS.discard} untimed), "
-                                      f"{runs} pairs, {threads} thread(s), median of paired ratios")
+    row = RowComparison(f"{candidate.name} vs {base.name}", b["stats"]["median_ms"], c["stats"]["median_ms"], outcome.comparison)
+    text = comparison_markdown(
+        [row],
+        title="Interleaved A/B",
+        threshold=threshold,
+        statistic="median",
+        method=f"ABBA interleaved in blocks of {BLOCKS.calls} calls (first {BLOCKS.discard} untimed), "
+        f"{runs} pairs, {threads} thread(s), median of paired ratios",
+    )
     typer.echo(text)
     if out:
         write_results(out, outcome.document)
@@ -256,8 +278,7 @@ def profile(
     threads: int = typer.Option(DEFAULT_THREADS, min=1),
     warmups: int = typer.Option(5, min=0),
     runs: int = typer.Option(20, min=1),
-    image_size: Optional[int] = typer.Option(None, min=MIN_IMAGE_SIZE, max=MAX_IMAGE_SIZE,
-                                             help="Input size when the artefact's metadata lacks it."),
+    image_size: Optional[int] = typer.Option(None, min=MIN_IMAGE_SIZE, max=MAX_IMAGE_SIZE, help="Input size when the artefact's metadata lacks it."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write <out>.json and <out>.md."),
 ) -> None:
     """Time by op type (ONNX Runtime's profiler); LiteRT: ops by type and XNNPACK partitions."""
@@ -278,17 +299,14 @@ def profile(
 @app.command()
 @_interruptible
 def ci(
-    out: Path = typer.Option(Path("latency-report.md"), "--out", "-o",
-                             help="Markdown report; with --model or a baseline also <out>.json and <out>.png."),
+    out: Path = typer.Option(Path("latency-report.md"), "--out", "-o", help="Markdown report; with --model or a baseline also <out>.json and <out>.png."),
     runs: int = typer.Option(60, min=1, help="Interleaved pairs per row."),
     warmups: int = typer.Option(5, min=0),
     threads: int = typer.Option(1, min=1),
     previous: bool = typer.Option(True, help="mvit's own step: baseline = previous commit's exports (else A/A)."),
     repo: Path = typer.Option(Path("."), help="Git checkout: HEAD~1 (mvit's own step) or the one --baseline-ref names."),
-    model: Optional[str] = typer.Option(None, help="Your model: a registered name or pkg.module:factory, "
-                                        "exported from --repo on both sides."),
-    checkpoint: Optional[str] = typer.Option(None, help="Weights for a registered model; a relative path is read "
-                                             "from each side's tree."),
+    model: Optional[str] = typer.Option(None, help="Your model: a registered name or pkg.module:factory, exported from --repo on both sides."),
+    checkpoint: Optional[str] = typer.Option(None, help="Weights for a registered model; a relative path is read from each side's tree."),
     target: list[str] = typer.Option(["onnx", "tflite"], "--target", "-t", help="Targets to time (repeat or comma-separate)."),
     export_args: str = typer.Option("", help="More mvit-export options, one string, e.g. '--precision fp32 --image-size 128'."),
     import_root: str = typer.Option(".", help="Folder of --repo put on the import path for pkg.module (e.g. src)."),
@@ -298,8 +316,9 @@ def ci(
     candidate_artefact: list[Path] = typer.Option([], help="Candidate artefacts (with --base-artefact)."),
     base_harness: Optional[Path] = typer.Option(None, help="iOS harness results JSON of the baseline (CoreML compute plan)."),
     candidate_harness: Optional[Path] = typer.Option(None, help="iOS harness results JSON of the candidate."),
-    history: Optional[Path] = typer.Option(None, help="History JSON, read and extended: the gate then needs "
-                                           "2 consecutive slow points against a 5-point window."),
+    history: Optional[Path] = typer.Option(
+        None, help="History JSON, read and extended: the gate then needs 2 consecutive slow points against a 5-point window."
+    ),
     history_label: Optional[str] = typer.Option(None, help="This run's label in --history (default: the commit)."),
     threshold: float = typer.Option(DEFAULT_THRESHOLD, min=0.0, help="Relative change that counts; never below 0.02."),
     gate: bool = typer.Option(False, help="Exit 1 when a row is a REGRESSION (default: report only)."),
@@ -312,18 +331,35 @@ def ci(
     from .runtimes import RuntimeUnavailable
 
     check_output_path(out)
-    if (model or baseline_ref or baseline_results or base_artefact or candidate_artefact or base_harness
-            or candidate_harness or history or gate):
+    if model or baseline_ref or baseline_results or base_artefact or candidate_artefact or base_harness or candidate_harness or history or gate:
         from .user_ci import UserCiSettings
 
         _finite(threshold, "--threshold")
-        _user_ci(out, UserCiSettings(
-            model=model, checkpoint=checkpoint, targets=tuple(_split(target)), export_args=_export_args(export_args),
-            repo=repo, import_root=import_root, baseline_ref=baseline_ref, baseline_results=baseline_results,
-            base_artefacts=tuple(base_artefact), candidate_artefacts=tuple(candidate_artefact),
-            base_harness=base_harness, candidate_harness=candidate_harness, history=history,
-            history_label=history_label, artefact_dir=artefact_dir, runs=runs, warmups=warmups, threads=threads,
-            threshold=threshold, gate=gate))
+        _user_ci(
+            out,
+            UserCiSettings(
+                model=model,
+                checkpoint=checkpoint,
+                targets=tuple(_split(target)),
+                export_args=_export_args(export_args),
+                repo=repo,
+                import_root=import_root,
+                baseline_ref=baseline_ref,
+                baseline_results=baseline_results,
+                base_artefacts=tuple(base_artefact),
+                candidate_artefacts=tuple(candidate_artefact),
+                base_harness=base_harness,
+                candidate_harness=candidate_harness,
+                history=history,
+                history_label=history_label,
+                artefact_dir=artefact_dir,
+                runs=runs,
+                warmups=warmups,
+                threads=threads,
+                threshold=threshold,
+                gate=gate,
+            ),
+        )
         return
     settings = CiSettings(runs=runs, warmups=warmups, threads=threads, previous=previous, repo=repo)
     try:
@@ -370,8 +406,9 @@ def calibrate_ci(
     artefact_dir: Optional[Path] = typer.Option(None, help="Keep (and reuse) the artefacts here."),
     from_file: Optional[Path] = typer.Option(None, "--from", help="Only summarise an earlier --out JSON."),
     identical_only: bool = typer.Option(False, help="No slowed build: false alarms only, half the time."),
-    model: Optional[str] = typer.Option(None, help="Calibrate `mvit-bench ci --model` for this model (registered "
-                                        "name or pkg.module:factory, exported from --repo) instead of mvit's own step."),
+    model: Optional[str] = typer.Option(
+        None, help="Calibrate `mvit-bench ci --model` for this model (registered name or pkg.module:factory, exported from --repo) instead of mvit's own step."
+    ),
     repo: Path = typer.Option(Path("."), help="With --model: the checkout it is exported from."),
     import_root: str = typer.Option(".", help="With --model: folder of --repo on the import path."),
     export_args: str = typer.Option("", help="With --model: more mvit-export options, one string."),
@@ -386,9 +423,19 @@ def calibrate_ci(
         check_output_path(path)
     _finite(slowdown, "--slowdown")
     export = _user_export(model, repo, import_root, export_args, target) if model else None
-    doc = load_calibration(from_file) if from_file else measure(
-        trials, slowdown, out, artefact_dir, slowed=not identical_only, export=export,
-        log=lambda m: typer.echo(f"mvit-bench calibrate-ci: {printable(m)}", err=True))
+    doc = (
+        load_calibration(from_file)
+        if from_file
+        else measure(
+            trials,
+            slowdown,
+            out,
+            artefact_dir,
+            slowed=not identical_only,
+            export=export,
+            log=lambda m: typer.echo(f"mvit-bench calibrate-ci: {printable(m)}", err=True),
+        )
+    )
     text = report_markdown(doc)
     atomic_write_text(md, text)
     typer.echo(text)
@@ -399,8 +446,7 @@ def _user_export(model: str, repo: Path, import_root: str, export_args: str, tar
     """The calibration's base artefacts, exported as `mvit-bench ci --model` exports this side."""
     from .user_ci import TARGET_RUNTIMES, UserCiSettings, check_export_settings, export_side
 
-    settings = UserCiSettings(model=model, repo=repo, import_root=import_root, targets=tuple(_split(targets)),
-                              export_args=_export_args(export_args))
+    settings = UserCiSettings(model=model, repo=repo, import_root=import_root, targets=tuple(_split(targets)), export_args=_export_args(export_args))
     check_export_settings(settings)
 
     def export(work: Path) -> dict[str, Path]:

@@ -22,8 +22,7 @@ DECISIVE = (Verdict.REGRESSION, Verdict.IMPROVEMENT)
 
 
 def row_key(r: dict) -> tuple:
-    return (r["model"], r["config"], r["task"], r["runtime"], r.get("compute_units"), r["precision"],
-            tuple(r["input_size"]), r["batch"])
+    return (r["model"], r["config"], r["task"], r["runtime"], r.get("compute_units"), r["precision"], tuple(r["input_size"]), r["batch"])
 
 
 def row_name(r: dict) -> str:
@@ -54,8 +53,9 @@ def _undecided(c: Comparison, why: str) -> Comparison:
     return replace(c, verdict=Verdict.UNKNOWN, reason=why) if c.verdict in DECISIVE else c
 
 
-def compare_documents(base: dict, candidate: dict, *, threshold: float = DEFAULT_THRESHOLD,
-                      min_runs: int = DEFAULT_MIN_RUNS, seed: int = DEFAULT_SEED) -> tuple[list[RowComparison], list[str]]:
+def compare_documents(
+    base: dict, candidate: dict, *, threshold: float = DEFAULT_THRESHOLD, min_runs: int = DEFAULT_MIN_RUNS, seed: int = DEFAULT_SEED
+) -> tuple[list[RowComparison], list[str]]:
     """Compare matching rows; returns (rows, notes about the whole comparison)."""
     notes = _machine_differences(base, candidate, threshold)
     base_rows = {row_key(r): r for r in base["results"]}
@@ -66,18 +66,17 @@ def compare_documents(base: dict, candidate: dict, *, threshold: float = DEFAULT
         if b is None or c is None:
             present = base_rows[key] if b is not None else cand_rows[key]
             side = "base" if b is None else "candidate"
-            comparison = Comparison(Verdict.UNKNOWN, None, None, None, len(b["times_ms"]) if b else 0,
-                                    len(c["times_ms"]) if c else 0, False, f"row missing from {side}")
+            comparison = Comparison(
+                Verdict.UNKNOWN, None, None, None, len(b["times_ms"]) if b else 0, len(c["times_ms"]) if c else 0, False, f"row missing from {side}"
+            )
             out.append(RowComparison(row_name(present), b and _p10(b), c and _p10(c), comparison))
             continue
         unusable = _unusable(b, "base") or _unusable(c, "candidate")
         if unusable:
-            comparison = Comparison(Verdict.UNKNOWN, None, None, None, len(b["times_ms"]), len(c["times_ms"]),
-                                    False, unusable)
+            comparison = Comparison(Verdict.UNKNOWN, None, None, None, len(b["times_ms"]), len(c["times_ms"]), False, unusable)
             out.append(RowComparison(row_name(b), _p10(b), _p10(c), comparison))
             continue
-        comparison = compare_samples(b["times_ms"], c["times_ms"], paired=False, threshold=threshold,
-                                     min_runs=min_runs, seed=seed)
+        comparison = compare_samples(b["times_ms"], c["times_ms"], paired=False, threshold=threshold, min_runs=min_runs, seed=seed)
         if b.get("threads") != c.get("threads"):
             comparison = _undecided(comparison, f"thread counts differ ({b.get('threads')} vs {c.get('threads')})")
         elif notes:
@@ -105,13 +104,11 @@ def has_regression(rows: list[RowComparison]) -> bool:
     return any(r.comparison.verdict is Verdict.REGRESSION for r in rows)
 
 
-def comparison_markdown(rows: list[RowComparison], *, title: str, threshold: float, method: str,
-                        statistic: str, notes: Sequence[str] = ()) -> str:
+def comparison_markdown(rows: list[RowComparison], *, title: str, threshold: float, method: str, statistic: str, notes: Sequence[str] = ()) -> str:
     lines = [f"### {title}", ""]
     lines += [f"- note: {n}" for n in notes]
     lines += [
-        f"- method: {method}; 95% bootstrap CI; threshold ±{threshold:.0%}; ratio = candidate / base "
-        "(> 1 is slower)",
+        f"- method: {method}; 95% bootstrap CI; threshold ±{threshold:.0%}; ratio = candidate / base (> 1 is slower)",
         "",
         f"| row | base {statistic} ms | candidate {statistic} ms | ratio [95% CI] | verdict | why |",
         "|---|---|---|---|---|---|",
@@ -119,8 +116,7 @@ def comparison_markdown(rows: list[RowComparison], *, title: str, threshold: flo
     for r in rows:
         c = r.comparison
         fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
-        lines.append(f"| {r.name} | {fmt(r.base_ms)} | {fmt(r.candidate_ms)} | {c.ratio_text()} "
-                     f"| **{c.verdict.value}** | {c.reason} |")
+        lines.append(f"| {r.name} | {fmt(r.base_ms)} | {fmt(r.candidate_ms)} | {c.ratio_text()} | **{c.verdict.value}** | {c.reason} |")
     counts = {v: sum(r.comparison.verdict is v for r in rows) for v in Verdict}
     lines += ["", "Summary: " + ", ".join(f"{n} {v.value}" for v, n in counts.items() if n) + "."]
     return "\n".join(lines) + "\n"

@@ -33,9 +33,7 @@ def build_cvt13() -> nn.Module:
     try:
         from transformers import CvtConfig, CvtForImageClassification
     except ImportError:
-        raise ComparisonModelUnavailable(
-            "cvt_13 needs the optional package transformers (pip install 'transformers>=5,<6')"
-        ) from None
+        raise ComparisonModelUnavailable("cvt_13 needs the optional package transformers (pip install 'transformers>=5,<6')") from None
     torch.manual_seed(0)
     # CvT-13 (Wu et al. 2021, Table 2): embed dims 64/192/384, depths 1/2/10, heads 1/3/6,
     # depthwise-conv + BN qkv projection; about 20 M parameters and 4.5 G MACs at 224.

@@ -34,11 +34,11 @@ def check_not_an_input(path: Path, what: str, inputs: Iterable[Path | None] = ()
     for given in (Path(i) for i in inputs if i is not None):
         inside = given.is_dir() and path.resolve().is_relative_to(given.resolve())
         if _same_file(path, given) or inside:
-            raise OutputPathError(f"{what} {path} is {'inside ' if inside else ''}{given}, which this command reads; "
-                                  "writing there would destroy it: name a new file")
+            raise OutputPathError(
+                f"{what} {path} is {'inside ' if inside else ''}{given}, which this command reads; writing there would destroy it: name a new file"
+            )
     if data is not None and data.is_dir() and path.exists() and path.resolve().is_relative_to(data.resolve()):
-        raise OutputPathError(f"{what} {path} is a file of the dataset {data}; writing there would destroy it: "
-                              "name a file outside the dataset")
+        raise OutputPathError(f"{what} {path} is a file of the dataset {data}; writing there would destroy it: name a file outside the dataset")
 
 
 def check_output_path(path: Path | str, what: str = "--out", inputs: Iterable[Path | None] = (), data: Path | None = None) -> Path:

@@ -52,14 +52,14 @@ class Profile:
         return asdict(self)
 
 
-def profile_artefact(path: Path, threads: int = 1, warmups: int = 5, runs: int = 20,
-                     image_size: int | None = None) -> Profile:
+def profile_artefact(path: Path, threads: int = 1, warmups: int = 5, runs: int = 20, image_size: int | None = None) -> Profile:
     if not path.exists():
         raise RuntimeUnavailable(f"{path}: no such artefact; pass an exported .onnx or .tflite file")
     runtime = artefact_runtime(path)
     if runtime not in _PROFILERS:  # CoreML: its runtime and profiler exist only on Apple's systems
-        raise RuntimeUnavailable(f"{path}: profiling {runtime} artefacts needs macOS (Xcode's Core ML "
-                                 "performance report); mvit-bench profile covers .onnx and .tflite")
+        raise RuntimeUnavailable(
+            f"{path}: profiling {runtime} artefacts needs macOS (Xcode's Core ML performance report); mvit-bench profile covers .onnx and .tflite"
+        )
     runtime_available(runtime)
     from .ab import artefact_model
     from .runtimes import example_input
@@ -79,8 +79,9 @@ def _profile_onnx(path: Path, x: np.ndarray, threads: int, warmups: int, runs: i
     for _ in range(warmups):
         plain.run(None, feed)
     unprofiled = statistics.median(timed_call(lambda: plain.run(None, feed)) for _ in range(runs))
-    profile.notes.append(f"without the profiler the median run is {unprofiled:.2f} ms; the profiler's cost "
-                         "per node weighs most on op types with many small nodes")
+    profile.notes.append(
+        f"without the profiler the median run is {unprofiled:.2f} ms; the profiler's cost per node weighs most on op types with many small nodes"
+    )
     return profile
 
 
@@ -111,15 +112,13 @@ def onnx_profile_events(path: Path, x: np.ndarray, threads: int, calls: int) -> 
 def _onnx_feed(session, x: np.ndarray, path: Path) -> dict[str, np.ndarray]:
     inputs = session.get_inputs()
     if len(inputs) != 1:
-        raise RuntimeUnavailable(f"{path}: takes {len(inputs)} inputs; mvit-bench profile runs artefacts with "
-                                 "one image input, as mvit-export writes them")
+        raise RuntimeUnavailable(f"{path}: takes {len(inputs)} inputs; mvit-bench profile runs artefacts with one image input, as mvit-export writes them")
     return {inputs[0].name: x}
 
 
 def summarise_onnx_events(events: list[dict], warmups: int, artefact: str = "", threads: int = 1) -> Profile:
     """Aggregate ORT profiler events (Chrome trace format) per op type, after `warmups` runs."""
-    model_runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
-                        key=lambda e: e["ts"])[warmups:]
+    model_runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"), key=lambda e: e["ts"])[warmups:]
     if not model_runs:
         raise RuntimeUnavailable(f"{artefact}: the profile has no timed runs ({warmups} warm-ups dropped)")
     windows = [(e["ts"], e["ts"] + e["dur"]) for e in model_runs]
@@ -134,22 +133,18 @@ def summarise_onnx_events(events: list[dict], warmups: int, artefact: str = "", 
             counts[op] += 1
     n = len(windows)
     node_us = sum(totals.values()) or 1.0
-    op_times = [OpTime(op, us / n / 1e3, 100.0 * us / node_us, counts[op] // n)
-                for op, us in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))]
+    op_times = [OpTime(op, us / n / 1e3, 100.0 * us / node_us, counts[op] // n) for op, us in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))]
     median = statistics.median(e["dur"] for e in model_runs) / 1e3
     kernel_ms = node_us / n / 1e3
-    notes = [f"node time {kernel_ms:.2f} ms of a {median:.2f} ms median run (the rest: the executor "
-             "between nodes, feeding inputs, copying outputs)"]
-    return Profile(artefact, "onnxruntime", threads, n, median, op_times,
-                   op_counts={t.op_type: t.count for t in op_times}, notes=notes)
+    notes = [f"node time {kernel_ms:.2f} ms of a {median:.2f} ms median run (the rest: the executor between nodes, feeding inputs, copying outputs)"]
+    return Profile(artefact, "onnxruntime", threads, n, median, op_times, op_counts={t.op_type: t.count for t in op_times}, notes=notes)
 
 
 def _profile_litert(path: Path, x: np.ndarray, threads: int, warmups: int, runs: int) -> Profile:
     interpreter, ops = litert_ops(path, threads)
     inputs = interpreter.get_input_details()
     if len(inputs) != 1:
-        raise RuntimeUnavailable(f"{path}: takes {len(inputs)} inputs; mvit-bench profile runs artefacts with "
-                                 "one image input, as mvit-export writes them")
+        raise RuntimeUnavailable(f"{path}: takes {len(inputs)} inputs; mvit-bench profile runs artefacts with one image input, as mvit-export writes them")
     if tuple(inputs[0]["shape"]) != x.shape:  # an NHWC export
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     interpreter.set_tensor(inputs[0]["index"], x)
@@ -196,10 +191,20 @@ def summarise_litert_ops(ops: list[dict], artefact: str = "", threads: int = 1) 
     not_delegated = counts - delegated
     notes = ["the LiteRT Python interpreter reports no per-op times; the median is the whole call"]
     if not_delegated:
-        notes.append(f"{sum(not_delegated.values())} op(s) run outside XNNPACK: "
-                     + ", ".join(f"{op} x{n}" for op, n in sorted(not_delegated.items())))
-    return Profile(artefact, "litert", threads, 0, 0.0, [], dict(sorted(counts.items())),
-                   dict(sorted(delegated.items())), dict(sorted(not_delegated.items())), len(delegates), notes)
+        notes.append(f"{sum(not_delegated.values())} op(s) run outside XNNPACK: " + ", ".join(f"{op} x{n}" for op, n in sorted(not_delegated.items())))
+    return Profile(
+        artefact,
+        "litert",
+        threads,
+        0,
+        0.0,
+        [],
+        dict(sorted(counts.items())),
+        dict(sorted(delegated.items())),
+        dict(sorted(not_delegated.items())),
+        len(delegates),
+        notes,
+    )
 
 
 _PROFILERS = {"onnxruntime": _profile_onnx, "litert": _profile_litert}
@@ -210,17 +215,21 @@ def _first_line(exc: Exception) -> str:
 
 
 def profile_markdown(profile: Profile) -> str:
-    lines = [f"# Profile of {profile.artefact}", "",
-             f"{profile.runtime}, {profile.threads} thread(s), batch 1, {profile.runs} timed runs: "
-             f"median {profile.median_run_ms:.2f} ms per run", ""]
+    lines = [
+        f"# Profile of {profile.artefact}",
+        "",
+        f"{profile.runtime}, {profile.threads} thread(s), batch 1, {profile.runs} timed runs: median {profile.median_run_ms:.2f} ms per run",
+        "",
+    ]
     if profile.op_times:
         lines += ["| op type | ms per run | % of node time | nodes |", "|---|---|---|---|"]
         lines += [f"| {t.op_type} | {t.total_ms:.3f} | {t.percent:.1f} | {t.count} |" for t in profile.op_times]
     else:
         lines += ["| op type | ops | in XNNPACK | outside |", "|---|---|---|---|"]
-        lines += [f"| {op} | {n} | {profile.delegated.get(op, 0)} | {profile.not_delegated.get(op, 0)} |"
-                  for op, n in sorted(profile.op_counts.items(), key=lambda kv: (-kv[1], kv[0]))]
-        lines += ["", f"XNNPACK partitions: {profile.partitions}; ops delegated "
-                      f"{sum(profile.delegated.values())} of {sum(profile.op_counts.values())}"]
+        lines += [
+            f"| {op} | {n} | {profile.delegated.get(op, 0)} | {profile.not_delegated.get(op, 0)} |"
+            for op, n in sorted(profile.op_counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        ]
+        lines += ["", f"XNNPACK partitions: {profile.partitions}; ops delegated {sum(profile.delegated.values())} of {sum(profile.op_counts.values())}"]
     lines += [""] + [f"- {note}" for note in profile.notes]
     return "\n".join(lines) + "\n"

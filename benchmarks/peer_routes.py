@@ -73,9 +73,13 @@ def hf_model(size: str) -> MobileViTForImageClassification:
     from mvit.models.mobilevit import SIZES as MVIT_SIZES
 
     s = MVIT_SIZES[size]
-    config = transformers.MobileViTConfig(neck_hidden_sizes=s.hf_neck_hidden_sizes, hidden_sizes=list(s.dims),
-                                          expand_ratio=s.expand_ratio, image_size=IMAGE_SIZE,
-                                          id2label={i: f"class {i}" for i in range(1000)})
+    config = transformers.MobileViTConfig(
+        neck_hidden_sizes=s.hf_neck_hidden_sizes,
+        hidden_sizes=list(s.dims),
+        expand_ratio=s.expand_ratio,
+        image_size=IMAGE_SIZE,
+        id2label={i: f"class {i}" for i in range(1000)},
+    )
     return randomise_(transformers.MobileViTForImageClassification(config))
 
 
@@ -91,8 +95,9 @@ def write_peer_routes(size: str, out: Path, targets: tuple[str, ...] = ("onnx", 
     if "onnx" in targets:
         path = out / f"{stem}.onnx"
         with torch.no_grad():
-            torch.onnx.export(module, (example,), str(path), input_names=["image"], output_names=["logits"],
-                              opset_version=OPSET, do_constant_folding=True, dynamo=False)
+            torch.onnx.export(
+                module, (example,), str(path), input_names=["image"], output_names=["logits"], opset_version=OPSET, do_constant_folding=True, dynamo=False
+            )
         written["peer_onnx"] = path
     if "tflite" in targets:
         import litert_torch
@@ -106,8 +111,7 @@ def write_peer_routes(size: str, out: Path, targets: tuple[str, ...] = ("onnx", 
     from mvit.exporters.api import export_model
 
     for target in targets:
-        result = export_model(None, target, out, config="A", precision="fp32", image_size=IMAGE_SIZE,
-                              checkpoint=folder, verify=False)
+        result = export_model(None, target, out, config="A", precision="fp32", image_size=IMAGE_SIZE, checkpoint=folder, verify=False)
         written[f"mvit_{target}"] = result.path
     return written
 

@@ -41,8 +41,7 @@ def artefact_placement(path: Path, image_size: int | None = None) -> Placement:
 
         _, ops = litert_ops(path)
         profile = summarise_litert_ops(ops, str(path))
-        return Placement(runtime, {XNNPACK: profile.delegated, INTERPRETER: profile.not_delegated},
-                         profile.partitions)
+        return Placement(runtime, {XNNPACK: profile.delegated, INTERPRETER: profile.not_delegated}, profile.partitions)
     if runtime == "onnxruntime":
         from .ab import artefact_model
         from .op_profile import onnx_profile_events
@@ -51,8 +50,9 @@ def artefact_placement(path: Path, image_size: int | None = None) -> Placement:
         x = example_input(artefact_model(path, runtime, image_size))
         events, _, _ = onnx_profile_events(path, x, threads=1, calls=1)
         return onnx_placement(events)
-    raise RuntimeUnavailable(f"{path}: {runtime} placement is read from the iOS harness's results JSON "
-                             "(--base-harness / --candidate-harness), not from the artefact")
+    raise RuntimeUnavailable(
+        f"{path}: {runtime} placement is read from the iOS harness's results JSON (--base-harness / --candidate-harness), not from the artefact"
+    )
 
 
 def onnx_placement(events: list[dict]) -> Placement:
@@ -78,13 +78,11 @@ def harness_placements(doc: dict) -> dict[str, Placement]:
         plan = r.get("compute_plan")
         if not plan:
             continue
-        name = (f"{r['model']} {r['config']} {r['input_size'][0]} {r['precision']} coreml "
-                f"({r.get('compute_units') or 'default'})")
+        name = f"{r['model']} {r['config']} {r['input_size'][0]} {r['precision']} coreml ({r.get('compute_units') or 'default'})"
         if not plan.get("available", True):
             out[name] = Placement("coreml", {}, notes=[f"no compute plan: {plan.get('reason', 'not available')}"])
             continue
-        out[name] = Placement("coreml", {label: {"*": int(plan[key])} for key, label in COREML_DEVICES
-                                         if plan.get(key) is not None})
+        out[name] = Placement("coreml", {label: {"*": int(plan[key])} for key, label in COREML_DEVICES if plan.get(key) is not None})
     return out
 
 

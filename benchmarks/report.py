@@ -26,8 +26,10 @@ def machine_line(doc: dict) -> str:
         extra += f", thermal {m['thermal_state']}"
     if m.get("low_power_mode") is not None:
         extra += f", low-power {'on' if m['low_power_mode'] else 'off'}"
-    return (f"{m['device_model']}, {m['cpu']}, {m['cores']} cores, {m['os']} {m['os_version']}{extra}; "
-            f"{doc['tool']['name']} {doc['tool']['version']}, {doc['created_utc']}; {libs}")
+    return (
+        f"{m['device_model']}, {m['cpu']}, {m['cores']} cores, {m['os']} {m['os_version']}{extra}; "
+        f"{doc['tool']['name']} {doc['tool']['version']}, {doc['created_utc']}; {libs}"
+    )
 
 
 def markdown_table(doc: dict) -> str:
@@ -36,8 +38,7 @@ def markdown_table(doc: dict) -> str:
     lines = [
         f"Machine: {machine_line(doc)}",
         "",
-        f"fp32 GEMM peak measured in this run: {_fmt(gemm, 1)} GFLOP/s" if gemm else
-        "fp32 GEMM peak: not measured in this run",
+        f"fp32 GEMM peak measured in this run: {_fmt(gemm, 1)} GFLOP/s" if gemm else "fp32 GEMM peak: not measured in this run",
         "",
         "| model | config | runtime | threads | input | mean ms | median ms | p90 ms | p99 ms | min ms | std ms "
         "| load ms | first ms | peak RSS MB | GMACs | GFLOP/s | % of GEMM peak | median vs mobilenet_v2 |",
@@ -88,8 +89,9 @@ def plot(doc: dict, path: Path) -> Path:
                     lo.append(s["median_ms"] - s["min_ms"])
                     hi.append(s["p90_ms"] - s["median_ms"])
             if xs:
-                ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, color=colours.get(config, None),
-                       label=f"config {config}" if config != "-" else "no patch config")
+                ax.bar(
+                    xs, ys, width, yerr=[lo, hi], capsize=3, color=colours.get(config, None), label=f"config {config}" if config != "-" else "no patch config"
+                )
         ax.set_xticks(range(len(models)))
         ax.set_xticklabels(models, rotation=30, ha="right", fontsize=8)
         ax.set_title(runtime)

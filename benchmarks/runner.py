@@ -59,8 +59,7 @@ def new_document(results: list[dict], gemm: float | None) -> dict:
     }
 
 
-def time_inference(infer: Callable[[], object], warmups: int, runs: int,
-                   on_step: Callable[[], None] | None = None) -> tuple[float, list[float]]:
+def time_inference(infer: Callable[[], object], warmups: int, runs: int, on_step: Callable[[], None] | None = None) -> tuple[float, list[float]]:
     """(first inference ms, timed runs ms). The first call is timed alone: it pays lazy
     initialisation (kernel selection, XNNPACK packing, allocator growth)."""
     start = time.perf_counter_ns()
@@ -80,17 +79,41 @@ def time_inference(infer: Callable[[], object], warmups: int, runs: int,
     return first_ms, times
 
 
-def result_row(model: BenchModel, runtime: str, *, precision: str, threads: int, artefact: str | None,
-               load_ms: float, first_ms: float, warmups: int, times: list[float],
-               peak_rss_mb: float | None, macs: int | None) -> dict:
+def result_row(
+    model: BenchModel,
+    runtime: str,
+    *,
+    precision: str,
+    threads: int,
+    artefact: str | None,
+    load_ms: float,
+    first_ms: float,
+    warmups: int,
+    times: list[float],
+    peak_rss_mb: float | None,
+    macs: int | None,
+) -> dict:
     stats = LatencyStats.from_times(times)
     return {
-        "model": model.name, "config": model.config, "task": model.task, "runtime": runtime,
-        "compute_units": None, "precision": precision if runtime != "pytorch" else "fp32",
-        "input_size": [model.input_size, model.input_size], "batch": 1, "threads": threads,
-        "artefact": artefact, "compile_ms": None, "load_ms": load_ms, "first_inference_ms": first_ms,
-        "warmup_runs": warmups, "runs": len(times), "times_ms": times, "stats": stats.as_dict(),
-        "peak_rss_mb": peak_rss_mb, "macs": macs,
+        "model": model.name,
+        "config": model.config,
+        "task": model.task,
+        "runtime": runtime,
+        "compute_units": None,
+        "precision": precision if runtime != "pytorch" else "fp32",
+        "input_size": [model.input_size, model.input_size],
+        "batch": 1,
+        "threads": threads,
+        "artefact": artefact,
+        "compile_ms": None,
+        "load_ms": load_ms,
+        "first_inference_ms": first_ms,
+        "warmup_runs": warmups,
+        "runs": len(times),
+        "times_ms": times,
+        "stats": stats.as_dict(),
+        "peak_rss_mb": peak_rss_mb,
+        "macs": macs,
         "gflops_per_s": (2.0 * macs / (stats.median_ms / 1e3) / 1e9) if macs else None,
     }
 
@@ -167,8 +190,7 @@ def run_benchmarks(plan: RunPlan, log: Callable[[str], None] = print, progress=N
             x = example_input(model)
             artefact = None
             if runtime != "pytorch":
-                artefact = build_artefact(model, runtime, artefact_dir / runtime, plan.precision,
-                                          reuse=plan.reuse_artefacts)
+                artefact = build_artefact(model, runtime, artefact_dir / runtime, plan.precision, reuse=plan.reuse_artefacts)
             with PeakRss() as rss:  # after the export: the row reports the runtime's memory
                 if artefact is None:
                     loaded = load_pytorch(model, plan.threads, x)
@@ -183,11 +205,21 @@ def run_benchmarks(plan: RunPlan, log: Callable[[str], None] = print, progress=N
                         progress.advance(task, plan.warmups + plan.runs)
                 else:
                     first_ms, times = time_inference(loaded.infer, plan.warmups, plan.runs, step)
-            results.append(result_row(
-                model, runtime, precision=plan.precision, threads=plan.threads, artefact=loaded.artefact,
-                load_ms=loaded.load_ms, first_ms=first_ms, warmups=plan.warmups, times=times,
-                peak_rss_mb=rss.mb, macs=macs_cache[model],
-            ))
+            results.append(
+                result_row(
+                    model,
+                    runtime,
+                    precision=plan.precision,
+                    threads=plan.threads,
+                    artefact=loaded.artefact,
+                    load_ms=loaded.load_ms,
+                    first_ms=first_ms,
+                    warmups=plan.warmups,
+                    times=times,
+                    peak_rss_mb=rss.mb,
+                    macs=macs_cache[model],
+                )
+            )
         except Exception as exc:  # one broken row must not lose the others' results
             first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             message = f"{label} failed: {type(exc).__name__}: {first_line}"

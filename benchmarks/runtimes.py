@@ -73,8 +73,7 @@ def bench_model(name: str, config: str, image_size: int | None = None) -> BenchM
     from mvit.models import get_spec
 
     spec = get_spec(name)  # KeyError names the known models
-    return BenchModel(name, config if spec.supports_patch_config else "-", spec.task,
-                      image_size or spec.input_size, True)
+    return BenchModel(name, config if spec.supports_patch_config else "-", spec.task, image_size or spec.input_size, True)
 
 
 def example_input(model: BenchModel, seed: int = 0) -> np.ndarray:
@@ -104,8 +103,7 @@ def runtime_available(runtime: str) -> None:
         raise RuntimeUnavailable(reason)
 
 
-def build_artefact(model: BenchModel, runtime: str, out_dir: Path, precision: str = "fp32",
-                   reuse: bool = False) -> Path:
+def build_artefact(model: BenchModel, runtime: str, out_dir: Path, precision: str = "fp32", reuse: bool = False) -> Path:
     """Export `model` for `runtime` into `out_dir` (fp32, no verification: this is timing).
 
     `reuse`: take an artefact already in `out_dir` whose own metadata says it is this model,
@@ -122,8 +120,13 @@ def build_artefact(model: BenchModel, runtime: str, out_dir: Path, precision: st
             from mvit.exporters.api import export_model
 
             result = export_model(
-                model.name, target_name, out_dir, config=model.build_config, precision=precision,
-                image_size=model.input_size, verify=False,
+                model.name,
+                target_name,
+                out_dir,
+                config=model.build_config,
+                precision=precision,
+                image_size=model.input_size,
+                verify=False,
             )
             return Path(result.path)
         return _export_comparison_model(model, target_name, out_dir, precision)
@@ -133,8 +136,7 @@ def find_artefact(model: BenchModel, target_name: str, out_dir: Path, precision:
     from mvit.exporters.targets import get_target
 
     target = get_target(target_name)
-    wanted = {"model": model.name, "config": model.build_config if model.in_registry else "-",
-              "image_size": str(model.input_size), "precision": precision}
+    wanted = {"model": model.name, "config": model.build_config if model.in_registry else "-", "image_size": str(model.input_size), "precision": precision}
     for path in sorted(out_dir.glob(f"*{target.suffix}")):
         if path.name.startswith("."):  # a temp file some interrupted export left behind
             continue
@@ -142,8 +144,7 @@ def find_artefact(model: BenchModel, target_name: str, out_dir: Path, precision:
             meta = target.read_metadata(path)
         except Exception:  # not an artefact this target can read: not ours to reuse
             continue
-        if (all(meta.get(k) == v for k, v in wanted.items()) and meta.get("export_options", "{}") == "{}"
-                and meta.get("weights", "random").startswith("random")):
+        if all(meta.get(k) == v for k, v in wanted.items()) and meta.get("export_options", "{}") == "{}" and meta.get("weights", "random").startswith("random"):
             return path
     return None
 
@@ -182,11 +183,22 @@ def _export_comparison_model(model: BenchModel, target_name: str, out_dir: Path,
     spec = PreprocessSpec(256, 224, 1 / 255, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "RGB").with_size(size)
     preprocess = preprocess_dict(spec, raw_input=True, in_graph=False)
     request = ExportRequest(
-        module=module, model_name=model.name, task=model.task, input_shape=(1, 3, size, size),
-        output_names=["logits"], labels=[f"class_{i}" for i in range(1000)], preprocess=preprocess,
+        module=module,
+        model_name=model.name,
+        task=model.task,
+        input_shape=(1, 3, size, size),
+        output_names=["logits"],
+        labels=[f"class_{i}" for i in range(1000)],
+        preprocess=preprocess,
         precision=precision,  # type: ignore[arg-type]
-        metadata={"model": model.name, "task": model.task, "config": "-", "precision": precision,
-                  "image_size": str(size), "preprocess": json.dumps(preprocess, sort_keys=True)},
+        metadata={
+            "model": model.name,
+            "task": model.task,
+            "config": "-",
+            "precision": precision,
+            "image_size": str(size),
+            "preprocess": json.dumps(preprocess, sort_keys=True),
+        },
     )
     final = out_dir / f"{model.name}_{size}_{precision}{target.suffix}"
     # The exporters' own staging: a private folder removed whatever happens, and only a finished
@@ -257,8 +269,7 @@ def load_artefact(runtime: str, artefact: Path, threads: int, x: np.ndarray, spi
     load_ms = (time.perf_counter() - start) * 1e3
     feeds = {"image": x}
     timed = getattr(runner, "time_runs", None)
-    return LoadedModel(lambda: runner.run(feeds), load_ms, str(artefact),
-                       timed=(lambda warmups, runs: timed(feeds, warmups, runs)) if timed else None)
+    return LoadedModel(lambda: runner.run(feeds), load_ms, str(artefact), timed=(lambda warmups, runs: timed(feeds, warmups, runs)) if timed else None)
 
 
 def artefact_runtime(path: Path) -> str:
@@ -267,6 +278,4 @@ def artefact_runtime(path: Path) -> str:
     try:
         return suffixes[path.suffix]
     except KeyError:
-        raise RuntimeUnavailable(
-            f"{path}: unknown artefact type {path.suffix!r}; pass a {', '.join(sorted(suffixes))} artefact"
-        ) from None
+        raise RuntimeUnavailable(f"{path}: unknown artefact type {path.suffix!r}; pass a {', '.join(sorted(suffixes))} artefact") from None

@@ -99,13 +99,11 @@ def check_bounds(doc: Any, source: str = "results") -> None:
             continue
         if depth > MAX_DEPTH:
             raise ResultsFileError(
-                f"{source}: nested more than {MAX_DEPTH} levels deep at {_where(path)}; "
-                "not a benchmark results file (see docs/benchmarks.md for the schema)"
+                f"{source}: nested more than {MAX_DEPTH} levels deep at {_where(path)}; not a benchmark results file (see docs/benchmarks.md for the schema)"
             )
         if len(node) > MAX_ITEMS:
             raise ResultsFileError(
-                f"{source}: {_where(path)} has {len(node)} entries, more than the {MAX_ITEMS} "
-                "a results file may hold; split the run into several files"
+                f"{source}: {_where(path)} has {len(node)} entries, more than the {MAX_ITEMS} a results file may hold; split the run into several files"
             )
         items = node.items() if isinstance(node, dict) else enumerate(node)
         stack.extend((value, (*path, key), depth + 1) for key, value in items)
@@ -123,8 +121,9 @@ def validate_document(doc: Any, source: str = "results") -> dict[str, Any]:
     max_rows = schema["properties"]["results"]["maxItems"]
     if isinstance(doc, dict) and isinstance(doc.get("results"), list) and len(doc["results"]) > max_rows:
         # before jsonschema, which would check every one of the rows first
-        raise ResultsFileError(f"{source}: {len(doc['results'])} results rows, more than the {max_rows} a "
-                               "results file may hold; split the run into several files")
+        raise ResultsFileError(
+            f"{source}: {len(doc['results'])} results rows, more than the {max_rows} a results file may hold; split the run into several files"
+        )
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
     if error is not None:
@@ -135,18 +134,14 @@ def validate_document(doc: Any, source: str = "results") -> dict[str, Any]:
                 "matching mvit-bench or harness"
             )
         raise ResultsFileError(
-            f"{source}: not a valid benchmark results file at {_where(error.absolute_path)}: "
-            f"{_shown(error.message)}; see docs/benchmarks.md for the schema"
+            f"{source}: not a valid benchmark results file at {_where(error.absolute_path)}: {_shown(error.message)}; see docs/benchmarks.md for the schema"
         )
     for i, result in enumerate(doc["results"]):
         _check_latencies(result["times_ms"], f"{source}: results[{i}].times_ms")
         if result.get("vision") is not None:
             _check_latencies(result["vision"]["times_ms"], f"{source}: results[{i}].vision.times_ms")
         if len(result["times_ms"]) != result["runs"]:
-            raise ResultsFileError(
-                f"{source}: results[{i}] has runs={result['runs']} but "
-                f"{len(result['times_ms'])} times_ms; every timed run must be listed"
-            )
+            raise ResultsFileError(f"{source}: results[{i}] has runs={result['runs']} but {len(result['times_ms'])} times_ms; every timed run must be listed")
         _check_harness_details(result, f"{source}: results[{i}]")
     machine = doc["machine"]
     for key in _nullable_optional(schema["properties"]["machine"]):
@@ -169,22 +164,24 @@ def _check_latencies(times: list[float], where: str) -> None:
     and ratios and logs of such values overflow into verdicts that look like findings."""
     for k, t in enumerate(times):
         if t != 0 and not MIN_LATENCY_MS <= t <= MAX_LATENCY_MS:
-            raise ResultsFileError(f"{where}[{k}] is {t!r} ms; a timed run lasts {MIN_LATENCY_MS:g} to {MAX_LATENCY_MS:g} ms "
-                                   "(1 ns to about 3 hours); re-create the file with mvit-bench run or the harness")
+            raise ResultsFileError(
+                f"{where}[{k}] is {t!r} ms; a timed run lasts {MIN_LATENCY_MS:g} to {MAX_LATENCY_MS:g} ms "
+                "(1 ns to about 3 hours); re-create the file with mvit-bench run or the harness"
+            )
 
 
 def _check_harness_details(result: dict[str, Any], where: str) -> None:
     """What the schema cannot say about the iOS harness's Vision run and compute-plan split."""
     vision = result.get("vision")
     if vision is not None and len(vision["times_ms"]) != vision["runs"]:
-        raise ResultsFileError(f"{where}.vision has runs={vision['runs']} but {len(vision['times_ms'])} times_ms; "
-                               "every timed Vision request must be listed")
+        raise ResultsFileError(f"{where}.vision has runs={vision['runs']} but {len(vision['times_ms'])} times_ms; every timed Vision request must be listed")
     plan = result.get("compute_plan")
     if plan is not None and plan["available"]:
         counted = plan["cpu_ops"] + plan["gpu_ops"] + plan["neural_engine_ops"]
         if counted != plan["operations"]:
-            raise ResultsFileError(f"{where}.compute_plan counts {plan['operations']} operations but its devices "
-                                   f"add up to {counted}; re-create the file with the harness")
+            raise ResultsFileError(
+                f"{where}.compute_plan counts {plan['operations']} operations but its devices add up to {counted}; re-create the file with the harness"
+            )
 
 
 def load_results(path: Path | str) -> dict[str, Any]:
@@ -203,9 +200,7 @@ def load_results(path: Path | str) -> dict[str, Any]:
         with path.open("rb") as fh:
             data = fh.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
-        raise ResultsFileError(
-            f"{path}: no such file; pass a results JSON written by mvit-bench run or the iOS harness"
-        ) from None
+        raise ResultsFileError(f"{path}: no such file; pass a results JSON written by mvit-bench run or the iOS harness") from None
     except OSError as exc:
         raise ResultsFileError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
     if len(data) > MAX_FILE_BYTES:
@@ -218,8 +213,7 @@ def load_results(path: Path | str) -> dict[str, Any]:
         raise ResultsFileError(f"{path}: not UTF-8 text; pass a results JSON file") from None
     except RecursionError:
         raise ResultsFileError(
-            f"{path}: nested too deeply to be a benchmark results file (more than {MAX_DEPTH} levels); "
-            "see docs/benchmarks.md for the schema"
+            f"{path}: nested too deeply to be a benchmark results file (more than {MAX_DEPTH} levels); see docs/benchmarks.md for the schema"
         ) from None
     return validate_document(doc, source=str(path))
 

@@ -70,10 +70,12 @@ def slowed_onnx(src: Path, dst: Path, layers: int) -> None:
     rows = _rows([d.dim_value for d in image.type.tensor_type.shape.dim])
     mats, reduce = branch_weights(layers, rows)
     p = BRANCH_PREFIX
-    inits = [numpy_helper.from_array(np.array([rows, WIDTH], np.int64), p + "rows_shape"),
-             numpy_helper.from_array(np.array([1, rows * WIDTH], np.int64), p + "flat_shape"),
-             numpy_helper.from_array(reduce.reshape(-1, 1), p + "reduce"),
-             numpy_helper.from_array(np.array(0.0, np.float32), p + "zero")]
+    inits = [
+        numpy_helper.from_array(np.array([rows, WIDTH], np.int64), p + "rows_shape"),
+        numpy_helper.from_array(np.array([1, rows * WIDTH], np.int64), p + "flat_shape"),
+        numpy_helper.from_array(reduce.reshape(-1, 1), p + "reduce"),
+        numpy_helper.from_array(np.array(0.0, np.float32), p + "zero"),
+    ]
     inits += [numpy_helper.from_array(m, f"{p}w{k}") for k, m in enumerate(mats)]
     nodes = [helper.make_node("Reshape", [image.name, p + "rows_shape"], [p + "h0"], name=p + "reshape")]
     for k in range(layers):
@@ -144,8 +146,9 @@ def slowed_tflite(src: Path, dst: Path, layers: int) -> None:
         opts = schema.ReshapeOptionsT()
         opts.newShape = shape
         out = tensor(name, shape)
-        return out, operator(op.RESHAPE, [x, tensor(name + "_shape", [len(shape)], np.array(shape, np.int32), True)],
-                             [out], opts, schema.BuiltinOptions.ReshapeOptions)
+        return out, operator(
+            op.RESHAPE, [x, tensor(name + "_shape", [len(shape)], np.array(shape, np.int32), True)], [out], opts, schema.BuiltinOptions.ReshapeOptions
+        )
 
     def fully_connected(x: int, weights: np.ndarray, out_shape: list[int], name: str):
         opts = schema.FullyConnectedOptionsT()  # no activation, plain float weights
@@ -171,8 +174,7 @@ def slowed_tflite(src: Path, dst: Path, layers: int) -> None:
     new_ops += [
         operator(op.ABS, [z], [magnitude]),
         operator(op.NEG, [magnitude], [negative]),
-        operator(op.MUL, [negative, tensor("zero", [1], np.zeros(1, np.float32))], [minus_zero],
-                 schema.MulOptionsT(), schema.BuiltinOptions.MulOptions),
+        operator(op.MUL, [negative, tensor("zero", [1], np.zeros(1, np.float32))], [minus_zero], schema.MulOptionsT(), schema.BuiltinOptions.MulOptions),
         operator(op.ADD, [logits, minus_zero], [added], schema.AddOptionsT(), schema.BuiltinOptions.AddOptions),
     ]
     graph.operators[at].inputs[0] = added
@@ -234,8 +236,7 @@ class SlowedBuild:
     probe_ratio: float  # measured on the PROBE_LAYERS build that sized it
 
 
-def build_slowed(src: Path, dst: Path, slowdown: float, threads: int = 1,
-                 log: Callable[[str], None] = print) -> SlowedBuild:
+def build_slowed(src: Path, dst: Path, slowdown: float, threads: int = 1, log: Callable[[str], None] = print) -> SlowedBuild:
     """Size the branch for `slowdown` (0.15 = 15% slower), write it, check its outputs.
 
     Sized from a probe build's measured cost per layer, then measured again and resized (at most
@@ -252,8 +253,7 @@ def build_slowed(src: Path, dst: Path, slowdown: float, threads: int = 1,
         write_slowed(src, dst, layers)
         ratio = measured_ratio(src, dst, threads)
         seen.append((layers, ratio))
-        log(f"{dst.name}: {layers} branch layers, measured x{ratio:.3f} (probe: {PROBE_LAYERS} layers "
-            f"x{probe_ratio:.3f})")
+        log(f"{dst.name}: {layers} branch layers, measured x{ratio:.3f} (probe: {PROBE_LAYERS} layers x{probe_ratio:.3f})")
         resized = _layers_for(slowdown, seen)
         if abs(ratio - 1 - slowdown) <= TOLERANCE or resized == layers or round_ == SIZING_ROUNDS - 1:
             break  # dst holds the `layers` build that `ratio` measured

@@ -22,8 +22,7 @@ from .timing import Blocks, time_interleaved
 CALL_BY_CALL = Blocks(calls=1, discard=0)
 
 
-def interleaved_and_solo(base: Path, copy: Path, threads: int, segments: int = 16, runs: int = 8,
-                         old: bool = False) -> list[tuple[list[float], list[float]]]:
+def interleaved_and_solo(base: Path, copy: Path, threads: int, segments: int = 16, runs: int = 8, old: bool = False) -> list[tuple[list[float], list[float]]]:
     """Per side, (interleaved times, solo times) in ms."""
     from .ab import BLOCKS, artefact_model
     from .runner import time_inference
@@ -57,9 +56,11 @@ def main(argv: list[str] | None = None) -> None:
         shutil.copyfile(args.artefact, copy)
         sides = interleaved_and_solo(args.artefact, copy, args.threads, args.segments, args.runs, args.old)
     for name, (together, solo) in zip(("artefact", "copy"), sides):
-        print(f"{name}: solo median {statistics.median(solo):.2f} ms, interleaved {statistics.median(together):.2f} ms "
-              f"(x{statistics.median(together) / statistics.median(solo):.3f}); fast quartile "
-              f"{np.percentile(solo, 25):.2f} / {np.percentile(together, 25):.2f} ms")
+        print(
+            f"{name}: solo median {statistics.median(solo):.2f} ms, interleaved {statistics.median(together):.2f} ms "
+            f"(x{statistics.median(together) / statistics.median(solo):.3f}); fast quartile "
+            f"{np.percentile(solo, 25):.2f} / {np.percentile(together, 25):.2f} ms"
+        )
 
 
 if __name__ == "__main__":

@@ -42,9 +42,14 @@ def timed_call(infer: Callable[[], object], clock: Clock = time.perf_counter_ns)
     return (clock() - start) / 1e6
 
 
-def time_interleaved(infers: Sequence[Callable[[], object]], runs: int, warmups: int = 0,
-                     blocks: Blocks = Blocks(), clock: Clock = time.perf_counter_ns,
-                     on_step: Callable[[], None] | None = None) -> list[list[float]]:
+def time_interleaved(
+    infers: Sequence[Callable[[], object]],
+    runs: int,
+    warmups: int = 0,
+    blocks: Blocks = Blocks(),
+    clock: Clock = time.perf_counter_ns,
+    on_step: Callable[[], None] | None = None,
+) -> list[list[float]]:
     """`runs` timed calls per side, the sides taking turns in blocks; times in ms, per side.
 
     Each side first runs `warmups` untimed calls. Then rounds: every side runs one block, in

@@ -122,15 +122,16 @@ class UserCiOutcome:
 
 def check_settings(s: UserCiSettings) -> None:
     """Every bad input refused before anything is exported or timed."""
-    kinds = [k for k, given in (("--baseline-ref", s.baseline_ref), ("--baseline-results", s.baseline_results),
-                                ("--base-artefact", s.base_artefacts)) if given]
+    kinds = [k for k, given in (("--baseline-ref", s.baseline_ref), ("--baseline-results", s.baseline_results), ("--base-artefact", s.base_artefacts)) if given]
     if (s.base_harness is None) != (s.candidate_harness is None):
         raise UserCiError("give --base-harness and --candidate-harness together (one iOS harness JSON per side)")
     harness_only = not kinds and s.base_harness is not None and not s.model
     if len(kinds) != 1 and not harness_only:
-        raise UserCiError(f"give exactly one baseline ({' or '.join(kinds)} given together)" if kinds else
-                          "give a baseline: --baseline-ref REF, --baseline-results FILE, --base-artefact/--candidate-artefact "
-                          "or --base-harness/--candidate-harness")
+        raise UserCiError(
+            f"give exactly one baseline ({' or '.join(kinds)} given together)"
+            if kinds
+            else "give a baseline: --baseline-ref REF, --baseline-results FILE, --base-artefact/--candidate-artefact or --base-harness/--candidate-harness"
+        )
     for path in (s.baseline_results, s.base_harness, s.candidate_harness):
         if path is not None and not path.is_file():
             raise UserCiError(f"{path}: no such file")
@@ -138,24 +139,27 @@ def check_settings(s: UserCiSettings) -> None:
         return  # the iOS harness's two results files alone: their timings and compute plans
     if s.base_artefacts or s.candidate_artefacts:
         if len(s.base_artefacts) != len(s.candidate_artefacts):
-            raise UserCiError(f"{len(s.base_artefacts)} --base-artefact for {len(s.candidate_artefacts)} "
-                              "--candidate-artefact; give them in pairs")
+            raise UserCiError(f"{len(s.base_artefacts)} --base-artefact for {len(s.candidate_artefacts)} --candidate-artefact; give them in pairs")
         for path in (*s.base_artefacts, *s.candidate_artefacts):
             if not path.exists():
                 raise UserCiError(f"{path}: no such artefact; pass an exported .onnx or .tflite file")
             artefact_runtime(path)
         if s.model:
-            raise UserCiError("--model exports both sides; with --base-artefact/--candidate-artefact nothing is "
-                              "exported, so leave --model out")
+            raise UserCiError("--model exports both sides; with --base-artefact/--candidate-artefact nothing is exported, so leave --model out")
     elif not s.model:
         raise UserCiError("--model NAME|pkg.module:factory is needed to export this side; or give artefact pairs")
     check_export_settings(s)
     if s.baseline_ref:
         if s.baseline_ref.startswith("-"):  # git would read it as an option
             raise UserCiError(f"--baseline-ref {s.baseline_ref!r} is not a git ref; pass a branch, tag or commit")
-        _git(s.repo, "rev-parse", "--verify", "--quiet", f"{s.baseline_ref}^{{commit}}",
-             fail=f"--baseline-ref {s.baseline_ref!r} is not a commit in {s.repo}; fetch it first "
-                  "(actions/checkout: fetch-depth: 0)")
+        _git(
+            s.repo,
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            f"{s.baseline_ref}^{{commit}}",
+            fail=f"--baseline-ref {s.baseline_ref!r} is not a commit in {s.repo}; fetch it first (actions/checkout: fetch-depth: 0)",
+        )
 
 
 def check_export_settings(s: UserCiSettings) -> None:
@@ -167,8 +171,7 @@ def check_export_settings(s: UserCiSettings) -> None:
         raise UserCiError(f"unknown --target {bad[0]!r}; choose from {', '.join(TARGET_RUNTIMES)}")
     for arg in s.export_args:
         if arg.split("=")[0] in OWNED_EXPORT_OPTIONS:
-            raise UserCiError(f"--export-args may not contain {arg.split('=')[0]}; mvit-bench ci sets it "
-                              "(use --model, --checkpoint, --target)")
+            raise UserCiError(f"--export-args may not contain {arg.split('=')[0]}; mvit-bench ci sets it (use --model, --checkpoint, --target)")
 
 
 def _git(repo: Path, *args: str, fail: str) -> str:
@@ -197,8 +200,7 @@ def load_baseline_results(path: Path) -> dict:
 def _export_command(s: UserCiSettings, target: str, out: Path) -> list[str]:
     # `-m`: the working folder (the side's tree) is first on sys.path, so the user's package imports
     # from it; mvit is this install's.
-    cmd = [sys.executable, "-m", "mvit.exporters.cli", "--target", target, "--model", str(s.model),
-           "--out", str(out), "--no-verify"]
+    cmd = [sys.executable, "-m", "mvit.exporters.cli", "--target", target, "--model", str(s.model), "--out", str(out), "--no-verify"]
     if s.checkpoint:
         cmd += ["--checkpoint", s.checkpoint]
     return cmd + list(s.export_args)
@@ -215,8 +217,7 @@ def export_side(tree: Path, out: Path, s: UserCiSettings, targets: list[str]) ->
     for target in targets:
         folder = out / target
         try:
-            done = subprocess.run(_export_command(s, target, folder), cwd=tree, env=env, capture_output=True,
-                                  text=True, timeout=EXPORT_TIMEOUT_S)
+            done = subprocess.run(_export_command(s, target, folder), cwd=tree, env=env, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             raise UserCiError(f"exporting {s.model} for {target} took over {EXPORT_TIMEOUT_S} s") from None
         if done.returncode != 0:
@@ -245,9 +246,8 @@ def archive_tree(repo: Path, ref: str, dest: Path) -> None:
 def hud_verdict(series: list[float], threshold: float) -> tuple[Verdict, str]:
     """PyTorch HUD's rule on one row's medians, oldest first, this run last."""
     if len(series) < WINDOW + CONSECUTIVE:
-        return Verdict.UNKNOWN, (f"insufficient data ({len(series)} points; the rule needs {WINDOW} baseline "
-                                 f"points and {CONSECUTIVE} to judge)")
-    reference = statistics.median(series[-(WINDOW + CONSECUTIVE):-CONSECUTIVE])
+        return Verdict.UNKNOWN, (f"insufficient data ({len(series)} points; the rule needs {WINDOW} baseline points and {CONSECUTIVE} to judge)")
+    reference = statistics.median(series[-(WINDOW + CONSECUTIVE) : -CONSECUTIVE])
     last = series[-CONSECUTIVE:]
     upper, lower = reference * (1 + threshold), reference / (1 + threshold)
     shown = ", ".join(f"{v:.3f}" for v in last)
@@ -270,24 +270,20 @@ def load_history(path: Path) -> list[dict]:
             str(p["label"])
             [float(v) for v in p["rows"].values()]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        raise UserCiError(f"{path}: not a mvit-bench ci history file; pass one --history wrote, "
-                          "or a path that does not exist yet") from None
+        raise UserCiError(f"{path}: not a mvit-bench ci history file; pass one --history wrote, or a path that does not exist yet") from None
     return points
 
 
 def _paired_row(name: str, base: Path, candidate: Path, s: UserCiSettings) -> tuple[RowOutcome, list[dict]]:
     from mvit.exporters.api import artefact_sha256
 
-    outcome = run_ab(base, candidate, threads=s.threads, warmups=s.warmups, runs=s.runs, threshold=s.band,
-                     measure_gemm=False)
+    outcome = run_ab(base, candidate, threads=s.threads, warmups=s.warmups, runs=s.runs, threshold=s.band, measure_gemm=False)
     b, c = outcome.document["results"]
     comparison = outcome.comparison
     identical = artefact_sha256(base) == artefact_sha256(candidate)
     if identical:
-        comparison = replace(comparison, verdict=Verdict.SAME,
-                             reason="artefacts byte-identical: they cannot differ in speed (timed anyway: the noise floor)")
-    row = RowOutcome(name, artefact_runtime(candidate), b["stats"]["median_ms"], c["stats"]["median_ms"], comparison,
-                     identical)
+        comparison = replace(comparison, verdict=Verdict.SAME, reason="artefacts byte-identical: they cannot differ in speed (timed anyway: the noise floor)")
+    row = RowOutcome(name, artefact_runtime(candidate), b["stats"]["median_ms"], c["stats"]["median_ms"], comparison, identical)
     return row, [b, c]
 
 
@@ -307,8 +303,7 @@ def run_user_ci(s: UserCiSettings, log: Callable[[str], None] = print) -> UserCi
     check_settings(s)
     notes: list[str] = []
     if s.threshold < FLOOR:
-        notes.append(f"--threshold {s.threshold:.1%} raised to the floor of {FLOOR:.0%}: smaller changes are not "
-                     "told apart from noise")
+        notes.append(f"--threshold {s.threshold:.1%} raised to the floor of {FLOOR:.0%}: smaller changes are not told apart from noise")
     baseline_doc = load_baseline_results(s.baseline_results) if s.baseline_results else None
     history = load_history(s.history) if s.history else None
     with tempfile.TemporaryDirectory(prefix="mvit-bench-ci-") as tmp:
@@ -342,11 +337,11 @@ def run_user_ci(s: UserCiSettings, log: Callable[[str], None] = print) -> UserCi
     history_doc = None
     if s.history:
         label = s.history_label or _head_label(s.repo)
-        point = {"label": label, "created_utc": datetime.now(UTC).isoformat(),
-                 "rows": {r.name: r.candidate_ms for r in rows if r.candidate_ms is not None}}
+        point = {"label": label, "created_utc": datetime.now(UTC).isoformat(), "rows": {r.name: r.candidate_ms for r in rows if r.candidate_ms is not None}}
         history_doc = {"kind": HISTORY_KIND, "points": [*(history or []), point]}
-    return UserCiOutcome(f"Latency: {cand_name} vs {base_name}", rows, notes, harness_changes, history_doc,
-                         new_document(candidate_rows, None), new_document(plot_rows, None))
+    return UserCiOutcome(
+        f"Latency: {cand_name} vs {base_name}", rows, notes, harness_changes, history_doc, new_document(candidate_rows, None), new_document(plot_rows, None)
+    )
 
 
 def _harness_only(s: UserCiSettings) -> bool:
@@ -365,8 +360,7 @@ def _harness_rows(s: UserCiSettings) -> tuple[list[RowOutcome], list[list[dict]]
     return rows, timed
 
 
-def _artefact_pairs(s: UserCiSettings, work: Path, notes: list[str],
-                    log: Callable[[str], None]) -> tuple[list[ArtefactPair], str, str]:
+def _artefact_pairs(s: UserCiSettings, work: Path, notes: list[str], log: Callable[[str], None]) -> tuple[list[ArtefactPair], str, str]:
     if s.base_artefacts:
         pairs: list[ArtefactPair] = [(f"{c.name} vs {b.name}", b, c) for b, c in zip(s.base_artefacts, s.candidate_artefacts)]
         return pairs, "base artefacts", "candidate artefacts"
@@ -406,7 +400,8 @@ def _repo_prefix(repo: Path) -> str:
 def _head_label(repo: Path) -> str:
     try:
         return _git(repo, "rev-parse", "--short", "HEAD", fail="no git") + (
-            " (with uncommitted changes)" if _git(repo, "status", "--porcelain", "--untracked-files=no", fail="") else "")
+            " (with uncommitted changes)" if _git(repo, "status", "--porcelain", "--untracked-files=no", fail="") else ""
+        )
     except UserCiError:
         return "this checkout"
 
@@ -414,8 +409,9 @@ def _head_label(repo: Path) -> str:
 def _against_results(name: str, row: dict, baseline_doc: dict, s: UserCiSettings) -> RowOutcome:
     matching = [r for r in baseline_doc.get("results", []) if row_key(r) == row_key(row)]
     if not matching:
-        comparison = Comparison(Verdict.UNKNOWN, None, None, None, 0, row["runs"], False,
-                                "no row of the baseline results matches (model, config, runtime, precision, size)")
+        comparison = Comparison(
+            Verdict.UNKNOWN, None, None, None, 0, row["runs"], False, "no row of the baseline results matches (model, config, runtime, precision, size)"
+        )
         return RowOutcome(name, row["runtime"], None, row["stats"]["median_ms"], comparison)
     base_doc = {**baseline_doc, "results": matching[:1]}
     compared, _ = compare_documents(base_doc, new_document([row], None), threshold=s.band)
@@ -432,8 +428,9 @@ def _decide(rows: list[RowOutcome], history: list[dict] | None, s: UserCiSetting
         verdict, why = hud_verdict(series, s.band)
         row.history, row.gating = f"{verdict.value}: {why}", verdict
     if history is not None:
-        notes.append(f"--history: the gate follows the history rule ({CONSECUTIVE} consecutive points against a "
-                     f"window of {WINDOW}), not this run's paired verdict alone")
+        notes.append(
+            f"--history: the gate follows the history rule ({CONSECUTIVE} consecutive points against a window of {WINDOW}), not this run's paired verdict alone"
+        )
 
 
 def _harness_changes(s: UserCiSettings) -> dict[str, list[str]]:

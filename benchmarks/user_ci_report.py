@@ -37,9 +37,12 @@ def reproduce_command(s: UserCiSettings) -> str:
     for b, c in zip(s.base_artefacts, s.candidate_artefacts):
         args += ["--base-artefact", str(b), "--candidate-artefact", str(c)]
     defaults = UserCiSettings()
-    for flag, value, default in (("--runs", s.runs, defaults.runs), ("--warmups", s.warmups, defaults.warmups),
-                                 ("--threads", s.threads, defaults.threads),
-                                 ("--threshold", s.threshold, defaults.threshold)):
+    for flag, value, default in (
+        ("--runs", s.runs, defaults.runs),
+        ("--warmups", s.warmups, defaults.warmups),
+        ("--threads", s.threads, defaults.threads),
+        ("--threshold", s.threshold, defaults.threshold),
+    ):
         if value != default:
             args += [flag, str(value)]
     return shlex.join(args)
@@ -47,12 +50,13 @@ def reproduce_command(s: UserCiSettings) -> str:
 
 def report_markdown(o: UserCiOutcome, s: UserCiSettings) -> str:
     table = [RowComparison(r.name, r.base_ms, r.candidate_ms, r.comparison) for r in o.rows]
-    method = (f"interleaved ABBA blocks in one process ({BLOCKS.calls} calls, the first {BLOCKS.discard} untimed), "
-              f"{s.runs} pairs after {s.warmups} warm-ups, {s.threads} thread(s), median of paired ratios")
+    method = (
+        f"interleaved ABBA blocks in one process ({BLOCKS.calls} calls, the first {BLOCKS.discard} untimed), "
+        f"{s.runs} pairs after {s.warmups} warm-ups, {s.threads} thread(s), median of paired ratios"
+    )
     if s.baseline_results:
         method = "this side timed now against the results file's row: unpaired, ratio of 10th percentiles"
-    text = comparison_markdown(table, title=o.title, threshold=s.band, method=method, statistic=
-                               "p10" if s.baseline_results else "median", notes=o.notes)
+    text = comparison_markdown(table, title=o.title, threshold=s.band, method=method, statistic="p10" if s.baseline_results else "median", notes=o.notes)
     lines = [text.rstrip("\n")]
     if any(r.history for r in o.rows):
         lines += ["", "History rule (PyTorch HUD):", ""] + [f"- {r.name}: {r.history}" for r in o.rows if r.history]
@@ -63,11 +67,16 @@ def report_markdown(o: UserCiOutcome, s: UserCiSettings) -> str:
         lines.append(f"- **{name}**: " + "; ".join(changes))
     if not changed:
         compared = [r for r in o.rows if r.base_placement] or o.harness_changes
-        lines.append("- none: every op runs where it ran in the baseline" if compared else
-                     "- not compared (no baseline artefact or harness results to compare with)")
-    verdict = ("REGRESSION: this check fails (--gate)" if o.regression and s.gate else
-               "REGRESSION found; informational (pass --gate to fail the check)" if o.regression else
-               "no regression")
+        lines.append(
+            "- none: every op runs where it ran in the baseline" if compared else "- not compared (no baseline artefact or harness results to compare with)"
+        )
+    verdict = (
+        "REGRESSION: this check fails (--gate)"
+        if o.regression and s.gate
+        else "REGRESSION found; informational (pass --gate to fail the check)"
+        if o.regression
+        else "no regression"
+    )
     lines += ["", f"Result: {verdict}.", "", "Reproduce:", "", "```bash", reproduce_command(s), "```"]
     return "\n".join(lines) + "\n"
 
@@ -79,10 +88,20 @@ def report_json(o: UserCiOutcome, s: UserCiSettings) -> str:
         d["comparison"] = {**asdict(r.comparison), "verdict": r.comparison.verdict.value}
         d["gating"] = r.gating.value
         rows.append(d)
-    doc = {"kind": REPORT_KIND, "version": 1, "title": o.title, "threshold": s.band, "floor": FLOOR,
-           "gate": s.gate, "regression": o.regression, "notes": o.notes, "rows": rows,
-           "coreml_compute_plan_changes": o.harness_changes, "reproduce": reproduce_command(s),
-           "candidate_results": o.candidate_results}
+    doc = {
+        "kind": REPORT_KIND,
+        "version": 1,
+        "title": o.title,
+        "threshold": s.band,
+        "floor": FLOOR,
+        "gate": s.gate,
+        "regression": o.regression,
+        "notes": o.notes,
+        "rows": rows,
+        "coreml_compute_plan_changes": o.harness_changes,
+        "reproduce": reproduce_command(s),
+        "candidate_results": o.candidate_results,
+    }
     return json.dumps(doc, indent=1) + "\n"
 
 

@@ -118,7 +118,13 @@ def compare_samples(
         ratio = float(np.quantile(c, quantile) / np.quantile(b, quantile))
     if min(n_b, n_c) < min_runs:
         return Comparison(
-            Verdict.UNKNOWN, ratio, None, None, n_b, n_c, paired,
+            Verdict.UNKNOWN,
+            ratio,
+            None,
+            None,
+            n_b,
+            n_c,
+            paired,
             f"too few runs ({min(n_b, n_c)} < {min_runs}) to decide",
         )
     rng = np.random.default_rng(seed)

@@ -49,8 +49,7 @@ def _finite(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
-def bootstrap(records: dict[str, Records], resamples: int, reference: str | None = None,
-              seed: int = SEED) -> dict[str, dict[str, Any]]:
+def bootstrap(records: dict[str, Records], resamples: int, reference: str | None = None, seed: int = SEED) -> dict[str, dict[str, Any]]:
     """Per model: each metric's value and interval; against `reference`, the paired difference.
 
     Returns {model: {metric: {"value", "ci", "difference": {"value", "ci"}}}}."""
@@ -74,14 +73,15 @@ def bootstrap(records: dict[str, Records], resamples: int, reference: str | None
             if reference is not None and m != reference:
                 ref_samples = np.concatenate(drawn[reference][key]) if drawn[reference].get(key) else np.empty(0)
                 ref_value = plain[reference][key]
-                entry["difference"] = {"value": None if value is None or ref_value is None else value - ref_value,
-                                       "ci": _interval(samples - ref_samples) if len(samples) else None}
+                entry["difference"] = {
+                    "value": None if value is None or ref_value is None else value - ref_value,
+                    "ci": _interval(samples - ref_samples) if len(samples) else None,
+                }
             out[m][key] = entry
     return out
 
 
-def paired_difference(records: dict[str, Records], first: str, second: str, resamples: int,
-                      seed: int = SEED) -> dict[str, dict[str, Any]]:
+def paired_difference(records: dict[str, Records], first: str, second: str, resamples: int, seed: int = SEED) -> dict[str, dict[str, Any]]:
     """first - second for every metric, with its paired interval."""
     result = bootstrap({first: records[first], second: records[second]}, resamples, reference=second, seed=seed)
     return {key: entry["difference"] for key, entry in result[first].items()}

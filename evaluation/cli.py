@@ -40,10 +40,20 @@ def _note(message: str) -> None:
 @contextlib.contextmanager
 def _progress() -> Iterator[Progress]:
     """A bar on a terminal; elsewhere (CI logs, pipes) a plain line on stderr now and then."""
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("ETA"), TimeRemainingColumn(),
-                  console=_err, transient=True, disable=not _err.is_terminal) as progress, \
-            PlainProgress("mvit-eval", lambda: describe_bars(progress), enabled=not _err.is_terminal):
+    with (
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=_err,
+            transient=True,
+            disable=not _err.is_terminal,
+        ) as progress,
+        PlainProgress("mvit-eval", lambda: describe_bars(progress), enabled=not _err.is_terminal),
+    ):
         yield progress
 
 
@@ -77,15 +87,15 @@ def _agree(models, task: str) -> str:
         if m.task != first.task:
             raise EvalError(f"{m.name} is a {m.task} model but {first.name} is {first.task}; score one task at a time")
         if m.labels != first.labels:
-            raise EvalError(f"{m.name} has other labels than {first.name} ({len(m.labels)} vs {len(first.labels)}); "
-                            "compare models of the same classes")
+            raise EvalError(f"{m.name} has other labels than {first.name} ({len(m.labels)} vs {len(first.labels)}); compare models of the same classes")
     if task != "auto" and task != first.task:
         raise EvalError(f"--task {task} but {first.name} is a {first.task} model")
     return first.task
 
 
-def _verdicts(artefacts: list[Path], baseline: Path, models, records, task: str, resamples: int, speed: bool,
-              runs: int, warmups: int, threads: int) -> list[dict]:
+def _verdicts(
+    artefacts: list[Path], baseline: Path, models, records, task: str, resamples: int, speed: bool, runs: int, warmups: int, threads: int
+) -> list[dict]:
     """Each scored artefact against the baseline: size, interleaved speed-up, accuracy drop, the rule."""
     from .bootstrap import paired_difference
     from .tasks import SCORING
@@ -104,8 +114,9 @@ def _verdicts(artefacts: list[Path], baseline: Path, models, records, task: str,
             with _progress() as progress:
                 bar = progress.add_task(f"timing {variant.name} vs {baseline.name}", total=warmups + runs)
                 with native_chatter_filtered():
-                    timing = measure_speed(baseline, variant, runs=runs, warmups=warmups, threads=threads,
-                                           on_step=lambda bar=bar, progress=progress: progress.advance(bar))
+                    timing = measure_speed(
+                        baseline, variant, runs=runs, warmups=warmups, threads=threads, on_step=lambda bar=bar, progress=progress: progress.advance(bar)
+                    )
         v = judge(variant, baseline, timing, SCORING[task].primary_metric, difference)
         verdicts.append({**v.as_dict(), "line": v.line(), "timed_runs": timing.runs if timing else 0})
     return verdicts
@@ -114,8 +125,9 @@ def _verdicts(artefacts: list[Path], baseline: Path, models, records, task: str,
 @app.command()
 def evaluate(
     artefacts: Optional[list[Path]] = typer.Argument(None, help="Artefacts (.onnx, .tflite, .mlpackage) written by mvit-export"),
-    data: Path = typer.Option(..., help="Labelled data: class folders or a CSV (classification), a VOC folder "
-                                        "(segmentation), a COCO-style JSON or its folder (detection)"),
+    data: Path = typer.Option(
+        ..., help="Labelled data: class folders or a CSV (classification), a VOC folder (segmentation), a COCO-style JSON or its folder (detection)"
+    ),
     task: str = typer.Option("auto", help="auto (the model's) | classification | segmentation | detection"),
     model: Optional[str] = typer.Option(None, help="PyTorch reference: a registered model name, or pkg.module:factory"),
     checkpoint: Optional[Path] = typer.Option(None, help="PyTorch reference weights (as mvit-export takes them)"),
@@ -130,8 +142,11 @@ def evaluate(
     bootstrap: int = typer.Option(1000, min=0, help="Bootstrap resamples of the images for the 95% intervals (0: none)"),
     limit: Optional[int] = typer.Option(None, min=1, help="Score at most N images, drawn at random with a fixed seed"),
     threads: int = typer.Option(1, min=1, help="Threads per runtime (1: images are scored one at a time, where more threads mostly wait on each other)"),
-    runner: str = typer.Option("auto", help="auto (the target's runtime) | a verifier of the target, e.g. mil-reference: "
-                                           "CoreML's reference evaluator, to score .mlpackage files off macOS (slow; never timed)"),
+    runner: str = typer.Option(
+        "auto",
+        help="auto (the target's runtime) | a verifier of the target, e.g. mil-reference: "
+        "CoreML's reference evaluator, to score .mlpackage files off macOS (slow; never timed)",
+    ),
     workers: Optional[int] = typer.Option(None, min=1, help="Local worker processes scoring chunks of images (default: one per core; 1: in this process)"),
     ray: Optional[str] = typer.Option(None, help="Score on the Ray cluster at this address (default: $RAY_ADDRESS; `local` starts one here); needs mvit[ray]"),
 ) -> int:
@@ -162,11 +177,11 @@ def evaluate(
     if model is not None or checkpoint is not None:
         first = models[0] if models else None
         reference_spec = PyTorchReference(model, checkpoint, config, labels, first.recipe.crop if first else None, first.nms if first else None)
-        models.insert(0, pytorch_model(model, checkpoint, config=config, labels=labels, image_size=reference_spec.image_size,
-                                       nms=reference_spec.nms, num_threads=threads))
+        models.insert(
+            0, pytorch_model(model, checkpoint, config=config, labels=labels, image_size=reference_spec.image_size, nms=reference_spec.nms, num_threads=threads)
+        )
     if not models:
-        raise EvalError("no artefact can be scored on this machine (see the notes above); pass --model or --checkpoint "
-                        "to score the PyTorch reference")
+        raise EvalError("no artefact can be scored on this machine (see the notes above); pass --model or --checkpoint to score the PyTorch reference")
     task = _agree(models, task)
     dataset = load_dataset(data, task, models[0].labels)
     dataset = choose(dataset, limit)
@@ -176,8 +191,7 @@ def evaluate(
     journal = journal_folder(out) if out is not None else None
     with _progress() as progress:
         bar = progress.add_task(f"scoring {len(models)} model(s)", total=len(dataset.items))
-        records, run = score_dataset(models, recipe, dataset, workers_at, journal, note=_note,
-                                     on_images=lambda n: progress.advance(bar, n))
+        records, run = score_dataset(models, recipe, dataset, workers_at, journal, note=_note, on_images=lambda n: progress.advance(bar, n))
     # Differences are against PyTorch; without it, against the baseline artefact when there is one.
     by_path = {m.path: m.name for m in models if m.path is not None}
     reference = "pytorch" if models[0].kind == "pytorch" else by_path.get(baseline) if baseline else None
@@ -185,11 +199,18 @@ def evaluate(
 
     verdicts = _verdicts(artefacts, baseline, models, records, task, bootstrap, speed, runs, warmups, threads) if baseline else []
 
-    described = [{"name": m.name, "kind": m.kind, "path": str(m.path) if m.path else None, "precision": m.precision,
-                  "recipe": {"resize_shortest": m.recipe.resize_shortest, "crop": m.recipe.crop}} for m in models]
+    described = [
+        {
+            "name": m.name,
+            "kind": m.kind,
+            "path": str(m.path) if m.path else None,
+            "precision": m.precision,
+            "recipe": {"resize_shortest": m.recipe.resize_shortest, "crop": m.recipe.crop},
+        }
+        for m in models
+    ]
     info = {"path": str(data), "task": task, "layout": dataset.layout, "images": len(dataset.items), "limit": limit}
-    doc = report.document(info, described, scores, resamples=bootstrap, reference=reference, skipped=skipped,
-                          verdicts=verdicts)
+    doc = report.document(info, described, scores, resamples=bootstrap, reference=reference, skipped=skipped, verdicts=verdicts)
     doc["run"] = run
     text = report.markdown(doc) + f"\nScored {len(dataset.items)} images {', '.join(pieces(run))}.\n"
     typer.echo(text, nl=False)

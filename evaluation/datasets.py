@@ -85,8 +85,7 @@ def _classification_folders(root: Path, labels: list[str]) -> list[Item]:
         raise DatasetError(f"{root}: not a folder")
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
-        raise DatasetError(f"{root}: no class sub-folders; put each class's images in a folder named by its label, "
-                           "or pass a CSV of file,label")
+        raise DatasetError(f"{root}: no class sub-folders; put each class's images in a folder named by its label, or pass a CSV of file,label")
     items = []
     for folder in folders:
         label = _label_index(labels, folder.name, folder)
@@ -114,7 +113,7 @@ def _classification_csv(path: Path, labels: list[str]) -> list[Item]:
         if len(row) != 2:
             raise DatasetError(f"{path}: line {number} has {len(row)} fields; each line is file,label")
         name, label = row[0].strip(), row[1].strip()
-        image = (path.parent / name)
+        image = path.parent / name
         if not image.is_file():
             raise DatasetError(f"{path}: line {number} names {name!r}, which does not exist beside the CSV")
         items.append(Item(image, label=_label_index(labels, label, path)))
@@ -209,8 +208,7 @@ def _coco_annotation(path: Path, ann: Any, images: dict, sizes: dict, categories
     if not isinstance(ann, dict) or isinstance(ann.get("image_id"), (list, dict)) or ann.get("image_id") not in images:
         raise DatasetError(f"{path}: annotation {str(ann)[:80]} refers to no listed image")
     if isinstance(ann.get("category_id"), (list, dict)) or ann.get("category_id") not in categories:
-        raise DatasetError(f"{path}: annotation {ann.get('id', '?')} has category_id {ann.get('category_id')!r}, "
-                           "which is not in 'categories'")
+        raise DatasetError(f"{path}: annotation {ann.get('id', '?')} has category_id {ann.get('category_id')!r}, which is not in 'categories'")
     bbox = ann.get("bbox")
     if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) and np.isfinite(v) for v in bbox)):
         raise DatasetError(f"{path}: annotation {ann.get('id', '?')} has bbox {bbox!r}; expected [x, y, width, height] in pixels")

@@ -42,7 +42,7 @@ class Crop:
     def mask(self, mask: np.ndarray) -> np.ndarray:
         """A class-index mask through the same resize (nearest: no invented classes) and crop."""
         resized = np.asarray(Image.fromarray(mask.astype(np.int32)).resize((self.resized_w, self.resized_h), Image.Resampling.NEAREST))
-        return resized[self.top:self.top + self.size, self.left:self.left + self.size].astype(np.int64)
+        return resized[self.top : self.top + self.size, self.left : self.left + self.size].astype(np.int64)
 
     def boxes_to_image(self, boxes: np.ndarray) -> np.ndarray:
         """[K, 4] xyxy normalised to the crop -> xyxy pixels of the original image."""
@@ -50,4 +50,3 @@ class Crop:
         b[:, [0, 2]] = (b[:, [0, 2]] + self.left) * self.width / self.resized_w
         b[:, [1, 3]] = (b[:, [1, 3]] + self.top) * self.height / self.resized_h
         return b
-

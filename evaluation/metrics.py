@@ -201,4 +201,3 @@ def _average_precision(dw: np.ndarray, matched: np.ndarray, ignored: np.ndarray,
     reached = np.searchsorted(RECALL_POINTS, recall, side="right")
     owned = np.diff(reached, axis=1, prepend=0)
     return (owned * envelope).sum(axis=1) / len(RECALL_POINTS)
-

@@ -11,9 +11,16 @@ from .bootstrap import CONFIDENCE, SEED
 SCHEMA = "mvit-eval/1"
 
 
-def document(dataset: dict[str, Any], models: list[dict[str, Any]], scores: dict[str, dict[str, Any]], *,
-             resamples: int, reference: str | None, skipped: list[dict[str, str]],
-             verdicts: list[dict[str, Any]]) -> dict[str, Any]:
+def document(
+    dataset: dict[str, Any],
+    models: list[dict[str, Any]],
+    scores: dict[str, dict[str, Any]],
+    *,
+    resamples: int,
+    reference: str | None,
+    skipped: list[dict[str, str]],
+    verdicts: list[dict[str, Any]],
+) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "dataset": dataset,

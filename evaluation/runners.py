@@ -46,8 +46,9 @@ class ModelUnderTest:
     nms: NmsSettings | None = None
 
 
-def pytorch_model(model: str | None, checkpoint: Path | None, *, config: str | None, image_size: int | None,
-                  labels: Path | None, nms: NmsSettings | None, num_threads: int) -> ModelUnderTest:
+def pytorch_model(
+    model: str | None, checkpoint: Path | None, *, config: str | None, image_size: int | None, labels: Path | None, nms: NmsSettings | None, num_threads: int
+) -> ModelUnderTest:
     """The fused network the artefacts were exported from, with the checkpoint's own preprocessing."""
     from mvit.exporters.resolve import resolve_model
     from mvit.models import fuse_batchnorm
@@ -98,8 +99,7 @@ def artefact_model(path: Path, num_threads: int, runner_name: str = "auto") -> M
         raise ExportError(f"{path} is a {task or 'generic'!r} export; mvit-eval scores {scored_list()} models")
     scoring = SCORING[task]
     if runner_name != "auto" and runner_name not in target.verifiers:
-        raise ExportError(f"--runner {runner_name} does not run {meta['target']} artefacts; "
-                          f"use auto{''.join(', ' + v for v in target.verifiers)}")
+        raise ExportError(f"--runner {runner_name} does not run {meta['target']} artefacts; use auto{''.join(', ' + v for v in target.verifiers)}")
     why = target.benchmark_unavailable_reason()
     if why is not None and runner_name == "auto":
         reason = re.sub(r"^\w+ skipped: ", "", why.split(";")[0])  # the benchmarks' wording, minus its prefix
@@ -107,8 +107,14 @@ def artefact_model(path: Path, num_threads: int, runner_name: str = "auto") -> M
         raise Skipped(f"cannot run on this machine: {reason}{hint}")
     if opts.get("raw_detection"):
         raise Skipped("a --raw-detection export outputs box offsets and logits before decoding; export it with NMS to score it")
-    spec = PreprocessSpec(resize_shortest=int(pre["resize_shortest"]), crop=int(pre["crop"]), scale=float(pre["scale"]),
-                          mean=tuple(pre["mean"]), std=tuple(pre["std"]), channel_order=pre["channel_order"])
+    spec = PreprocessSpec(
+        resize_shortest=int(pre["resize_shortest"]),
+        crop=int(pre["crop"]),
+        scale=float(pre["scale"]),
+        mean=tuple(pre["mean"]),
+        std=tuple(pre["std"]),
+        channel_order=pre["channel_order"],
+    )
     raw_input = bool(pre.get("raw_input"))
     # A runtime whose threads keep spinning after a call (ONNX Runtime) starves the next model
     # scored on the same image; the target declares the load options that stop it.
@@ -126,5 +132,4 @@ def artefact_model(path: Path, num_threads: int, runner_name: str = "auto") -> M
         except MissingOutput as exc:
             raise ExportError(f"{path} has {exc.args[0]}") from None
 
-    return ModelUnderTest(path.name, meta["target"], path, task, _labels_of(path, meta["raw"]), spec, predict,
-                          precision=meta["precision"], nms=nms)
+    return ModelUnderTest(path.name, meta["target"], path, task, _labels_of(path, meta["raw"]), spec, predict, precision=meta["precision"], nms=nms)

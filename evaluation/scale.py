@@ -124,8 +124,9 @@ def _models(recipe: ModelsRecipe) -> list[ModelUnderTest]:
         if path is None:
             ref = recipe.pytorch
             assert ref is not None
-            m = pytorch_model(ref.model, here(ref.checkpoint), config=ref.config, image_size=ref.image_size,
-                              labels=here(ref.labels), nms=ref.nms, num_threads=recipe.threads)
+            m = pytorch_model(
+                ref.model, here(ref.checkpoint), config=ref.config, image_size=ref.image_size, labels=here(ref.labels), nms=ref.nms, num_threads=recipe.threads
+            )
         else:
             m = artefact_model(local.get(str(path), path), recipe.threads, recipe.runner)
         m.name = name
@@ -142,8 +143,7 @@ def _local_items(chunk: Chunk) -> list[Item]:
     for i, (original, data) in enumerate(chunk.shipped.items()):
         named[original] = scratch / f"{i}{Path(original).suffix}"
         named[original].write_bytes(data)
-    items = [replace(item, image=named[str(item.image)], mask=named[str(item.mask)] if item.mask is not None else None)
-             for item in chunk.items]
+    items = [replace(item, image=named[str(item.image)], mask=named[str(item.mask)] if item.mask is not None else None) for item in chunk.items]
     return items
 
 
@@ -175,6 +175,7 @@ def score_chunk(recipe: ModelsRecipe, chunk: Chunk) -> ChunkResult:
 
 # ---------------------------------------------------------------- records <-> arrays
 
+
 def to_arrays(records: Any) -> Arrays:
     return {f.name: np.asarray(getattr(records, f.name)) for f in fields(records) if f.name != "num_classes"}
 
@@ -197,6 +198,7 @@ def gather(task: str, num_classes: int, names: list[str], parts: list[ChunkResul
 
 # ---------------------------------------------------------------- journal
 
+
 def journal_folder(out: Path) -> Path:
     return out.with_name(out.name + ".journal")
 
@@ -206,18 +208,32 @@ def journal_key(dataset: Dataset, models: list[ModelUnderTest], recipe: ModelsRe
     h = hashlib.sha256()
     ref = recipe.pytorch
     described = {
-        "format": JOURNAL_FORMAT, "task": dataset.task, "chunk": CHUNK_IMAGES, "runner": recipe.runner, "threads": recipe.threads,
-        "models": [{"name": m.name, "kind": m.kind, "precision": m.precision, "recipe": repr(m.recipe),
-                    "sha256": _digest(m.path) if m.path is not None else None} for m in models],
-        "pytorch": None if ref is None else {
-            "model": ref.model, "config": ref.config, "image_size": ref.image_size, "nms": repr(ref.nms),
-            "checkpoint": _digest(ref.checkpoint) if ref.checkpoint else None, "labels": _digest(ref.labels) if ref.labels else None},
+        "format": JOURNAL_FORMAT,
+        "task": dataset.task,
+        "chunk": CHUNK_IMAGES,
+        "runner": recipe.runner,
+        "threads": recipe.threads,
+        "models": [
+            {"name": m.name, "kind": m.kind, "precision": m.precision, "recipe": repr(m.recipe), "sha256": _digest(m.path) if m.path is not None else None}
+            for m in models
+        ],
+        "pytorch": None
+        if ref is None
+        else {
+            "model": ref.model,
+            "config": ref.config,
+            "image_size": ref.image_size,
+            "nms": repr(ref.nms),
+            "checkpoint": _digest(ref.checkpoint) if ref.checkpoint else None,
+            "labels": _digest(ref.labels) if ref.labels else None,
+        },
     }
     h.update(json.dumps(described, sort_keys=True).encode())
     for item in dataset.items:
         stat = item.image.stat()
-        h.update(json.dumps([str(item.image), stat.st_size, stat.st_mtime_ns, item.label, str(item.mask),
-                             [(b.xyxy, b.label, b.crowd) for b in item.boxes]]).encode())
+        h.update(
+            json.dumps([str(item.image), stat.st_size, stat.st_mtime_ns, item.label, str(item.mask), [(b.xyxy, b.label, b.crowd) for b in item.boxes]]).encode()
+        )
     return h.hexdigest()
 
 
@@ -258,8 +274,7 @@ class Journal:
         try:
             with np.load(path, allow_pickle=False) as z:
                 images = int(z["images"])
-                records = {name: {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith(f"{i}/")}
-                           for i, name in enumerate(self.names)}
+                records = {name: {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith(f"{i}/")} for i, name in enumerate(self.names)}
         except (OSError, ValueError, KeyError):
             return None  # unreadable: scored again
         if any(not r for r in records.values()):
@@ -274,7 +289,6 @@ class Journal:
         write_bytes_atomic(self._path(part.index), buffer.getvalue())
 
 
-
 def discard_journal(folder: Path) -> None:
     """After the results are written: nothing is left to resume."""
     if folder.is_dir():
@@ -284,6 +298,7 @@ def discard_journal(folder: Path) -> None:
 
 
 # ---------------------------------------------------------------- the whole run
+
 
 class _Chunks(Sequence):
     """The chunks still to score, their files read only when a task is handed out."""
@@ -302,14 +317,21 @@ class _Chunks(Sequence):
         return replace(chunk, shipped=files)
 
 
-def score_dataset(models: list[ModelUnderTest], recipe: ModelsRecipe, dataset: Dataset, workers: Workers,
-                  journal: Path | None, on_images: Callable[[int], None], note: Callable[[str], None]) -> tuple[dict[str, Any], dict[str, Any]]:
+def score_dataset(
+    models: list[ModelUnderTest],
+    recipe: ModelsRecipe,
+    dataset: Dataset,
+    workers: Workers,
+    journal: Path | None,
+    on_images: Callable[[int], None],
+    note: Callable[[str], None],
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Every model's records over `dataset` and what the run was: workers, chunks, resumed images, peak RSS."""
     names = [m.name for m in models]
     recipe.key = journal_key(dataset, models, recipe)
     _MODELS[recipe.key] = models  # this process scores with the models it already built
     items = dataset.items
-    chunks = [Chunk(i, dataset.task, items[start:start + CHUNK_IMAGES]) for i, start in enumerate(range(0, len(items), CHUNK_IMAGES))]
+    chunks = [Chunk(i, dataset.task, items[start : start + CHUNK_IMAGES]) for i, start in enumerate(range(0, len(items), CHUNK_IMAGES))]
     done: dict[int, ChunkResult] = {}
     book = Journal(journal, recipe.key, names) if journal is not None else None
     if book is not None:
@@ -331,16 +353,21 @@ def score_dataset(models: list[ModelUnderTest], recipe: ModelsRecipe, dataset: D
         on_images(part.images)
     parts = [done[c.index] for c in chunks]
     records = gather(dataset.task, len(models[0].labels), names, parts)
-    run = {**workers.as_dict(), "chunk_images": CHUNK_IMAGES, "chunks": len(chunks), "resumed_images": resumed,
-           "scored_images": len(items) - resumed,
-           "journal": str(journal) if journal is not None else None,
-           "peak_rss_mb": {"main": peak_rss_mb(), "largest_worker": worker_peak}}
+    run = {
+        **workers.as_dict(),
+        "chunk_images": CHUNK_IMAGES,
+        "chunks": len(chunks),
+        "resumed_images": resumed,
+        "scored_images": len(items) - resumed,
+        "journal": str(journal) if journal is not None else None,
+        "peak_rss_mb": {"main": peak_rss_mb(), "largest_worker": worker_peak},
+    }
     return records, run
 
 
 def pieces(run: dict[str, Any]) -> Iterator[str]:
     """The run in words, for the result line."""
-    yield Workers(run['workers'] or 0, run['ray_address']).describe()
+    yield Workers(run["workers"] or 0, run["ray_address"]).describe()
     if run["resumed_images"]:
         yield f"{run['resumed_images']} images resumed from the journal"
     rss = run["peak_rss_mb"]

@@ -118,4 +118,3 @@ def load_dataset(root: Path, task: str, labels: list[str]) -> Dataset:
         raise DatasetError(f"{root}: no such dataset folder or file")
     layout, items = scoring_for(task).items(root, labels)
     return Dataset(task, layout, root, items)
-

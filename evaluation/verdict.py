@@ -75,19 +75,16 @@ def _signed(points: float) -> str:
     return f"{round(points, 2) + 0.0:+.2f}"  # never "-0.00"
 
 
-def decide(size_ratio: float, speedup: float | None, drop_points: float | None, metric: str | None,
-           speed_note: str | None = None) -> tuple[bool, str]:
+def decide(size_ratio: float, speedup: float | None, drop_points: float | None, metric: str | None, speed_note: str | None = None) -> tuple[bool, str]:
     """The rule on point estimates: (recommended, why or why not)."""
     why_not = []
     faster = speedup is not None and speedup >= MIN_SPEEDUP
     smaller = size_ratio >= MIN_SIZE_RATIO
     if not (faster or smaller):
         speed = f"only {speedup:.2f}x faster" if speedup is not None else f"speed not measured ({speed_note or 'no A/B run'})"
-        why_not.append(f"{speed} and only {size_ratio:.2f}x smaller "
-                       f"(needs >= {MIN_SPEEDUP}x faster or >= {MIN_SIZE_RATIO:g}x smaller)")
+        why_not.append(f"{speed} and only {size_ratio:.2f}x smaller (needs >= {MIN_SPEEDUP}x faster or >= {MIN_SIZE_RATIO:g}x smaller)")
     if smaller and not faster and speedup is not None and speedup < MIN_SPEEDUP_WHEN_SMALLER:
-        why_not.append(f"{size_ratio:.2f}x smaller but {1.0 / speedup:.2f}x slower on this machine "
-                       f"(at most {MIN_SPEEDUP:g}x slower allowed)")
+        why_not.append(f"{size_ratio:.2f}x smaller but {1.0 / speedup:.2f}x slower on this machine (at most {MIN_SPEEDUP:g}x slower allowed)")
     name = METRIC_NAMES.get(metric or "", metric or "accuracy")
     if drop_points is None:
         why_not.append("accuracy not measured on labelled data (pass --data)")
@@ -110,18 +107,17 @@ def check_same_target(variant: Path, baseline: Path) -> None:
 
     a, b = target_for_path(Path(variant)), target_for_path(Path(baseline))
     if a != b:
-        raise VerdictError(f"{variant} is an artefact of target {a} but --baseline {baseline} is one of {b}; "
-                           "compare variants of one target with that target's fp32 artefact")
+        raise VerdictError(
+            f"{variant} is an artefact of target {a} but --baseline {baseline} is one of {b}; compare variants of one target with that target's fp32 artefact"
+        )
 
 
-def measure_speed(baseline: Path, variant: Path, *, runs: int, warmups: int, threads: int,
-                  on_step=None) -> Speed:
+def measure_speed(baseline: Path, variant: Path, *, runs: int, warmups: int, threads: int, on_step=None) -> Speed:
     """Interleaved A/B with benchmarks' machinery; a runtime that cannot time here is a note, not a failure."""
     from mvit.benchmarks.ab import run_ab
 
     try:
-        outcome = run_ab(Path(baseline), Path(variant), threads=threads, warmups=warmups, runs=runs,
-                         on_step=on_step, measure_gemm=False)
+        outcome = run_ab(Path(baseline), Path(variant), threads=threads, warmups=warmups, runs=runs, on_step=on_step, measure_gemm=False)
     except MvitError as exc:
         return Speed(None, None, 0, one_line(exc, 160))
     c = outcome.comparison  # candidate time / base time
@@ -131,8 +127,7 @@ def measure_speed(baseline: Path, variant: Path, *, runs: int, warmups: int, thr
     return Speed(1.0 / c.ratio, ci, runs, None if ci else c.reason)
 
 
-def judge(variant: Path, baseline: Path, speed: Speed | None, metric: str | None,
-          difference: dict[str, Any] | None) -> Verdict:
+def judge(variant: Path, baseline: Path, speed: Speed | None, metric: str | None, difference: dict[str, Any] | None) -> Verdict:
     """`difference` is variant - baseline for `metric` ({"value", "ci"}, fractions), from bootstrap."""
     ratio = size_bytes(baseline) / max(size_bytes(variant), 1)
     drop = drop_ci = None
@@ -143,5 +138,4 @@ def judge(variant: Path, baseline: Path, speed: Speed | None, metric: str | None
             drop_ci = [-100.0 * hi, -100.0 * lo]
     speedup = speed.speedup if speed else None
     ok, reason = decide(ratio, speedup, drop, metric, speed.note if speed else "--no-speed")
-    return Verdict(Path(variant).name, Path(baseline).name, ratio, speedup, speed.ci if speed else None, metric,
-                   drop, drop_ci, ok, reason)
+    return Verdict(Path(variant).name, Path(baseline).name, ratio, speedup, speed.ci if speed else None, metric, drop, drop_ci, ok, reason)

@@ -78,10 +78,10 @@ def export_model(
     export_target = get_target(target)
     check_request(export_target, precision, verifier if verify else None)
     if prepared is None:
-        prepared = prepare_export(model_name, [target], config=config, image_size=image_size, checkpoint=checkpoint,
-                                  labels=labels, **options)
-    return export_prepared(prepared, export_target, out_dir, precision=precision, verify=verify, verifier=verifier,
-                           calibration=calibration, num_threads=options.get("num_threads"))
+        prepared = prepare_export(model_name, [target], config=config, image_size=image_size, checkpoint=checkpoint, labels=labels, **options)
+    return export_prepared(
+        prepared, export_target, out_dir, precision=precision, verify=verify, verifier=verifier, calibration=calibration, num_threads=options.get("num_threads")
+    )
 
 
 def check_request(export_target: ExportTarget, precision: str, verifier: str | None) -> None:
@@ -92,8 +92,17 @@ def check_request(export_target: ExportTarget, precision: str, verifier: str | N
         check_verifier(export_target, verifier)
 
 
-def export_prepared(prepared: PreparedExport, export_target: ExportTarget, out_dir: Path, *, precision: str, verify: bool,
-                    verifier: str = "auto", calibration: Path | None = None, num_threads: int | None = None) -> ExportResult:
+def export_prepared(
+    prepared: PreparedExport,
+    export_target: ExportTarget,
+    out_dir: Path,
+    *,
+    precision: str,
+    verify: bool,
+    verifier: str = "auto",
+    calibration: Path | None = None,
+    num_threads: int | None = None,
+) -> ExportResult:
     """Convert, verify and publish a prepared model whose request check_request has passed."""
     target = export_target.name
     resolved, opts = prepared.resolved, prepared.options[target]
@@ -101,8 +110,7 @@ def export_prepared(prepared: PreparedExport, export_target: ExportTarget, out_d
     traced_as = without_rewrites(export_target, export_target.rewrites_skipped_for.get(precision, frozenset()))
     built, reference = build_for_target(resolved, prepared.fused, traced_as, opts)
     request = export_request(resolved, built, precision, opts, export_target)
-    quant = quantize.prepare(precision, export_target, resolved.preprocess.resize_shortest, resolved.preprocess.crop,
-                             calibration)
+    quant = quantize.prepare(precision, export_target, resolved.preprocess.resize_shortest, resolved.preprocess.crop, calibration)
     request.calibration, judged = quant.calibration, quant.judged or None
     request.metadata.update(quant.metadata)
     final = out_dir / (artefact_stem(resolved, precision, opts) + export_target.suffix)
@@ -131,16 +139,15 @@ def export_prepared(prepared: PreparedExport, export_target: ExportTarget, out_d
         if verify:
             try:
                 with native_chatter_filtered():
-                    verification = run_verification(export_target, staged, resolved, reference, precision, opts,
-                                                     num_threads=num_threads, verifier=verifier,
-                                                     samples=judged)
+                    verification = run_verification(
+                        export_target, staged, resolved, reference, precision, opts, num_threads=num_threads, verifier=verifier, samples=judged
+                    )
                 verification["warnings"] = [*quant.warnings, *verification.get("warnings", [])]
             except ExportError:
                 raise
             except Exception as exc:  # a runtime that crashes on the artefact is a finding, not a traceback
                 raise ExportError(f"verifying {final.name} failed: {exc.__class__.__name__}: {one_line(exc)}") from exc
-        report = _export_report(final, staged, target, resolved, precision, request, opts, prepared.size_info,
-                                graph, checks, verification)
+        report = _export_report(final, staged, target, resolved, precision, request, opts, prepared.size_info, graph, checks, verification)
         lowering = built.extras.get("rank_lowering") or {}
         if lowering.get("rewrites"):
             report["rank_lowering"] = lowering  # what was rewritten to keep every tensor at rank <= 5
@@ -163,9 +170,19 @@ def _input_description(request: ExportRequest) -> dict[str, Any]:
     return {"name": "image", "shape": [n, c, h, w], "layout": "NCHW"}
 
 
-def _export_report(final: Path, staged: Path, target: str, resolved: ResolvedModel, precision: str, request: ExportRequest,
-                   opts: ExportOptions, size_info: dict[str, Any], graph: dict[str, Any], checks: list[dict[str, Any]],
-                   verification: dict[str, Any] | None) -> dict[str, Any]:
+def _export_report(
+    final: Path,
+    staged: Path,
+    target: str,
+    resolved: ResolvedModel,
+    precision: str,
+    request: ExportRequest,
+    opts: ExportOptions,
+    size_info: dict[str, Any],
+    graph: dict[str, Any],
+    checks: list[dict[str, Any]],
+    verification: dict[str, Any] | None,
+) -> dict[str, Any]:
     failed = [c for c in checks if not c["passed"]] + [c for c in (verification or {}).get("checks", []) if not c["passed"]]
     if failed:
         verdict = "fail"
@@ -174,15 +191,30 @@ def _export_report(final: Path, staged: Path, target: str, resolved: ResolvedMod
     else:
         verdict = "not-verified"
     return {
-        "artefact": final.name, "target": target, "model": resolved.name, "task": resolved.task,
-        "config": resolved.config, "precision": precision, "image_size": resolved.image_size,
-        "weights": resolved.weights, "size_bytes": artefact_size_bytes(staged), "sha256": artefact_sha256(staged),
+        "artefact": final.name,
+        "target": target,
+        "model": resolved.name,
+        "task": resolved.task,
+        "config": resolved.config,
+        "precision": precision,
+        "image_size": resolved.image_size,
+        "weights": resolved.weights,
+        "size_bytes": artefact_size_bytes(staged),
+        "sha256": artefact_sha256(staged),
         "input": _input_description(request),
-        "output_names": json.loads(request.metadata["output_names"]), "preprocess": request.preprocess,
-        "preprocess_summary": describe_preprocess(resolved.preprocess), "assumptions": list(resolved.notes),
-        "labels_count": len(resolved.labels), "export_options": opts.as_dict(), "image_size_check": size_info, **graph,
-        "verification": verification, "graph_checks": checks, "failed": [describe_failure(c) for c in failed],
-        "verdict": verdict, "verified_by": verification.get("verified_by") if verification else None,
+        "output_names": json.loads(request.metadata["output_names"]),
+        "preprocess": request.preprocess,
+        "preprocess_summary": describe_preprocess(resolved.preprocess),
+        "assumptions": list(resolved.notes),
+        "labels_count": len(resolved.labels),
+        "export_options": opts.as_dict(),
+        "image_size_check": size_info,
+        **graph,
+        "verification": verification,
+        "graph_checks": checks,
+        "failed": [describe_failure(c) for c in failed],
+        "verdict": verdict,
+        "verified_by": verification.get("verified_by") if verification else None,
         "warnings": (verification or {}).get("warnings", []),
         # How a quantised artefact was quantised: settings, and the per-layer sensitivity search's table.
         "quantisation": json.loads(request.metadata["quantization"]) if "quantization" in request.metadata else None,
@@ -231,8 +263,15 @@ def _artefact_metadata(path: Path, target_name: str, export_target: ExportTarget
     unknown = set(opts) - KNOWN_OPTIONS
     if unknown or precision not in quantize.PRECISIONS or pre.get("channel_order", "RGB") not in ("RGB", "BGR"):
         raise ExportError(f"{path} has malformed mvit metadata (options {sorted(unknown)}, precision {precision!r}); re-export it")
-    return {"opts": opts, "pre": pre, "size": size, "precision": precision, "weights": str(meta.get("weights", "")),
-            "model": str(meta.get("model", "")), "config": str(meta.get("config", "A"))}
+    return {
+        "opts": opts,
+        "pre": pre,
+        "size": size,
+        "precision": precision,
+        "weights": str(meta.get("weights", "")),
+        "model": str(meta.get("model", "")),
+        "config": str(meta.get("config", "A")),
+    }
 
 
 def verify_artefact(
@@ -263,8 +302,7 @@ def verify_artefact(
     # Manifest.json) get a private copy, so the artefact's bytes and times stay as they were.
     with private_copy(path) as readable:
         try:
-            report = _verify_readable(readable, model_name, checkpoint=checkpoint, config=config, labels=labels,
-                                      verifier=verifier, images=images)
+            report = _verify_readable(readable, model_name, checkpoint=checkpoint, config=config, labels=labels, verifier=verifier, images=images)
         except MvitError as exc:
             exc.args = tuple(a.replace(str(readable), str(path)) if isinstance(a, str) else a for a in exc.args)
             raise
@@ -273,8 +311,9 @@ def verify_artefact(
     return report
 
 
-def _verify_readable(path: Path, model_name: str | None, *, checkpoint: Path | None, config: str | None, labels: Path | None,
-                     verifier: str, images: Path | None) -> dict[str, Any]:
+def _verify_readable(
+    path: Path, model_name: str | None, *, checkpoint: Path | None, config: str | None, labels: Path | None, verifier: str, images: Path | None
+) -> dict[str, Any]:
     """verify_artefact on a copy of the artefact that has its name (messages and reports name it)."""
     target_name = target_for_path(path)
     export_target = get_target(target_name)
@@ -286,33 +325,56 @@ def _verify_readable(path: Path, model_name: str | None, *, checkpoint: Path | N
 
     recorded = multisize.recorded_entries(export_target.read_metadata(path))
     if recorded is not None:
-        return multisize.verify_recorded(path, export_target, recorded, meta, model_name, checkpoint=checkpoint, config=config,
-                                         labels=labels, write=False, verifier=verifier)
+        return multisize.verify_recorded(
+            path, export_target, recorded, meta, model_name, checkpoint=checkpoint, config=config, labels=labels, write=False, verifier=verifier
+        )
     pre = meta["pre"]
     # Without a checkpoint the recorded config rebuilds the same random-weight model; with one,
     # the checkpoint says (and a mismatch with the artefact shows up as failed checks).
     recorded_config = meta["config"] if meta["config"] in ("A", "B") and checkpoint is None and ":" not in (model_name or "") else None
-    resolved = resolve_model(model_name, config=config or recorded_config, image_size=meta["size"], checkpoint=checkpoint,
-                             labels=labels, channel_order=pre.get("channel_order"),
-                             mean=recorded_triple(pre.get("mean")), std=recorded_triple(pre.get("std")))
+    resolved = resolve_model(
+        model_name,
+        config=config or recorded_config,
+        image_size=meta["size"],
+        checkpoint=checkpoint,
+        labels=labels,
+        channel_order=pre.get("channel_order"),
+        mean=recorded_triple(pre.get("mean")),
+        std=recorded_triple(pre.get("std")),
+    )
     opts = normalise_options(resolved.task, meta["opts"], export_target)
     fused = fuse_batchnorm(resolved.net)
     _, reference = build_for_target(resolved, fused, export_target, opts)
     graph, checks = graph_checks(export_target, path)
     try:
         with native_chatter_filtered():
-            verification = run_verification(export_target, path, resolved, reference, meta["precision"], opts,
-                                            verifier=verifier, samples=quantize.judged_images(
-                                                images, resolved.preprocess.resize_shortest, resolved.preprocess.crop) or None)
+            verification = run_verification(
+                export_target,
+                path,
+                resolved,
+                reference,
+                meta["precision"],
+                opts,
+                verifier=verifier,
+                samples=quantize.judged_images(images, resolved.preprocess.resize_shortest, resolved.preprocess.crop) or None,
+            )
     except ExportError:
         raise
     except Exception as exc:
-        raise ExportError(f"cannot run {path} beside {resolved.name} with weights {resolved.weights}: {exc.__class__.__name__}: "
-                          f"{one_line(exc)}; pass the --model and --checkpoint it was exported from") from None
+        raise ExportError(
+            f"cannot run {path} beside {resolved.name} with weights {resolved.weights}: {exc.__class__.__name__}: "
+            f"{one_line(exc)}; pass the --model and --checkpoint it was exported from"
+        ) from None
     failed = [c for c in checks + verification.get("checks", []) if not c["passed"]]
     report = {
-        "artefact": path.name, "target": target_name, "model": resolved.name, "weights": resolved.weights,
-        "precision": meta["precision"], **graph, "graph_checks": checks, "verification": verification,
+        "artefact": path.name,
+        "target": target_name,
+        "model": resolved.name,
+        "weights": resolved.weights,
+        "precision": meta["precision"],
+        **graph,
+        "graph_checks": checks,
+        "verification": verification,
         "failed": [describe_failure(c) for c in failed],
         "verdict": "fail" if failed else verification.get("verdict", "not-verified"),
         "verified_by": verification.get("verified_by"),
@@ -325,15 +387,18 @@ def _check_weights_given(path: Path, recorded: str, checkpoint: Path | None) -> 
 
     trained = recorded and recorded != f"random (seed {RANDOM_WEIGHTS_SEED})" and not recorded.startswith("from factory ")
     if checkpoint is None and trained:
-        raise ExportError(f"{path} was exported from the weights {recorded!r}; pass them as --checkpoint to verify it "
-                          "(without --checkpoint mvit-verify can only rebuild random weights)")
+        raise ExportError(
+            f"{path} was exported from the weights {recorded!r}; pass them as --checkpoint to verify it "
+            "(without --checkpoint mvit-verify can only rebuild random weights)"
+        )
 
 
 def _registered_model_of(path: Path, recorded: str, checkpoint: Path | None) -> str | None:
     if ":" in recorded or "/" in recorded:
         raise ExportError(
             f"{path} was exported from a custom network ({recorded!r}); mvit never imports code named by a file, "
-            "so pass --model pkg.module:factory yourself to re-verify it")
+            "so pass --model pkg.module:factory yourself to re-verify it"
+        )
     if checkpoint is not None:
         return None  # the checkpoint says which model it holds
     try:
@@ -376,4 +441,3 @@ def copy_into_harness(artefact: Path) -> Path:
         shutil.copytree(artefact, copy)
         publish([(copy, dest)])
     return dest
-

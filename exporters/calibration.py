@@ -36,8 +36,7 @@ MAX_PIXELS = 64_000_000
 MAX_ASPECT = 20
 # Enough for stable min/max ranges; more only slows int8 calibration (CoreML's runs in numpy).
 MAX_IMAGES = 64
-DEFAULT_WARNING = ("int8 calibrated on the 3 verification photos (no --calibration DIR given): "
-                   "a folder of your own images gives better activation scales")
+DEFAULT_WARNING = "int8 calibrated on the 3 verification photos (no --calibration DIR given): a folder of your own images gives better activation scales"
 
 
 class ImageTooLarge(ValueError):
@@ -56,15 +55,16 @@ def open_image(path: Path, what: str = "an image") -> Iterator[Image.Image]:
         try:
             im = Image.open(fh)
         except Image.DecompressionBombError:
-            raise ImageTooLarge(f"it claims more than {MAX_PIXELS // 10**6} million pixels; mvit reads images up to that, "
-                                "resize it first") from None
+            raise ImageTooLarge(f"it claims more than {MAX_PIXELS // 10**6} million pixels; mvit reads images up to that, resize it first") from None
         with im:
             w, h = im.size
             if w * h > MAX_PIXELS:
                 raise ImageTooLarge(f"it is {w}x{h}, more than {MAX_PIXELS // 10**6} million pixels; resize it first")
             if max(w, h) > MAX_ASPECT * max(1, min(w, h)):
-                raise ImageTooLarge(f"it is {w}x{h}, one side more than {MAX_ASPECT} times the other; resizing its short "
-                                    "side to the model's input would blow up the long one: crop it first")
+                raise ImageTooLarge(
+                    f"it is {w}x{h}, one side more than {MAX_ASPECT} times the other; resizing its short "
+                    "side to the model's input would blow up the long one: crop it first"
+                )
             yield im
 
 
@@ -74,8 +74,7 @@ def image_files(directory: Path, flag: str = "--calibration") -> list[Path]:
     folder, so the first images of a limited read cover every class, not only the first."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise ExportError(f"{flag} {directory} is not a folder; give a folder of images (.png, .jpg, ...), "
-                          "or of class folders of images")
+        raise ExportError(f"{flag} {directory} is not a folder; give a folder of images (.png, .jpg, ...), or of class folders of images")
     by_folder: list[list[Path]] = []
     try:
         for root, dirs, names in os.walk(directory):  # symlinked folders are not followed
@@ -87,8 +86,9 @@ def image_files(directory: Path, flag: str = "--calibration") -> list[Path]:
     except OSError as exc:
         raise ExportError(f"cannot read {flag} {directory}: {exc.strerror or exc}") from None
     if not by_folder:
-        raise ExportError(f"{flag} {directory} holds no images ({', '.join(IMAGE_SUFFIXES)}), directly or in class folders; "
-                          "add some photos like the ones the model will see")
+        raise ExportError(
+            f"{flag} {directory} holds no images ({', '.join(IMAGE_SUFFIXES)}), directly or in class folders; add some photos like the ones the model will see"
+        )
     return [files[i] for i in range(max(map(len, by_folder))) for files in by_folder if i < len(files)]
 
 
@@ -100,8 +100,7 @@ def read_upright_rgb(path: Path) -> np.ndarray:
         return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
 
 
-def read_images(directory: Path, resize_shortest: int, crop: int, limit: int = MAX_IMAGES,
-                flag: str = "--calibration") -> np.ndarray:
+def read_images(directory: Path, resize_shortest: int, crop: int, limit: int = MAX_IMAGES, flag: str = "--calibration") -> np.ndarray:
     """The first `limit` images of `directory` (image_files' order), as float32 [N, 3, crop, crop] RGB pixels 0..255."""
     files = image_files(directory, flag)
     out = []
@@ -109,8 +108,7 @@ def read_images(directory: Path, resize_shortest: int, crop: int, limit: int = M
         try:
             rgb = read_upright_rgb(path)
         except UNREADABLE_IMAGE as exc:
-            raise ExportError(f"cannot read {flag} image {path}: {unreadable_reason(exc)}; "
-                              "remove it or replace it with a readable image") from None
+            raise ExportError(f"cannot read {flag} image {path}: {unreadable_reason(exc)}; remove it or replace it with a readable image") from None
         out.append(to_nchw(resize_and_crop(rgb, resize_shortest, crop))[0])
     return np.stack(out)
 

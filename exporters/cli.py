@@ -28,8 +28,10 @@ from .calibration import image_files  # noqa: E402
 from .resolve import RANDOM_WEIGHTS_SEED  # noqa: E402
 from .targets import all_target_names, get_target, target_names  # noqa: E402
 
-VERIFIER_HELP = ("CoreML: auto (Apple's runtime on macOS, the MIL reference evaluator elsewhere) | "
-                 "mil-reference | coreml-runtime (macOS) | both (macOS: each judged against PyTorch)")
+VERIFIER_HELP = (
+    "CoreML: auto (Apple's runtime on macOS, the MIL reference evaluator elsewhere) | "
+    "mil-reference | coreml-runtime (macOS) | both (macOS: each judged against PyTorch)"
+)
 _err = Console(stderr=True, highlight=False)
 
 export_app = typer.Typer(add_completion=False, help="Export a MobileViT model to CoreML, ONNX or TFLite and verify its numerics.")
@@ -63,8 +65,7 @@ def parse_triple(text: str | None, flag: str, positive: bool = False) -> tuple[f
     if positive and min(values) < MIN_STD:
         raise MvitError(f"{flag} {text!r} must be at least {MIN_STD} on the 0..1 scale (typical: 0.2-0.3)")
     if max(abs(v) for v in values) > 2:
-        raise MvitError(f"{flag} {text!r} looks like a 0..255 value; give it on the 0..1 scale, as torchvision's "
-                        "Normalize takes it (divide by 255)")
+        raise MvitError(f"{flag} {text!r} looks like a 0..255 value; give it on the 0..1 scale, as torchvision's Normalize takes it (divide by 255)")
     return (values[0], values[1], values[2])
 
 
@@ -75,10 +76,12 @@ def export(
     config: Optional[str] = typer.Option(None, help="Patch config: A (2,2,2) or B (8,4,2), or A,B for both in one artefact. Default: the checkpoint's, else A"),
     checkpoint: Optional[Path] = typer.Option(None, help="Weights (HF folder/file, ml-cvnets .pt, timm, or mvit .safetensors)"),
     precision: str = typer.Option("fp16", help="fp16 | fp32 | int8-weights | int8 | palette4 | palette6 (CoreML only)"),
-    calibration: Optional[Path] = typer.Option(None, help="int8: folder of images that set activation scales (default: the "
-                                               "verification photos); quantised exports are also judged on them"),
-    image_size: Optional[str] = typer.Option(None, help="Input size (square), or several (256,320,384,512) for one multi-size "
-                                             "artefact. Default: the checkpoint's, else the model's"),
+    calibration: Optional[Path] = typer.Option(
+        None, help="int8: folder of images that set activation scales (default: the verification photos); quantised exports are also judged on them"
+    ),
+    image_size: Optional[str] = typer.Option(
+        None, help="Input size (square), or several (256,320,384,512) for one multi-size artefact. Default: the checkpoint's, else the model's"
+    ),
     out: Path = typer.Option(Path("exports"), help="Output folder"),
     labels: Optional[Path] = typer.Option(None, help="Labels file, one per line (default: checkpoint id2label, else the model's)"),
     channel_order: Optional[str] = typer.Option(None, help="RGB | BGR the weights expect (default: checkpoint, else model spec)"),
@@ -87,17 +90,24 @@ def export(
     mask: bool = typer.Option(False, "--mask", help="Segmentation: upsample to input size and argmax inside the model"),
     raw_detection: bool = typer.Option(False, "--raw-detection", help="Detection: raw box/score tensors; anchors saved as <artefact>.anchors.npy"),
     no_nms: bool = typer.Option(False, "--no-nms", help="Detection: decoded boxes and scores, no NMS"),
-    coreml_nms: Optional[str] = typer.Option(None, "--coreml-nms", help="CoreML detection: vision (default: a pipeline "
-                                             "ending in Core ML's NonMaximumSuppression model, what Vision reads) | "
-                                             "program (one ML Program with MIL NMS inside: boxes, scores, class_ids)"),
+    coreml_nms: Optional[str] = typer.Option(
+        None,
+        "--coreml-nms",
+        help="CoreML detection: vision (default: a pipeline "
+        "ending in Core ML's NonMaximumSuppression model, what Vision reads) | "
+        "program (one ML Program with MIL NMS inside: boxes, scores, class_ids)",
+    ),
     raw_input: bool = typer.Option(False, "--raw-input", help="Take the normalised tensor instead of RGB pixels (CoreML: a TensorType input)"),
     nhwc: bool = typer.Option(False, "--nhwc", help="TFLite: NHWC input"),
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="ONNX: dynamic batch dimension"),
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip numerics verification"),
     into_harness: bool = typer.Option(False, "--into-harness", help="Copy the .mlpackage into ios_harness/App/Models/"),
     verifier: str = typer.Option("auto", help=VERIFIER_HELP),
-    coreml_shapes: Optional[str] = typer.Option(None, "--coreml-shapes", help="Several sizes in CoreML: functions (default: one "
-                                                "fixed-shape function per size, iOS 18) | enumerated (EnumeratedShapes, iOS 16-17, config A)"),
+    coreml_shapes: Optional[str] = typer.Option(
+        None,
+        "--coreml-shapes",
+        help="Several sizes in CoreML: functions (default: one fixed-shape function per size, iOS 18) | enumerated (EnumeratedShapes, iOS 16-17, config A)",
+    ),
 ) -> int:
     if target != "all" and target not in target_names():
         return fail(f"unknown --target {target!r}: use {', '.join(target_names())} or all")
@@ -117,13 +127,23 @@ def export(
     for t in targets:  # e.g. a palette for ONNX: said once, before anything is built
         quantize.check_precision(precision, t)
     if calibration is not None and precision in quantize.FLOAT_PRECISIONS:
-        return fail(f"--calibration applies to quantised precisions ({', '.join(quantize.QUANTISED)}); an {precision} export "
-                    "has nothing to calibrate: drop --calibration, or judge it on your images with mvit-verify ARTEFACT --images DIR")
+        return fail(
+            f"--calibration applies to quantised precisions ({', '.join(quantize.QUANTISED)}); an {precision} export "
+            "has nothing to calibrate: drop --calibration, or judge it on your images with mvit-verify ARTEFACT --images DIR"
+        )
     if calibration is not None:
         image_files(calibration)
-    options: dict[str, Any] = dict(mask=mask, raw_detection=raw_detection, raw_input=raw_input, nhwc=nhwc, dynamic_batch=dynamic_batch,
-                   channel_order=channel_order, mean=parse_triple(mean, "--mean"), std=parse_triple(std, "--std", positive=True),
-                   coreml_nms=coreml_nms)
+    options: dict[str, Any] = dict(
+        mask=mask,
+        raw_detection=raw_detection,
+        raw_input=raw_input,
+        nhwc=nhwc,
+        dynamic_batch=dynamic_batch,
+        channel_order=channel_order,
+        mean=parse_triple(mean, "--mean"),
+        std=parse_triple(std, "--std", positive=True),
+        coreml_nms=coreml_nms,
+    )
     if no_nms:
         options["nms"] = False
     verifier_for = {t.name: verifier if verifier in t.verifiers else "auto" for t in targets}
@@ -133,26 +153,50 @@ def export(
     # One model, one set of checks, for every target: bad input is said once, before anything is written.
     sizes, configs = multisize.parse_size_list(image_size), multisize.parse_config_list(config)
     if multisize.wanted(sizes, configs, coreml_shapes):
-        return _export_several_sizes(model, [t.name for t in targets], out, sizes=sizes, configs=configs, coreml_shapes=coreml_shapes,
-                                    precision=precision, verify=not no_verify, verifier_for=verifier_for, checkpoint=checkpoint,
-                                    labels=labels, into_harness=into_harness, **options)
-    prepared = api.prepare_export(model, [t.name for t in targets], config=config, image_size=sizes[0] if sizes else None, checkpoint=checkpoint,
-                                  labels=labels, **options)
+        return _export_several_sizes(
+            model,
+            [t.name for t in targets],
+            out,
+            sizes=sizes,
+            configs=configs,
+            coreml_shapes=coreml_shapes,
+            precision=precision,
+            verify=not no_verify,
+            verifier_for=verifier_for,
+            checkpoint=checkpoint,
+            labels=labels,
+            into_harness=into_harness,
+            **options,
+        )
+    prepared = api.prepare_export(
+        model, [t.name for t in targets], config=config, image_size=sizes[0] if sizes else None, checkpoint=checkpoint, labels=labels, **options
+    )
     code = 0
     lines: list[str] = []
     notes: list[str] = list(prepared.resolved.notes)
     step = ["exporting"]
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=_err, transient=True, disable=not _err.is_terminal) as progress, \
-            PlainProgress("mvit-export", lambda: step[0], enabled=not _err.is_terminal):
+    with (
+        Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=_err,
+            transient=True,
+            disable=not _err.is_terminal,
+        ) as progress,
+        PlainProgress("mvit-export", lambda: step[0], enabled=not _err.is_terminal),
+    ):
         bar = progress.add_task("exporting", total=len(targets))
         for i, export_target in enumerate(targets, start=1):
             name = export_target.name
             step[0] = f"{name}: export{' + verify' if not no_verify else ''} ({i} of {len(targets)})"
             progress.update(bar, description=step[0])
             try:
-                result = api.export_prepared(prepared, export_target, out, precision=precision, verify=not no_verify,
-                                             verifier=verifier_for[name], calibration=calibration)
+                result = api.export_prepared(
+                    prepared, export_target, out, precision=precision, verify=not no_verify, verifier=verifier_for[name], calibration=calibration
+                )
                 lines.append(_result_line(result, _human_size))
                 notes += ((result.report or {}).get("quantisation") or {}).get("notes", [])
                 if into_harness and export_target.harness_ready:
@@ -170,25 +214,44 @@ def export(
     return code
 
 
-def _export_several_sizes(model: str | None, targets: list[str], out: Path, *, sizes: list[int] | None, configs: list[str] | None,
-               coreml_shapes: str | None, precision: str, verify: bool, verifier_for: dict[str, str], checkpoint: Path | None,
-               labels: Path | None, into_harness: bool, **options: Any) -> int:
+def _export_several_sizes(
+    model: str | None,
+    targets: list[str],
+    out: Path,
+    *,
+    sizes: list[int] | None,
+    configs: list[str] | None,
+    coreml_shapes: str | None,
+    precision: str,
+    verify: bool,
+    verifier_for: dict[str, str],
+    checkpoint: Path | None,
+    labels: Path | None,
+    into_harness: bool,
+    **options: Any,
+) -> int:
     """`mvit-export --image-size 256,320 [--config A,B]`: one artefact per target (ONNX: per config)."""
     if precision not in ("fp16", "fp32"):
         # The multi-size writers cast weights themselves; quantised forms go through one size at a time.
-        raise ExportError(f"several sizes or configs in one artefact take --precision fp16 or fp32 (got {precision}); "
-                          "export quantised artefacts one size at a time")
-    entries = multisize.prepare(model, targets, sizes=sizes, configs=configs, coreml_shapes=coreml_shapes, checkpoint=checkpoint,
-                      labels=labels, **options)
+        raise ExportError(
+            f"several sizes or configs in one artefact take --precision fp16 or fp32 (got {precision}); export quantised artefacts one size at a time"
+        )
+    entries = multisize.prepare(model, targets, sizes=sizes, configs=configs, coreml_shapes=coreml_shapes, checkpoint=checkpoint, labels=labels, **options)
     code, lines = 0, []
     step = [""]
     with PlainProgress("mvit-export", lambda: step[0]):
         for i, target in enumerate(targets, start=1):
-            step[0] = (f"{target}: export{' + verify' if verify else ''} of {len(entries)} sizes/configs in one artefact "
-                       f"({i} of {len(targets)})")
+            step[0] = f"{target}: export{' + verify' if verify else ''} of {len(entries)} sizes/configs in one artefact ({i} of {len(targets)})"
             try:
-                results = multisize.export(entries, target, out, precision=precision, verify=verify, verifier=verifier_for[target],
-                                 coreml_shapes=coreml_shapes if coreml_shapes in get_target(target).multisize_forms else None)
+                results = multisize.export(
+                    entries,
+                    target,
+                    out,
+                    precision=precision,
+                    verify=verify,
+                    verifier=verifier_for[target],
+                    coreml_shapes=coreml_shapes if coreml_shapes in get_target(target).multisize_forms else None,
+                )
             except MvitError as exc:
                 code = max(code, fail(one_line(exc), exc.exit_code))
                 continue
@@ -208,8 +271,10 @@ def print_results(lines: list[str], model: str | None, checkpoint: Path | None, 
         typer.echo(line)
     if lines:
         if checkpoint is None and (model is None or ":" not in model):
-            _note(f"no --checkpoint given, so {model or 'mobilevit_xs'} had RANDOM weights (seed {RANDOM_WEIGHTS_SEED}): "
-                  "fine for testing the pipeline, useless for predictions.")
+            _note(
+                f"no --checkpoint given, so {model or 'mobilevit_xs'} had RANDOM weights (seed {RANDOM_WEIGHTS_SEED}): "
+                "fine for testing the pipeline, useless for predictions."
+            )
         for note in notes:
             _note(note)
 
@@ -233,18 +298,19 @@ def _result_line(result, human_size) -> str:
 @verify_app.command()
 def verify(
     path: Path = typer.Argument(..., help="An .onnx, .tflite or .mlpackage written by mvit-export"),
-    model: Optional[str] = typer.Option(None, help="Model name (default: the registered one recorded in the artefact). "
-                                                   "A custom network is only imported when you name it here."),
+    model: Optional[str] = typer.Option(
+        None, help="Model name (default: the registered one recorded in the artefact). A custom network is only imported when you name it here."
+    ),
     checkpoint: Optional[Path] = typer.Option(None, help="Weights the artefact was exported from (HF folder or file)"),
     config: Optional[str] = typer.Option(None, help="A | B (default: as recorded)"),
     labels: Optional[Path] = typer.Option(None, help="Labels file, if the export used one"),
     verifier: str = typer.Option("auto", help=VERIFIER_HELP),
-    images: Optional[Path] = typer.Option(None, help="Quantised artefacts: a folder of your images to judge agreement "
-                                          "with fp32 on, besides the verification photos"),
+    images: Optional[Path] = typer.Option(
+        None, help="Quantised artefacts: a folder of your images to judge agreement with fp32 on, besides the verification photos"
+    ),
 ) -> int:
     with PlainProgress("mvit-verify", lambda: f"verifying {path.name}"):
-        report = api.verify_artefact(path, model, checkpoint=checkpoint, config=config, labels=labels, verifier=verifier,
-                                     images=images)
+        report = api.verify_artefact(path, model, checkpoint=checkpoint, config=config, labels=labels, verifier=verifier, images=images)
     detail = f" ({'; '.join(report['failed'])})" if report.get("failed") else ""
     reason = report.get("verification", {}).get("reason")
     detail += f" ({reason})" if report["verdict"] == "not-verified" and reason else ""

@@ -46,7 +46,5 @@ def resolve_labels(
         labels, source = defaults or [f"class_{i}" for i in range(num_classes)], "the model's default labels"
     check_label_text(labels, source)
     if len(labels) != num_classes:
-        raise ExportError(
-            f"{source} has {len(labels)} labels but the model has {num_classes} classes; give exactly one label per class"
-        )
+        raise ExportError(f"{source} has {len(labels)} labels but the model has {num_classes} classes; give exactly one label per class")
     return labels

@@ -31,8 +31,15 @@ aten = torch.ops.aten
 # Ops that only change how the same elements are indexed. Reshapes take their new shape from the
 # node's recorded output, so their arguments need not be parsed.
 _RESHAPES = {
-    aten.view.default, aten.reshape.default, aten._unsafe_view.default, aten.flatten.using_ints,
-    aten.unflatten.int, aten.squeeze.default, aten.squeeze.dim, aten.squeeze.dims, aten.unsqueeze.default,
+    aten.view.default,
+    aten.reshape.default,
+    aten._unsafe_view.default,
+    aten.flatten.using_ints,
+    aten.unflatten.int,
+    aten.squeeze.default,
+    aten.squeeze.dim,
+    aten.squeeze.dims,
+    aten.unsqueeze.default,
 }
 _COPIES = {aten.clone.default, aten.contiguous.default, aten.alias.default, aten.detach.default}
 _PERMUTES = {aten.permute.default, aten.transpose.int}
@@ -192,6 +199,7 @@ def block_swaps(sizes: list[int], perm: list[int]) -> list[list[int]]:
     Insertion order: for each target position, the block that belongs there (with any following
     axes that also follow it in the target) is swapped in front of what sits there now.
     """
+
     def size(axes: list[int]) -> int:
         return math.prod(sizes[a] for a in axes)
 
@@ -223,9 +231,7 @@ def lowered_steps(view: list[int], perm: list[int], max_rank: int = 5) -> list[t
     return steps
 
 
-def _emit(
-    graph: fx.Graph, src: fx.Node, view: list[int], perm: list[int], out_shape: list[int], max_rank: int
-) -> tuple[fx.Node, dict[str, Any]]:
+def _emit(graph: fx.Graph, src: fx.Node, view: list[int], perm: list[int], out_shape: list[int], max_rank: int) -> tuple[fx.Node, dict[str, Any]]:
     steps = lowered_steps(view, perm, max_rank)
     x = src
     for kind, arg in steps:

@@ -36,12 +36,14 @@ class Row:
     score_threshold: float | None = None
 
 
-def rows_of(models: list[str], configs: list[str], targets: list[str], precision: str,
-            score_threshold: float | None = None) -> list[Row]:
-    return [Row(model, config, target, precision, score_threshold if "nms" in get_task(get_spec(model).task).options else None)
-            for model in models for config in configs
-            if config == "A" or get_spec(model).supports_patch_config
-            for target in targets]
+def rows_of(models: list[str], configs: list[str], targets: list[str], precision: str, score_threshold: float | None = None) -> list[Row]:
+    return [
+        Row(model, config, target, precision, score_threshold if "nms" in get_task(get_spec(model).task).options else None)
+        for model in models
+        for config in configs
+        if config == "A" or get_spec(model).supports_patch_config
+        for target in targets
+    ]
 
 
 def export_row(out: Path | None, task: Row) -> dict[str, Any]:
@@ -64,10 +66,12 @@ def export_row(out: Path | None, task: Row) -> dict[str, Any]:
         verification = report.get("verification") or {}
         outputs = verification.get("outputs", {})
         row |= {
-            "verdict": result.verdict, "verified_by": report.get("verified_by"),
+            "verdict": result.verdict,
+            "verified_by": report.get("verified_by"),
             "size_mb": round(result.size_bytes / 2**20, 2),
             "max_relative_error": max((o["relative_error"] for o in outputs.values()), default=None),
-            "failed": report.get("failed", []), "warnings": len(report.get("warnings", [])),
+            "failed": report.get("failed", []),
+            "warnings": len(report.get("warnings", [])),
         }
         metrics = verification.get("task_metrics", {})
         if "reference_detections" in metrics:
@@ -80,8 +84,13 @@ def export_row(out: Path | None, task: Row) -> dict[str, Any]:
 
 
 def run_matrix(
-    out: Path, models: list[str], configs: list[str], targets: list[str], precision: str,
-    score_threshold: float | None = None, workers: Workers = Workers(1),
+    out: Path,
+    models: list[str],
+    configs: list[str],
+    targets: list[str],
+    precision: str,
+    score_threshold: float | None = None,
+    workers: Workers = Workers(1),
 ) -> list[dict]:
     """Every row as one task (mvit.work): in this process, on local workers or on Ray; rows in table order."""
     tasks = rows_of(models, configs, targets, precision, score_threshold)
@@ -101,8 +110,9 @@ def markdown(rows: list[dict]) -> str:
         verdict = r["verdict"] + (f" ({'; '.join(r['failed'])})" if r.get("failed") else "")
         if r.get("matched_detections") is not None:
             verdict += f", {r['matched_detections']}/{r['reference_detections']} boxes matched"
-        lines.append(f"| {r['model']} | {r['config']} | {r['target']} | {r['precision']} | {verdict} | "
-                     f"{r.get('verified_by') or '-'} | {err} | {r.get('size_mb', '-')} |")
+        lines.append(
+            f"| {r['model']} | {r['config']} | {r['target']} | {r['precision']} | {verdict} | {r.get('verified_by') or '-'} | {err} | {r.get('size_mb', '-')} |"
+        )
     return "\n".join(lines)
 
 
@@ -114,12 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", default=",".join(all_target_names()))
     parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16"])
     parser.add_argument(
-        "--score-threshold", type=float, default=None,
+        "--score-threshold",
+        type=float,
+        default=None,
         help="detectors' NMS score threshold; random-weight detectors score about 1/81 per class, so "
-             "below 0.05 (e.g. 0.0125) is needed for their boxes to be compared at all",
+        "below 0.05 (e.g. 0.0125) is needed for their boxes to be compared at all",
     )
-    parser.add_argument("--workers", type=int, default=None,
-                        help="rows exported at once by local worker processes (default: one per core; 1: in this process)")
+    parser.add_argument("--workers", type=int, default=None, help="rows exported at once by local worker processes (default: one per core; 1: in this process)")
     parser.add_argument("--ray", default=None, help="export the rows as Ray tasks on the cluster at this address (default: $RAY_ADDRESS)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.models.split(",")) - set(list_models()))
@@ -129,8 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         workers = Workers.choose(args.workers, args.ray)
-        rows = run_matrix(args.out, args.models.split(","), args.configs.split(","), args.targets.split(","),
-                          args.precision, args.score_threshold, workers)
+        rows = run_matrix(args.out, args.models.split(","), args.configs.split(","), args.targets.split(","), args.precision, args.score_threshold, workers)
     except MvitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -76,8 +76,10 @@ def parse_size_list(text: str | None) -> list[int] | None:
         return None
     parts = str(text).replace(" ", "").split(",")
     if len(parts) > MAX_SIZES:
-        raise ExportError(f"--image-size lists {len(parts)} sizes; one artefact holds at most {MAX_SIZES} "
-                          "(each is built and verified on its own): export the sizes your app uses")
+        raise ExportError(
+            f"--image-size lists {len(parts)} sizes; one artefact holds at most {MAX_SIZES} "
+            "(each is built and verified on its own): export the sizes your app uses"
+        )
     sizes = []
     for part in parts:
         # ASCII digits only: int() would also read '６４' and '9_6', sizes no one meant to type.
@@ -109,8 +111,17 @@ def wanted(sizes: list[int] | None, configs: list[str] | None, coreml_shapes: st
     return len(sizes or []) > 1 or len(configs or []) > 1 or coreml_shapes is not None
 
 
-def prepare(model: str | None, targets: list[str], *, sizes: list[int] | None, configs: list[str] | None,
-            coreml_shapes: str | None, checkpoint: Path | None, labels: Path | None, **options: Any) -> list[SizedExport]:
+def prepare(
+    model: str | None,
+    targets: list[str],
+    *,
+    sizes: list[int] | None,
+    configs: list[str] | None,
+    coreml_shapes: str | None,
+    checkpoint: Path | None,
+    labels: Path | None,
+    **options: Any,
+) -> list[SizedExport]:
     """Every (config, size) resolved and checked, before anything is built or written."""
     if coreml_shapes is not None and coreml_shapes not in SHAPE_FORMS:
         raise ExportError(f"unknown --coreml-shapes {coreml_shapes!r}: use {' or '.join(SHAPE_FORMS)}")
@@ -121,19 +132,22 @@ def prepare(model: str | None, targets: list[str], *, sizes: list[int] | None, c
     for n in sizes or []:
         check_size_bounds(n)
     if coreml_shapes == "enumerated" and (len(config_list) > 1 or config_list[0] not in (None, "A")):
-        raise ExportError("--coreml-shapes enumerated writes one function for config A (the iOS 16-17 form); "
-                          "for config B or several configs use the default --coreml-shapes functions")
+        raise ExportError(
+            "--coreml-shapes enumerated writes one function for config A (the iOS 16-17 form); "
+            "for config B or several configs use the default --coreml-shapes functions"
+        )
     # One network per config answers whether every size fits it (config B: multiples of 64), so a
     # bad size is refused before the other sizes are resolved.
     first_of: dict[str | None, Any] = {}
     for c in config_list:
-        first_of[c] = prepare_export(model, targets, config=c, image_size=size_list[0], checkpoint=checkpoint,
-                                         labels=labels, **options)
+        first_of[c] = prepare_export(model, targets, config=c, image_size=size_list[0], checkpoint=checkpoint, labels=labels, **options)
         resolved = first_of[c].resolved
         if not get_task(resolved.task).multi_size:
-            raise ExportError(f"several sizes or configs in one artefact take classification or segmentation models; "
-                              f"{resolved.name} does {resolved.task}, whose anchors and NMS are built for one size: "
-                              "export one size at a time")
+            raise ExportError(
+                f"several sizes or configs in one artefact take classification or segmentation models; "
+                f"{resolved.name} does {resolved.task}, whose anchors and NMS are built for one size: "
+                "export one size at a time"
+            )
         fits = [(resolved.image_size, first_of[c].size_info)]
         fits += [(n, check_image_size(resolved.net, n, resolved.config, resolved.name)) for n in (sizes or [])[1:]]
         resized = [(n, info) for n, info in fits if info.get("feature_maps_resized")]
@@ -141,14 +155,17 @@ def prepare(model: str | None, targets: list[str], *, sizes: list[int] | None, c
             # coremltools cannot map a bilinear resize whose size is computed at run time (measured:
             # "Unable to map torch_upsample_bilinear to core upsample").
             n, info = resized[0]
-            raise ExportError(f"--coreml-shapes enumerated cannot take --image-size {n}: its feature maps are resized inside "
-                              "the MobileViT blocks, which CoreML cannot convert for a flexible shape; use multiples of "
-                              f"{info.get('size_multiple', 64)}, or the default --coreml-shapes functions")
+            raise ExportError(
+                f"--coreml-shapes enumerated cannot take --image-size {n}: its feature maps are resized inside "
+                "the MobileViT blocks, which CoreML cannot convert for a flexible shape; use multiples of "
+                f"{info.get('size_multiple', 64)}, or the default --coreml-shapes functions"
+            )
     entries = []
     for c in config_list:
         for s in size_list:
-            prepared = first_of[c] if s == size_list[0] else prepare_export(
-                model, targets, config=c, image_size=s, checkpoint=checkpoint, labels=labels, **options)
+            prepared = (
+                first_of[c] if s == size_list[0] else prepare_export(model, targets, config=c, image_size=s, checkpoint=checkpoint, labels=labels, **options)
+            )
             size = prepared.resolved.image_size
             entries.append(SizedExport(f"{prepared.resolved.config}_{size}", prepared.resolved.config, size, prepared))
     if coreml_shapes == "enumerated" and len(entries) < 2:
@@ -175,8 +192,7 @@ def recorded_entries(meta: dict[str, str]) -> list[dict[str, Any]] | None:
         try:
             entries = loads(meta[FUNCTIONS_KEY])
             _check_recorded_count(entries)
-            out: list[dict[str, Any]] = [{"name": str(e["name"]), "image_size": int(e["image_size"]), "config": str(e["config"])}
-                                         for e in entries]
+            out: list[dict[str, Any]] = [{"name": str(e["name"]), "image_size": int(e["image_size"]), "config": str(e["config"])} for e in entries]
         except (ValueError, TypeError, KeyError):
             raise ExportError("the artefact's recorded functions are malformed; re-export it") from None
     elif ENUMERATED_KEY in meta:
@@ -204,15 +220,18 @@ def recorded_entries(meta: dict[str, str]) -> list[dict[str, Any]] | None:
 def _check_recorded_count(listed: Any) -> None:
     """Refused before any work: each recorded entry costs a model build and a verification."""
     if isinstance(listed, list) and len(listed) > MAX_RECORDED:
-        raise ExportError(f"the artefact records {len(listed)} functions / sizes; mvit-export writes at most {MAX_RECORDED}, "
-                          "so its metadata is damaged or forged; re-export it")
+        raise ExportError(
+            f"the artefact records {len(listed)} functions / sizes; mvit-export writes at most {MAX_RECORDED}, "
+            "so its metadata is damaged or forged; re-export it"
+        )
 
 
 # ---- export -------------------------------------------------------------------------------
 
 
-def export(entries: list[SizedExport], target: str, out_dir: Path, *, precision: str, verify: bool = True,
-           verifier: str = "auto", coreml_shapes: str | None = None) -> list[Any]:
+def export(
+    entries: list[SizedExport], target: str, out_dir: Path, *, precision: str, verify: bool = True, verifier: str = "auto", coreml_shapes: str | None = None
+) -> list[Any]:
     """Write, verify and publish this target's multi-size artefact(s); returns ExportResult each.
     The caller has checked `verifier` (check_verifier) before anything was built."""
     export_target = get_target(target)
@@ -220,13 +239,11 @@ def export(entries: list[SizedExport], target: str, out_dir: Path, *, precision:
     forms = export_target.multisize_forms
     form = coreml_shapes if coreml_shapes in forms else forms[0]
     # A graph has one patch config: ONNX writes one dynamic-size file per config.
-    groups = [[e for e in entries if e.config == c] for c in dict.fromkeys(e.config for e in entries)] \
-        if form == "dynamic" else [entries]
+    groups = [[e for e in entries if e.config == c] for c in dict.fromkeys(e.config for e in entries)] if form == "dynamic" else [entries]
     return [_export_group(group, export_target, out_dir, precision, verify, verifier, form) for group in groups]
 
 
-def _export_group(entries: list[SizedExport], export_target: ExportTarget, out_dir: Path, precision: str, verify: bool,
-                  verifier: str, form: str) -> Any:
+def _export_group(entries: list[SizedExport], export_target: ExportTarget, out_dir: Path, precision: str, verify: bool, verifier: str, form: str) -> Any:
     target = export_target.name
     final = out_dir / (artefact_stem(entries, target, precision, form) + export_target.suffix)
     check_replaceable(*final_names(final))
@@ -241,8 +258,7 @@ def _export_group(entries: list[SizedExport], export_target: ExportTarget, out_d
         except MvitError:
             raise
         except Exception as exc:
-            raise ExportError(f"{target} multi-size export of {entries[0].prepared.resolved.name} failed: "
-                              f"{exc.__class__.__name__}: {one_line(exc)}") from exc
+            raise ExportError(f"{target} multi-size export of {entries[0].prepared.resolved.name} failed: {exc.__class__.__name__}: {one_line(exc)}") from exc
         checks += extra.pop("checks", [])
         per_entry = []
         if verify:
@@ -261,8 +277,7 @@ def _multisize_of(export_target: ExportTarget) -> MultiSizeWriter:
     return export_target.multisize
 
 
-def _verify_entries(export_target: ExportTarget, path: Path, entries: list[SizedExport], precision: str, verifier: str,
-                    form: str) -> list[dict[str, Any]]:
+def _verify_entries(export_target: ExportTarget, path: Path, entries: list[SizedExport], precision: str, verifier: str, form: str) -> list[dict[str, Any]]:
     runner_for = _multisize_of(export_target).runner(path, form, verifier)
     results = []
     for e in entries:
@@ -272,15 +287,23 @@ def _verify_entries(export_target: ExportTarget, path: Path, entries: list[Sized
         try:
             with native_chatter_filtered():
                 runner = runner_for(e.as_entry())
-                result = verify_runner(runner, reference, task=resolved.task, preprocess=resolved.preprocess,
-                                       precision=precision, raw_input=opts.raw_input, nms=None,
-                                       nms_best_class_only=export_target.nms_best_class_only)
+                result = verify_runner(
+                    runner,
+                    reference,
+                    task=resolved.task,
+                    preprocess=resolved.preprocess,
+                    precision=precision,
+                    raw_input=opts.raw_input,
+                    nms=None,
+                    nms_best_class_only=export_target.nms_best_class_only,
+                )
         except MvitError:
             raise
         except Exception as exc:  # a runtime that crashes on one function is a finding, not a traceback
             raise ExportError(f"verifying {entry['name']} of {path.name} failed: {exc.__class__.__name__}: {one_line(exc)}") from exc
-        results.append({**entry, "verdict": result["verdict"], "verified_by": result.get("verified_by"),
-                        "failed": result.get("failed", []), "verification": result})
+        results.append(
+            {**entry, "verdict": result["verdict"], "verified_by": result.get("verified_by"), "failed": result.get("failed", []), "verification": result}
+        )
     return results
 
 
@@ -294,22 +317,48 @@ def _verdict(checks: list[dict[str, Any]], per_entry: list[dict[str, Any]], veri
     return "not-verified", failed
 
 
-def _report(final: Path, staged: Path, export_target: ExportTarget, entries: list[SizedExport], precision: str, form: str,
-            graph: dict[str, Any], checks: list[dict[str, Any]], per_entry: list[dict[str, Any]], extra: dict[str, Any],
-            verify: bool) -> dict[str, Any]:
+def _report(
+    final: Path,
+    staged: Path,
+    export_target: ExportTarget,
+    entries: list[SizedExport],
+    precision: str,
+    form: str,
+    graph: dict[str, Any],
+    checks: list[dict[str, Any]],
+    per_entry: list[dict[str, Any]],
+    extra: dict[str, Any],
+    verify: bool,
+) -> dict[str, Any]:
     first = entries[0].prepared.resolved
     opts = entries[0].prepared.options[export_target.name]
     verdict, failed = _verdict(checks, per_entry, verify)
     by = sorted({str(e["verified_by"]) for e in per_entry if e.get("verified_by")})
     size = artefact_size_bytes(staged)
     report = {
-        "artefact": final.name, "target": export_target.name, "form": form, "model": first.name, "task": first.task,
-        "configs": list(dict.fromkeys(e.config for e in entries)), "image_sizes": list(dict.fromkeys(e.image_size for e in entries)),
-        FUNCTIONS_KEY: [e.as_entry() for e in entries], "default_function": entries[0].name if form == "functions" else None,
-        "precision": precision, "weights": first.weights, "size_bytes": size, "sha256": artefact_sha256(staged),
-        "preprocess_summary": describe_preprocess(first.preprocess), "assumptions": list(first.notes),
-        "labels_count": len(first.labels), "export_options": opts.as_dict(), **graph, "graph_checks": checks,
-        "per_size": per_entry, "failed": failed, "verdict": verdict, "verified_by": "+".join(by) or None,
+        "artefact": final.name,
+        "target": export_target.name,
+        "form": form,
+        "model": first.name,
+        "task": first.task,
+        "configs": list(dict.fromkeys(e.config for e in entries)),
+        "image_sizes": list(dict.fromkeys(e.image_size for e in entries)),
+        FUNCTIONS_KEY: [e.as_entry() for e in entries],
+        "default_function": entries[0].name if form == "functions" else None,
+        "precision": precision,
+        "weights": first.weights,
+        "size_bytes": size,
+        "sha256": artefact_sha256(staged),
+        "preprocess_summary": describe_preprocess(first.preprocess),
+        "assumptions": list(first.notes),
+        "labels_count": len(first.labels),
+        "export_options": opts.as_dict(),
+        **graph,
+        "graph_checks": checks,
+        "per_size": per_entry,
+        "failed": failed,
+        "verdict": verdict,
+        "verified_by": "+".join(by) or None,
         "warnings": [f"{e['name']}: {w}" for e in per_entry for w in e["verification"].get("warnings", [])],
     }
     if "single_size_bytes" in extra:
@@ -321,29 +370,56 @@ def _report(final: Path, staged: Path, export_target: ExportTarget, entries: lis
 # ---- mvit-verify ----------------------------------------------------------------------------
 
 
-def verify_recorded(path: Path, export_target: ExportTarget, recorded: list[dict[str, Any]], meta: dict[str, Any],
-                    model_name: str | None, *, checkpoint: Path | None, config: str | None, labels: Path | None,
-                    write: bool, verifier: str) -> dict[str, Any]:
+def verify_recorded(
+    path: Path,
+    export_target: ExportTarget,
+    recorded: list[dict[str, Any]],
+    meta: dict[str, Any],
+    model_name: str | None,
+    *,
+    checkpoint: Path | None,
+    config: str | None,
+    labels: Path | None,
+    write: bool,
+    verifier: str,
+) -> dict[str, Any]:
     """mvit-verify of a multi-size artefact: every recorded function / size / signature at its size."""
     forms = export_target.multisize_forms  # an enumerated package records one function, "main"
     form = forms[0] if len(forms) == 1 else ("enumerated" if recorded[0]["name"] == "main" else "functions")
     pre = meta["pre"]
     entries = []
     for e in recorded:
-        asked = config or (e["config"] if e["config"] in ("A", "B") and checkpoint is None
-                           and ":" not in (model_name or "") else None)
-        prepared = prepare_export(model_name, [export_target.name], config=asked, image_size=e["image_size"],
-                                      checkpoint=checkpoint, labels=labels, channel_order=pre.get("channel_order"),
-                                      mean=recorded_triple(pre.get("mean")), std=recorded_triple(pre.get("std")), **meta["opts"])
+        asked = config or (e["config"] if e["config"] in ("A", "B") and checkpoint is None and ":" not in (model_name or "") else None)
+        prepared = prepare_export(
+            model_name,
+            [export_target.name],
+            config=asked,
+            image_size=e["image_size"],
+            checkpoint=checkpoint,
+            labels=labels,
+            channel_order=pre.get("channel_order"),
+            mean=recorded_triple(pre.get("mean")),
+            std=recorded_triple(pre.get("std")),
+            **meta["opts"],
+        )
         entries.append(SizedExport(e["name"], e["config"], e["image_size"], prepared))
     graph, checks = graph_checks(export_target, path)
     per_entry = _verify_entries(export_target, path, entries, meta["precision"], verifier, form)
     verdict, failed = _verdict(checks, per_entry, True)
     by = sorted({str(e["verified_by"]) for e in per_entry if e.get("verified_by")})
     report = {
-        "artefact": path.name, "target": export_target.name, "form": form, "model": entries[0].prepared.resolved.name,
-        "weights": entries[0].prepared.resolved.weights, "precision": meta["precision"], **graph, "graph_checks": checks,
-        "per_size": per_entry, "failed": failed, "verdict": verdict, "verified_by": "+".join(by) or None,
+        "artefact": path.name,
+        "target": export_target.name,
+        "form": form,
+        "model": entries[0].prepared.resolved.name,
+        "weights": entries[0].prepared.resolved.weights,
+        "precision": meta["precision"],
+        **graph,
+        "graph_checks": checks,
+        "per_size": per_entry,
+        "failed": failed,
+        "verdict": verdict,
+        "verified_by": "+".join(by) or None,
         "verification": {"verdict": verdict, "per_size": [{k: v for k, v in e.items() if k != "verification"} for e in per_entry]},
     }
     if write:

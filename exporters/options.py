@@ -11,8 +11,7 @@ from .base import ExportError, ExportOptions, ExportTarget
 from .resolve import ResolvedModel
 from .tasks import TASKS, get_task, task_only_options
 
-KNOWN_OPTIONS = {"mask", "raw_detection", "raw_input", "nhwc", "dynamic_batch", "nms", "channel_order", "num_threads",
-                 "mean", "std", "coreml_nms"}
+KNOWN_OPTIONS = {"mask", "raw_detection", "raw_input", "nhwc", "dynamic_batch", "nms", "channel_order", "num_threads", "mean", "std", "coreml_nms"}
 # Options that only describe the input, consumed by resolve_model, not by a target.
 _INPUT_OPTIONS = ("channel_order", "num_threads", "mean", "std")
 # Layout options that exist in one format only (each target lists its own); other targets drop them.
@@ -26,10 +25,7 @@ def normalise_options(task: str, options: Mapping[str, Any], target: ExportTarge
     unknown = set(options) - KNOWN_OPTIONS
     if unknown:
         raise ExportError(f"unknown export option(s) {sorted(unknown)}; known: {sorted(KNOWN_OPTIONS)}")
-    opts = {
-        k: v for k, v in options.items()
-        if v not in (None, False) and k not in _INPUT_OPTIONS and (k not in LAYOUT_OPTIONS or k in target.own_options)
-    }
+    opts = {k: v for k, v in options.items() if v not in (None, False) and k not in _INPUT_OPTIONS and (k not in LAYOUT_OPTIONS or k in target.own_options)}
     # Options that belong to one task are refused for another, never ignored.
     owner = get_task(task)
     for key in task_only_options() - owner.options:
@@ -40,8 +36,7 @@ def normalise_options(task: str, options: Mapping[str, Any], target: ExportTarge
         opts["nms"] = _nms_settings(opts.get("nms"))
         if opts.get("dynamic_batch"):
             # ONNX NonMaxSuppression's top-k would then be shared by every image in the batch.
-            raise ExportError("--dynamic-batch with NMS inside would cap detections across the whole batch; "
-                              "add --no-nms or --raw-detection, or export batch 1")
+            raise ExportError("--dynamic-batch with NMS inside would cap detections across the whole batch; add --no-nms or --raw-detection, or export batch 1")
     else:
         opts.pop("nms", None)
     _nms_form(opts, options.get("coreml_nms"), target)
@@ -59,18 +54,26 @@ def _nms_form(opts: dict[str, Any], form: Any, target: ExportTarget) -> None:
         if form not in forms:
             raise ExportError(f"unknown --coreml-nms {form!r}: use {' or '.join(forms)}")
         if "nms" not in opts:
-            raise ExportError("--coreml-nms applies to detection exports with NMS inside "
-                              "(not with --no-nms, --raw-detection or another task)")
+            raise ExportError("--coreml-nms applies to detection exports with NMS inside (not with --no-nms, --raw-detection or another task)")
     if "nms" in opts:
         opts["coreml_nms"] = form or forms[0]
 
 
 def artefact_stem(resolved: ResolvedModel, precision: str, opts: ExportOptions) -> str:
     name = resolved.name.replace(":", ".")
-    tags = [t for t, on in (("mask", opts.mask), ("raw", opts.raw_detection), ("rawinput", opts.raw_input),
-                            ("nhwc", opts.nhwc), ("dynbatch", opts.dynamic_batch), ("nmsprogram", opts.coreml_nms == "program"),
-                            ("nonms", "nms" in get_task(resolved.task).options and not opts.raw_detection
-                             and opts.nms is None)) if on]
+    tags = [
+        t
+        for t, on in (
+            ("mask", opts.mask),
+            ("raw", opts.raw_detection),
+            ("rawinput", opts.raw_input),
+            ("nhwc", opts.nhwc),
+            ("dynbatch", opts.dynamic_batch),
+            ("nmsprogram", opts.coreml_nms == "program"),
+            ("nonms", "nms" in get_task(resolved.task).options and not opts.raw_detection and opts.nms is None),
+        )
+        if on
+    ]
     return "_".join([name, resolved.config, str(resolved.image_size), precision, *tags])
 
 

@@ -38,14 +38,16 @@ MAX_JUDGED_IMAGES = 24
 # Fewer decisive samples than this and an agreement rate means little: "not-verified".
 MIN_JUDGED_SAMPLES = 10
 
+
 def check_precision(precision: str, target: ExportTarget | None = None) -> None:
     """Refuse an unknown precision, or one the target cannot write, before anything is built."""
     if precision not in PRECISIONS:
         raise ExportError(f"unknown --precision {precision!r}: use {', '.join(PRECISIONS)}")
     if target is not None and precision not in target.precisions:
         writers = [t for t in target_names() if precision in _precisions_of(t)]
-        raise ExportError(f"--precision {precision} applies to {' / '.join(writers)} exports only "
-                          f"(got {target.name}, which writes {', '.join(target.precisions)})")
+        raise ExportError(
+            f"--precision {precision} applies to {' / '.join(writers)} exports only (got {target.name}, which writes {', '.join(target.precisions)})"
+        )
 
 
 def _precisions_of(target_name: str) -> tuple[str, ...]:
@@ -98,12 +100,13 @@ def judge_quantised(result: dict[str, Any], precision: str, weights: str) -> dic
     judged = metrics.get("top1_judged_samples", len(result.get("samples", [])))
     reason = None
     if weights.startswith("random"):
-        reason = (f"random weights: a {precision} export's agreement with fp32 says nothing about a trained network; "
-                  "export with --checkpoint to judge it")
+        reason = f"random weights: a {precision} export's agreement with fp32 says nothing about a trained network; export with --checkpoint to judge it"
     elif judged < MIN_JUDGED_SAMPLES:
-        reason = (f"only {judged} sample(s) had a decisive reference answer ({MIN_JUDGED_SAMPLES} needed to judge a "
-                  f"{precision} export): pass --calibration DIR (mvit-export) or --images DIR (mvit-verify) "
-                  "with your own images")
+        reason = (
+            f"only {judged} sample(s) had a decisive reference answer ({MIN_JUDGED_SAMPLES} needed to judge a "
+            f"{precision} export): pass --calibration DIR (mvit-export) or --images DIR (mvit-verify) "
+            "with your own images"
+        )
     if reason is None:
         return result
     out = {**result, "reason": reason, "warnings": [*result.get("warnings", []), reason]}

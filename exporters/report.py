@@ -9,4 +9,3 @@ REPORT_SCHEMA = "mvit-export-report/1"
 
 def report_path_for(artefact: Path) -> Path:
     return artefact.with_name(artefact.name + ".report.json")
-

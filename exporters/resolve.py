@@ -83,8 +83,9 @@ def load_factory(ref: str) -> nn.Module:
         try:
             factory = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
-            raise ExportError(f"cannot load model factory {ref!r} ({exc}); give an importable 'pkg.module:function' "
-                              "(from the current folder, or installed, or on PYTHONPATH)") from None
+            raise ExportError(
+                f"cannot load model factory {ref!r} ({exc}); give an importable 'pkg.module:function' (from the current folder, or installed, or on PYTHONPATH)"
+            ) from None
         try:
             net = factory()
         except Exception as exc:
@@ -134,8 +135,7 @@ def check_image_size(net: nn.Module, image_size: int, config: str, model_name: s
     try:
         blocks = patch_block_inputs(net, image_size)
     except Exception as exc:
-        raise ExportError(f"{model_name} cannot run at --image-size {image_size} ({exc.__class__.__name__}); "
-                          f"try a larger size such as 256") from None
+        raise ExportError(f"{model_name} cannot run at --image-size {image_size} ({exc.__class__.__name__}); try a larger size such as 256") from None
     need = input_multiple(blocks)
     misfit = [b for b in blocks if b.resized]
     if misfit and config == "B":
@@ -151,15 +151,16 @@ def check_image_size(net: nn.Module, image_size: int, config: str, model_name: s
     return {"feature_maps_resized": bool(misfit), "size_multiple": need}
 
 
-def _preprocess(base: PreprocessSpec, recorded: dict | None, size: int, *, channel_order: str | None,
-                mean: tuple[float, ...] | None, std: tuple[float, ...] | None) -> PreprocessSpec:
+def _preprocess(
+    base: PreprocessSpec, recorded: dict | None, size: int, *, channel_order: str | None, mean: tuple[float, ...] | None, std: tuple[float, ...] | None
+) -> PreprocessSpec:
     """Merge default < checkpoint < command line.
 
     Users, HF processors and mvit's metadata give mean/std in R,G,B order (HF normalises before
     its BGR flip); PreprocessSpec holds them in the network's channel order, so for BGR
     networks they are reversed here, once.
     """
-    as_rgb = (lambda v, order: tuple(v)[::-1] if order == "BGR" else tuple(v))  # noqa: E731
+    as_rgb = lambda v, order: tuple(v)[::-1] if order == "BGR" else tuple(v)  # noqa: E731
     rgb_mean, rgb_std = as_rgb(base.mean, base.channel_order), as_rgb(base.std, base.channel_order)
     spec = base
     recorded = recorded or {}
@@ -223,7 +224,8 @@ def resolve_model(
         if info.preprocess is None and channel_order is None and mean is None and std is None:
             notes.append(
                 f"{info.format} checkpoints do not record their preprocessing: assumed Apple's (BGR, x/255, no mean/std). "
-                "If yours was trained otherwise, pass --channel-order RGB and/or --mean R,G,B --std R,G,B")
+                "If yours was trained otherwise, pass --channel-order RGB and/or --mean R,G,B --std R,G,B"
+            )
     else:
         model_name = model_name or "mobilevit_xs"
         try:
@@ -259,12 +261,18 @@ def _load(checkpoint: Path, model_name: str | None, config: str):
     except MemoryError:
         raise ExportError(f"{checkpoint} is too large to load in this machine's memory") from None
     except Exception as exc:  # a corrupt file can fail deep inside safetensors/torch
-
         raise ExportError(f"cannot read checkpoint {checkpoint}: {exc.__class__.__name__}: {one_line(exc)}") from None
 
 
-def _resolve_factory(model_name: str, image_size: int | None, checkpoint: Path | None, labels: Path | None,
-                     channel_order: str | None, mean: tuple[float, ...] | None, std: tuple[float, ...] | None) -> ResolvedModel:
+def _resolve_factory(
+    model_name: str,
+    image_size: int | None,
+    checkpoint: Path | None,
+    labels: Path | None,
+    channel_order: str | None,
+    mean: tuple[float, ...] | None,
+    std: tuple[float, ...] | None,
+) -> ResolvedModel:
     if image_size is None:
         raise ExportError(f"--image-size is required for a custom model ({model_name})")
     if checkpoint is not None:

@@ -63,10 +63,16 @@ class MixedPrecision:
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"metric": "cosine of the output with fp32, this layer alone quantised", "float_layers": self.float_layers,
-                "agreement": round(self.agreement, 4),
-                "all_int8_agreement": round(self.all_int8_agreement, 4), "agreement_target": self.target, "passed": self.passed,
-                "sensitivity": [asdict(s) for s in self.sensitivity], "notes": self.notes}
+        return {
+            "metric": "cosine of the output with fp32, this layer alone quantised",
+            "float_layers": self.float_layers,
+            "agreement": round(self.agreement, 4),
+            "all_int8_agreement": round(self.all_int8_agreement, 4),
+            "agreement_target": self.target,
+            "passed": self.passed,
+            "sensitivity": [asdict(s) for s in self.sensitivity],
+            "notes": self.notes,
+        }
 
 
 def mean_cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
@@ -85,16 +91,14 @@ def top1_agreement(reference: np.ndarray, candidate: np.ndarray, decision_margin
     return float(np.mean(ref[decisive].argmax(1) == cand[decisive].argmax(1)))
 
 
-def measure(layer_score: Callable[[Any, str], float], shared: Any, layers: Sequence[str], ops: Sequence[str],
-            workers: Workers) -> list[LayerSensitivity]:
+def measure(layer_score: Callable[[Any, str], float], shared: Any, layers: Sequence[str], ops: Sequence[str], workers: Workers) -> list[LayerSensitivity]:
     """Each layer quantised alone (`layer_score(shared, layer)`, one task per layer), most sensitive first."""
     metrics = dict(run_tasks(layer_score, shared, list(layers), workers))
     table = [LayerSensitivity(layer, op, round(metrics[i], 5)) for i, (layer, op) in enumerate(zip(layers, ops))]
     return sorted(table, key=lambda s: (s.metric, s.layer))
 
 
-def choose(table: list[LayerSensitivity], agreement_with: Callable[[list[str]], float],
-           judge_limit: float = JUDGE.top1_agreement) -> MixedPrecision:
+def choose(table: list[LayerSensitivity], agreement_with: Callable[[list[str]], float], judge_limit: float = JUDGE.top1_agreement) -> MixedPrecision:
     """The fewest most-sensitive layers kept float for which `agreement_with(float_layers)` meets the target.
 
     Doubling then bisection over the ranking: assumes that keeping more of the worst layers float
@@ -119,9 +123,11 @@ def choose(table: list[LayerSensitivity], agreement_with: Callable[[list[str]], 
     if high is None:
         best = max(tried, key=lambda n: (tried[n], -n))
         failed = _result(table, ranked[:best], tried, best, target, False)
-        failed.notes.append(f"int8 cannot meet the judge at any mix (best top-1 agreement with fp32 {tried[best]:.2f} < "
-                            f"{target:.2f} with up to {limit} of {len(ranked)} layers float); the layers that break it: "
-                            f"{breaking_layers(table)}")
+        failed.notes.append(
+            f"int8 cannot meet the judge at any mix (best top-1 agreement with fp32 {tried[best]:.2f} < "
+            f"{target:.2f} with up to {limit} of {len(ranked)} layers float); the layers that break it: "
+            f"{breaking_layers(table)}"
+        )
         return failed
     while high - low > 1:
         mid = (low + high) // 2
@@ -138,15 +144,16 @@ def _doubling(limit: int) -> list[int]:
     return steps
 
 
-def _result(table: list[LayerSensitivity], chosen: list[str], tried: dict[int, float], k: int, target: float,
-            passed: bool) -> MixedPrecision:
+def _result(table: list[LayerSensitivity], chosen: list[str], tried: dict[int, float], k: int, target: float, passed: bool) -> MixedPrecision:
     position = {s.layer: i for i, s in enumerate(table)}
     goal = "until" if passed else "as the best mix found, though it never"
     rows = []
     for s in table:
         if s.layer in chosen:
-            why = (f"rank {position[s.layer] + 1} of {len(table)}: alone it drops the output cosine to {s.metric:.3f}; "
-                   f"kept float {goal} agreed with fp32 on >= {target:.2f} of the calibration images")
+            why = (
+                f"rank {position[s.layer] + 1} of {len(table)}: alone it drops the output cosine to {s.metric:.3f}; "
+                f"kept float {goal} agreed with fp32 on >= {target:.2f} of the calibration images"
+            )
             rows.append(LayerSensitivity(s.layer, s.op, s.metric, True, why))
         else:
             rows.append(s)
@@ -158,13 +165,17 @@ def calibration_notes(reference: np.ndarray, decision_margin: float = JUDGE.deci
     notes = []
     count = len(reference)
     if count < MIN_SEARCH_IMAGES:
-        notes.append(f"only {count} calibration image(s): the mixed-precision search judged agreement on them, and one "
-                     f"disagreement moves it by {100 / count:.0f}%; give {MIN_SEARCH_IMAGES} or more with --calibration DIR")
+        notes.append(
+            f"only {count} calibration image(s): the mixed-precision search judged agreement on them, and one "
+            f"disagreement moves it by {100 / count:.0f}%; give {MIN_SEARCH_IMAGES} or more with --calibration DIR"
+        )
     flat = reference.reshape(count, -1)
     undecided = int((margin(flat, 1) < decision_margin).sum())
     if undecided > MAX_UNDECIDED_SHARE * count:
-        notes.append(f"the fp32 model cannot decide between its top two classes on {undecided} of {count} calibration "
-                     "images: are they like the images it will see? Int8 ranges and the search are set on them")
+        notes.append(
+            f"the fp32 model cannot decide between its top two classes on {undecided} of {count} calibration "
+            "images: are they like the images it will see? Int8 ranges and the search are set on them"
+        )
     return notes
 
 

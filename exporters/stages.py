@@ -97,16 +97,17 @@ def _in_graph(target: ExportTarget, opts: ExportOptions) -> bool:
     return target.preprocess_in_graph and not opts.raw_input
 
 
-def build_for_target(resolved: ResolvedModel, fused: nn.Module, target: ExportTarget | str,
-                     opts: ExportOptions | dict[str, Any] | None = None) -> tuple[BuiltModule, BuiltModule]:
+def build_for_target(
+    resolved: ResolvedModel, fused: nn.Module, target: ExportTarget | str, opts: ExportOptions | dict[str, Any] | None = None
+) -> tuple[BuiltModule, BuiltModule]:
     """(module the target traces, reference module without pixel preprocessing)."""
     target = get_target(target) if isinstance(target, str) else target
     opts = ExportOptions.from_dict(opts)
-    built = build_export_module(fused, resolved.task, resolved.image_size, target=target,
-                                preprocess=resolved.preprocess if _in_graph(target, opts) else None, options=opts)
+    built = build_export_module(
+        fused, resolved.task, resolved.image_size, target=target, preprocess=resolved.preprocess if _in_graph(target, opts) else None, options=opts
+    )
     # The reference is the network as written (never rank-lowered), so verification also proves the rewrite exact.
-    reference = build_export_module(fused, resolved.task, resolved.image_size, target=target, preprocess=None, options=opts,
-                                    lower=False)
+    reference = build_export_module(fused, resolved.task, resolved.image_size, target=target, preprocess=None, options=opts, lower=False)
     return built, reference
 
 
@@ -134,8 +135,16 @@ def prepare_export(
 ) -> PreparedExport:
     """Resolve the model and check every option for every target, before anything is written."""
     export_targets = [get_target(t) for t in targets]
-    resolved = resolve_model(model_name, config=config, image_size=image_size, checkpoint=checkpoint, labels=labels,
-                             channel_order=options.get("channel_order"), mean=options.get("mean"), std=options.get("std"))
+    resolved = resolve_model(
+        model_name,
+        config=config,
+        image_size=image_size,
+        checkpoint=checkpoint,
+        labels=labels,
+        channel_order=options.get("channel_order"),
+        mean=options.get("mean"),
+        std=options.get("std"),
+    )
     per_target = {t.name: normalise_options(resolved.task, options, t) for t in export_targets}
     size_info = check_image_size(resolved.net, resolved.image_size, resolved.config, resolved.name)
     return PreparedExport(resolved, per_target, size_info, fuse_batchnorm(resolved.net))
@@ -144,27 +153,39 @@ def prepare_export(
 def final_names(final: Path) -> tuple[Path, ...]:
     """Every name an export of `final` publishes or replaces: the artefact, its report, an earlier
     mvit-verify report and the raw-detection anchors."""
-    return (final, report_path_for(final), final.with_name(final.name + ".verify.json"),
-            final.with_name(final.name + ".anchors.npy"))
+    return (final, report_path_for(final), final.with_name(final.name + ".verify.json"), final.with_name(final.name + ".anchors.npy"))
 
 
-def export_request(resolved: ResolvedModel, built: BuiltModule, precision: str, opts: ExportOptions,
-             export_target: ExportTarget) -> ExportRequest:
+def export_request(resolved: ResolvedModel, built: BuiltModule, precision: str, opts: ExportOptions, export_target: ExportTarget) -> ExportRequest:
     in_graph = _in_graph(export_target, opts)
     preprocess = preprocess_dict(resolved.preprocess, raw_input=opts.raw_input, in_graph=in_graph)
     final_outputs = export_target.output_names_with_nms(opts) if opts.nms else built.output_names
     metadata = {
-        "mvit_version": __version__, "model": resolved.name, "task": resolved.task, "config": resolved.config,
-        "precision": precision, "image_size": str(resolved.image_size), "weights": resolved.weights,
-        "labels": json.dumps(resolved.labels), "preprocess": json.dumps(preprocess, sort_keys=True),
-        "output_names": json.dumps(final_outputs), "export_options": json.dumps(opts.as_dict(), sort_keys=True),
+        "mvit_version": __version__,
+        "model": resolved.name,
+        "task": resolved.task,
+        "config": resolved.config,
+        "precision": precision,
+        "image_size": str(resolved.image_size),
+        "weights": resolved.weights,
+        "labels": json.dumps(resolved.labels),
+        "preprocess": json.dumps(preprocess, sort_keys=True),
+        "output_names": json.dumps(final_outputs),
+        "export_options": json.dumps(opts.as_dict(), sort_keys=True),
     }
     return ExportRequest(
-        module=built.module, model_name=resolved.name, task=resolved.task,
-        input_shape=(1, 3, resolved.image_size, resolved.image_size), output_names=built.output_names,
-        labels=resolved.labels, preprocess=preprocess, precision=precision,  # type: ignore[arg-type]
-        channels_last_input=opts.nhwc, dynamic_batch=opts.dynamic_batch,
-        metadata=metadata, options=opts,
+        module=built.module,
+        model_name=resolved.name,
+        task=resolved.task,
+        input_shape=(1, 3, resolved.image_size, resolved.image_size),
+        output_names=built.output_names,
+        labels=resolved.labels,
+        preprocess=preprocess,
+        precision=precision,  # type: ignore[arg-type]
+        channels_last_input=opts.nhwc,
+        dynamic_batch=opts.dynamic_batch,
+        metadata=metadata,
+        options=opts,
     )
 
 

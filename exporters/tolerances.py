@@ -45,8 +45,16 @@ class Tolerance:
 
 TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(
-        relative_error=1e-4, cosine=0.99999, decision_margin=1e-5, top1_agreement=1.0, top5_agreement=0.99,
-        mask_agreement=0.999, mask_miou=0.99, box_iou=0.999, box_recall=1.0, score_difference=1e-4,
+        relative_error=1e-4,
+        cosine=0.99999,
+        decision_margin=1e-5,
+        top1_agreement=1.0,
+        top5_agreement=0.99,
+        mask_agreement=0.999,
+        mask_miou=0.99,
+        box_iou=0.999,
+        box_recall=1.0,
+        score_difference=1e-4,
     ),
     "fp16": Tolerance(
         # 0.06: 1.7x the worst healthy fp16 export measured (CoreML 0.036), and 1% weight noise
@@ -56,10 +64,16 @@ TOLERANCES: dict[str, Tolerance] = {
         cosine=0.997,
         # An honest export with error e can flip a decision whose margin is under 2e: 2 x 0.036
         # measured, so smaller margins are not judged; top-1 on the rest must agree exactly.
-        decision_margin=8e-2, top1_agreement=1.0, top5_agreement=0.8,
+        decision_margin=8e-2,
+        top1_agreement=1.0,
+        top5_agreement=0.8,
         # Set on random-weight exports; the trained segmenter and detector (tests/trained_fixtures.py) pass them at
         # fp16 on every target (docs/trained-fixture.md), with no margin study behind the exact values yet.
-        mask_agreement=0.98, mask_miou=0.9, box_iou=0.9, box_recall=0.9, score_difference=2e-2,
+        mask_agreement=0.98,
+        mask_miou=0.9,
+        box_iou=0.9,
+        box_recall=0.9,
+        score_difference=2e-2,
     ),
 }
 
@@ -76,14 +90,50 @@ _NOT_ELEMENTWISE = dict(relative_error=float("inf"), cosine=-1.0)
 # percent. For detection `box_iou` is the mean matched IoU and `score_difference` the 95th
 # percentile (the worst single box of a quantised export moves by a pixel or two: min IoU 0.5).
 QUANTISED_TOLERANCES: dict[str, Tolerance] = {
-    "int8-weights": Tolerance(**_NOT_ELEMENTWISE, decision_margin=0.05, top1_agreement=0.95, top5_agreement=0.8,
-                              mask_agreement=0.95, mask_miou=0.8, box_iou=0.9, box_recall=0.95, score_difference=0.1),
-    "palette6": Tolerance(**_NOT_ELEMENTWISE, decision_margin=0.05, top1_agreement=0.95, top5_agreement=0.8,
-                          mask_agreement=0.95, mask_miou=0.8, box_iou=0.9, box_recall=0.95, score_difference=0.1),
-    "int8": Tolerance(**_NOT_ELEMENTWISE, decision_margin=0.1, top1_agreement=0.9, top5_agreement=0.7,
-                      mask_agreement=0.9, mask_miou=0.7, box_iou=0.8, box_recall=0.9, score_difference=0.15),
-    "palette4": Tolerance(**_NOT_ELEMENTWISE, decision_margin=0.1, top1_agreement=0.9, top5_agreement=0.7,
-                          mask_agreement=0.9, mask_miou=0.7, box_iou=0.8, box_recall=0.9, score_difference=0.15),
+    "int8-weights": Tolerance(
+        **_NOT_ELEMENTWISE,
+        decision_margin=0.05,
+        top1_agreement=0.95,
+        top5_agreement=0.8,
+        mask_agreement=0.95,
+        mask_miou=0.8,
+        box_iou=0.9,
+        box_recall=0.95,
+        score_difference=0.1,
+    ),
+    "palette6": Tolerance(
+        **_NOT_ELEMENTWISE,
+        decision_margin=0.05,
+        top1_agreement=0.95,
+        top5_agreement=0.8,
+        mask_agreement=0.95,
+        mask_miou=0.8,
+        box_iou=0.9,
+        box_recall=0.95,
+        score_difference=0.1,
+    ),
+    "int8": Tolerance(
+        **_NOT_ELEMENTWISE,
+        decision_margin=0.1,
+        top1_agreement=0.9,
+        top5_agreement=0.7,
+        mask_agreement=0.9,
+        mask_miou=0.7,
+        box_iou=0.8,
+        box_recall=0.9,
+        score_difference=0.15,
+    ),
+    "palette4": Tolerance(
+        **_NOT_ELEMENTWISE,
+        decision_margin=0.1,
+        top1_agreement=0.9,
+        top5_agreement=0.7,
+        mask_agreement=0.9,
+        mask_miou=0.7,
+        box_iou=0.8,
+        box_recall=0.9,
+        score_difference=0.15,
+    ),
 }
 
 

@@ -25,8 +25,7 @@ def check_verifier(target: ExportTarget | str, verifier: str) -> None:
     if verifier != "auto" and verifier not in target.verifiers:
         raise ExportError(f"--verifier {verifier} applies to CoreML exports only (got --target {target.name})")
     if verifier in ("coreml-runtime", "both") and sys.platform != "darwin":
-        raise ExportError(f"--verifier {verifier} needs Apple's CoreML runtime, which runs only on macOS; "
-                          "use --verifier mil-reference or auto here")
+        raise ExportError(f"--verifier {verifier} needs Apple's CoreML runtime, which runs only on macOS; use --verifier mil-reference or auto here")
 
 
 def merge_verifications(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -46,8 +45,14 @@ def verification_samples_for(resolved: ResolvedModel) -> list[Sample]:
 
 
 def run_verification(
-    export_target: ExportTarget, path: Path, resolved: ResolvedModel, reference: BuiltModule,
-    precision: str, opts: ExportOptions, num_threads: int | None = None, verifier: str = "auto",
+    export_target: ExportTarget,
+    path: Path,
+    resolved: ResolvedModel,
+    reference: BuiltModule,
+    precision: str,
+    opts: ExportOptions,
+    num_threads: int | None = None,
+    verifier: str = "auto",
     samples: list[Sample] | None = None,
 ) -> dict[str, Any]:
     """Verify with the target's own runner, or for CoreML with a chosen one or both.
@@ -71,10 +76,19 @@ def run_verification(
             if verifier != "auto":
                 raise
             return {"verdict": "not-verified", "reason": str(exc), "checks": []}
-        results.append(verify_runner(runner, reference, task=resolved.task, preprocess=resolved.preprocess,
-                                     precision=precision, raw_input=opts.raw_input, nms=opts.nms,
-                                     nms_best_class_only=export_target.nms_best_class_only,
-                                     samples=None if samples is None else verification_samples_for(resolved) + samples))
+        results.append(
+            verify_runner(
+                runner,
+                reference,
+                task=resolved.task,
+                preprocess=resolved.preprocess,
+                precision=precision,
+                raw_input=opts.raw_input,
+                nms=opts.nms,
+                nms_best_class_only=export_target.nms_best_class_only,
+                samples=None if samples is None else verification_samples_for(resolved) + samples,
+            )
+        )
     # Quantised precisions: random weights or too few decisive samples are no evidence (quantize.py).
     results = [judge_quantised(r, precision, resolved.weights) for r in results]
     return results[0] if len(results) == 1 else merge_verifications(results)

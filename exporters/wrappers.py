@@ -85,6 +85,8 @@ def lower_rank_for_export(net: nn.Module, image_size: int, options: ExportOption
     lowered, info = lower_rank(net, example, MAX_RANK)
     if lowered is not net and options.dynamic_batch:
         # The lowered graph holds concrete shapes, batch 1 included.
-        raise ExportError(f"--dynamic-batch cannot be combined with a network whose tensors reach rank {info['max_rank_before']}: "
-                          "its reshapes are lowered to rank <= 5 for batch 1 only; export without --dynamic-batch")
+        raise ExportError(
+            f"--dynamic-batch cannot be combined with a network whose tensors reach rank {info['max_rank_before']}: "
+            "its reshapes are lowered to rank <= 5 for batch 1 only; export without --dynamic-batch"
+        )
     return lowered, info

@@ -9,6 +9,13 @@ from .mobilevit_v2 import MobileViTV2
 from .registry import ModelSpec, PreprocessSpec, create_model, get_spec, list_models
 
 __all__ = [
-    "PATCH_CONFIGS", "MobileViT", "MobileViTV2", "ModelSpec", "PreprocessSpec",
-    "create_model", "fuse_batchnorm", "get_spec", "list_models",
+    "PATCH_CONFIGS",
+    "MobileViT",
+    "MobileViTV2",
+    "ModelSpec",
+    "PreprocessSpec",
+    "create_model",
+    "fuse_batchnorm",
+    "get_spec",
+    "list_models",
 ]

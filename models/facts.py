@@ -43,8 +43,7 @@ class PatchBlockInput:
 def patch_block_inputs(net: nn.Module, image_size: int) -> list[PatchBlockInput]:
     """Every patch block call, in call order, when `net` runs once at `image_size`; the network's
     own exceptions pass through."""
-    return [PatchBlockInput(block, shape[-1], 2 ** round(math.log2(image_size / shape[-1])))
-            for block, shape in inputs_of(net, PATCH_BLOCKS, image_size)]
+    return [PatchBlockInput(block, shape[-1], 2 ** round(math.log2(image_size / shape[-1]))) for block, shape in inputs_of(net, PATCH_BLOCKS, image_size)]
 
 
 def input_multiple(blocks: list[PatchBlockInput]) -> int:

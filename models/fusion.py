@@ -12,8 +12,15 @@ from torch import nn
 def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """Return a new conv computing bn(conv(x)) in eval mode."""
     fused = nn.Conv2d(
-        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,  # type: ignore[arg-type]
-        conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode,  # type: ignore[arg-type]
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,  # type: ignore[arg-type]
+        conv.stride,  # type: ignore[arg-type]
+        conv.padding,  # type: ignore[arg-type]
+        conv.dilation,  # type: ignore[arg-type]
+        conv.groups,
+        bias=True,
+        padding_mode=conv.padding_mode,  # type: ignore[arg-type]
     ).to(conv.weight.dtype)
     assert bn.running_var is not None and bn.running_mean is not None and fused.bias is not None  # eval-mode BN has stats
     # Fold in float64 so the fused weights round only once.

@@ -38,8 +38,14 @@ class ConvBnAct(nn.Sequential):
         super().__init__()
         padding = (kernel_size - 1) // 2 * dilation
         self.conv = nn.Conv2d(
-            in_channels, out_channels, kernel_size, stride, padding,
-            dilation=dilation, groups=groups, bias=False,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation=dilation,
+            groups=groups,
+            bias=False,
         )
         self.bn = nn.BatchNorm2d(out_channels, eps=1e-5)
         self.act = act() if act is not None else nn.Identity()

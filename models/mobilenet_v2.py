@@ -25,9 +25,7 @@ class MobileNetV2(nn.Module):
         for t, c, n, s in SETTINGS:
             out_ch = make_divisible(c * width_mult)
             for i in range(n):
-                blocks.append(
-                    InvertedResidual(in_ch, out_ch, s if i == 0 else 1, t, act=nn.ReLU6, skip_expand_when_ratio_one=True)
-                )
+                blocks.append(InvertedResidual(in_ch, out_ch, s if i == 0 else 1, t, act=nn.ReLU6, skip_expand_when_ratio_one=True))
                 in_ch = out_ch
         self.stages = nn.Sequential(*blocks)
         self.num_features = make_divisible(1280 * max(1.0, width_mult))

@@ -71,10 +71,12 @@ class MobileViTV2(nn.Module):
             if i >= 1 and dilate[i - 1]:
                 dilation *= 2
                 stride = 1
-            stages.append(nn.Sequential(
-                InvertedResidual(in_ch, out_ch, stride, EXPAND_RATIO, dilation=prev_dilation),
-                MobileVitV2Block(out_ch, dim, depth),
-            ))
+            stages.append(
+                nn.Sequential(
+                    InvertedResidual(in_ch, out_ch, stride, EXPAND_RATIO, dilation=prev_dilation),
+                    MobileVitV2Block(out_ch, dim, depth),
+                )
+            )
             in_ch = out_ch
         self.stages = nn.Sequential(*stages)
         self.stage_channels = channels

@@ -121,34 +121,82 @@ _DET = PreprocessSpec(resize_shortest=320, crop=320)
 _SIZE_NAMES = {"xxs": "XX-Small", "xs": "X-Small", "s": "Small"}
 
 for _size, _long in _SIZE_NAMES.items():
-    register(ModelSpec(
-        f"mobilevit_{_size}", lambda s=_size, **kw: MobileViT(s, **kw), "classification", 256, _CLS, 1000,
-        description=f"MobileViT-{_long} ImageNet-1k classifier",
-    ))
-    register(ModelSpec(
-        f"deeplabv3_mobilevit_{_size}", lambda s=_size, **kw: DeepLabV3(s, **kw), "segmentation", 512, _SEG, 21,
-        labels_file="voc.txt", description=f"DeepLabV3 MobileViT-{_long}, PASCAL VOC",
-    ))
-    register(ModelSpec(
-        f"ssdlite_mobilevit_{_size}", lambda s=_size, **kw: SSDLite(s, **kw), "detection", 320, _DET, 81,
-        labels_file="coco.txt", description=f"SSDLite MobileViT-{_long}, COCO",
-    ))
+    register(
+        ModelSpec(
+            f"mobilevit_{_size}",
+            lambda s=_size, **kw: MobileViT(s, **kw),
+            "classification",
+            256,
+            _CLS,
+            1000,
+            description=f"MobileViT-{_long} ImageNet-1k classifier",
+        )
+    )
+    register(
+        ModelSpec(
+            f"deeplabv3_mobilevit_{_size}",
+            lambda s=_size, **kw: DeepLabV3(s, **kw),
+            "segmentation",
+            512,
+            _SEG,
+            21,
+            labels_file="voc.txt",
+            description=f"DeepLabV3 MobileViT-{_long}, PASCAL VOC",
+        )
+    )
+    register(
+        ModelSpec(
+            f"ssdlite_mobilevit_{_size}",
+            lambda s=_size, **kw: SSDLite(s, **kw),
+            "detection",
+            320,
+            _DET,
+            81,
+            labels_file="coco.txt",
+            description=f"SSDLite MobileViT-{_long}, COCO",
+        )
+    )
 
 _V2_FIXED = "uses patch size 2 in every MobileViT v2 block (the paper's only setting)"
 for _width, _mult in WIDTHS.items():
-    register(ModelSpec(
-        f"mobilevitv2_{_width}", lambda w=_width, **kw: MobileViTV2(w, **kw), "classification", 256, _CLS, 1000,
-        supports_patch_config=False, fixed_patch_reason=_V2_FIXED, description=f"MobileViT v2 {_mult} ImageNet-1k classifier",
-    ))
-    register(ModelSpec(
-        f"deeplabv3_mobilevitv2_{_width}", lambda w=_width, **kw: deeplabv3_mobilevit_v2(w, **kw), "segmentation", 512,
-        _SEG, 21, labels_file="voc.txt", supports_patch_config=False, fixed_patch_reason=_V2_FIXED,
-        description=f"DeepLabV3 MobileViT v2 {_mult}, PASCAL VOC",
-    ))
+    register(
+        ModelSpec(
+            f"mobilevitv2_{_width}",
+            lambda w=_width, **kw: MobileViTV2(w, **kw),
+            "classification",
+            256,
+            _CLS,
+            1000,
+            supports_patch_config=False,
+            fixed_patch_reason=_V2_FIXED,
+            description=f"MobileViT v2 {_mult} ImageNet-1k classifier",
+        )
+    )
+    register(
+        ModelSpec(
+            f"deeplabv3_mobilevitv2_{_width}",
+            lambda w=_width, **kw: deeplabv3_mobilevit_v2(w, **kw),
+            "segmentation",
+            512,
+            _SEG,
+            21,
+            labels_file="voc.txt",
+            supports_patch_config=False,
+            fixed_patch_reason=_V2_FIXED,
+            description=f"DeepLabV3 MobileViT v2 {_mult}, PASCAL VOC",
+        )
+    )
 
-register(ModelSpec(
-    "mobilenet_v2", MobileNetV2, "classification", 224,
-    # torchvision's recipe: RGB, ImageNet mean/std.
-    PreprocessSpec(256, 224, 1 / 255, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "RGB"),
-    1000, supports_patch_config=False, description="MobileNetV2 1.0 (paper baseline)",
-))
+register(
+    ModelSpec(
+        "mobilenet_v2",
+        MobileNetV2,
+        "classification",
+        224,
+        # torchvision's recipe: RGB, ImageNet mean/std.
+        PreprocessSpec(256, 224, 1 / 255, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "RGB"),
+        1000,
+        supports_patch_config=False,
+        description="MobileNetV2 1.0 (paper baseline)",
+    )
+)

@@ -35,8 +35,21 @@ _QUIET_ENV = {
     "ONEDNN_VERBOSE": "0",
     "TF_ENABLE_ONEDNN_OPTS": "0",  # else TF prints a oneDNN notice on import
 }
-_QUIET_LOGGERS = ("coremltools", "torchao", "torch.utils._pytree", "absl", "jax", "tensorflow", "litert_torch",
-                  "ai_edge_torch", "onnxscript", "onnx_ir", "torch.onnx", "torch._dynamo", "torch.export")
+_QUIET_LOGGERS = (
+    "coremltools",
+    "torchao",
+    "torch.utils._pytree",
+    "absl",
+    "jax",
+    "tensorflow",
+    "litert_torch",
+    "ai_edge_torch",
+    "onnxscript",
+    "onnx_ir",
+    "torch.onnx",
+    "torch._dynamo",
+    "torch.export",
+)
 
 
 # Notices C++ runtimes print on fd 2 whatever the log level: TFLite's minimal logger ("INFO: Created
@@ -257,8 +270,7 @@ def run_cli(command: Any, argv: list[str] | None, prog: str) -> int:
             return fail(f"{exc.strerror or one_line(exc)}{where}; check the path, permissions and free disk space")
         if debug():
             raise
-        return fail(f"internal error: {exc.__class__.__name__}: {one_line(exc)} (rerun with MVIT_DEBUG=1 for the traceback)",
-                    EXIT_INTERNAL)
+        return fail(f"internal error: {exc.__class__.__name__}: {one_line(exc)} (rerun with MVIT_DEBUG=1 for the traceback)", EXIT_INTERNAL)
     finally:
         _interrupt["requested"] = False
         for signum, handler in (previous or {}).items():

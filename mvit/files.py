@@ -114,7 +114,7 @@ def clean_stale_staging(folder: Path) -> list[Path]:
     """Remove staging folders/files of processes that no longer run (killed with SIGKILL, power loss)."""
     removed = []
     for item in Path(folder).glob(f"{STAGING_PREFIX}*"):
-        pid_text = item.name[len(STAGING_PREFIX):].split("-", 1)[0]
+        pid_text = item.name[len(STAGING_PREFIX) :].split("-", 1)[0]
         if pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text)):
             remove(item)
             removed.append(item)
@@ -190,8 +190,7 @@ def check_replaceable(*paths: Path) -> None:
         marker = FOLDER_ARTEFACTS.get(path.suffix)
         if marker and (path / marker).is_file():
             continue
-        raise PathRefused(f"{path} is a folder mvit did not write, in the way of a file it writes; "
-                               "move it away yourself, or pass another --out")
+        raise PathRefused(f"{path} is a folder mvit did not write, in the way of a file it writes; move it away yourself, or pass another --out")
 
 
 def publish(moves: list[tuple[Path, Path]], also_remove: tuple[Path, ...] = ()) -> None:

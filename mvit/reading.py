@@ -33,8 +33,7 @@ def open_regular(path: str | os.PathLike, what: str) -> BinaryIO:
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            kind = "folder" if stat.S_ISDIR(mode) else "pipe" if stat.S_ISFIFO(mode) else \
-                "socket" if stat.S_ISSOCK(mode) else "device"
+            kind = "folder" if stat.S_ISDIR(mode) else "pipe" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
             raise NotARegularFile(f"{path} is a {kind}, not a regular file; {what} must be a file on disk")
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")

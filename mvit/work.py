@@ -107,8 +107,7 @@ class Workers:
         return {"backend": "ray" if self.ray_address else "local", "workers": self.count or None, "ray_address": self.ray_address}
 
 
-def run_tasks(fn: Callable[[Any, Any], Any], shared: Any, tasks: Sequence[Any], workers: Workers,
-              window: int | None = None) -> Iterator[tuple[int, Any]]:
+def run_tasks(fn: Callable[[Any, Any], Any], shared: Any, tasks: Sequence[Any], workers: Workers, window: int | None = None) -> Iterator[tuple[int, Any]]:
     """(index, fn(shared, tasks[index])) for every task, in the order they finish."""
     if workers.ray_address is not None:
         yield from _on_ray(fn, shared, tasks, workers.ray_address, window)
@@ -136,8 +135,7 @@ def _call_in_worker(fn: Callable[[Any, Any], Any], task: Any) -> Any:
 
 
 def _on_local_processes(fn, shared, tasks, count: int, window: int | None) -> Iterator[tuple[int, Any]]:
-    pool = cf.ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn"),
-                                  initializer=_start_worker, initargs=(shared,))
+    pool = cf.ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker, initargs=(shared,))
     finished = False
     try:
         pending: dict[cf.Future, int] = {}
@@ -172,8 +170,10 @@ def _check_reachable(address: str) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=5).close()
     except OSError as exc:
-        raise WorkError(f"--ray {address}: no Ray cluster answers there ({exc.strerror or exc.__class__.__name__}); "
-                        "give the address `ray start --head` printed, or `local` to start one here") from None
+        raise WorkError(
+            f"--ray {address}: no Ray cluster answers there ({exc.strerror or exc.__class__.__name__}); "
+            "give the address `ray start --head` printed, or `local` to start one here"
+        ) from None
 
 
 def _ray_call(fn: Callable[[Any, Any], Any], shared: Any, task: Any) -> Any:
@@ -195,8 +195,10 @@ def _on_ray(fn, shared, tasks, address: str, window: int | None) -> Iterator[tup
         try:
             ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False)
         except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise WorkError(f"--ray {address}: cannot join the Ray cluster ({str(exc).splitlines()[0][:160]}); "
-                            "give the address `ray start --head` printed, or `local` to start one here") from None
+            raise WorkError(
+                f"--ray {address}: cannot join the Ray cluster ({str(exc).splitlines()[0][:160]}); "
+                "give the address `ray start --head` printed, or `local` to start one here"
+            ) from None
         finally:
             for sig, handler in handlers.items():
                 if handler is not None:

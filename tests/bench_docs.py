@@ -12,11 +12,26 @@ from mvit.benchmarks.stats import LatencyStats
 def result(times, *, model="mobilevit_xxs", config="A", runtime="onnxruntime", threads=2, **extra) -> dict:
     times = [float(t) for t in times]
     row = {
-        "model": model, "config": config, "task": "classification", "runtime": runtime,
-        "compute_units": None, "precision": "fp32", "input_size": [256, 256], "batch": 1, "threads": threads,
-        "artefact": None, "compile_ms": None, "load_ms": 12.5, "first_inference_ms": 30.0, "warmup_runs": 10,
-        "runs": len(times), "times_ms": times, "stats": LatencyStats.from_times(times).as_dict(),
-        "peak_rss_mb": 300.0, "macs": 407_364_096, "gflops_per_s": 70.0,
+        "model": model,
+        "config": config,
+        "task": "classification",
+        "runtime": runtime,
+        "compute_units": None,
+        "precision": "fp32",
+        "input_size": [256, 256],
+        "batch": 1,
+        "threads": threads,
+        "artefact": None,
+        "compile_ms": None,
+        "load_ms": 12.5,
+        "first_inference_ms": 30.0,
+        "warmup_runs": 10,
+        "runs": len(times),
+        "times_ms": times,
+        "stats": LatencyStats.from_times(times).as_dict(),
+        "peak_rss_mb": 300.0,
+        "macs": 407_364_096,
+        "gflops_per_s": 70.0,
     }
     row.update(extra)
     return row
@@ -27,8 +42,16 @@ def document(results, *, cpu="AMD EPYC", gemm=150.0) -> dict:
         "schema_version": 1,
         "tool": {"name": "mvit-bench", "version": "0.1.0"},
         "created_utc": "2026-11-23T04:40:28.123456+00:00",
-        "machine": {"os": "Linux", "os_version": "6.1", "device_model": "x86_64", "cpu": cpu, "cores": 2,
-                    "thermal_state": None, "low_power_mode": None, "libraries": {"onnxruntime": "1.32.0"}},
+        "machine": {
+            "os": "Linux",
+            "os_version": "6.1",
+            "device_model": "x86_64",
+            "cpu": cpu,
+            "cores": 2,
+            "thermal_state": None,
+            "low_power_mode": None,
+            "libraries": {"onnxruntime": "1.32.0"},
+        },
         "gemm_gflops": gemm,
         "results": results,
     }
@@ -44,8 +67,9 @@ def harness_document(times_by_units: dict[str, list[float]]) -> dict:
         row["compile_ms"] = 850.0
         rows.append(row)
     doc = document(rows)
-    doc["machine"].update(os="iOS", os_version="18.1", device_model="iPhone13,2", cpu="Apple A14 Bionic", cores=6,
-                          thermal_state="nominal", low_power_mode=False)
+    doc["machine"].update(
+        os="iOS", os_version="18.1", device_model="iPhone13,2", cpu="Apple A14 Bionic", cores=6, thermal_state="nominal", low_power_mode=False
+    )
     doc["machine"]["libraries"] = {"CoreML": "iOS 18.1"}
     del doc["gemm_gflops"]
     doc["created_utc"] = "2026-11-23T04:40:28Z"

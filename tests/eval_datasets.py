@@ -50,8 +50,7 @@ def voc(root: Path) -> Path:
     for i, (p, m) in enumerate(zip(pixels, masks)):
         save(root / "JPEGImages" / f"{i:03d}.png", p, margin)  # PNG: lossless, so the recorded figure holds
         # The margin is labelled 255 (VOC's "void"): the crop removes it, and it must not be scored anyway.
-        Image.fromarray(np.pad(m.astype(np.uint8), margin, constant_values=255), mode="L").save(
-            root / "SegmentationClass" / f"{i:03d}.png")
+        Image.fromarray(np.pad(m.astype(np.uint8), margin, constant_values=255), mode="L").save(root / "SegmentationClass" / f"{i:03d}.png")
     split = root / "ImageSets" / "Segmentation" / "val.txt"
     split.parent.mkdir(parents=True)
     split.write_text("".join(f"{i:03d}\n" for i in range(len(pixels))))
@@ -68,8 +67,7 @@ def coco(root: Path, count: int = DETECTION_SCENES) -> Path:
         images.append({"id": i, "file_name": f"{i:03d}.png", "width": size, "height": size})
         for box, cls in zip(b * size, c):
             x1, y1, x2, y2 = box.tolist()
-            annotations.append({"id": len(annotations), "image_id": i, "category_id": int(cls),
-                                "bbox": [x1, y1, x2 - x1, y2 - y1], "iscrowd": 0})
+            annotations.append({"id": len(annotations), "image_id": i, "category_id": int(cls), "bbox": [x1, y1, x2 - x1, y2 - y1], "iscrowd": 0})
     categories = [{"id": k + 1, "name": name} for k, name in enumerate(tf.LABELS)]
     (root / "annotations.json").write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
     return root

@@ -80,10 +80,7 @@ def struct_mismatches(struct: CodableStruct, label: str, node: dict[str, Any]) -
         allowed = _schema_json_types(field)
         # JSON Schema's "number" accepts integers too; nothing else converts.
         if swift_type not in allowed and not (swift_type == "integer" and "number" in allowed):
-            problems.append(
-                f"{struct.where}: {prop.name}: {prop.type_text} encodes as {swift_type}, "
-                f"the schema's {key!r} wants {sorted(allowed)}"
-            )
+            problems.append(f"{struct.where}: {prop.name}: {prop.type_text} encodes as {swift_type}, the schema's {key!r} wants {sorted(allowed)}")
     return problems
 
 
@@ -104,8 +101,5 @@ def contract_mismatches(sources: dict[str, str], schema: dict[str, Any]) -> list
     if compute_units is None:
         problems.append(f"no enum {COMPUTE_UNITS_ENUM} in the Swift sources")
     elif set(compute_units.values()) != schema_units:
-        problems.append(
-            f"{COMPUTE_UNITS_ENUM} raw values {sorted(compute_units.values())} differ from the "
-            f"schema's compute_units {sorted(schema_units)}"
-        )
+        problems.append(f"{COMPUTE_UNITS_ENUM} raw values {sorted(compute_units.values())} differ from the schema's compute_units {sorted(schema_units)}")
     return problems

@@ -47,8 +47,7 @@ class Export:
 EXPORTS = (
     Export("harness_golden.json", ("--model", "mobilevit_xxs", "--image-size", "64")),
     Export("harness_golden_multifunction.json", ("--model", "mobilevit_xxs", "--image-size", "64,128")),
-    Export("harness_golden_enumerated.json",
-           ("--model", "mobilevit_xxs", "--image-size", "64,128", "--coreml-shapes", "enumerated")),
+    Export("harness_golden_enumerated.json", ("--model", "mobilevit_xxs", "--image-size", "64,128", "--coreml-shapes", "enumerated")),
     Export("harness_golden_detector.json", ("--model", "ssdlite_mobilevit_xxs", "--image-size", "128")),
 )
 
@@ -57,8 +56,7 @@ def export(spec: Export, out: Path) -> Path:
     """The package `mvit-export --target coreml ARGS --out OUT` writes (numerics are not what a
     golden describes, so verification is left to the export tests)."""
     folder = out / Path(spec.golden).stem
-    command = [str(Path(sys.executable).parent / "mvit-export"), "--target", "coreml", *spec.args,
-               "--no-verify", "--out", str(folder)]
+    command = [str(Path(sys.executable).parent / "mvit-export"), "--target", "coreml", *spec.args, "--no-verify", "--out", str(folder)]
     subprocess.run(command, check=True, capture_output=True, text=True)
     (package,) = folder.glob("*.mlpackage")
     return package
@@ -93,8 +91,9 @@ def _input_sizes(inputs: Any) -> tuple[tuple[int, int], ...]:
 
 def _operations(spec: Any, function: str) -> int:
     """Ops CoreML plans for the timed function: its non-const ops, every ML Program stage of a pipeline."""
-    programs = [spec.mlProgram] if spec.WhichOneof("Type") == "mlProgram" else [
-        m.mlProgram for m in spec.pipeline.models if m.WhichOneof("Type") == "mlProgram"]
+    programs = (
+        [spec.mlProgram] if spec.WhichOneof("Type") == "mlProgram" else [m.mlProgram for m in spec.pipeline.models if m.WhichOneof("Type") == "mlProgram"]
+    )
     count = 0
     for program in programs:
         body = program.functions[function]
@@ -114,12 +113,10 @@ def describe(package: Path) -> PackageDescription:
         by_name = {f.name: f for f in spec.description.functions}
         for entry in listed:
             inputs = by_name[entry["name"]].input
-            functions.append(FunctionDescription(entry["name"], entry["config"], _input_sizes(inputs),
-                                                 False, _operations(spec, entry["name"])))
+            functions.append(FunctionDescription(entry["name"], entry["config"], _input_sizes(inputs), False, _operations(spec, entry["name"])))
     else:
         inputs = spec.description.input
-        functions.append(FunctionDescription(None, meta["config"], _input_sizes(inputs),
-                                             VISION_OUTPUTS <= outputs, _operations(spec, "main")))
+        functions.append(FunctionDescription(None, meta["config"], _input_sizes(inputs), VISION_OUTPUTS <= outputs, _operations(spec, "main")))
     return PackageDescription(package.name, meta["model"], meta["task"], meta["precision"], tuple(functions))
 
 
@@ -134,8 +131,7 @@ SETTINGS = {
 }
 # ops CoreML leaves on the CPU with the GPU or the Neural Engine (input cast, softmax), and the
 # cost share they take; the rest go to the accelerator.
-ACCELERATED = {"cpuAndGPU": ("gpu", 6, 0.02), "cpuAndNeuralEngine": ("neural_engine", 6, 0.03),
-               "all": ("neural_engine", 6, 0.03)}
+ACCELERATED = {"cpuAndGPU": ("gpu", 6, 0.02), "cpuAndNeuralEngine": ("neural_engine", 6, 0.03), "all": ("neural_engine", 6, 0.03)}
 
 
 @dataclass(frozen=True)
@@ -149,9 +145,16 @@ class Phone:
         return tuple(int(p) for p in self.os_version.split()[0].split(".")[:2]) >= (17, 4)
 
     def machine(self) -> dict:
-        return {"cores": 6, "cpu": self.device, "device_model": self.device,
-                "libraries": {"coreml": self.coreml, "mvit-ios-harness": "0.1.0"}, "low_power_mode": False,
-                "os": "iOS", "os_version": self.os_version, "thermal_state": "nominal"}
+        return {
+            "cores": 6,
+            "cpu": self.device,
+            "device_model": self.device,
+            "libraries": {"coreml": self.coreml, "mvit-ios-harness": "0.1.0"},
+            "low_power_mode": False,
+            "os": "iOS",
+            "os_version": self.os_version,
+            "thermal_state": "nominal",
+        }
 
 
 IPHONE_12_IOS_17 = Phone("iPhone13,2", "17.5.1 (21F90)", "3402.3.1")
@@ -165,16 +168,14 @@ def times(rng: random.Random, median: float, spread: float, n: int = 100) -> lis
 
 def compute_plan(units: str, operations: int, phone: Phone) -> dict:
     if not phone.has_compute_plan:
-        return {"available": False, "reason": f"MLComputePlan needs iOS 17.4 / macOS 14.4 "
-                                              f"(this is Version {phone.os_version.replace('(', '(Build ')})"}
+        return {"available": False, "reason": f"MLComputePlan needs iOS 17.4 / macOS 14.4 (this is Version {phone.os_version.replace('(', '(Build ')})"}
     split = {"cpu": operations, "gpu": 0, "neural_engine": 0}
     costs = {"cpu": 1.0, "gpu": 0.0, "neural_engine": 0.0}
     if units in ACCELERATED:
         device, on_cpu, cpu_cost = ACCELERATED[units]
         split.update(cpu=on_cpu, **{device: operations - on_cpu})
         costs.update(cpu=cpu_cost, **{device: round(1.0 - cpu_cost, 2)})
-    return {"available": True, "operations": operations, **{f"{k}_ops": v for k, v in split.items()},
-            **{f"{k}_cost": v for k, v in costs.items()}}
+    return {"available": True, "operations": operations, **{f"{k}_ops": v for k, v in split.items()}, **{f"{k}_cost": v for k, v in costs.items()}}
 
 
 def rows(package: PackageDescription, units: tuple[str, ...], phone: Phone, rng: random.Random) -> list[dict]:
@@ -188,11 +189,21 @@ def rows(package: PackageDescription, units: tuple[str, ...], phone: Phone, rng:
             for height, width in function.input_sizes:
                 scale = height * width / (256 * 256)
                 row = {
-                    "artefact": package.artefact, "batch": 1, "compile_ms": compile_ms,
-                    "compute_plan": compute_plan(setting, function.operations, phone), "compute_units": setting,
-                    "config": function.config, "first_inference_ms": round(first_ms * max(scale, 0.25), 3),
-                    "input_size": [height, width], "load_ms": load_ms, "model": package.model, "peak_rss_mb": 84.3,
-                    "precision": package.precision, "runtime": "coreml", "task": package.task, "warmup_runs": 10,
+                    "artefact": package.artefact,
+                    "batch": 1,
+                    "compile_ms": compile_ms,
+                    "compute_plan": compute_plan(setting, function.operations, phone),
+                    "compute_units": setting,
+                    "config": function.config,
+                    "first_inference_ms": round(first_ms * max(scale, 0.25), 3),
+                    "input_size": [height, width],
+                    "load_ms": load_ms,
+                    "model": package.model,
+                    "peak_rss_mb": 84.3,
+                    "precision": package.precision,
+                    "runtime": "coreml",
+                    "task": package.task,
+                    "warmup_runs": 10,
                 }
                 timed = times(rng, median * max(scale, 0.1), spread)
                 row.update(runs=len(timed), times_ms=timed, stats=LatencyStats.from_times(timed).as_dict())
@@ -201,11 +212,16 @@ def rows(package: PackageDescription, units: tuple[str, ...], phone: Phone, rng:
                 if function.vision:
                     # Vision adds its own scaling and the NonMaximumSuppression stage's conversion.
                     seen = times(rng, median * max(scale, 0.1) + 0.35, spread)
-                    row["vision"] = {"first_request_ms": round(first_ms * 2.1 * max(scale, 0.25), 3),
-                                     # the harness's byte pattern is no photograph: no box clears 0.05
-                                     "other_observations": 0, "recognized_objects": 0, "runs": len(seen),
-                                     "stats": LatencyStats.from_times(seen).as_dict(), "times_ms": seen,
-                                     "warmup_runs": 10}
+                    row["vision"] = {
+                        "first_request_ms": round(first_ms * 2.1 * max(scale, 0.25), 3),
+                        # the harness's byte pattern is no photograph: no box clears 0.05
+                        "other_observations": 0,
+                        "recognized_objects": 0,
+                        "runs": len(seen),
+                        "stats": LatencyStats.from_times(seen).as_dict(),
+                        "times_ms": seen,
+                        "warmup_runs": 10,
+                    }
                 found.append(row)
     return found
 
@@ -213,20 +229,21 @@ def rows(package: PackageDescription, units: tuple[str, ...], phone: Phone, rng:
 # golden file -> (phone, compute units, seed, created)
 RUNS = {
     "harness_golden.json": (IPHONE_12_IOS_17, tuple(SETTINGS), 20261123, "2026-11-23T05:12:44.318Z"),
-    "harness_golden_multifunction.json": (IPHONE_15_PRO, ("cpuOnly", "cpuAndNeuralEngine"), 20261130,
-                                          "2026-11-30T08:02:17.904Z"),
-    "harness_golden_enumerated.json": (IPHONE_12_IOS_16, ("cpuOnly", "cpuAndNeuralEngine"), 20261206,
-                                       "2026-12-06T04:20:31.552Z"),
-    "harness_golden_detector.json": (IPHONE_15_PRO, ("cpuOnly", "cpuAndNeuralEngine"), 20261207,
-                                     "2026-12-06T04:31:09.117Z"),
+    "harness_golden_multifunction.json": (IPHONE_15_PRO, ("cpuOnly", "cpuAndNeuralEngine"), 20261130, "2026-11-30T08:02:17.904Z"),
+    "harness_golden_enumerated.json": (IPHONE_12_IOS_16, ("cpuOnly", "cpuAndNeuralEngine"), 20261206, "2026-12-06T04:20:31.552Z"),
+    "harness_golden_detector.json": (IPHONE_15_PRO, ("cpuOnly", "cpuAndNeuralEngine"), 20261207, "2026-12-06T04:31:09.117Z"),
 }
 
 
 def document(golden: str, package: PackageDescription) -> dict:
     phone, units, seed, created = RUNS[golden]
-    return {"created_utc": created, "machine": phone.machine(),
-            "results": rows(package, units, phone, random.Random(seed)), "schema_version": 1,
-            "tool": {"name": "mvit-ios-harness", "version": "0.1.0"}}
+    return {
+        "created_utc": created,
+        "machine": phone.machine(),
+        "results": rows(package, units, phone, random.Random(seed)),
+        "schema_version": 1,
+        "tool": {"name": "mvit-ios-harness", "version": "0.1.0"},
+    }
 
 
 def text(doc: dict) -> str:

@@ -66,8 +66,7 @@ def _round3_sections() -> list[str]:
 def round3_rows() -> list[dict]:
     import importlib
 
-    return [row for path in sorted(TESTS.glob("test_hostile_round3_*.py"))
-            for row in importlib.import_module(path.stem).describe_cases()]
+    return [row for path in sorted(TESTS.glob("test_hostile_round3_*.py")) for row in importlib.import_module(path.stem).describe_cases()]
 
 
 def _table(rows: list[dict]) -> list[str]:

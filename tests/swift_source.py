@@ -47,9 +47,7 @@ def syntax_problems(source: str | bytes, path: str = "<snippet>") -> list[Syntax
             text = node.text.decode(errors="replace") if node.text else ""
             near = text.splitlines()[0][:40] if text.strip() else node.type
             row, col = node.start_point
-            problems.append(
-                SyntaxProblem(path, row + 1, col + 1, "MISSING" if node.is_missing else "ERROR", near)
-            )
+            problems.append(SyntaxProblem(path, row + 1, col + 1, "MISSING" if node.is_missing else "ERROR", near))
             if node.is_error:
                 return  # one report per broken region is enough to find it
         for child in node.children:
@@ -105,18 +103,12 @@ def _declaration_kind(node: Node) -> str:
 
 
 def _inherits(node: Node) -> set[str]:
-    return {
-        _text(child.child_by_field_name("inherits_from"))
-        for child in node.children
-        if child.type == "inheritance_specifier"
-    }
+    return {_text(child.child_by_field_name("inherits_from")) for child in node.children if child.type == "inheritance_specifier"}
 
 
 def _is_static(node: Node) -> bool:
     modifiers = next((c for c in node.children if c.type == "modifiers"), None)
-    return modifiers is not None and any(
-        _text(m) in {"static", "class"} for m in modifiers.children
-    )
+    return modifiers is not None and any(_text(m) in {"static", "class"} for m in modifiers.children)
 
 
 def _stored_properties(body: Node) -> list[SwiftProperty]:
@@ -134,9 +126,7 @@ def _stored_properties(body: Node) -> list[SwiftProperty]:
 
 
 def _string_literal(node: Node) -> str:
-    if node.type != "line_string_literal" or any(
-        c.type == "interpolated_expression" for c in node.children
-    ):
+    if node.type != "line_string_literal" or any(c.type == "interpolated_expression" for c in node.children):
         raise ValueError(f"line {node.start_point[0] + 1}: raw value {_text(node)} is not a plain string")
     return "".join(_text(c) for c in node.children if c.type == "line_str_text")
 
@@ -214,7 +204,6 @@ def top_level_outline(source: str | bytes) -> list[str]:
         for node in parse(source).root_node.children
         if node.type not in ("comment", "multiline_comment")
     ]
-
 
 
 def availability_conditions(source: str | bytes) -> list[str]:
@@ -305,26 +294,25 @@ def timed_spans(source: str | bytes, path: str = "<snippet>") -> list[TimedSpan]
             read = _reads(body[end], name, "elapsedMs")
             assert read is not None
             extended = _extended_names(read)
-            for inner in body[start + 1:end + 1]:
+            for inner in body[start + 1 : end + 1]:
                 for node in _descendants(inner):
                     where = f"{path}:{node.start_point[0] + 1}"
                     if node.type == "assignment" and _text(node.children[0]) == "_":
-                        problems.append(f"{where}: `{_text(node)}` discards a value inside the timed span, "
-                                        "so its release is timed")
+                        problems.append(f"{where}: `{_text(node)}` discards a value inside the timed span, so its release is timed")
                     if node.type == "property_declaration" and inner is not body[end]:
                         declared = _text(node.child_by_field_name("name"))
                         if node is not inner:
                             problems.append(f"{where}: {declared} lives in a scope that closes inside the timed span")
                         elif declared not in extended:
-                            problems.append(f"{where}: {declared} may be released before {name}.elapsedMs is "
-                                            f"read; read it inside withExtendedLifetime({declared})")
+                            problems.append(
+                                f"{where}: {declared} may be released before {name}.elapsedMs is read; read it inside withExtendedLifetime({declared})"
+                            )
             spans.append(TimedSpan(path, line, name, tuple(problems)))
     return spans
 
 
 Version = tuple[int, ...]
-_DECLARATIONS = ("function_declaration", "class_declaration", "property_declaration", "init_declaration",
-                 "protocol_declaration", "typealias_declaration")
+_DECLARATIONS = ("function_declaration", "class_declaration", "property_declaration", "init_declaration", "protocol_declaration", "typealias_declaration")
 
 
 def _versions(text: str) -> dict[str, Version]:
@@ -347,8 +335,7 @@ def _gates_around(node: Node) -> list[dict[str, Version]]:
         if parent.type == "if_statement":
             condition = next((c for c in parent.children if c.type == "availability_condition"), None)
             else_at = next((c.start_byte for c in parent.children if c.type == "else"), None)
-            if condition is not None and child.start_byte > condition.end_byte and (
-                    else_at is None or child.start_byte < else_at):
+            if condition is not None and child.start_byte > condition.end_byte and (else_at is None or child.start_byte < else_at):
                 gates.append(_versions(_text(condition)))
         if parent.type == "statements":
             for sibling in parent.children:

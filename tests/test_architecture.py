@@ -160,8 +160,9 @@ def test_exporters_have_no_import_cycle():
 def test_exporters_import_nothing_inside_a_function():
     found = []
     for path in sorted(EXPORTERS.rglob("*.py")):
-        found += [f"{path.parent.relative_to(ROOT)}/{line}"
-                  for line in function_level_imports(path, allow_third_party=OPTIONAL_DEPENDENCY_HOME in path.parents)]
+        found += [
+            f"{path.parent.relative_to(ROOT)}/{line}" for line in function_level_imports(path, allow_third_party=OPTIONAL_DEPENDENCY_HOME in path.parents)
+        ]
     assert not found, found
 
 
@@ -185,12 +186,12 @@ def test_the_cycle_and_deferred_import_checks_see_what_they_look_for(tmp_path):
     assert cycles == [["mvit.exporters.api", "mvit.exporters.multisize", "mvit.exporters.targets.writer"]]
     assert function_level_imports(modules["mvit.exporters.report"], allow_third_party=True) == ["report.py:5 imports . inside later()"]
     assert function_level_imports(modules["mvit.exporters.targets.writer"], allow_third_party=True) == []
-    assert function_level_imports(modules["mvit.exporters.targets.writer"], allow_third_party=False) == [
-        "writer.py:5 imports onnx inside write()"]
+    assert function_level_imports(modules["mvit.exporters.targets.writer"], allow_third_party=False) == ["writer.py:5 imports onnx inside write()"]
 
 
 def _task_names_compared(path: Path, names: set[str]) -> list[str]:
     """`x == "segmentation"`, `task in ("classification", ...)` and the like: each a line number and source."""
+
     def named(node: ast.AST) -> bool:
         if isinstance(node, ast.Constant):
             return node.value in names
@@ -211,8 +212,12 @@ def test_no_task_name_is_compared_as_a_string_outside_its_task_unit():
     from mvit.exporters.tasks import TASKS
 
     names = set(TASKS)
-    files = [p for folder in ("exporters", "evaluation", "benchmarks", "mvit") for p in sorted((ROOT / folder).rglob("*.py"))
-             if (ROOT / "exporters" / "tasks") not in p.parents]
+    files = [
+        p
+        for folder in ("exporters", "evaluation", "benchmarks", "mvit")
+        for p in sorted((ROOT / folder).rglob("*.py"))
+        if (ROOT / "exporters" / "tasks") not in p.parents
+    ]
     assert len(files) > 50
     found = [hit for p in files for hit in _task_names_compared(p, names)]
     assert found == [], "\n".join(found)

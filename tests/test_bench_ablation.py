@@ -16,8 +16,7 @@ LAYERS = 9  # MobileViT-XXS: 2 + 4 + 3 transformer layers, each with 2 LayerNorm
 def op_counts(tmp_path_factory) -> dict[str, Counter]:
     out = tmp_path_factory.mktemp("ablation")
     assert ablation.main(["--model", "mobilevit_xxs", "--target", "onnx", "--image-size", "64", "--out", str(out)]) == 0
-    return {folder.name: Counter(n.op_type for n in onnx.load(str(next(folder.glob("*.onnx")))).graph.node)
-            for folder in out.iterdir()}
+    return {folder.name: Counter(n.op_type for n in onnx.load(str(next(folder.glob("*.onnx")))).graph.node) for folder in out.iterdir()}
 
 
 def test_every_ablation_and_the_full_export_are_written(op_counts):
@@ -37,8 +36,7 @@ def test_each_ablation_removes_its_part_and_keeps_the_rest(op_counts):
     assert all(sum(c.values()) < sum(full.values()) for name, c in op_counts.items() if name != "full")
 
 
-@pytest.mark.parametrize("args, says", [(["--model", "no_such_model"], "no_such_model"),
-                                        (["--model", "mobilenet_v2"], "no MobileViT v1 transformer parts")])
+@pytest.mark.parametrize("args, says", [(["--model", "no_such_model"], "no_such_model"), (["--model", "mobilenet_v2"], "no MobileViT v1 transformer parts")])
 def test_a_model_it_cannot_ablate_is_one_error_line(capsys, tmp_path, args, says):
     assert ablation.main([*args, "--target", "onnx", "--image-size", "64", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err

@@ -13,6 +13,7 @@ from mvit.benchmarks.verdict import Verdict, compare_samples
 
 # --- verdict logic on synthetic, seeded timings ---------------------------------------------------
 
+
 @pytest.mark.parametrize("paired", [False, True])
 def test_identical_distributions_are_same(paired):
     base, cand = lognormal_times(10, 100, 1), lognormal_times(10, 100, 2)
@@ -55,6 +56,7 @@ def test_background_load_spikes_do_not_fake_a_regression():
 
 
 # --- results files ----------------------------------------------------------------------------------
+
 
 def test_compare_documents_matches_rows_and_flags_the_slow_one():
     base = document([result(lognormal_times(10, 50, 1)), result(lognormal_times(20, 50, 2), config="B")])
@@ -108,6 +110,7 @@ def test_cli_compare_accepts_harness_files(tmp_path):
 
 # --- a real interleaved A/B on this machine ---------------------------------------------------------
 
+
 def _conv_stack(layers: int) -> nn.Module:
     torch.manual_seed(0)
     body = [nn.Conv2d(3, 32, 3, padding=1), nn.ReLU()]
@@ -120,9 +123,17 @@ def _export_onnx(module: nn.Module, path):
     from mvit.exporters.base import ExportRequest
     from mvit.exporters.targets import get_target
 
-    request = ExportRequest(module=module, model_name=path.stem, task="classification", input_shape=(1, 3, 64, 64),
-                            output_names=["features"], labels=[], preprocess={"raw_input": True}, precision="fp32",
-                            metadata={"image_size": "64", "preprocess": json.dumps({"raw_input": True, "crop": 64})})
+    request = ExportRequest(
+        module=module,
+        model_name=path.stem,
+        task="classification",
+        input_shape=(1, 3, 64, 64),
+        output_names=["features"],
+        labels=[],
+        preprocess={"raw_input": True},
+        precision="fp32",
+        metadata={"image_size": "64", "preprocess": json.dumps({"raw_input": True, "crop": 64})},
+    )
     get_target("onnx").export(request, path)
     return path
 
@@ -150,8 +161,7 @@ def test_cli_ab_writes_schema_valid_rows(tiny_artefacts, tmp_path):
     from mvit.benchmarks.schema import load_results
 
     small, big = tiny_artefacts
-    out = CliRunner().invoke(app, ["ab", str(big), str(small), "--runs", "25", "--warmups", "2",
-                                   "--out", str(tmp_path / "ab.json")])
+    out = CliRunner().invoke(app, ["ab", str(big), str(small), "--runs", "25", "--warmups", "2", "--out", str(tmp_path / "ab.json")])
     assert out.exit_code in (0, 1), out.output  # 1 only for a REGRESSION, which timings on a busy machine may give
     assert any(v.value in out.output for v in Verdict)
     doc = load_results(tmp_path / "ab.json")

@@ -20,10 +20,19 @@ def _node(ts: int, dur: int, op: str) -> dict:
 
 
 def test_onnx_events_are_summed_per_op_type_after_the_warmups():
-    events = [_run(0, 100), _node(10, 90, "Conv"),  # warm-up: dropped
-              _run(1000, 60), _node(1010, 30, "Conv"), _node(1040, 15, "Gemm"), _node(1050, 15, "Gemm"),
-              _run(2000, 40), _node(2010, 10, "Conv"), _node(2020, 10, "Gemm"), _node(2030, 10, "Gemm"),
-              {"cat": "Node", "name": "/conv_fence_before", "ts": 1005, "dur": 5, "args": {"op_name": "Conv"}}]
+    events = [
+        _run(0, 100),
+        _node(10, 90, "Conv"),  # warm-up: dropped
+        _run(1000, 60),
+        _node(1010, 30, "Conv"),
+        _node(1040, 15, "Gemm"),
+        _node(1050, 15, "Gemm"),
+        _run(2000, 40),
+        _node(2010, 10, "Conv"),
+        _node(2020, 10, "Gemm"),
+        _node(2030, 10, "Gemm"),
+        {"cat": "Node", "name": "/conv_fence_before", "ts": 1005, "dur": 5, "args": {"op_name": "Conv"}},
+    ]
     profile = summarise_onnx_events(events, warmups=1)
     assert profile.runs == 2 and profile.median_run_ms == pytest.approx(0.05)
     assert [(t.op_type, t.count) for t in profile.op_times] == [("Gemm", 2), ("Conv", 1)]
@@ -34,12 +43,14 @@ def test_onnx_events_are_summed_per_op_type_after_the_warmups():
 
 def test_litert_partitions_are_traced_from_the_delegate_nodes():
     # in(0) -A-> 1 -B-> 2 -C-> 3 -D-> 4; XNNPACK took A, B and D; C (weights in 9) runs alone.
-    ops = [{"op_name": "CONV_2D", "inputs": np.array([0, 8]), "outputs": np.array([1])},
-           {"op_name": "ADD", "inputs": np.array([1, -1]), "outputs": np.array([2])},
-           {"op_name": "REVERSE_V2", "inputs": np.array([2, 9]), "outputs": np.array([3])},
-           {"op_name": "ADD", "inputs": np.array([3]), "outputs": np.array([4])},
-           {"op_name": "DELEGATE", "inputs": np.array([0, 8]), "outputs": np.array([2])},
-           {"op_name": "DELEGATE", "inputs": np.array([3]), "outputs": np.array([4])}]
+    ops = [
+        {"op_name": "CONV_2D", "inputs": np.array([0, 8]), "outputs": np.array([1])},
+        {"op_name": "ADD", "inputs": np.array([1, -1]), "outputs": np.array([2])},
+        {"op_name": "REVERSE_V2", "inputs": np.array([2, 9]), "outputs": np.array([3])},
+        {"op_name": "ADD", "inputs": np.array([3]), "outputs": np.array([4])},
+        {"op_name": "DELEGATE", "inputs": np.array([0, 8]), "outputs": np.array([2])},
+        {"op_name": "DELEGATE", "inputs": np.array([3]), "outputs": np.array([4])},
+    ]
     profile = summarise_litert_ops(ops)
     assert profile.partitions == 2
     assert profile.op_counts == {"ADD": 2, "CONV_2D": 1, "REVERSE_V2": 1}
@@ -78,8 +89,7 @@ def test_litert_profile_of_a_real_export_counts_every_op_once(xxs):
 
 
 def test_cli_profile_prints_the_table_and_writes_json_and_markdown(xxs, tmp_path, cli_run):
-    code, out, err = cli_run(main, "profile", str(xxs("onnxruntime")), "--threads", "1", "--runs", "3",
-                             "--warmups", "1", "--out", str(tmp_path / "xxs"))
+    code, out, err = cli_run(main, "profile", str(xxs("onnxruntime")), "--threads", "1", "--runs", "3", "--warmups", "1", "--out", str(tmp_path / "xxs"))
     assert code == 0, err
     assert "| op type | ms per run | % of node time | nodes |" in out and "| Conv |" in out
     saved = json.loads((tmp_path / "xxs.json").read_text())
@@ -88,13 +98,16 @@ def test_cli_profile_prints_the_table_and_writes_json_and_markdown(xxs, tmp_path
     assert (tmp_path / "xxs.md").read_text() in out
 
 
-@pytest.mark.parametrize("name, content, words", [
-    ("nope.onnx", None, "no such artefact"),
-    ("bad.onnx", b"not a model", "not a readable .onnx artefact"),
-    ("bad.tflite", b"TFL3 but not really", "not a readable .tflite artefact"),
-    ("model.mlpackage", b"", "needs macOS"),
-    ("model.txt", b"x", "unknown artefact type"),
-])
+@pytest.mark.parametrize(
+    "name, content, words",
+    [
+        ("nope.onnx", None, "no such artefact"),
+        ("bad.onnx", b"not a model", "not a readable .onnx artefact"),
+        ("bad.tflite", b"TFL3 but not really", "not a readable .tflite artefact"),
+        ("model.mlpackage", b"", "needs macOS"),
+        ("model.txt", b"x", "unknown artefact type"),
+    ],
+)
 def test_cli_profile_bad_input_is_one_error_line(tmp_path, cli_run, name, content, words):
     path = tmp_path / name
     if content is not None:

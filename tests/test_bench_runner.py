@@ -41,10 +41,30 @@ def test_coreml_is_skipped_off_macos_with_a_reason():
 
 def test_run_writes_schema_valid_results_markdown_and_png(tmp_path):
     out = tmp_path / "res.json"
-    cli = CliRunner().invoke(app, [
-        "run", "-m", "mobilevit_xxs", "-c", "A", "-r", "pytorch,onnxruntime", "--image-size", "64",
-        "--runs", "5", "--warmups", "1", "--threads", "1", "--out", str(out), "--artefact-dir", str(tmp_path / "art"),
-    ])
+    cli = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "-m",
+            "mobilevit_xxs",
+            "-c",
+            "A",
+            "-r",
+            "pytorch,onnxruntime",
+            "--image-size",
+            "64",
+            "--runs",
+            "5",
+            "--warmups",
+            "1",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+            "--artefact-dir",
+            str(tmp_path / "art"),
+        ],
+    )
     assert cli.exit_code == 0, cli.output
     doc = load_results(out)
     rows = {r["runtime"]: r for r in doc["results"]}
@@ -102,8 +122,7 @@ def test_ci_report_without_previous_commit_is_an_honest_a_a(monkeypatch, tmp_pat
 def _git(repo, *args):
     import subprocess
 
-    subprocess.run(["git", "-C", str(repo), "-c", "user.email=ci@example.invalid", "-c", "user.name=ci", *args],
-                   check=True, capture_output=True)
+    subprocess.run(["git", "-C", str(repo), "-c", "user.email=ci@example.invalid", "-c", "user.name=ci", *args], check=True, capture_output=True)
 
 
 def test_ci_baseline_choice_from_git_history(tmp_path):

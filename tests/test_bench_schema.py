@@ -28,9 +28,30 @@ def test_harness_document_with_omitted_optionals_is_accepted_and_filled_with_nul
 def test_schema_fields_match_the_contract():
     assert schema.stats_fields() == ("mean_ms", "median_ms", "p90_ms", "p99_ms", "min_ms", "max_ms", "std_ms")
     assert set(schema.result_fields()) == {
-        "model", "config", "task", "runtime", "compute_units", "precision", "input_size", "batch", "threads",
-        "artefact", "compile_ms", "load_ms", "first_inference_ms", "warmup_runs", "runs", "times_ms", "stats",
-        "peak_rss_mb", "macs", "gflops_per_s", "function", "vision", "compute_plan"}  # the last three: iOS harness
+        "model",
+        "config",
+        "task",
+        "runtime",
+        "compute_units",
+        "precision",
+        "input_size",
+        "batch",
+        "threads",
+        "artefact",
+        "compile_ms",
+        "load_ms",
+        "first_inference_ms",
+        "warmup_runs",
+        "runs",
+        "times_ms",
+        "stats",
+        "peak_rss_mb",
+        "macs",
+        "gflops_per_s",
+        "function",
+        "vision",
+        "compute_plan",
+    }  # the last three: iOS harness
     assert set(schema.top_level_fields()) == {"schema_version", "tool", "created_utc", "machine", "gemm_gflops", "results"}
 
 
@@ -62,8 +83,7 @@ def _mutations():
     def bad_size(d):
         d["results"][0]["input_size"] = [256]
 
-    return [camel_case, wrong_version, runs_mismatch, missing_stat, bad_runtime, bad_units, bad_date,
-            string_number, bad_size]
+    return [camel_case, wrong_version, runs_mismatch, missing_stat, bad_runtime, bad_units, bad_date, string_number, bad_size]
 
 
 @pytest.mark.parametrize("mutate", _mutations(), ids=lambda f: f.__name__)

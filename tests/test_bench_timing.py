@@ -37,9 +37,14 @@ class FakeMachine:
 def test_blocks_keep_only_calls_after_the_switch_has_been_paid():
     machine = FakeMachine()
     steps = []
-    times = time_interleaved([machine.runtime("a", 2.0), machine.runtime("b", 3.0)], runs=6, warmups=2,
-                             blocks=Blocks(calls=4, discard=2), clock=machine.clock,
-                             on_step=lambda: steps.append(1))
+    times = time_interleaved(
+        [machine.runtime("a", 2.0), machine.runtime("b", 3.0)],
+        runs=6,
+        warmups=2,
+        blocks=Blocks(calls=4, discard=2),
+        clock=machine.clock,
+        on_step=lambda: steps.append(1),
+    )
     assert times == [[2.0] * 6, [3.0] * 6]
     # Warm-ups call by call, then blocks of four in ABBA order.
     assert "".join(machine.calls) == "abab" + "aaaabbbb" + "bbbbaaaa" + "aaaabbbb"
@@ -48,15 +53,13 @@ def test_blocks_keep_only_calls_after_the_switch_has_been_paid():
 
 def test_call_by_call_alternation_times_the_switch_not_the_model():
     machine = FakeMachine()
-    times = time_interleaved([machine.runtime("a", 2.0), machine.runtime("b", 3.0)], runs=4,
-                             blocks=Blocks(calls=1, discard=0), clock=machine.clock)
+    times = time_interleaved([machine.runtime("a", 2.0), machine.runtime("b", 3.0)], runs=4, blocks=Blocks(calls=1, discard=0), clock=machine.clock)
     assert times == [[2.0 + SWITCH_PENALTY_MS] * 4, [3.0 + SWITCH_PENALTY_MS] * 4]
 
 
 def test_a_partial_last_block_still_pairs_runs_from_the_same_round():
     machine = FakeMachine()
-    times = time_interleaved([machine.runtime("a", 1.0), machine.runtime("b", 1.5)], runs=5,
-                             blocks=Blocks(calls=4, discard=2), clock=machine.clock)
+    times = time_interleaved([machine.runtime("a", 1.0), machine.runtime("b", 1.5)], runs=5, blocks=Blocks(calls=4, discard=2), clock=machine.clock)
     assert times == [[1.0] * 5, [1.5] * 5]
     # Rounds keep 2, 2 and 1 runs per side: the last block is 2 untimed calls plus 1.
     assert "".join(machine.calls) == "aaaabbbb" + "bbbbaaaa" + "aaabbb"
@@ -64,8 +67,7 @@ def test_a_partial_last_block_still_pairs_runs_from_the_same_round():
 
 def test_one_runtime_alone_is_timed_back_to_back():
     machine = FakeMachine()
-    times = time_interleaved([machine.runtime("a", 2.0)], runs=3, blocks=Blocks(calls=4, discard=2),
-                             clock=machine.clock)
+    times = time_interleaved([machine.runtime("a", 2.0)], runs=3, blocks=Blocks(calls=4, discard=2), clock=machine.clock)
     assert times == [[2.0] * 3]
 
 
@@ -76,6 +78,7 @@ def test_a_block_must_keep_at_least_one_call(calls, discard):
 
 
 # --- real runtimes --------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def xxs_onnx(tmp_path_factory):
@@ -138,8 +141,7 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5)
 def test_eager_runs_on_a_warm_heap_in_a_fresh_process():
     # A fresh interpreter each: this test process's heap is long warmed by other tests.
     def faults(mode: str) -> float:
-        run = subprocess.run([sys.executable, "-c", _FAULTS_PER_FORWARD, mode], capture_output=True, text=True,
-                             check=True, timeout=300)
+        run = subprocess.run([sys.executable, "-c", _FAULTS_PER_FORWARD, mode], capture_output=True, text=True, check=True, timeout=300)
         return float(run.stdout.split()[-1])
 
     # Measured: 4032 page faults per forward cold (XXS at 256, 1 thread), 0 warm. Whether a cold

@@ -69,21 +69,39 @@ def _commit(repo: Path, message: str, width: int = 16, cumsum: bool = False, rea
 def repo(tmp_path_factory) -> dict[str, Path | str]:
     root = tmp_path_factory.mktemp("user-repo")
     _git(root, "init", "-q")
-    commits = {"base": _commit(root, "base"), "identical": _commit(root, "docs only", readme="more words"),
-               "wider": _commit(root, "wider body", width=64), "cumsum": _commit(root, "cumsum mid-graph", cumsum=True)}
+    commits = {
+        "base": _commit(root, "base"),
+        "identical": _commit(root, "docs only", readme="more words"),
+        "wider": _commit(root, "wider body", width=64),
+        "cumsum": _commit(root, "cumsum mid-graph", cumsum=True),
+    }
     return {"root": root, **commits}
 
 
 def _ci(cli_run, repo, commit: str, out: Path, *extra: str):
     _git(repo["root"], "checkout", "-q", commit)
-    return cli_run(bench_main, "ci", "--model", "usernet.net:build", "--repo", str(repo["root"]), "--import-root", "src",
-                   "--baseline-ref", repo["base"], *SIZE, *FAST, "--out", str(out), *extra)
+    return cli_run(
+        bench_main,
+        "ci",
+        "--model",
+        "usernet.net:build",
+        "--repo",
+        str(repo["root"]),
+        "--import-root",
+        "src",
+        "--baseline-ref",
+        repo["base"],
+        *SIZE,
+        *FAST,
+        "--out",
+        str(out),
+        *extra,
+    )
 
 
 def test_identical_commit_is_same_and_starts_a_history(repo, tmp_path, cli_run):
     history = tmp_path / "history.json"
-    code, out, err = _ci(cli_run, repo, repo["identical"], tmp_path / "report.md", "--target", "tflite",
-                         "--history", str(history), "--gate")
+    code, out, err = _ci(cli_run, repo, repo["identical"], tmp_path / "report.md", "--target", "tflite", "--history", str(history), "--gate")
     assert code == 0, err
     doc = json.loads((tmp_path / "report.json").read_text())
     (row,) = doc["rows"]
@@ -98,8 +116,7 @@ def test_identical_commit_is_same_and_starts_a_history(repo, tmp_path, cli_run):
 
 
 def test_a_much_heavier_commit_is_a_regression_and_fails_the_gate(repo, tmp_path, cli_run):
-    code, out, err = _ci(cli_run, repo, repo["wider"], tmp_path / "report.md", "--target", "onnx,tflite", "--gate",
-                         "--artefact-dir", str(tmp_path / "kept"))
+    code, out, err = _ci(cli_run, repo, repo["wider"], tmp_path / "report.md", "--target", "onnx,tflite", "--gate", "--artefact-dir", str(tmp_path / "kept"))
     doc = json.loads((tmp_path / "report.json").read_text())
     assert [r["comparison"]["verdict"] for r in doc["rows"]] == ["REGRESSION", "REGRESSION"], out
     assert code == 1 and doc["regression"] and "REGRESSION: this check fails (--gate)" in out
@@ -108,8 +125,7 @@ def test_a_much_heavier_commit_is_a_regression_and_fails_the_gate(repo, tmp_path
     # the same artefacts given as a pair, without --gate: reported, and the check passes
     kept = tmp_path / "kept"
     base, candidate = (next((kept / side / "tflite").glob("*.tflite")) for side in ("baseline", "candidate"))
-    code, out, err = cli_run(bench_main, "ci", "--base-artefact", str(base), "--candidate-artefact", str(candidate),
-                             *FAST, "--out", str(tmp_path / "pair.md"))
+    code, out, err = cli_run(bench_main, "ci", "--base-artefact", str(base), "--candidate-artefact", str(candidate), *FAST, "--out", str(tmp_path / "pair.md"))
     (row,) = json.loads((tmp_path / "pair.json").read_text())["rows"]
     assert code == 0 and row["comparison"]["verdict"] == "REGRESSION" and "pass --gate to fail" in out, err
 
@@ -129,9 +145,24 @@ def test_the_baseline_results_of_an_earlier_run(repo, tmp_path, cli_run):
     code, _, err = _ci(cli_run, repo, repo["base"], first, "--target", "tflite")
     assert code == 0, err
     _git(repo["root"], "checkout", "-q", repo["identical"])
-    code, out, err = cli_run(bench_main, "ci", "--model", "usernet.net:build", "--repo", str(repo["root"]),
-                             "--import-root", "src", "--target", "tflite", "--baseline-results",
-                             str(first.with_suffix(".json")), *SIZE, *FAST, "--out", str(tmp_path / "second.md"))
+    code, out, err = cli_run(
+        bench_main,
+        "ci",
+        "--model",
+        "usernet.net:build",
+        "--repo",
+        str(repo["root"]),
+        "--import-root",
+        "src",
+        "--target",
+        "tflite",
+        "--baseline-results",
+        str(first.with_suffix(".json")),
+        *SIZE,
+        *FAST,
+        "--out",
+        str(tmp_path / "second.md"),
+    )
     assert code == 0, err
     (row,) = json.loads((tmp_path / "second.json").read_text())["rows"]
     (earlier,) = json.loads(first.with_suffix(".json").read_text())["candidate_results"]["results"]
@@ -140,28 +171,44 @@ def test_the_baseline_results_of_an_earlier_run(repo, tmp_path, cli_run):
     assert "unpaired, ratio of 10th percentiles" in out
 
 
-@pytest.mark.parametrize("args, message", [
-    ([], "give a baseline"),
-    (["--baseline-ref", "no-such-ref"], "is not a commit"),
-    (["--baseline-ref", "--output=/tmp/x"], "is not a git ref"),
-    (["--baseline-results", "missing.json"], "missing.json: no such file"),
-    (["--baseline-ref", "HEAD", "--export-args", "--out elsewhere"], "--export-args may not contain --out"),
-    (["--baseline-ref", "HEAD", "--target", "tensorrt"], "unknown --target 'tensorrt'"),
-    (["--baseline-ref", "HEAD", "--export-args", "--mean '0.5"], "quote it as a shell would"),
-    (["--baseline-ref", "HEAD", "--baseline-results", "x.json"], "exactly one baseline"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "give a baseline"),
+        (["--baseline-ref", "no-such-ref"], "is not a commit"),
+        (["--baseline-ref", "--output=/tmp/x"], "is not a git ref"),
+        (["--baseline-results", "missing.json"], "missing.json: no such file"),
+        (["--baseline-ref", "HEAD", "--export-args", "--out elsewhere"], "--export-args may not contain --out"),
+        (["--baseline-ref", "HEAD", "--target", "tensorrt"], "unknown --target 'tensorrt'"),
+        (["--baseline-ref", "HEAD", "--export-args", "--mean '0.5"], "quote it as a shell would"),
+        (["--baseline-ref", "HEAD", "--baseline-results", "x.json"], "exactly one baseline"),
+    ],
+)
 def test_bad_input_is_one_error_line_and_exit_2(repo, tmp_path, cli_run, args, message):
-    code, out, err = cli_run(bench_main, "ci", "--model", "usernet.net:build", "--repo", str(repo["root"]),
-                             "--out", str(tmp_path / "r.md"), *args)
+    code, out, err = cli_run(bench_main, "ci", "--model", "usernet.net:build", "--repo", str(repo["root"]), "--out", str(tmp_path / "r.md"), *args)
     assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and message in err, err
     assert not list(tmp_path.iterdir())
 
 
 def test_a_factory_that_does_not_import_is_mvit_exports_own_error(repo, tmp_path, cli_run):
     _git(repo["root"], "checkout", "-q", repo["base"])
-    code, out, err = cli_run(bench_main, "ci", "--model", "usernet.nope:build", "--repo", str(repo["root"]),
-                             "--import-root", "src", "--target", "tflite", "--baseline-ref", repo["base"], *SIZE,
-                             "--out", str(tmp_path / "r.md"))
+    code, out, err = cli_run(
+        bench_main,
+        "ci",
+        "--model",
+        "usernet.nope:build",
+        "--repo",
+        str(repo["root"]),
+        "--import-root",
+        "src",
+        "--target",
+        "tflite",
+        "--baseline-ref",
+        repo["base"],
+        *SIZE,
+        "--out",
+        str(tmp_path / "r.md"),
+    )
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(lines) == 1 and "usernet.nope:build" in lines[0] and "Traceback" not in err, err
     assert not (tmp_path / "r.md").exists()
@@ -179,9 +226,23 @@ def test_hud_rule_needs_two_consecutive_violations_against_the_window():
 
 def test_calibrate_ci_measures_the_user_path(repo, tmp_path, cli_run):
     _git(repo["root"], "checkout", "-q", repo["base"])
-    code, out, err = cli_run(bench_main, "calibrate-ci", "--model", "usernet.net:build", "--repo", str(repo["root"]),
-                             "--import-root", "src", "--target", "tflite", *SIZE, "--trials", "1",
-                             "--out", str(tmp_path / "cal.json"))
+    code, out, err = cli_run(
+        bench_main,
+        "calibrate-ci",
+        "--model",
+        "usernet.net:build",
+        "--repo",
+        str(repo["root"]),
+        "--import-root",
+        "src",
+        "--target",
+        "tflite",
+        *SIZE,
+        "--trials",
+        "1",
+        "--out",
+        str(tmp_path / "cal.json"),
+    )
     assert code == 0, err
     doc = json.loads((tmp_path / "cal.json").read_text())
     assert {t["row"] for t in doc["trials"]} == {"usernet.net:build litert"}
@@ -201,10 +262,9 @@ def _options(command) -> dict[str, object]:
 def _mvit_bench_ci_args(script: str) -> list[str]:
     import shlex
 
-    line = next(chunk for chunk in script.replace("\\\n", " ").splitlines()
-                if chunk.strip().split(" ")[0].endswith("mvit-bench") and " ci " in chunk)
+    line = next(chunk for chunk in script.replace("\\\n", " ").splitlines() if chunk.strip().split(" ")[0].endswith("mvit-bench") and " ci " in chunk)
     words = shlex.split(line.replace('"$BASE_SHA"', "BASE_SHA"))
-    return words[words.index("ci") + 1:]
+    return words[words.index("ci") + 1 :]
 
 
 def test_the_workflow_parses_and_names_real_options():
@@ -232,7 +292,7 @@ def test_the_workflow_parses_and_names_real_options():
     # the walk-through in docs/benchmarks.md runs the same command on the same model
     walkthrough = DOCS.read_text().split("### Walk-through with a real model")[1].split("\n## ")[0]
     docs_args = _mvit_bench_ci_args(walkthrough)
-    assert docs_args[:docs_args.index("--baseline-ref")] == args[:args.index("--baseline-ref")]
+    assert docs_args[: docs_args.index("--baseline-ref")] == args[: args.index("--baseline-ref")]
 
 
 def test_coreml_compute_plan_changes_from_two_harness_runs(tmp_path, cli_run):
@@ -244,8 +304,7 @@ def test_coreml_compute_plan_changes_from_two_harness_runs(tmp_path, cli_run):
     plan.update(neural_engine_ops=ane - 6, cpu_ops=cpu + 6)  # six ops leave the Neural Engine; the total is kept
     candidate = tmp_path / "candidate.json"
     candidate.write_text(json.dumps(doc))
-    code, out, err = cli_run(bench_main, "ci", "--base-harness", str(golden), "--candidate-harness", str(candidate),
-                             "--out", str(tmp_path / "r.md"), "--gate")
+    code, out, err = cli_run(bench_main, "ci", "--base-harness", str(golden), "--candidate-harness", str(candidate), "--out", str(tmp_path / "r.md"), "--gate")
     assert code == 0, err
     report = json.loads((tmp_path / "r.json").read_text())
     changes = report["coreml_compute_plan_changes"]
@@ -268,22 +327,37 @@ def test_history_rule_through_the_cli_and_a_damaged_history(tmp_path, cli_run):
         r["times_ms"] = [t * 1.5 for t in r["times_ms"]]
     slow.write_text(json.dumps(doc))
     history = tmp_path / "history.json"
-    medians = {f"{r['model']} {r['config']} coreml ({r['compute_units']}) {r['precision']} {r['input_size'][0]}x{r['input_size'][1]}": r["stats"]["median_ms"]
-               for r in json.loads(golden.read_text())["results"]}
+    medians = {
+        f"{r['model']} {r['config']} coreml ({r['compute_units']}) {r['precision']} {r['input_size'][0]}x{r['input_size'][1]}": r["stats"]["median_ms"]
+        for r in json.loads(golden.read_text())["results"]
+    }
     # five steady points on the main branch, then one slow commit, then this run (slow again)
     points = [{"label": f"c{i}", "rows": medians} for i in range(WINDOW)]
     points.append({"label": "slow-1", "rows": {k: v * 1.5 for k, v in medians.items()}})
     history.write_text(json.dumps({"kind": "mvit-bench-ci-history", "points": points}))
-    code, out, err = cli_run(bench_main, "ci", "--base-harness", str(golden), "--candidate-harness", str(slow),
-                             "--history", str(history), "--history-label", "slow-2", "--gate",
-                             "--out", str(tmp_path / "r.md"))
+    code, out, err = cli_run(
+        bench_main,
+        "ci",
+        "--base-harness",
+        str(golden),
+        "--candidate-harness",
+        str(slow),
+        "--history",
+        str(history),
+        "--history-label",
+        "slow-2",
+        "--gate",
+        "--out",
+        str(tmp_path / "r.md"),
+    )
     report = json.loads((tmp_path / "r.json").read_text())
     assert code == 1 and {r["gating"] for r in report["rows"]} == {"REGRESSION"}, out
     assert all(r["history"].startswith("REGRESSION: last 2 points") for r in report["rows"])
     assert [p["label"] for p in json.loads(history.read_text())["points"]][-2:] == ["slow-1", "slow-2"]
     history.write_text("[1, 2")
-    code, out, err = cli_run(bench_main, "ci", "--base-harness", str(golden), "--candidate-harness", str(slow),
-                             "--history", str(history), "--out", str(tmp_path / "s.md"))
+    code, out, err = cli_run(
+        bench_main, "ci", "--base-harness", str(golden), "--candidate-harness", str(slow), "--history", str(history), "--out", str(tmp_path / "s.md")
+    )
     assert code == 2 and err.count("\n") == 1 and "not a mvit-bench ci history file" in err, err
     assert not (tmp_path / "s.md").exists()
 
@@ -301,10 +375,10 @@ def test_a_checkpoint_in_the_repo_is_read_from_each_sides_tree(tmp_path, cli_run
         _git(root, "add", "-A")
         _git(root, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", f"weights {seed}")
     kept = tmp_path / "kept"
-    args = ["--model", "mobilevit_xxs", "--checkpoint", "weights/xxs.safetensors", "--target", "onnx",
-            "--export-args", "--image-size 64 --precision fp32"]
-    code, out, err = cli_run(bench_main, "ci", *args, "--repo", str(root), "--baseline-ref", "HEAD~1", *FAST,
-                             "--artefact-dir", str(kept), "--out", str(tmp_path / "r.md"))
+    args = ["--model", "mobilevit_xxs", "--checkpoint", "weights/xxs.safetensors", "--target", "onnx", "--export-args", "--image-size 64 --precision fp32"]
+    code, out, err = cli_run(
+        bench_main, "ci", *args, "--repo", str(root), "--baseline-ref", "HEAD~1", *FAST, "--artefact-dir", str(kept), "--out", str(tmp_path / "r.md")
+    )
     assert code == 0, err
     (row,) = json.loads((tmp_path / "r.json").read_text())["rows"]
     assert not row["identical_artefacts"] and row["placement_changes"] == []  # new weights, same graph
@@ -312,11 +386,31 @@ def test_a_checkpoint_in_the_repo_is_read_from_each_sides_tree(tmp_path, cli_run
     first = tmp_path / "first"
     (first / "weights").mkdir(parents=True)
     (first / "weights" / "xxs.safetensors").write_bytes(
-        subprocess.run(["git", "-C", str(root), "show", "HEAD~1:weights/xxs.safetensors"], check=True,
-                       capture_output=True).stdout)
-    subprocess.run([sys.executable, "-m", "mvit.exporters.cli", "--target", "onnx", "--model", "mobilevit_xxs",
-                    "--checkpoint", "weights/xxs.safetensors", "--image-size", "64", "--precision", "fp32",
-                    "--no-verify", "--out", str(first / "out")], cwd=first, check=True, capture_output=True)
+        subprocess.run(["git", "-C", str(root), "show", "HEAD~1:weights/xxs.safetensors"], check=True, capture_output=True).stdout
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mvit.exporters.cli",
+            "--target",
+            "onnx",
+            "--model",
+            "mobilevit_xxs",
+            "--checkpoint",
+            "weights/xxs.safetensors",
+            "--image-size",
+            "64",
+            "--precision",
+            "fp32",
+            "--no-verify",
+            "--out",
+            str(first / "out"),
+        ],
+        cwd=first,
+        check=True,
+        capture_output=True,
+    )
     (direct,) = (first / "out").glob("*.onnx")
     (baseline,) = (kept / "baseline" / "onnx").glob("*.onnx")
     (candidate,) = (kept / "candidate" / "onnx").glob("*.onnx")
@@ -326,10 +420,28 @@ def test_a_checkpoint_in_the_repo_is_read_from_each_sides_tree(tmp_path, cli_run
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_while_exporting_leaves_no_report(repo, tmp_path, sig):
     _git(repo["root"], "checkout", "-q", repo["wider"])
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("mvit-bench")), "ci", "--model", "usernet.net:build",
-                             "--repo", str(repo["root"]), "--import-root", "src", "--target", "tflite",
-                             "--baseline-ref", repo["base"], *SIZE, "--out", str(tmp_path / "r.md")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("mvit-bench")),
+            "ci",
+            "--model",
+            "usernet.net:build",
+            "--repo",
+            str(repo["root"]),
+            "--import-root",
+            "src",
+            "--target",
+            "tflite",
+            "--baseline-ref",
+            repo["base"],
+            *SIZE,
+            "--out",
+            str(tmp_path / "r.md"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stderr is not None and "exporting" in proc.stderr.readline()
     stop_and_check_interrupted(proc, sig)
     assert not list(tmp_path.iterdir())

@@ -65,8 +65,7 @@ def test_summary_counts_false_alarms_catches_and_whole_steps():
 
 
 def test_resampled_longer_steps_join_distinct_trials():
-    trials = [trial(i, "r", c, 1.3 if c == SLOWED else 1.0, i + 7 * k) for i in range(6)
-              for k, c in enumerate((IDENTICAL, SLOWED))]
+    trials = [trial(i, "r", c, 1.3 if c == SLOWED else 1.0, i + 7 * k) for i in range(6) for k, c in enumerate((IDENTICAL, SLOWED))]
     rates = {r.condition: r for r in longer_steps(trials, 2, 0.10)}
     assert rates[SLOWED].n == 15 and rates[SLOWED].regressions == 15  # C(6, 2) joined samples
     assert rates[IDENTICAL].regressions == 0 and rates[IDENTICAL].wall_s == pytest.approx(6.0)
@@ -79,15 +78,15 @@ def test_injected_slowdowns_scale_only_the_identical_candidates():
     injected = [t for t in out if t.condition == "identical x1.30 (injected)"]
     assert len(out) == 15 and len(injected) == 5
     originals = [t for t in trials if t.condition == IDENTICAL]
-    assert all(a.base_ms == b.base_ms and np.allclose(a.candidate_ms, np.array(b.candidate_ms) * 1.3)
-               for a, b in zip(injected, originals))
+    assert all(a.base_ms == b.base_ms and np.allclose(a.candidate_ms, np.array(b.candidate_ms) * 1.3) for a, b in zip(injected, originals))
     got = {r.condition: r.regressions for r in summarize(out, 0.10)}
     assert got == {IDENTICAL: 0, SLOWED: 0, "identical x1.30 (injected)": 5}
 
 
 def test_run_trials_measures_each_row_and_candidate_and_alternates_the_order(tmp_path):
-    paths = {name: {"base": tmp_path / f"{name}.onnx", IDENTICAL: tmp_path / f"{name}-copy.onnx",
-                    SLOWED: tmp_path / f"{name}-slow.onnx"} for name in ("a", "b")}
+    paths = {
+        name: {"base": tmp_path / f"{name}.onnx", IDENTICAL: tmp_path / f"{name}-copy.onnx", SLOWED: tmp_path / f"{name}-slow.onnx"} for name in ("a", "b")
+    }
     calls, saved = [], []
 
     def measure(base, candidate):
@@ -106,26 +105,25 @@ def test_run_trials_measures_each_row_and_candidate_and_alternates_the_order(tmp
 def test_run_trials_without_a_slowed_build_measures_identical_builds_only(tmp_path):
     paths = {"a": {"base": tmp_path / "a.onnx", IDENTICAL: tmp_path / "a-copy.onnx"}}
     calls = []
-    done = run_trials(paths, 2, lambda b, c: (calls.append(c.name), (times(10), times(10, seed=1)))[1],
-                      log=lambda m: None)
+    done = run_trials(paths, 2, lambda b, c: (calls.append(c.name), (times(10), times(10, seed=1)))[1], log=lambda m: None)
     assert calls == ["a-copy.onnx", "a-copy.onnx"] and {t.condition for t in done} == {IDENTICAL}
 
 
 def _calibration_file(path):
-    trials = [trial(i, "mobilevit_xxs A onnxruntime", c, 1.3 if c == SLOWED else 1.0, 3 * i + k)
-              for i in range(4) for k, c in enumerate((IDENTICAL, SLOWED))]
-    doc = {"settings": {"runs": 60, "warmups": 5, "threads": 1, "threshold": 0.10, "slowdown": 0.15, "trials": 4},
-           "builds": {"mobilevit_xxs A onnxruntime": {"layers": 30, "ratio": 1.16, "probe_ratio": 1.15,
-                                                        "outputs_identical": True}},
-           "export_s": 12.0, "trials": [t.__dict__ for t in trials]}
+    trials = [trial(i, "mobilevit_xxs A onnxruntime", c, 1.3 if c == SLOWED else 1.0, 3 * i + k) for i in range(4) for k, c in enumerate((IDENTICAL, SLOWED))]
+    doc = {
+        "settings": {"runs": 60, "warmups": 5, "threads": 1, "threshold": 0.10, "slowdown": 0.15, "trials": 4},
+        "builds": {"mobilevit_xxs A onnxruntime": {"layers": 30, "ratio": 1.16, "probe_ratio": 1.15, "outputs_identical": True}},
+        "export_s": 12.0,
+        "trials": [t.__dict__ for t in trials],
+    }
     path.write_text(json.dumps(doc))
     return doc
 
 
 def test_cli_summarises_an_earlier_calibration(tmp_path, cli_run):
     doc = _calibration_file(tmp_path / "cal.json")
-    code, out, err = cli_run(bench_main, "calibrate-ci", "--from", str(tmp_path / "cal.json"),
-                             "--out", str(tmp_path / "again.json"))
+    code, out, err = cli_run(bench_main, "calibrate-ci", "--from", str(tmp_path / "cal.json"), "--out", str(tmp_path / "again.json"))
     assert code == 0, err
     assert out.strip() == report_markdown(doc).strip() == (tmp_path / "again.md").read_text().strip()
     assert "| mobilevit_xxs A onnxruntime | slowed | 4 | 4 | 1.000 |" in out
@@ -161,8 +159,10 @@ def classifier(tmp_path_factory):
     from mvit.exporters.api import export_model
 
     out = tmp_path_factory.mktemp("classifier")
-    return {target: export_model(None, target, out, checkpoint=CLASSIFIER.checkpoint, precision="fp32",
-                                 image_size=CLASSIFIER.image_size, verify=False).path for target in ("onnx", "tflite")}
+    return {
+        target: export_model(None, target, out, checkpoint=CLASSIFIER.checkpoint, precision="fp32", image_size=CLASSIFIER.image_size, verify=False).path
+        for target in ("onnx", "tflite")
+    }
 
 
 def _same_on_digits(a, b) -> bool:

@@ -36,15 +36,29 @@ def cli(exe: Path, *args: str) -> subprocess.CompletedProcess:
 def hf_config(num_labels: int, **kw) -> transformers.MobileViTConfig:
     s = SIZES["xxs"]
     labels = {i: f"thing {i}" for i in range(num_labels)}
-    return transformers.MobileViTConfig(neck_hidden_sizes=s.hf_neck_hidden_sizes, hidden_sizes=list(s.dims),
-                                        expand_ratio=s.expand_ratio, id2label=labels, label2id={v: k for k, v in labels.items()},
-                                        image_size=SIZE, **kw)
+    return transformers.MobileViTConfig(
+        neck_hidden_sizes=s.hf_neck_hidden_sizes,
+        hidden_sizes=list(s.dims),
+        expand_ratio=s.expand_ratio,
+        id2label=labels,
+        label2id={v: k for k, v in labels.items()},
+        image_size=SIZE,
+        **kw,
+    )
 
 
 def write_processor(folder: Path, **overrides) -> None:
-    config = {"image_processor_type": "MobileViTImageProcessor", "do_resize": True, "size": {"shortest_edge": SIZE + 8},
-              "do_center_crop": True, "crop_size": {"height": SIZE, "width": SIZE}, "do_rescale": True,
-              "rescale_factor": 1 / 255, "do_flip_channel_order": True, **overrides}
+    config = {
+        "image_processor_type": "MobileViTImageProcessor",
+        "do_resize": True,
+        "size": {"shortest_edge": SIZE + 8},
+        "do_center_crop": True,
+        "crop_size": {"height": SIZE, "width": SIZE},
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_flip_channel_order": True,
+        **overrides,
+    }
     (folder / "preprocessor_config.json").write_text(json.dumps(config))
 
 
@@ -118,8 +132,15 @@ def test_hf_normalising_processor_is_carried_and_matches_transformers(tmp_path):
     import onnxruntime as ort
 
     mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-    folder = hf_folder(tmp_path, "classification", image_processor_type="ViTImageProcessor", size={"height": SIZE, "width": SIZE},
-                       do_normalize=True, image_mean=mean, image_std=std)
+    folder = hf_folder(
+        tmp_path,
+        "classification",
+        image_processor_type="ViTImageProcessor",
+        size={"height": SIZE, "width": SIZE},
+        do_normalize=True,
+        image_mean=mean,
+        image_std=std,
+    )
     report, _ = export_ok(tmp_path, folder)
     assert report["preprocess"]["channel_order"] == "RGB"
     assert report["preprocess"]["mean"] == pytest.approx(mean) and report["preprocess"]["std"] == pytest.approx(std)
@@ -147,8 +168,9 @@ def test_hf_weights_file_alone(tmp_path, weights_name):
     assert "do not record their preprocessing" in err and "--channel-order" in err  # said what it assumed, and the override
 
 
-@pytest.mark.parametrize("fmt,task", [("cvnets/classification", "classification"), ("cvnets/segmentation", "segmentation"),
-                                      ("timm/classification", "classification")])
+@pytest.mark.parametrize(
+    "fmt,task", [("cvnets/classification", "classification"), ("cvnets/segmentation", "segmentation"), ("timm/classification", "classification")]
+)
 def test_bare_state_dicts_say_what_they_assume(tmp_path, fmt, task):
     path = state_dict_file(tmp_path, fmt, task)
     report, err = export_ok(tmp_path, path, "--image-size", str(SIZE))
@@ -158,8 +180,7 @@ def test_bare_state_dicts_say_what_they_assume(tmp_path, fmt, task):
 
 def test_bare_state_dict_with_stated_torchvision_preprocessing(tmp_path):
     path = state_dict_file(tmp_path, "cvnets/classification", "classification")
-    report, err = export_ok(tmp_path, path, "--image-size", str(SIZE), "--channel-order", "RGB",
-                            "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225")
+    report, err = export_ok(tmp_path, path, "--image-size", str(SIZE), "--channel-order", "RGB", "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225")
     assert report["preprocess"]["channel_order"] == "RGB" and report["preprocess"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
     assert not report["assumptions"] and "assumed" not in err
     assert "input: RGB, (x/255 - [0.485,0.456,0.406]) / [0.229,0.224,0.225]" in err  # the result line says it
@@ -168,8 +189,14 @@ def test_bare_state_dict_with_stated_torchvision_preprocessing(tmp_path):
 @pytest.mark.parametrize("task", ["classification", "segmentation"])
 def test_mvit_safetensors_records_everything(tmp_path, task):
     name, model = ours(task)
-    path = save_checkpoint(model, tmp_path / "mine.safetensors", name, labels=[f"l{i}" for i in range(model.num_classes)],
-                           channel_order="RGB", preprocess={"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]})
+    path = save_checkpoint(
+        model,
+        tmp_path / "mine.safetensors",
+        name,
+        labels=[f"l{i}" for i in range(model.num_classes)],
+        channel_order="RGB",
+        preprocess={"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
+    )
     report, err = export_ok(tmp_path, path, "--image-size", str(SIZE))
     assert report["preprocess"]["channel_order"] == "RGB" and report["preprocess"]["std"] == pytest.approx([0.25] * 3)
     assert "assumed" not in err

@@ -61,9 +61,7 @@ def test_size_is_read_from_tensor_shapes(tmp_path):
     assert load_checkpoint(tmp_path / "s.pt")[1].model_name == "mobilevit_s"
 
 
-@pytest.mark.parametrize(
-    "name,config", [("ssdlite_mobilevit_xxs", "B"), ("mobilenet_v2", "A"), ("deeplabv3_mobilevit_xxs", "A")]
-)
+@pytest.mark.parametrize("name,config", [("ssdlite_mobilevit_xxs", "B"), ("mobilenet_v2", "A"), ("deeplabv3_mobilevit_xxs", "A")])
 def test_own_format_round_trip_keeps_config_and_labels(name, config, tmp_path):
     model = randomize_(create_model(name, config))
     path = save_checkpoint(model, tmp_path / "m.safetensors", name, config, labels=None, channel_order="RGB")

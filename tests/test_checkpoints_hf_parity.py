@@ -14,9 +14,7 @@ from mvit.models.mobilevit import SIZES
 
 def hf_config(size: str, **kw):
     s = SIZES[size]
-    return transformers.MobileViTConfig(
-        neck_hidden_sizes=s.hf_neck_hidden_sizes, hidden_sizes=list(s.dims), expand_ratio=s.expand_ratio, **kw
-    )
+    return transformers.MobileViTConfig(neck_hidden_sizes=s.hf_neck_hidden_sizes, hidden_sizes=list(s.dims), expand_ratio=s.expand_ratio, **kw)
 
 
 def save_hf(model, folder):

@@ -245,8 +245,18 @@ def test_the_10_class_detector_pads_its_class_axis_to_80_and_verifies(packages, 
 def test_export_of_an_unpadded_vision_pipeline_fails_naming_the_rule(tmp_path, cli_run, monkeypatch):
     """The pipeline as written without padding (10 columns): the export itself fails, exit 1."""
     monkeypatch.setattr(coreml_pipeline, "padded_class_count", lambda classes: classes)
-    code, out, err = cli_run(cli.main, "--target", "coreml", "--checkpoint", str(tf.DETECTOR.checkpoint),
-                             "--image-size", str(tf.DETECTOR.image_size), "--no-verify", "--out", str(tmp_path))
+    code, out, err = cli_run(
+        cli.main,
+        "--target",
+        "coreml",
+        "--checkpoint",
+        str(tf.DETECTOR.checkpoint),
+        "--image-size",
+        str(tf.DETECTOR.image_size),
+        "--no-verify",
+        "--out",
+        str(tmp_path),
+    )
     assert code == 1, out + err
     assert "coreml-structure:nms.class-count-multiple-of-80" in out
     assert "nms.class-count-multiple-of-80" in " ".join(_report(_package(tmp_path))["failed"])

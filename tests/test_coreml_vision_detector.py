@@ -50,10 +50,12 @@ def _spec(path: Path):
 
 # -- the NMS model's semantics --------------------------------------------------------------------
 
+
 def _brute_force(conf, boxes, iou_threshold, confidence_threshold, per_class, max_boxes):
     """The proto's PickTop, one box at a time in plain Python: drop boxes below the threshold, visit
     the rest best first, keep a box unless a kept box (of its label, per class) overlaps it by more
     than iou_threshold."""
+
     def corners(b):
         return b[0] - b[2] / 2, b[1] - b[3] / 2, b[0] + b[2] / 2, b[1] + b[3] / 2
 
@@ -100,8 +102,7 @@ def test_per_class_nms_matches_torchvision_best_class_selection(seed):
     mine = kept_rows(conf, boxes, 0.45, 0.15, per_class=True, max_boxes=20)
     xyxy = np.concatenate([boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2], axis=1)
     probs = np.concatenate([np.zeros((len(conf), 1), np.float32), conf], axis=1)
-    ref_boxes, ref_scores, ref_classes = select_detections(
-        torch.from_numpy(xyxy), torch.from_numpy(probs), NmsSettings(0.45, 0.15, 20), best_class_only=True)
+    ref_boxes, ref_scores, ref_classes = select_detections(torch.from_numpy(xyxy), torch.from_numpy(probs), NmsSettings(0.45, 0.15, 20), best_class_only=True)
     np.testing.assert_allclose(conf[mine].max(axis=1), ref_scores.numpy(), rtol=1e-6)
     np.testing.assert_allclose(xyxy[mine], ref_boxes.numpy(), atol=1e-6)
     assert (conf[mine].argmax(axis=1) + 1 == ref_classes.numpy()).all()
@@ -124,6 +125,7 @@ def test_documented_edge_cases():
 
 # -- the exported pipeline ------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_default_detector_is_a_vision_pipeline_and_verifies(package):
     from coremltools.proto import FeatureTypes_pb2
@@ -142,8 +144,7 @@ def test_default_detector_is_a_vision_pipeline_and_verifies(package):
     # The program hands NMS fp32 arrays: confidence [A, 80] (background dropped), coordinates [A, 4].
     stage_out = {o.name: o.type.multiArrayType for o in program.description.output}
     fp32 = FeatureTypes_pb2.ArrayFeatureType.FLOAT32
-    assert {n: (a.dataType, list(a.shape)[1:]) for n, a in stage_out.items()} == {
-        "raw_confidence": (fp32, [80]), "raw_coordinates": (fp32, [4])}
+    assert {n: (a.dataType, list(a.shape)[1:]) for n, a in stage_out.items()} == {"raw_confidence": (fp32, [80]), "raw_coordinates": (fp32, [4])}
     n = nms.nonMaximumSuppression
     assert n.pickTop.perClass and (n.iouThreshold, n.confidenceThreshold) == (0.5, pytest.approx(0.05))
     assert (n.confidenceInputFeatureName, n.coordinatesInputFeatureName) == ("raw_confidence", "raw_coordinates")
@@ -198,8 +199,23 @@ def test_vision_export_is_byte_identical(package, tmp_path):
 
 @pytest.mark.slow
 def test_program_form_still_exports_and_verifies(tmp_path):
-    code = _cli(main, ["--target", "coreml", "--model", "ssdlite_mobilevit_xxs", "--image-size", str(SIZE),
-                       "--precision", "fp32", "--coreml-nms", "program", "--out", str(tmp_path)])
+    code = _cli(
+        main,
+        [
+            "--target",
+            "coreml",
+            "--model",
+            "ssdlite_mobilevit_xxs",
+            "--image-size",
+            str(SIZE),
+            "--precision",
+            "fp32",
+            "--coreml-nms",
+            "program",
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert code == 0
     path = tmp_path / f"ssdlite_mobilevit_xxs_A_{SIZE}_fp32_nmsprogram.mlpackage"
     assert _spec(path).WhichOneof("Type") == "mlProgram"
@@ -212,8 +228,12 @@ def test_program_form_still_exports_and_verifies(tmp_path):
 
 
 def test_coreml_nms_is_refused_where_it_does_not_apply(tmp_path, capsys):
-    for argv in (["--target", "onnx", "--coreml-nms", "program"], ["--coreml-nms", "program", "--no-nms"],
-                 ["--coreml-nms", "mil"], ["--model", "mobilevit_xxs", "--coreml-nms", "vision"]):
+    for argv in (
+        ["--target", "onnx", "--coreml-nms", "program"],
+        ["--coreml-nms", "program", "--no-nms"],
+        ["--coreml-nms", "mil"],
+        ["--model", "mobilevit_xxs", "--coreml-nms", "vision"],
+    ):
         model = [] if "--model" in argv else ["--model", "ssdlite_mobilevit_xxs"]
         assert _cli(main, [*model, *argv, "--image-size", "64", "--out", str(tmp_path)]) == 2, argv
         assert "--coreml-nms" in capsys.readouterr().err
@@ -256,14 +276,13 @@ def _negate_weights(path: Path) -> None:
     data = bytearray(path.read_bytes())
     flipped = 0
     for start in range(64, len(data), 64):
-        sentinel, dtype, size, offset = np.frombuffer(bytes(data[start:start + 24]), dtype="<u4,<u4,<u8,<u8")[0]
+        sentinel, dtype, size, offset = np.frombuffer(bytes(data[start : start + 24]), dtype="<u4,<u4,<u8,<u8")[0]
         if sentinel != 0xDEADBEEF or dtype not in (1, 2):  # 1: fp16, 2: fp32
             continue
         width = 2 if dtype == 1 else 4
-        values = np.frombuffer(bytes(data[offset:offset + size]), dtype=f"<u{width}").copy()
+        values = np.frombuffer(bytes(data[offset : offset + size]), dtype=f"<u{width}").copy()
         values ^= np.array(1 << (8 * width - 1), dtype=f"<u{width}")
-        data[offset:offset + size] = values.tobytes()
+        data[offset : offset + size] = values.tobytes()
         flipped += 1
     assert flipped > 10
     path.write_bytes(bytes(data))
-

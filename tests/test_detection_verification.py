@@ -65,8 +65,7 @@ def test_a_runner_without_taps_and_no_boxes_is_not_a_pass():
         verified_by = "no-taps"
 
         def run(self, inputs):
-            return {"boxes": np.zeros((1, 0, 4), np.float32), "scores": np.zeros((1, 0), np.float32),
-                    "class_ids": np.zeros((1, 0), np.int64)}
+            return {"boxes": np.zeros((1, 0, 4), np.float32), "scores": np.zeros((1, 0), np.float32), "class_ids": np.zeros((1, 0), np.int64)}
 
     spec = get_spec("ssdlite_mobilevit_xxs").preprocess.with_size(128)
     with torch.no_grad():

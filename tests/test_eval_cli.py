@@ -30,8 +30,21 @@ def exported(tmp_path_factory) -> dict[str, Path]:
     found = {}
     for task, fixture in tf.FIXTURES.items():
         with pytest.raises(SystemExit) as exc:
-            export_cli.main(["--target", "onnx", "--precision", "fp32", "--checkpoint", str(fixture.checkpoint),
-                             "--image-size", str(fixture.image_size), "--out", str(out / task), "--no-verify"])
+            export_cli.main(
+                [
+                    "--target",
+                    "onnx",
+                    "--precision",
+                    "fp32",
+                    "--checkpoint",
+                    str(fixture.checkpoint),
+                    "--image-size",
+                    str(fixture.image_size),
+                    "--out",
+                    str(out / task),
+                    "--no-verify",
+                ]
+            )
         assert exc.value.code == 0
         found[task] = next((out / task).glob("*.onnx"))
     return found
@@ -51,12 +64,25 @@ def _check_paired_zero(doc: dict, metric: str) -> None:
 
 # ---------------------------------------------------------------- the three tasks
 
+
 @slow
 def test_classification_folders_match_the_recorded_accuracy(exported, tmp_path, cli_run):
     data = classification_folders(tmp_path / "digits")
     out, md = tmp_path / "results.json", tmp_path / "results.md"
-    code, stdout, err = _eval(cli_run, str(exported["classification"]), "--checkpoint", str(tf.CLASSIFIER.checkpoint),
-                              "--data", str(data), "--out", str(out), "--md", str(md), "--bootstrap", "300")
+    code, stdout, err = _eval(
+        cli_run,
+        str(exported["classification"]),
+        "--checkpoint",
+        str(tf.CLASSIFIER.checkpoint),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--md",
+        str(md),
+        "--bootstrap",
+        "300",
+    )
     assert code == 0, err
     doc = json.loads(out.read_text())
     assert doc["dataset"]["images"] == 360 and doc["dataset"]["layout"] == "folders"
@@ -80,8 +106,9 @@ def test_classification_csv_with_limit(exported, tmp_path, cli_run):
         rows.append(f"img/{i}.png,{tf.LABELS[label]}")
     (tmp_path / "val.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "r.json"
-    code, _, err = _eval(cli_run, str(exported["classification"]), "--data", str(tmp_path / "val.csv"), "--limit", "20",
-                         "--bootstrap", "100", "--out", str(out))
+    code, _, err = _eval(
+        cli_run, str(exported["classification"]), "--data", str(tmp_path / "val.csv"), "--limit", "20", "--bootstrap", "100", "--out", str(out)
+    )
     assert code == 0, err
     doc = json.loads(out.read_text())
     assert doc["dataset"]["layout"] == "csv" and doc["dataset"]["images"] == 20 and doc["reference"] is None
@@ -99,8 +126,9 @@ def test_a_runner_the_target_lacks_is_one_line(exported, tmp_path, cli_run):
 def test_segmentation_voc_matches_the_recorded_miou(exported, tmp_path, cli_run):
     data = voc(tmp_path / "voc")
     out = tmp_path / "seg.json"
-    code, stdout, err = _eval(cli_run, str(exported["segmentation"]), "--checkpoint", str(tf.SEGMENTER.checkpoint),
-                              "--data", str(data), "--out", str(out), "--bootstrap", "300")
+    code, stdout, err = _eval(
+        cli_run, str(exported["segmentation"]), "--checkpoint", str(tf.SEGMENTER.checkpoint), "--data", str(data), "--out", str(out), "--bootstrap", "300"
+    )
     assert code == 0, err
     doc = json.loads(out.read_text())
     pytorch = next(m for m in doc["models"] if m["kind"] == "pytorch")["metrics"]
@@ -117,8 +145,18 @@ def test_segmentation_voc_matches_the_recorded_miou(exported, tmp_path, cli_run)
 def test_detection_coco_map(exported, tmp_path, cli_run):
     data = coco(tmp_path / "coco")
     out = tmp_path / "det.json"
-    code, _, err = _eval(cli_run, str(exported["detection"]), "--checkpoint", str(tf.DETECTOR.checkpoint),
-                         "--data", str(data / "annotations.json"), "--out", str(out), "--bootstrap", "200")
+    code, _, err = _eval(
+        cli_run,
+        str(exported["detection"]),
+        "--checkpoint",
+        str(tf.DETECTOR.checkpoint),
+        "--data",
+        str(data / "annotations.json"),
+        "--out",
+        str(out),
+        "--bootstrap",
+        "200",
+    )
     assert code == 0, err
     doc = json.loads(out.read_text())
     pytorch = next(m for m in doc["models"] if m["kind"] == "pytorch")["metrics"]
@@ -129,6 +167,7 @@ def test_detection_coco_map(exported, tmp_path, cli_run):
 
 
 # ---------------------------------------------------------------- malformed datasets
+
 
 def _bad(cli_run, artefact: Path, data: Path, names: str) -> str:
     code, _, err = _eval(cli_run, str(artefact), "--data", str(data))
@@ -192,6 +231,7 @@ def test_malformed_coco_exits_2_naming_the_file(exported, tmp_path, cli_run):
 
 # ---------------------------------------------------------------- metric definitions on constructed cases
 
+
 def _detections(dets, truth, num_classes=3):
     records = DetectionRecords(num_classes)
     for (boxes, scores, classes), gt in zip(dets, truth):
@@ -211,8 +251,7 @@ def test_map_on_hand_counted_cases():
     m, _ = _detections([([(19.0, 10.0, 59.0, 50.0)], [0.9], [1])], [[Box(box, 1)]])
     assert m["map50"] == pytest.approx(1.0) and m["map"] == pytest.approx(0.3)
     # A detection on a crowd region is neither a hit nor a false alarm; the class without truth is not averaged.
-    m, records = _detections([([[60, 60, 90, 90], box], [0.9, 0.8], [2, 2])],
-                             [[Box(box, 2), Box((55.0, 55.0, 95.0, 95.0), 2, crowd=True)]])
+    m, records = _detections([([[60, 60, 90, 90], box], [0.9, 0.8], [2, 2])], [[Box(box, 2), Box((55.0, 55.0, 95.0, 95.0), 2, crowd=True)]])
     assert m["map"] == pytest.approx(1.0)
     # Weights are image counts: doubling every image changes nothing.
     assert records.metrics(np.array([[2.0]]))["map"][0] == pytest.approx(1.0)
@@ -255,6 +294,7 @@ def test_segmentation_ignores_255_and_pools_images():
 
 # ---------------------------------------------------------------- the verdict
 
+
 def test_recommendation_rule_on_constructed_numbers():
     assert decide(1.0, MIN_SPEEDUP, MAX_DROP_POINTS, "top1")[0]  # both limits are inclusive
     assert decide(MIN_SIZE_RATIO, None, 0.2, "miou")[0]  # smaller is enough without a speed figure
@@ -275,14 +315,43 @@ def test_recommendation_rule_on_constructed_numbers():
 @slow
 def test_verdict_fp16_against_fp32(exported, tmp_path, cli_run):
     with pytest.raises(SystemExit) as exc:
-        export_cli.main(["--target", "onnx", "--precision", "fp16", "--checkpoint", str(tf.CLASSIFIER.checkpoint),
-                         "--image-size", str(tf.CLASSIFIER.image_size), "--out", str(tmp_path), "--no-verify"])
+        export_cli.main(
+            [
+                "--target",
+                "onnx",
+                "--precision",
+                "fp16",
+                "--checkpoint",
+                str(tf.CLASSIFIER.checkpoint),
+                "--image-size",
+                str(tf.CLASSIFIER.image_size),
+                "--out",
+                str(tmp_path),
+                "--no-verify",
+            ]
+        )
     assert exc.value.code == 0
     fp16, fp32 = next(tmp_path.glob("*fp16.onnx")), exported["classification"]
     data = classification_folders(tmp_path / "digits")
     out = tmp_path / "v.json"
-    code, stdout, err = _eval(cli_run, str(fp16), "--baseline", str(fp32), "--data", str(data), "--limit", "60",
-                              "--runs", "20", "--warmups", "2", "--bootstrap", "200", "--out", str(out))
+    code, stdout, err = _eval(
+        cli_run,
+        str(fp16),
+        "--baseline",
+        str(fp32),
+        "--data",
+        str(data),
+        "--limit",
+        "60",
+        "--runs",
+        "20",
+        "--warmups",
+        "2",
+        "--bootstrap",
+        "200",
+        "--out",
+        str(out),
+    )
     assert code == 0, err
     doc = json.loads(out.read_text())
     (verdict,) = doc["verdicts"]

@@ -36,15 +36,27 @@ IMAGES = 8 * CHUNK_IMAGES + 17  # a last chunk shorter than the others
 def setup(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("scale")
     with pytest.raises(SystemExit) as exc:
-        export_cli.main(["--target", "onnx", "--precision", "fp32", "--checkpoint", str(tf.CLASSIFIER.checkpoint),
-                         "--image-size", str(tf.CLASSIFIER.image_size), "--out", str(root / "art"), "--no-verify"])
+        export_cli.main(
+            [
+                "--target",
+                "onnx",
+                "--precision",
+                "fp32",
+                "--checkpoint",
+                str(tf.CLASSIFIER.checkpoint),
+                "--image-size",
+                str(tf.CLASSIFIER.image_size),
+                "--out",
+                str(root / "art"),
+                "--no-verify",
+            ]
+        )
     assert exc.value.code == 0
     return {"root": root, "data": digit_folders(root / "digits", IMAGES), "onnx": next((root / "art").glob("*.onnx"))}
 
 
 def _args(setup, out: Path, *more: str) -> list[str]:
-    return [str(setup["onnx"]), "--checkpoint", str(tf.CLASSIFIER.checkpoint), "--data", str(setup["data"]),
-            "--out", str(out), "--bootstrap", "200", *more]
+    return [str(setup["onnx"]), "--checkpoint", str(tf.CLASSIFIER.checkpoint), "--data", str(setup["data"]), "--out", str(out), "--bootstrap", "200", *more]
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +115,7 @@ def _env(**more: str) -> dict[str, str]:
 def test_ray_cluster_gives_identical_figures(one_worker, setup, ray_address):
     out = setup["root"] / "ray.json"
     # As in a terminal: the progress bar is drawn, with its ETA.
-    proc = subprocess.run([str(EVAL), *_args(setup, out, "--ray", ray_address)], env=_env(TTY_COMPATIBLE="1"), text=True,
-                          capture_output=True, timeout=600)
+    proc = subprocess.run([str(EVAL), *_args(setup, out, "--ray", ray_address)], env=_env(TTY_COMPATIBLE="1"), text=True, capture_output=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())
     assert doc["run"]["backend"] == "ray" and doc["run"]["ray_address"] == ray_address
@@ -135,9 +146,14 @@ def test_an_image_a_worker_cannot_decode_is_one_line(setup, tmp_path, ray_addres
 def _ctrl_c_after(setup, out: Path, chunks: int, *flags: str) -> None:
     """Run mvit-eval, send SIGINT once `chunks` chunks are journalled, check the one-line exit 130."""
     journal = out.with_name(out.name + ".journal")
-    proc = subprocess.Popen([str(EVAL), *_args(setup, out, *flags)], env=_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [str(EVAL), *_args(setup, out, *flags)],
+        env=_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 300
     while len(list(journal.glob("chunk-*.npz"))) < chunks and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -154,8 +170,7 @@ def test_ctrl_c_then_rerun_resumes_to_the_uninterrupted_figures(one_worker, setu
     kept = len(list(journal.glob("chunk-*.npz")))
     assert 3 <= kept < 9 and not list(journal.glob(".*"))  # whole chunks only, nothing half-written
 
-    rerun = subprocess.run([str(EVAL), *_args(setup, out, "--workers", "2")], env=env, text=True,
-                           capture_output=True, timeout=600)
+    rerun = subprocess.run([str(EVAL), *_args(setup, out, "--workers", "2")], env=env, text=True, capture_output=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert f"resuming from {journal}" in rerun.stderr
     doc = json.loads(out.read_text())
@@ -179,12 +194,18 @@ def test_a_journal_of_other_inputs_is_set_aside(one_worker, setup, cli_run):
     assert doc["run"]["resumed_images"] == 0 and _figures(doc) == _figures(one_worker)
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--workers", "2", "--ray", "local"), "error: --workers and --ray exclude each other: Ray decides where its tasks run"),
-    # Port 1 refuses at once; Ray itself would retry for minutes with C++ log lines on stderr.
-    (("--ray", "127.0.0.1:1"), "error: --ray 127.0.0.1:1: no Ray cluster answers there (Connection refused); "
-                               "give the address `ray start --head` printed, or `local` to start one here"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--workers", "2", "--ray", "local"), "error: --workers and --ray exclude each other: Ray decides where its tasks run"),
+        # Port 1 refuses at once; Ray itself would retry for minutes with C++ log lines on stderr.
+        (
+            ("--ray", "127.0.0.1:1"),
+            "error: --ray 127.0.0.1:1: no Ray cluster answers there (Connection refused); "
+            "give the address `ray start --head` printed, or `local` to start one here",
+        ),
+    ],
+)
 def test_bad_worker_options_are_one_line(setup, tmp_path, cli_run, args, message, monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     code, _, err = cli_run(eval_cli.main, *_args(setup, tmp_path / "r.json", *args))
@@ -207,8 +228,7 @@ def test_ctrl_c_on_ray_then_rerun_on_local_workers(one_worker, setup, ray_addres
     _ctrl_c_after(setup, out, 2, "--ray", ray_address)
     assert len(list(journal.glob("chunk-*.npz"))) >= 2
 
-    rerun = subprocess.run([str(EVAL), *_args(setup, out, "--workers", "2")], env=_env(), text=True,
-                           capture_output=True, timeout=600)
+    rerun = subprocess.run([str(EVAL), *_args(setup, out, "--workers", "2")], env=_env(), text=True, capture_output=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     doc = json.loads(out.read_text())
     assert doc["run"]["resumed_images"] >= 2 * CHUNK_IMAGES

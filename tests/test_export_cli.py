@@ -29,8 +29,7 @@ def assert_one_error_line(code: int, err: str, *needles: str) -> None:
 
 
 def test_onnx_export_prints_path_size_verdict(tmp_path, capsys):
-    code, out, err = run(capsys, "--target", "onnx", "--model", "mobilevit_xxs", "--image-size", "128",
-                         "--precision", "fp32", "--out", str(tmp_path))
+    code, out, err = run(capsys, "--target", "onnx", "--model", "mobilevit_xxs", "--image-size", "128", "--precision", "fp32", "--out", str(tmp_path))
     assert code == 0, err
     (line,) = out.splitlines()
     assert line.startswith(str(tmp_path / "mobilevit_xxs_A_128_fp32.onnx")) and " MB" in line and "pass by onnxruntime" in line
@@ -68,8 +67,7 @@ def test_unreadable_checkpoint(tmp_path, capsys):
 
 def test_mismatched_checkpoint(tmp_path, capsys):
     ckpt = decisive_checkpoint(tmp_path / "cls.safetensors", "mobilevit_xxs")
-    code, _, err = run(capsys, "--target", "onnx", "--model", "deeplabv3_mobilevit_xxs", "--checkpoint", str(ckpt),
-                       "--out", str(tmp_path / "o"))
+    code, _, err = run(capsys, "--target", "onnx", "--model", "deeplabv3_mobilevit_xxs", "--checkpoint", str(ckpt), "--out", str(tmp_path / "o"))
     assert_one_error_line(code, err, "mobilevit_xxs")
     assert not (tmp_path / "o").exists()
 
@@ -126,8 +124,7 @@ def test_interrupted_export_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_entry_point_runs_without_traceback(tmp_path):
-    proc = subprocess.run([str(MVIT_EXPORT), "--target", "onnx", "--model", "nope", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([str(MVIT_EXPORT), "--target", "onnx", "--model", "nope", "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stdout == "" and [l for l in proc.stderr.splitlines() if l.strip()][0].startswith("error: unknown model 'nope'")
     assert "Traceback" not in proc.stderr

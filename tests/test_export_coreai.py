@@ -146,8 +146,9 @@ def test_several_sizes_make_one_asset_with_a_verified_function_each(tmp_path):
 @pytest.mark.parametrize("task", ["classification", "segmentation"])
 def test_hugging_face_folder_exports_and_verifies(tmp_path, task):
     s = SIZES["xxs"]
-    config = transformers.MobileViTConfig(neck_hidden_sizes=s.hf_neck_hidden_sizes, hidden_sizes=list(s.dims),
-                                          expand_ratio=s.expand_ratio, id2label={i: f"thing {i}" for i in range(5)})
+    config = transformers.MobileViTConfig(
+        neck_hidden_sizes=s.hf_neck_hidden_sizes, hidden_sizes=list(s.dims), expand_ratio=s.expand_ratio, id2label={i: f"thing {i}" for i in range(5)}
+    )
     cls = transformers.MobileViTForImageClassification if task == "classification" else transformers.MobileViTForSemanticSegmentation
     randomize_(cls(config).eval(), seed=1).save_pretrained(tmp_path / "hf")
     code, path = _export(tmp_path / "out", "--checkpoint", str(tmp_path / "hf"), "--image-size", "64")
@@ -159,8 +160,27 @@ def test_hugging_face_folder_exports_and_verifies(tmp_path, task):
 
 def test_bench_times_an_asset_on_the_linux_runtime(tmp_path, cli_run):
     out = tmp_path / "res.json"
-    code, _, err = cli_run(bench_main, "run", "-m", "mobilevit_xxs", "-c", "A", "-r", "coreai", "--image-size", "64",
-                           "--runs", "3", "--warmups", "1", "--threads", "1", "--out", str(out), "--no-report")
+    code, _, err = cli_run(
+        bench_main,
+        "run",
+        "-m",
+        "mobilevit_xxs",
+        "-c",
+        "A",
+        "-r",
+        "coreai",
+        "--image-size",
+        "64",
+        "--runs",
+        "3",
+        "--warmups",
+        "1",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+        "--no-report",
+    )
     assert code == 0, err
     (row,) = json.loads(out.read_text())["results"]
     assert row["runtime"] == "coreai" and row["artefact"].endswith(".aimodel") and row["runs"] == 3
@@ -170,8 +190,20 @@ def test_bench_times_an_asset_on_the_linux_runtime(tmp_path, cli_run):
 def test_eval_scores_an_asset(trained, tmp_path, cli_run):
     data = classification_folders(tmp_path / "digits")
     out = tmp_path / "results.json"
-    code, _, err = cli_run(eval_cli.main, str(trained["classification"]), "--checkpoint", str(tf.CLASSIFIER.checkpoint),
-                           "--data", str(data), "--out", str(out), "--limit", "6", "--bootstrap", "50")
+    code, _, err = cli_run(
+        eval_cli.main,
+        str(trained["classification"]),
+        "--checkpoint",
+        str(tf.CLASSIFIER.checkpoint),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--limit",
+        "6",
+        "--bootstrap",
+        "50",
+    )
     assert code == 0, err
     doc = json.loads(out.read_text())
     artefact = next(m for m in doc["models"] if m["kind"] == "coreai")

@@ -34,8 +34,7 @@ pytestmark = pytest.mark.slow
 
 COREML = get_target("coreml")
 SIZES = {"mobilevit_xxs": 128, "deeplabv3_mobilevit_xxs": 128, "ssdlite_mobilevit_xxs": 192}
-PREVIEW = {"mobilevit_xxs": "imageClassifier", "deeplabv3_mobilevit_xxs": "imageSegmenter",
-           "ssdlite_mobilevit_xxs": "objectDetector"}
+PREVIEW = {"mobilevit_xxs": "imageClassifier", "deeplabv3_mobilevit_xxs": "imageSegmenter", "ssdlite_mobilevit_xxs": "objectDetector"}
 
 
 def _graph_ok(path) -> dict[str, int]:
@@ -70,9 +69,9 @@ def exported(tmp_path_factory):
             out = tmp_path_factory.mktemp(f"{model}_{config}")
             ckpt = decisive_checkpoint(out / "ckpt.safetensors", model, config)
             options.setdefault("verify", False)
-            _EXPORTS[model, config] = export_model(None, "coreml", out / "out", checkpoint=ckpt,
-                                                   image_size=SIZES[model], **options)
+            _EXPORTS[model, config] = export_model(None, "coreml", out / "out", checkpoint=ckpt, image_size=SIZES[model], **options)
         return _EXPORTS[model, config]
+
     return get
 
 
@@ -126,8 +125,7 @@ def test_three_tasks_two_configs_export_with_metadata(exported, model, config, o
 
 def test_reexport_is_byte_identical(exported, tmp_path):
     a = exported("mobilevit_xxs", "A").path
-    b = export_model(None, "coreml", tmp_path, checkpoint=a.parent.parent / "ckpt.safetensors",
-                     precision="fp32", image_size=128, verify=False).path
+    b = export_model(None, "coreml", tmp_path, checkpoint=a.parent.parent / "ckpt.safetensors", precision="fp32", image_size=128, verify=False).path
     files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
     assert files_a == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
     for rel in files_a:
@@ -152,8 +150,7 @@ def test_detection_pipeline_matches_reference(exported, threshold):
     spec = get_spec("ssdlite_mobilevit_xxs")
     pixels = verification_samples(192, 192, noise=False)[0].pixels
     net, _ = load_checkpoint(result.path.parent.parent / "ckpt.safetensors")
-    reference = build_export_module(fuse_batchnorm(net), "detection", 192, target="coreml", preprocess=None,
-                                    options={"nms": NMS})
+    reference = build_export_module(fuse_batchnorm(net), "detection", 192, target="coreml", preprocess=None, options={"nms": NMS})
     with torch.no_grad():
         boxes, probs = reference.module(torch.from_numpy(normalise(pixels, spec.preprocess)))
     overrides = {} if threshold is None else {"score_threshold": threshold}
@@ -179,8 +176,12 @@ def test_per_channel_std_is_folded_into_the_first_conv():
     spec = get_spec("mobilenet_v2")
     fused = fuse_batchnorm(randomize_(create_model("mobilenet_v2")))
     request = ExportRequest(
-        module=fused, model_name="mobilenet_v2", task="classification", input_shape=(1, 3, 128, 128),
-        output_names=["logits"], labels=spec.default_labels(),
+        module=fused,
+        model_name="mobilenet_v2",
+        task="classification",
+        input_shape=(1, 3, 128, 128),
+        output_names=["logits"],
+        labels=spec.default_labels(),
         preprocess=preprocess_dict(spec.preprocess, raw_input=False, in_graph=False),
     )
     folded = _fold_channel_scale(request)
@@ -203,8 +204,9 @@ def test_not_a_package_is_a_clear_error(tmp_path):
         COREML.read_metadata(tmp_path)
 
 
-@pytest.mark.skipif(sys.platform != "darwin", reason="CoreML predict needs macOS (libcoremlpython is macOS-only); "
-                    "on Linux the MIL reference evaluator verifies CoreML exports")
+@pytest.mark.skipif(
+    sys.platform != "darwin", reason="CoreML predict needs macOS (libcoremlpython is macOS-only); on Linux the MIL reference evaluator verifies CoreML exports"
+)
 def test_coreml_runtime_predict_matches_pytorch(tmp_path):
     ckpt = decisive_checkpoint(tmp_path / "cls.safetensors", "mobilevit_xxs")
     result = export_model(None, "coreml", tmp_path / "o", checkpoint=ckpt, precision="fp32", image_size=128)

@@ -38,9 +38,7 @@ def test_recorded_output_names_are_the_artefacts_own(tmp_path):
 
 def test_custom_factory_export_can_be_verified_again(tmp_path, monkeypatch):
     (tmp_path / "tiny_net.py").write_text(
-        "import torch\n"
-        "def build():\n"
-        "    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU())\n"
+        "import torch\ndef build():\n    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU())\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     result = api.export_model("tiny_net:build", "onnx", tmp_path / "out", precision="fp32", image_size=32)
@@ -54,8 +52,7 @@ def test_custom_factory_export_can_be_verified_again(tmp_path, monkeypatch):
 
 def test_a_crashing_verifier_is_one_error_and_leaves_no_stale_report(tmp_path, monkeypatch, shared_export):
     shared = shared_export("mobilevit_xxs", "onnx", precision="fp32", image_size=64)
-    first = dataclasses.replace(shared, path=Path(shutil.copy(shared.path, tmp_path)),
-                                report_path=Path(shutil.copy(shared.report_path, tmp_path)))
+    first = dataclasses.replace(shared, path=Path(shutil.copy(shared.path, tmp_path)), report_path=Path(shutil.copy(shared.report_path, tmp_path)))
     assert first.report_path.exists()
 
     def crash(*args, **kwargs):
@@ -84,8 +81,9 @@ def test_fp16_detector_boxes_are_compared_not_vacuous(tmp_path):
     from export_utils import decisive_checkpoint
 
     ckpt = decisive_checkpoint(tmp_path / "det.safetensors", "ssdlite_mobilevit_xxs")
-    result = api.export_model(None, "coreml", tmp_path / "out", checkpoint=ckpt, precision="fp16", image_size=128,
-                              nms={"score_threshold": 0.05, "max_detections": 50})
+    result = api.export_model(
+        None, "coreml", tmp_path / "out", checkpoint=ckpt, precision="fp16", image_size=128, nms={"score_threshold": 0.05, "max_detections": 50}
+    )
     metrics = result.report["verification"]["task_metrics"]
     assert result.verdict == "pass", result.report["failed"]
     assert metrics["reference_detections"] > 0, "no confident reference box: the check would be vacuous"

@@ -63,10 +63,20 @@ def _assert_same(got: list[torch.Tensor], want: list[torch.Tensor]) -> None:
 
 
 @pytest.mark.parametrize("task", sorted(FIXTURES))
-@pytest.mark.parametrize("rewrites", [frozenset({FOLD_PREPROCESSING}), frozenset({PATCH_LAYOUT}),
-                                      frozenset({ATTENTION_LAYOUT}), frozenset({SHORT_CONCATS}),
-                                      frozenset({CHANNELS_LAST_PATCHES}), frozenset({SEPARATE_QKV}), ALL, ALL_CHANNELS_LAST],
-                         ids=lambda r: "+".join(sorted(r)))
+@pytest.mark.parametrize(
+    "rewrites",
+    [
+        frozenset({FOLD_PREPROCESSING}),
+        frozenset({PATCH_LAYOUT}),
+        frozenset({ATTENTION_LAYOUT}),
+        frozenset({SHORT_CONCATS}),
+        frozenset({CHANNELS_LAST_PATCHES}),
+        frozenset({SEPARATE_QKV}),
+        ALL,
+        ALL_CHANNELS_LAST,
+    ],
+    ids=lambda r: "+".join(sorted(r)),
+)
 def test_each_rewrite_keeps_the_outputs_of_the_network_as_written(task, rewrites):
     fixture = FIXTURES[task]
     prepared = _prepared(fixture)
@@ -160,8 +170,7 @@ def test_rewrites_run_in_registered_order_whatever_order_they_are_named_in(monke
 
     ran = []
     for name in (SEPARATE_QKV, ATTENTION_LAYOUT, FOLD_PREPROCESSING):
-        monkeypatch.setitem(REWRITES, name, dataclasses.replace(
-            REWRITES[name], apply=lambda net, context, name=name: ran.append(name) or Rewritten(net)))
+        monkeypatch.setitem(REWRITES, name, dataclasses.replace(REWRITES[name], apply=lambda net, context, name=name: ran.append(name) or Rewritten(net)))
     net = nn.Linear(2, 2)
     kept, folded, info = rewrite_for_export(net, None, 64, frozenset({SEPARATE_QKV, FOLD_PREPROCESSING, ATTENTION_LAYOUT}))
     assert ran == [FOLD_PREPROCESSING, ATTENTION_LAYOUT, SEPARATE_QKV]
@@ -191,9 +200,11 @@ def test_tflite_rewrites_remove_the_ops_they_are_for(tmp_path, monkeypatch):
 
     assert {CHANNELS_LAST_PATCHES, SEPARATE_QKV} <= TFLiteTarget.export_rewrites
     reports = {}
-    for run, rewrites in (("rewritten", TFLiteTarget.export_rewrites),
-                          ("no_channels_last", TFLiteTarget.export_rewrites - {CHANNELS_LAST_PATCHES}),
-                          ("no_separate_qkv", TFLiteTarget.export_rewrites - {SEPARATE_QKV})):
+    for run, rewrites in (
+        ("rewritten", TFLiteTarget.export_rewrites),
+        ("no_channels_last", TFLiteTarget.export_rewrites - {CHANNELS_LAST_PATCHES}),
+        ("no_separate_qkv", TFLiteTarget.export_rewrites - {SEPARATE_QKV}),
+    ):
         monkeypatch.setattr(TFLiteTarget, "export_rewrites", rewrites)
         result = api.export_model(None, "tflite", tmp_path / run, precision="fp32", checkpoint=CLASSIFIER.checkpoint)
         assert result.verdict == "pass", result.report["failed"]
@@ -238,11 +249,14 @@ def test_fold_moves_scale_std_and_bgr_into_the_stem_conv():
     assert torch.allclose(rewritten[0].weight[:, 2], expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize("why, net, spec", [
-    ("mean", nn.Conv2d(3, 8, 3, padding=1), PreprocessSpec(64, 64, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))),
-    ("input read twice", None, PreprocessSpec(64, 64)),
-    ("reflect padding", nn.Conv2d(3, 8, 3, padding=1, padding_mode="reflect"), PreprocessSpec(64, 64)),
-])
+@pytest.mark.parametrize(
+    "why, net, spec",
+    [
+        ("mean", nn.Conv2d(3, 8, 3, padding=1), PreprocessSpec(64, 64, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))),
+        ("input read twice", None, PreprocessSpec(64, 64)),
+        ("reflect padding", nn.Conv2d(3, 8, 3, padding=1, padding_mode="reflect"), PreprocessSpec(64, 64)),
+    ],
+)
 def test_fold_is_refused_where_it_would_not_be_exact(why, net, spec):
     class InputTwice(nn.Module):
         def __init__(self) -> None:
@@ -262,8 +276,21 @@ def test_fold_is_refused_where_it_would_not_be_exact(why, net, spec):
 
 
 def test_export_with_a_mean_keeps_preprocessing_in_graph_and_verifies(cli_run, tmp_path):
-    code, out, err = cli_run(export_main, "--target", "onnx", "--checkpoint", str(CLASSIFIER.checkpoint),
-                             "--precision", "fp32", "--mean", "0.5,0.4,0.3", "--std", "0.2,0.25,0.3", "--out", str(tmp_path))
+    code, out, err = cli_run(
+        export_main,
+        "--target",
+        "onnx",
+        "--checkpoint",
+        str(CLASSIFIER.checkpoint),
+        "--precision",
+        "fp32",
+        "--mean",
+        "0.5,0.4,0.3",
+        "--std",
+        "0.2,0.25,0.3",
+        "--out",
+        str(tmp_path),
+    )
     assert code == 0, err
     report = json.loads(next(tmp_path.glob("*.onnx.report.json")).read_text())
     assert report["verdict"] == "pass"
@@ -277,8 +304,9 @@ def test_rewritten_onnx_export_verifies_describes_its_input_and_is_byte_identica
     # checked above, and their verified exports in test_trained_fixture.py.
     shas = []
     for run, extra in (("first", ()), ("second", ("--no-verify",))):
-        code, out, err = cli_run(export_main, "--target", "onnx", "--checkpoint", str(CLASSIFIER.checkpoint),
-                                 "--precision", "fp32", "--out", str(tmp_path / run), *extra)
+        code, out, err = cli_run(
+            export_main, "--target", "onnx", "--checkpoint", str(CLASSIFIER.checkpoint), "--precision", "fp32", "--out", str(tmp_path / run), *extra
+        )
         assert code == 0, err
         report = json.loads(next((tmp_path / run).glob("*.onnx.report.json")).read_text())
         shas.append(report["sha256"])

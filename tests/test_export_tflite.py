@@ -96,8 +96,7 @@ def test_fp16_weights_halve_the_file_and_pass(cls_fp16, cls_fp32):
 
 
 def test_segmentation_config_b_nhwc_input(tmp_path_factory):
-    result = _export(tmp_path_factory, "segB", "deeplabv3_mobilevit_xxs", config="B", precision="fp32",
-                     image_size=128, nhwc=True)
+    result = _export(tmp_path_factory, "segB", "deeplabv3_mobilevit_xxs", config="B", precision="fp32", image_size=128, nhwc=True)
     assert result.verdict == "pass", result.report["failed"]
     _graph_ok(result)
     meta = TFLITE.read_metadata(result.path)

@@ -5,9 +5,7 @@ from model_utils import randomize_
 from mvit.models import create_model, fuse_batchnorm
 
 
-@pytest.mark.parametrize(
-    "name,size", [("mobilevit_xxs", 128), ("deeplabv3_mobilevit_xxs", 128), ("ssdlite_mobilevit_xxs", 192), ("mobilenet_v2", 96)]
-)
+@pytest.mark.parametrize("name,size", [("mobilevit_xxs", 128), ("deeplabv3_mobilevit_xxs", 128), ("ssdlite_mobilevit_xxs", 192), ("mobilenet_v2", 96)])
 def test_fusion_leaves_no_batchnorm_and_keeps_outputs(name, size):
     model = randomize_(create_model(name))
     fused = fuse_batchnorm(model)

@@ -41,8 +41,9 @@ def regenerated(tmp_path_factory) -> dict[str, tuple[str, Path]]:
 @pytest.mark.parametrize("name", [e.golden for e in EXPORTS])
 def test_regenerating_a_golden_from_a_fresh_export_gives_the_same_file(regenerated, name):
     made, _ = regenerated[name]
-    assert made == (DATA / name).read_text(), f"{name} is not what the current exporter's package gives; " \
-                                              "re-run .venv/bin/python tests/data/make_harness_golden.py"
+    assert made == (DATA / name).read_text(), (
+        f"{name} is not what the current exporter's package gives; re-run .venv/bin/python tests/data/make_harness_golden.py"
+    )
 
 
 def _metadata(package: Path) -> dict[str, str]:
@@ -83,9 +84,21 @@ def test_functions_and_vision_follow_the_packages(regenerated):
 def test_a_multi_size_detector_is_refused_by_the_exporter(tmp_path):
     """Why the goldens come from exports: the two-function detector an earlier golden described
     is one the exporter refuses to make."""
-    done = subprocess.run([str(Path(sys.executable).parent / "mvit-export"), "--target", "coreml", "--model",
-                           "ssdlite_mobilevit_xxs", "--image-size", "128,192", "--out", str(tmp_path)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "mvit-export"),
+            "--target",
+            "coreml",
+            "--model",
+            "ssdlite_mobilevit_xxs",
+            "--image-size",
+            "128,192",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2, done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "detection" in errors[0]
@@ -139,12 +152,14 @@ def test_the_harness_times_every_size_the_model_takes():
 @pytest.mark.parametrize(
     ("file", "old", "new", "expected"),
     [
-        ("CoreMLBenchmark.swift", "let sizes = ModelInputFactory.inputSizes(for: description)",
-         "let sizes = [ModelInputFactory.inputSize(for: description)]", "not ModelInputFactory.inputSizes"),
-        ("CoreMLBenchmark.swift", "timed.append(try timeSize(size, of: model",
-         "timed.append(try timeSize(sizes[0], of: model", "not given the loop's size"),
-        ("ModelInputFactory.swift", "image.sizeConstraint.enumeratedImageSizes", "[MLImageSize]()",
-         "does not read sizeConstraint.enumeratedImageSizes"),
+        (
+            "CoreMLBenchmark.swift",
+            "let sizes = ModelInputFactory.inputSizes(for: description)",
+            "let sizes = [ModelInputFactory.inputSize(for: description)]",
+            "not ModelInputFactory.inputSizes",
+        ),
+        ("CoreMLBenchmark.swift", "timed.append(try timeSize(size, of: model", "timed.append(try timeSize(sizes[0], of: model", "not given the loop's size"),
+        ("ModelInputFactory.swift", "image.sizeConstraint.enumeratedImageSizes", "[MLImageSize]()", "does not read sizeConstraint.enumeratedImageSizes"),
     ],
     ids=["default-size-only", "one-size-repeated", "enumerated-sizes-unread"],
 )

@@ -87,8 +87,15 @@ def swift_latency_stats(times_ms: list[float]) -> dict[str, float]:
         deviation = time - mean
         squares.append(deviation * deviation)
     variance = swift_exact_sum(squares) / count
-    return {"mean_ms": mean, "median_ms": swift_percentile(s, 50.0), "p90_ms": swift_percentile(s, 90.0),
-            "p99_ms": swift_percentile(s, 99.0), "min_ms": s[0], "max_ms": s[-1], "std_ms": math.sqrt(variance)}
+    return {
+        "mean_ms": mean,
+        "median_ms": swift_percentile(s, 50.0),
+        "p90_ms": swift_percentile(s, 90.0),
+        "p99_ms": swift_percentile(s, 99.0),
+        "min_ms": s[0],
+        "max_ms": s[-1],
+        "std_ms": math.sqrt(variance),
+    }
 
 
 def bits(stats: dict[str, float]) -> dict[str, str]:

@@ -59,6 +59,7 @@ ONE_PATH = "What to build 4: one error path (one line, error: prefix, documented
 
 # --- inputs built once per module ------------------------------------------------------------------
 
+
 @dataclass
 class Inputs:
     onnx: Path
@@ -103,7 +104,11 @@ def inputs(tmp_path_factory, shared_export) -> Inputs:
     tflite_dir = root / "tflite"
     tflite_run = subprocess.Popen(
         [str(BIN / "mvit-export"), *shlex.split(EXPORT_ONNX.replace("onnx", "tflite").replace("--out out", f"--out {tflite_dir}"))],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
     onnx = shared_export(MODEL, "onnx", precision="fp32", image_size=64).path
     umask = 0o027  # unusual on purpose: final modes must follow it, not be fixed at 0644
     old = os.umask(umask)
@@ -113,9 +118,14 @@ def inputs(tmp_path_factory, shared_export) -> Inputs:
         os.umask(old)
     s = SIZES["xxs"]
     labels = {i: f"thing {i}" for i in range(3)}
-    config = transformers.MobileViTConfig(neck_hidden_sizes=s.hf_neck_hidden_sizes, hidden_sizes=list(s.dims),
-                                          expand_ratio=s.expand_ratio, id2label=labels, image_size=64,
-                                          label2id={v: k for k, v in labels.items()})
+    config = transformers.MobileViTConfig(
+        neck_hidden_sizes=s.hf_neck_hidden_sizes,
+        hidden_sizes=list(s.dims),
+        expand_ratio=s.expand_ratio,
+        id2label=labels,
+        image_size=64,
+        label2id={v: k for k, v in labels.items()},
+    )
     transformers.MobileViTForImageClassification(config).eval().save_pretrained(root / "hf")
     mvit_a = save_checkpoint(create_model(MODEL, config="A"), root / "a.safetensors", MODEL, config="A")
     return Inputs(onnx, coreml, umask, root / "hf", mvit_a, tflite_run, tflite_dir)
@@ -130,6 +140,7 @@ def _all(*setups: Setup) -> Setup:
     def setup(folder: Path, given: Inputs) -> None:
         for s in setups:
             s(folder, given)
+
     return setup
 
 
@@ -141,11 +152,13 @@ def _copy(name: str, which: str = "onnx") -> Setup:
     def setup(folder: Path, given: Inputs) -> None:
         src = getattr(given, which)
         (shutil.copytree if src.is_dir() else shutil.copy)(src, folder / name)
+
     return setup
 
 
 def _onnx_meta(name: str, **changes: str | None) -> Setup:
     """A real export whose metadata says something else (None: the key removed)."""
+
     def setup(folder: Path, given: Inputs) -> None:
         import onnx
 
@@ -157,6 +170,7 @@ def _onnx_meta(name: str, **changes: str | None) -> Setup:
             if value is not None:
                 model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
         onnx.save(model, str(folder / name))
+
     return setup
 
 
@@ -169,12 +183,14 @@ def _onnx_weights_negated(name: str) -> Setup:
         biggest = max(model.graph.initializer, key=lambda t: numpy_helper.to_array(t).size)
         biggest.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(biggest), biggest.name))
         onnx.save(model, str(folder / name))
+
     return setup
 
 
 def _bytes(name: str, data: bytes) -> Setup:
     def setup(folder: Path, given: Inputs) -> None:
         (folder / name).write_bytes(data)
+
     return setup
 
 
@@ -182,6 +198,7 @@ def _truncated(name: str, which: str) -> Setup:
     def setup(folder: Path, given: Inputs) -> None:
         data = getattr(given, which).read_bytes()
         (folder / name).write_bytes(data[: len(data) // 2])
+
     return setup
 
 
@@ -198,11 +215,13 @@ def _mlpackage(name: str, damage: str) -> Setup:
             (package / "Manifest.json").unlink()
         elif damage == "garbage-program":
             (package / "Data" / "com.apple.CoreML" / "model.mlmodel").write_bytes(b"\x00garbage" * 100)
+
     return setup
 
 
 def _hf_config(name: str, **changes) -> Setup:
     """A Hugging Face folder whose config.json says something hostile; the weights never get read."""
+
     def setup(folder: Path, given: Inputs) -> None:
         hf = folder / name
         hf.mkdir()
@@ -211,6 +230,7 @@ def _hf_config(name: str, **changes) -> Setup:
         config = {k: v for k, v in config.items() if v is not None}
         (hf / "config.json").write_text(json.dumps(config))
         (hf / "model.safetensors").write_bytes(b"")
+
     return setup
 
 
@@ -228,6 +248,7 @@ def _evil_pickle(name: str) -> Setup:
         path = folder / name
         path.parent.mkdir(exist_ok=True)
         torch.save({"state_dict": {"w": torch.zeros(1)}, "hook": _RunsCode()}, path)
+
     return setup
 
 
@@ -236,6 +257,7 @@ def _hf_with_evil_bin(name: str) -> Setup:
         (folder / name).mkdir()
         shutil.copy(given.hf / "config.json", folder / name / "config.json")
         _evil_pickle(f"{name}/pytorch_model.bin")(folder, given)
+
     return setup
 
 
@@ -247,14 +269,17 @@ def _mvit_meta(name: str, **changes: str) -> Setup:
         with safe_open(str(given.mvit_a), "pt") as f:
             metadata = {**f.metadata(), **changes}
         save_file(load_file(str(given.mvit_a)), str(folder / name), metadata=metadata)
+
     return setup
 
 
 def _safetensors_header_lies(name: str) -> Setup:
     """A 100-byte file whose header claims a 4 GB tensor."""
+
     def setup(folder: Path, given: Inputs) -> None:
         header = json.dumps({"w": {"dtype": "F32", "shape": [1_000_000_000], "data_offsets": [0, 4_000_000_000]}}).encode()
         (folder / name).write_bytes(len(header).to_bytes(8, "little") + header + b"\x00" * 16)
+
     return setup
 
 
@@ -264,6 +289,7 @@ VICTIM_TEXT = "a file outside --out that no export may change\n"
 
 def _symlinks(*names: str) -> Setup:
     """Symlinks at the names an export could write through, all pointing at a victim file."""
+
     def setup(folder: Path, given: Inputs) -> None:
         (folder / VICTIM).write_text(VICTIM_TEXT)
         (folder / "out").mkdir(exist_ok=True)
@@ -271,6 +297,7 @@ def _symlinks(*names: str) -> Setup:
             link = folder / name.format(pid=os.getpid())
             link.parent.mkdir(exist_ok=True)
             link.symlink_to(folder / VICTIM)
+
     return setup
 
 
@@ -295,6 +322,7 @@ def _folder(name: str) -> Setup:
 
 
 # --- the table ---------------------------------------------------------------------------------------
+
 
 class Case(NamedTuple):
     id: str
@@ -321,147 +349,472 @@ CUSTOM = ("custom network", "never imports code named by a file", "--model")
 
 CASES: list[Case] = [
     # Code named by an artefact's metadata is never imported or called.
-    Case("verify-metadata-timeit-statement-name", CODE, f"mvit-verify {shlex.quote(STATEMENT_NAME)}",
-         _onnx_meta(STATEMENT_NAME, model="timeit:main"), 2, ("timeit:main", *CUSTOM), absent=("pwned",), subprocess=True),
-    Case("verify-metadata-tempfile-mkdtemp", CODE, "mvit-verify mkdtemp.onnx", _onnx_meta("mkdtemp.onnx", model="tempfile:mkdtemp"),
-         2, ("tempfile:mkdtemp", *CUSTOM), absent=("sentinel/*",), fault="tmpdir-sentinel"),
-    Case("verify-metadata-timeit-in-process", CODE, f"mvit-verify {shlex.quote(STATEMENT_NAME)}",
-         _onnx_meta(STATEMENT_NAME, model="timeit:main"), 2, ("timeit:main", *CUSTOM), absent=("pwned",),
-         fault="argv-statement"),
-    Case("verify-metadata-os-system", CODE, "mvit-verify system.onnx", _onnx_meta("system.onnx", model="os:system"),
-         2, ("os:system", *CUSTOM)),
-    Case("verify-metadata-path-like-model", CODE, "mvit-verify path.onnx", _onnx_meta("path.onnx", model="../../evil/net"),
-         2, ("../../evil/net", *CUSTOM)),
-    Case("verify-metadata-unregistered-model", CODE, "mvit-verify unknown.onnx", _onnx_meta("unknown.onnx", model="mobilevit_zzz"),
-         2, ("mobilevit_zzz", "not registered", "--model")),
-    Case("verify-statement-name-with-model-given", CODE, f"mvit-verify {shlex.quote(STATEMENT_NAME)} --model {MODEL}",
-         _onnx_meta(STATEMENT_NAME, model="timeit:main"), 0, ("pass by onnxruntime",), absent=("pwned",),
-         written=(f"{STATEMENT_NAME}.verify.json",), fault="argv-statement"),
+    Case(
+        "verify-metadata-timeit-statement-name",
+        CODE,
+        f"mvit-verify {shlex.quote(STATEMENT_NAME)}",
+        _onnx_meta(STATEMENT_NAME, model="timeit:main"),
+        2,
+        ("timeit:main", *CUSTOM),
+        absent=("pwned",),
+        subprocess=True,
+    ),
+    Case(
+        "verify-metadata-tempfile-mkdtemp",
+        CODE,
+        "mvit-verify mkdtemp.onnx",
+        _onnx_meta("mkdtemp.onnx", model="tempfile:mkdtemp"),
+        2,
+        ("tempfile:mkdtemp", *CUSTOM),
+        absent=("sentinel/*",),
+        fault="tmpdir-sentinel",
+    ),
+    Case(
+        "verify-metadata-timeit-in-process",
+        CODE,
+        f"mvit-verify {shlex.quote(STATEMENT_NAME)}",
+        _onnx_meta(STATEMENT_NAME, model="timeit:main"),
+        2,
+        ("timeit:main", *CUSTOM),
+        absent=("pwned",),
+        fault="argv-statement",
+    ),
+    Case("verify-metadata-os-system", CODE, "mvit-verify system.onnx", _onnx_meta("system.onnx", model="os:system"), 2, ("os:system", *CUSTOM)),
+    Case("verify-metadata-path-like-model", CODE, "mvit-verify path.onnx", _onnx_meta("path.onnx", model="../../evil/net"), 2, ("../../evil/net", *CUSTOM)),
+    Case(
+        "verify-metadata-unregistered-model",
+        CODE,
+        "mvit-verify unknown.onnx",
+        _onnx_meta("unknown.onnx", model="mobilevit_zzz"),
+        2,
+        ("mobilevit_zzz", "not registered", "--model"),
+    ),
+    Case(
+        "verify-statement-name-with-model-given",
+        CODE,
+        f"mvit-verify {shlex.quote(STATEMENT_NAME)} --model {MODEL}",
+        _onnx_meta(STATEMENT_NAME, model="timeit:main"),
+        0,
+        ("pass by onnxruntime",),
+        absent=("pwned",),
+        written=(f"{STATEMENT_NAME}.verify.json",),
+        fault="argv-statement",
+    ),
     # Metadata is data: every field is checked, and errors name the file.
-    Case("verify-metadata-image-size-negative", ARTEFACTS, "mvit-verify size.onnx", _onnx_meta("size.onnx", image_size="-1"),
-         2, ("size.onnx", "malformed mvit metadata", "image_size -1", "re-export"), not_words=("--image-size",),
-         absent=("size.onnx.verify.json",)),
-    Case("verify-metadata-image-size-huge", RESOURCES, "mvit-verify huge.onnx", _onnx_meta("huge.onnx", image_size="99999"),
-         2, ("huge.onnx", "too large", "re-export"), not_words=("--image-size",)),
-    Case("verify-metadata-image-size-text", ARTEFACTS, "mvit-verify abc.onnx", _onnx_meta("abc.onnx", image_size="abc"),
-         2, ("abc.onnx", "no mvit export metadata")),
-    Case("verify-metadata-unknown-option", ARTEFACTS, "mvit-verify opts.onnx", _onnx_meta("opts.onnx", export_options='{"evil": 1}'),
-         2, ("opts.onnx", "malformed mvit metadata", "evil")),
-    Case("verify-metadata-precision", ARTEFACTS, "mvit-verify fp8.onnx", _onnx_meta("fp8.onnx", precision="fp8"),
-         2, ("fp8.onnx", "malformed mvit metadata", "fp8")),
-    Case("verify-metadata-missing", ARTEFACTS, "mvit-verify foreign.onnx", _onnx_meta("foreign.onnx", preprocess=None),
-         2, ("foreign.onnx", "not written by mvit-export")),
+    Case(
+        "verify-metadata-image-size-negative",
+        ARTEFACTS,
+        "mvit-verify size.onnx",
+        _onnx_meta("size.onnx", image_size="-1"),
+        2,
+        ("size.onnx", "malformed mvit metadata", "image_size -1", "re-export"),
+        not_words=("--image-size",),
+        absent=("size.onnx.verify.json",),
+    ),
+    Case(
+        "verify-metadata-image-size-huge",
+        RESOURCES,
+        "mvit-verify huge.onnx",
+        _onnx_meta("huge.onnx", image_size="99999"),
+        2,
+        ("huge.onnx", "too large", "re-export"),
+        not_words=("--image-size",),
+    ),
+    Case(
+        "verify-metadata-image-size-text",
+        ARTEFACTS,
+        "mvit-verify abc.onnx",
+        _onnx_meta("abc.onnx", image_size="abc"),
+        2,
+        ("abc.onnx", "no mvit export metadata"),
+    ),
+    Case(
+        "verify-metadata-unknown-option",
+        ARTEFACTS,
+        "mvit-verify opts.onnx",
+        _onnx_meta("opts.onnx", export_options='{"evil": 1}'),
+        2,
+        ("opts.onnx", "malformed mvit metadata", "evil"),
+    ),
+    Case(
+        "verify-metadata-precision",
+        ARTEFACTS,
+        "mvit-verify fp8.onnx",
+        _onnx_meta("fp8.onnx", precision="fp8"),
+        2,
+        ("fp8.onnx", "malformed mvit metadata", "fp8"),
+    ),
+    Case(
+        "verify-metadata-missing",
+        ARTEFACTS,
+        "mvit-verify foreign.onnx",
+        _onnx_meta("foreign.onnx", preprocess=None),
+        2,
+        ("foreign.onnx", "not written by mvit-export"),
+    ),
     # Damaged or tampered artefacts never pass.
-    Case("verify-onnx-garbage", ARTEFACTS, "mvit-verify garbage.onnx", _bytes("garbage.onnx", b"not a model at all"),
-         2, ("garbage.onnx", "cannot read", "onnx")),
-    Case("verify-onnx-truncated", ARTEFACTS, "mvit-verify half.onnx", _truncated("half.onnx", "onnx"),
-         2, ("half.onnx", "cannot read"), absent=("half.onnx.verify.json",)),
+    Case(
+        "verify-onnx-garbage", ARTEFACTS, "mvit-verify garbage.onnx", _bytes("garbage.onnx", b"not a model at all"), 2, ("garbage.onnx", "cannot read", "onnx")
+    ),
+    Case(
+        "verify-onnx-truncated",
+        ARTEFACTS,
+        "mvit-verify half.onnx",
+        _truncated("half.onnx", "onnx"),
+        2,
+        ("half.onnx", "cannot read"),
+        absent=("half.onnx.verify.json",),
+    ),
     Case("verify-onnx-empty", ARTEFACTS, "mvit-verify empty.onnx", _bytes("empty.onnx", b""), 2, ("empty.onnx", "not written by mvit-export")),
     Case("verify-onnx-folder", ARTEFACTS, "mvit-verify dir.onnx", _folder("dir.onnx"), 2, ("dir.onnx",)),
-    Case("verify-onnx-weights-negated", ARTEFACTS, "mvit-verify tampered.onnx", _onnx_weights_negated("tampered.onnx"),
-         1, ("tampered.onnx", "fail"), written=("tampered.onnx.verify.json",)),
+    Case(
+        "verify-onnx-weights-negated",
+        ARTEFACTS,
+        "mvit-verify tampered.onnx",
+        _onnx_weights_negated("tampered.onnx"),
+        1,
+        ("tampered.onnx", "fail"),
+        written=("tampered.onnx.verify.json",),
+    ),
     Case("verify-missing-artefact", ONE_PATH, "mvit-verify nope.onnx", _nothing, 2, ("nope.onnx", "does not exist")),
     Case("verify-unknown-suffix", ONE_PATH, "mvit-verify model.bin", _bytes("model.bin", b"x"), 2, ("model.bin", "cannot tell the target")),
-    Case("verify-tflite-garbage", NOISE, "mvit-verify garbage.tflite", _bytes("garbage.tflite", b"TFL3 not a model" * 4),
-         2, ("garbage.tflite",), subprocess=True),
-    Case("verify-tflite-truncated", NOISE, "mvit-verify half.tflite", _truncated("half.tflite", "tflite"),
-         2, ("half.tflite",), absent=("half.tflite.verify.json",), subprocess=True),
-    Case("verify-coreml-weight-bin-deleted", COREML, "mvit-verify m.mlpackage", _mlpackage("m.mlpackage", "no-weights"),
-         2, ("m.mlpackage", "cannot read", "re-export"), absent=("m.mlpackage.verify.json",)),
-    Case("verify-coreml-weight-bin-truncated", COREML, "mvit-verify m.mlpackage", _mlpackage("m.mlpackage", "truncated-weights"),
-         2, ("m.mlpackage", "cannot read", "re-export"), absent=("m.mlpackage.verify.json",)),
-    Case("verify-coreml-manifest-deleted", COREML, "mvit-verify m.mlpackage", _mlpackage("m.mlpackage", "no-manifest"),
-         2, ("m.mlpackage", "Manifest.json")),
-    Case("verify-coreml-program-garbage", COREML, "mvit-verify m.mlpackage", _mlpackage("m.mlpackage", "garbage-program"),
-         2, ("m.mlpackage",), absent=("m.mlpackage.verify.json",)),
+    Case(
+        "verify-tflite-garbage", NOISE, "mvit-verify garbage.tflite", _bytes("garbage.tflite", b"TFL3 not a model" * 4), 2, ("garbage.tflite",), subprocess=True
+    ),
+    Case(
+        "verify-tflite-truncated",
+        NOISE,
+        "mvit-verify half.tflite",
+        _truncated("half.tflite", "tflite"),
+        2,
+        ("half.tflite",),
+        absent=("half.tflite.verify.json",),
+        subprocess=True,
+    ),
+    Case(
+        "verify-coreml-weight-bin-deleted",
+        COREML,
+        "mvit-verify m.mlpackage",
+        _mlpackage("m.mlpackage", "no-weights"),
+        2,
+        ("m.mlpackage", "cannot read", "re-export"),
+        absent=("m.mlpackage.verify.json",),
+    ),
+    Case(
+        "verify-coreml-weight-bin-truncated",
+        COREML,
+        "mvit-verify m.mlpackage",
+        _mlpackage("m.mlpackage", "truncated-weights"),
+        2,
+        ("m.mlpackage", "cannot read", "re-export"),
+        absent=("m.mlpackage.verify.json",),
+    ),
+    Case("verify-coreml-manifest-deleted", COREML, "mvit-verify m.mlpackage", _mlpackage("m.mlpackage", "no-manifest"), 2, ("m.mlpackage", "Manifest.json")),
+    Case(
+        "verify-coreml-program-garbage",
+        COREML,
+        "mvit-verify m.mlpackage",
+        _mlpackage("m.mlpackage", "garbage-program"),
+        2,
+        ("m.mlpackage",),
+        absent=("m.mlpackage.verify.json",),
+    ),
     # Silent accepts are refused, naming what the user actually passed.
-    Case("export-image-size-0", SILENT, "mvit-export --model mobilevit_xxs --image-size 0 --target onnx --out out", _nothing,
-         2, ("--image-size 0", "at least 32"), absent=("out",)),
-    Case("export-image-size-negative", SILENT, "mvit-export --image-size -1 --target onnx --out out", _nothing,
-         2, ("--image-size -1", "at least 32"), absent=("out",)),
-    Case("export-image-size-99999", RESOURCES, "mvit-export --model mobilevit_xxs --image-size 99999 --target onnx --out out",
-         _nothing, 2, ("--image-size 99999", "too large", "GB", "at most 1024"), absent=("out",), not_words=("larger size",)),
-    Case("export-image-size-1025", RESOURCES, "mvit-export --model mobilevit_xxs --image-size 1025 --target onnx --out out",
-         _nothing, 2, ("--image-size 1025", "at most 1024"), absent=("out",)),
-    Case("export-no-nms-on-classifier", SILENT, f"mvit-export {EXPORT_ONNX} --no-nms", _nothing,
-         2, ("--no-nms", "detection models only", "classification"), absent=("out",)),
-    Case("export-mask-on-classifier", SILENT, f"mvit-export {EXPORT_ONNX} --mask", _nothing, 2, ("--mask", "segmentation models only"),
-         absent=("out",)),
-    Case("export-raw-detection-on-segmentation", SILENT,
-         "mvit-export --model deeplabv3_mobilevit_xxs --image-size 64 --target onnx --out out --raw-detection", _nothing,
-         2, ("--raw-detection", "detection models only", "segmentation"), absent=("out",)),
-    Case("export-unknown-config", SILENT, f"mvit-export {EXPORT_ONNX} --config C", _nothing, 2, ("--config", "'C'", "A", "B"),
-         absent=("out",)),
-    Case("export-hf-id2label-gap", SILENT, "mvit-export --checkpoint hf --target onnx --out out",
-         _hf_config("hf", id2label={"0": "a", "2": "c", "3": "d"}, num_labels=3), 2,
-         ("hf/config.json", "id2label has no entry for class 1", "--labels"), absent=("out",)),
-    Case("export-hf-id2label-text-key", SILENT, "mvit-export --checkpoint hf --target onnx --out out",
-         _hf_config("hf", id2label={"0": "a", "one": "b", "2": "c"}), 2, ("hf/config.json", "'one'", "not a class number"),
-         absent=("out",)),
-    Case("export-hf-records-a-config-b", SILENT, "mvit-export --checkpoint hf --config B --target onnx --out out", _copy("hf", "hf"),
-         2, ("patch config A", "--config B", "Drop --config"), absent=("out",)),
-    Case("export-mvit-records-a-config-b", SILENT, "mvit-export --checkpoint a.safetensors --config B --target onnx --out out",
-         _copy("a.safetensors", "mvit_a"), 2, ("a.safetensors", "patch config A", "--config B"), absent=("out",)),
-    Case("export-config-image-size-negative", SILENT, "mvit-export --checkpoint hf --target onnx --out out",
-         _hf_config("hf", image_size=-1), 2, ("hf/config.json", "image_size is -1"), not_words=("--image-size",), absent=("out",)),
-    Case("export-config-image-size-text", SILENT, "mvit-export --checkpoint hf --target onnx --out out",
-         _hf_config("hf", image_size="abc"), 2, ("hf/config.json", "image_size is 'abc'", "whole number"),
-         not_words=("--image-size", "TypeError"), absent=("out",)),
-    Case("export-config-num-labels-2m", RESOURCES, "mvit-export --checkpoint hf --target onnx --out out",
-         _hf_config("hf", num_labels=2_000_000, id2label=None, label2id=None), 2, ("hf/config.json", "num_labels is 2000000"),
-         absent=("out",)),
-    Case("export-config-patch-size-0", SILENT, "mvit-export --checkpoint hf --target onnx --out out", _hf_config("hf", patch_size=0),
-         2, ("hf/config.json", "patch_size is 0"), absent=("out",)),
-    Case("export-config-not-an-object", SILENT, "mvit-export --checkpoint hf --target onnx --out out",
-         _all(_folder("hf"), _bytes("hf/config.json", b"[1, 2]")), 2, ("config.json", "not a JSON object"), absent=("out",)),
+    Case(
+        "export-image-size-0",
+        SILENT,
+        "mvit-export --model mobilevit_xxs --image-size 0 --target onnx --out out",
+        _nothing,
+        2,
+        ("--image-size 0", "at least 32"),
+        absent=("out",),
+    ),
+    Case(
+        "export-image-size-negative",
+        SILENT,
+        "mvit-export --image-size -1 --target onnx --out out",
+        _nothing,
+        2,
+        ("--image-size -1", "at least 32"),
+        absent=("out",),
+    ),
+    Case(
+        "export-image-size-99999",
+        RESOURCES,
+        "mvit-export --model mobilevit_xxs --image-size 99999 --target onnx --out out",
+        _nothing,
+        2,
+        ("--image-size 99999", "too large", "GB", "at most 1024"),
+        absent=("out",),
+        not_words=("larger size",),
+    ),
+    Case(
+        "export-image-size-1025",
+        RESOURCES,
+        "mvit-export --model mobilevit_xxs --image-size 1025 --target onnx --out out",
+        _nothing,
+        2,
+        ("--image-size 1025", "at most 1024"),
+        absent=("out",),
+    ),
+    Case(
+        "export-no-nms-on-classifier",
+        SILENT,
+        f"mvit-export {EXPORT_ONNX} --no-nms",
+        _nothing,
+        2,
+        ("--no-nms", "detection models only", "classification"),
+        absent=("out",),
+    ),
+    Case("export-mask-on-classifier", SILENT, f"mvit-export {EXPORT_ONNX} --mask", _nothing, 2, ("--mask", "segmentation models only"), absent=("out",)),
+    Case(
+        "export-raw-detection-on-segmentation",
+        SILENT,
+        "mvit-export --model deeplabv3_mobilevit_xxs --image-size 64 --target onnx --out out --raw-detection",
+        _nothing,
+        2,
+        ("--raw-detection", "detection models only", "segmentation"),
+        absent=("out",),
+    ),
+    Case("export-unknown-config", SILENT, f"mvit-export {EXPORT_ONNX} --config C", _nothing, 2, ("--config", "'C'", "A", "B"), absent=("out",)),
+    Case(
+        "export-hf-id2label-gap",
+        SILENT,
+        "mvit-export --checkpoint hf --target onnx --out out",
+        _hf_config("hf", id2label={"0": "a", "2": "c", "3": "d"}, num_labels=3),
+        2,
+        ("hf/config.json", "id2label has no entry for class 1", "--labels"),
+        absent=("out",),
+    ),
+    Case(
+        "export-hf-id2label-text-key",
+        SILENT,
+        "mvit-export --checkpoint hf --target onnx --out out",
+        _hf_config("hf", id2label={"0": "a", "one": "b", "2": "c"}),
+        2,
+        ("hf/config.json", "'one'", "not a class number"),
+        absent=("out",),
+    ),
+    Case(
+        "export-hf-records-a-config-b",
+        SILENT,
+        "mvit-export --checkpoint hf --config B --target onnx --out out",
+        _copy("hf", "hf"),
+        2,
+        ("patch config A", "--config B", "Drop --config"),
+        absent=("out",),
+    ),
+    Case(
+        "export-mvit-records-a-config-b",
+        SILENT,
+        "mvit-export --checkpoint a.safetensors --config B --target onnx --out out",
+        _copy("a.safetensors", "mvit_a"),
+        2,
+        ("a.safetensors", "patch config A", "--config B"),
+        absent=("out",),
+    ),
+    Case(
+        "export-config-image-size-negative",
+        SILENT,
+        "mvit-export --checkpoint hf --target onnx --out out",
+        _hf_config("hf", image_size=-1),
+        2,
+        ("hf/config.json", "image_size is -1"),
+        not_words=("--image-size",),
+        absent=("out",),
+    ),
+    Case(
+        "export-config-image-size-text",
+        SILENT,
+        "mvit-export --checkpoint hf --target onnx --out out",
+        _hf_config("hf", image_size="abc"),
+        2,
+        ("hf/config.json", "image_size is 'abc'", "whole number"),
+        not_words=("--image-size", "TypeError"),
+        absent=("out",),
+    ),
+    Case(
+        "export-config-num-labels-2m",
+        RESOURCES,
+        "mvit-export --checkpoint hf --target onnx --out out",
+        _hf_config("hf", num_labels=2_000_000, id2label=None, label2id=None),
+        2,
+        ("hf/config.json", "num_labels is 2000000"),
+        absent=("out",),
+    ),
+    Case(
+        "export-config-patch-size-0",
+        SILENT,
+        "mvit-export --checkpoint hf --target onnx --out out",
+        _hf_config("hf", patch_size=0),
+        2,
+        ("hf/config.json", "patch_size is 0"),
+        absent=("out",),
+    ),
+    Case(
+        "export-config-not-an-object",
+        SILENT,
+        "mvit-export --checkpoint hf --target onnx --out out",
+        _all(_folder("hf"), _bytes("hf/config.json", b"[1, 2]")),
+        2,
+        ("config.json", "not a JSON object"),
+        absent=("out",),
+    ),
     # Pickles are opened with weights_only=True: a file that would run code is refused, and says why.
-    Case("export-pickle-runs-code", PICKLE, "mvit-export --checkpoint evil.pt --target onnx --out out", _evil_pickle("evil.pt"),
-         2, ("evil.pt", "never unpickles", "state_dict()"), absent=("pwned", "out"), not_words=("weights_only",)),
-    Case("export-pickle-in-hf-folder", PICKLE, "mvit-export --checkpoint hf --target onnx --out out", _hf_with_evil_bin("hf"),
-         2, ("pytorch_model.bin", "never unpickles"), absent=("pwned", "out"), not_words=("weights_only",)),
-    Case("export-pickle-damaged", PICKLE, "mvit-export --checkpoint junk.pt --target onnx --out out", _bytes("junk.pt", b"\x80\x02junk"),
-         2, ("junk.pt", "not a readable PyTorch checkpoint"), absent=("out",), not_words=("weights_only",)),
+    Case(
+        "export-pickle-runs-code",
+        PICKLE,
+        "mvit-export --checkpoint evil.pt --target onnx --out out",
+        _evil_pickle("evil.pt"),
+        2,
+        ("evil.pt", "never unpickles", "state_dict()"),
+        absent=("pwned", "out"),
+        not_words=("weights_only",),
+    ),
+    Case(
+        "export-pickle-in-hf-folder",
+        PICKLE,
+        "mvit-export --checkpoint hf --target onnx --out out",
+        _hf_with_evil_bin("hf"),
+        2,
+        ("pytorch_model.bin", "never unpickles"),
+        absent=("pwned", "out"),
+        not_words=("weights_only",),
+    ),
+    Case(
+        "export-pickle-damaged",
+        PICKLE,
+        "mvit-export --checkpoint junk.pt --target onnx --out out",
+        _bytes("junk.pt", b"\x80\x02junk"),
+        2,
+        ("junk.pt", "not a readable PyTorch checkpoint"),
+        absent=("out",),
+        not_words=("weights_only",),
+    ),
     # Claims are checked before anything is allocated.
-    Case("export-safetensors-claims-2m-classes", RESOURCES, "mvit-export --checkpoint big.safetensors --target onnx --out out",
-         _mvit_meta("big.safetensors", **{"mvit.num_classes": "2000000"}), 2, ("big.safetensors", "2000000", "100000"),
-         absent=("out",)),
-    Case("export-safetensors-header-lies", RESOURCES, "mvit-export --checkpoint lies.safetensors --target onnx --out out",
-         _safetensors_header_lies("lies.safetensors"), 2, ("lies.safetensors", "not a readable safetensors file"), absent=("out",)),
+    Case(
+        "export-safetensors-claims-2m-classes",
+        RESOURCES,
+        "mvit-export --checkpoint big.safetensors --target onnx --out out",
+        _mvit_meta("big.safetensors", **{"mvit.num_classes": "2000000"}),
+        2,
+        ("big.safetensors", "2000000", "100000"),
+        absent=("out",),
+    ),
+    Case(
+        "export-safetensors-header-lies",
+        RESOURCES,
+        "mvit-export --checkpoint lies.safetensors --target onnx --out out",
+        _safetensors_header_lies("lies.safetensors"),
+        2,
+        ("lies.safetensors", "not a readable safetensors file"),
+        absent=("out",),
+    ),
     # Writes: exclusive staging, symlinks never followed, stale staging of dead runs removed, normal modes.
-    Case("export-symlinks-at-temp-and-final-names", SYMLINK, f"mvit-export {EXPORT_ONNX}",
-         _symlinks(f"out/.tmp-{{pid}}-{ONNX}", f"out/.mvit-tmp-{{pid}}-{ONNX}", f"out/.tmp-{{pid}}-{ONNX}.report.json",
-                   f"out/{ONNX}.tmp", f"out/{ONNX}", f"out/{ONNX}.report.json", f"out/{ONNX}.verify.json"),
-         0, ("pass by onnxruntime",), written=EXPORTED),
-    Case("verify-symlink-at-report-name", SYMLINK, f"mvit-verify {ONNX}", _all(_copy(ONNX), _symlinks(f"{ONNX}.verify.json")),
-         0, ("pass by onnxruntime",), written=(f"{ONNX}.verify.json",)),
-    Case("export-removes-stale-staging-of-dead-pid", FAULTS, f"mvit-export {EXPORT_ONNX}", _stale_staging,
-         0, ("pass",), written=EXPORTED, absent=("out/.mvit-tmp-[!1]*",)),
+    Case(
+        "export-symlinks-at-temp-and-final-names",
+        SYMLINK,
+        f"mvit-export {EXPORT_ONNX}",
+        _symlinks(
+            f"out/.tmp-{{pid}}-{ONNX}",
+            f"out/.mvit-tmp-{{pid}}-{ONNX}",
+            f"out/.tmp-{{pid}}-{ONNX}.report.json",
+            f"out/{ONNX}.tmp",
+            f"out/{ONNX}",
+            f"out/{ONNX}.report.json",
+            f"out/{ONNX}.verify.json",
+        ),
+        0,
+        ("pass by onnxruntime",),
+        written=EXPORTED,
+    ),
+    Case(
+        "verify-symlink-at-report-name",
+        SYMLINK,
+        f"mvit-verify {ONNX}",
+        _all(_copy(ONNX), _symlinks(f"{ONNX}.verify.json")),
+        0,
+        ("pass by onnxruntime",),
+        written=(f"{ONNX}.verify.json",),
+    ),
+    Case(
+        "export-removes-stale-staging-of-dead-pid",
+        FAULTS,
+        f"mvit-export {EXPORT_ONNX}",
+        _stale_staging,
+        0,
+        ("pass",),
+        written=EXPORTED,
+        absent=("out/.mvit-tmp-[!1]*",),
+    ),
     Case("export-modes-follow-umask-022", MODES, f"mvit-export {EXPORT_ONNX}", _nothing, 0, ("pass",), written=EXPORTED),
-    Case("export-modes-follow-umask-002", MODES, f"mvit-export {EXPORT_ONNX}", _nothing, 0, ("pass",), written=EXPORTED,
-         umask=0o002),
-    Case("verify-modes-verify-json", MODES, f"mvit-verify {ONNX}", _copy(ONNX), 0, ("pass by onnxruntime",),
-         written=(f"{ONNX}.verify.json",)),
+    Case("export-modes-follow-umask-002", MODES, f"mvit-export {EXPORT_ONNX}", _nothing, 0, ("pass",), written=EXPORTED, umask=0o002),
+    Case("verify-modes-verify-json", MODES, f"mvit-verify {ONNX}", _copy(ONNX), 0, ("pass by onnxruntime",), written=(f"{ONNX}.verify.json",)),
     # Full disks: one line, exit 2, nothing half-written, no artefact without its report.
-    Case("export-disk-full-writing-report", FAULTS, f"mvit-export {EXPORT_ONNX}", _nothing, 2,
-         ("No space left on device", "free disk space"), absent=NOTHING_OUT, fault="enospc-report"),
-    Case("export-disk-full-writing-artefact", FAULTS, f"mvit-export {EXPORT_ONNX}", _nothing, 2,
-         ("onnx export", "No space left on device"), absent=NOTHING_OUT, fault="enospc-export"),
-    Case("export-tmpfs-full", FAULTS, f"mvit-export {EXPORT_ONNX}", _nothing, 2, ("onnx export", "No space left on device"),
-         absent=NOTHING_OUT, fault="tmpfs"),
-    Case("verify-disk-full-writing-verify-json", FAULTS, f"mvit-verify {ONNX}", _copy(ONNX), 2, ("No space left on device",),
-         absent=(f"{ONNX}.verify.json",), fault="enospc-report"),
+    Case(
+        "export-disk-full-writing-report",
+        FAULTS,
+        f"mvit-export {EXPORT_ONNX}",
+        _nothing,
+        2,
+        ("No space left on device", "free disk space"),
+        absent=NOTHING_OUT,
+        fault="enospc-report",
+    ),
+    Case(
+        "export-disk-full-writing-artefact",
+        FAULTS,
+        f"mvit-export {EXPORT_ONNX}",
+        _nothing,
+        2,
+        ("onnx export", "No space left on device"),
+        absent=NOTHING_OUT,
+        fault="enospc-export",
+    ),
+    Case("export-tmpfs-full", FAULTS, f"mvit-export {EXPORT_ONNX}", _nothing, 2, ("onnx export", "No space left on device"), absent=NOTHING_OUT, fault="tmpfs"),
+    Case(
+        "verify-disk-full-writing-verify-json",
+        FAULTS,
+        f"mvit-verify {ONNX}",
+        _copy(ONNX),
+        2,
+        ("No space left on device",),
+        absent=(f"{ONNX}.verify.json",),
+        fault="enospc-report",
+    ),
     Case("export-out-is-a-file", ONE_PATH, f"mvit-export {EXPORT_ONNX}", _bytes("out", b"a file"), 2, ("output folder out", "--out")),
     # --target all: bad input is said once, before anything is written.
-    Case("export-all-bad-size-once", TARGET_ALL, "mvit-export --target all --image-size 0 --out out", _nothing,
-         2, ("--image-size 0",), absent=("out",)),
-    Case("export-all-bad-checkpoint-once", TARGET_ALL, "mvit-export --target all --checkpoint evil.pt --out out",
-         _evil_pickle("evil.pt"), 2, ("evil.pt", "never unpickles"), absent=("out", "pwned")),
+    Case("export-all-bad-size-once", TARGET_ALL, "mvit-export --target all --image-size 0 --out out", _nothing, 2, ("--image-size 0",), absent=("out",)),
+    Case(
+        "export-all-bad-checkpoint-once",
+        TARGET_ALL,
+        "mvit-export --target all --checkpoint evil.pt --out out",
+        _evil_pickle("evil.pt"),
+        2,
+        ("evil.pt", "never unpickles"),
+        absent=("out", "pwned"),
+    ),
     # TFLite paths: no absl / oneDNN / TF lines around the one error line.
-    Case("export-tflite-bad-size-no-native-logs", NOISE, "mvit-export --target tflite --image-size 0 --out out", _nothing,
-         2, ("--image-size 0",), absent=("out",), subprocess=True),
-    Case("export-tflite-nhwc-bad-checkpoint-no-native-logs", NOISE,
-         "mvit-export --target tflite --nhwc --checkpoint evil.pt --out out", _evil_pickle("evil.pt"),
-         2, ("evil.pt", "never unpickles"), absent=("out", "pwned"), subprocess=True),
+    Case(
+        "export-tflite-bad-size-no-native-logs",
+        NOISE,
+        "mvit-export --target tflite --image-size 0 --out out",
+        _nothing,
+        2,
+        ("--image-size 0",),
+        absent=("out",),
+        subprocess=True,
+    ),
+    Case(
+        "export-tflite-nhwc-bad-checkpoint-no-native-logs",
+        NOISE,
+        "mvit-export --target tflite --nhwc --checkpoint evil.pt --out out",
+        _evil_pickle("evil.pt"),
+        2,
+        ("evil.pt", "never unpickles"),
+        absent=("out", "pwned"),
+        subprocess=True,
+    ),
 ]
 
 
@@ -488,8 +841,7 @@ def build():
     return Slow()
 '''
 SLOW_COMMAND = "mvit-export --model slow_net:build --image-size 32 --target onnx --precision fp32 --out out"
-INTERRUPTS = [(signal.SIGINT, "export"), (signal.SIGTERM, "export"), (signal.SIGINT, "verification"),
-              (signal.SIGTERM, "verification")]
+INTERRUPTS = [(signal.SIGINT, "export"), (signal.SIGTERM, "export"), (signal.SIGINT, "verification"), (signal.SIGTERM, "verification")]
 CONCURRENT_COMMAND = f"mvit-export {EXPORT_ONNX}  (two at once)"
 RSS_LIMIT_MB = 1500  # the 2 M-class head alone would be 2.6 GB
 
@@ -498,20 +850,51 @@ def describe_cases() -> list[dict]:
     """One row per case for docs/reliability.md (subprocess tests included)."""
     rows = [{"id": c.id, "command": c.command, "exit": c.exit, "bullet": c.bullet, "asserted": _asserted(c)} for c in CASES]
     for sig, phase in INTERRUPTS:
-        rows.append({"id": f"subprocess-{sig.name.lower()}-during-{phase}", "command": f"{SLOW_COMMAND}  (then {sig.name})",
-                     "exit": 130, "bullet": FAULTS,
-                     "asserted": "one `error: interrupted` line; no artefact or report under a final name; no staging left"})
+        rows.append(
+            {
+                "id": f"subprocess-{sig.name.lower()}-during-{phase}",
+                "command": f"{SLOW_COMMAND}  (then {sig.name})",
+                "exit": 130,
+                "bullet": FAULTS,
+                "asserted": "one `error: interrupted` line; no artefact or report under a final name; no staging left",
+            }
+        )
     rows += [
-        {"id": "subprocess-concurrent-exports", "command": CONCURRENT_COMMAND, "exit": 0, "bullet": CONCURRENT,
-         "asserted": "both exit 0; the report's sha256 matches the artefact; no staging left"},
-        {"id": "subprocess-export-tflite-quiet", "command": f"mvit-export {EXPORT_ONNX.replace('onnx', 'tflite')}", "exit": 0,
-         "bullet": NOISE, "asserted": "stderr has only mvit's `note:` lines (no INFO/absl/oneDNN lines)"},
-        {"id": "subprocess-claims-2m-classes-peak-memory", "command": "mvit-export --checkpoint big.safetensors --target onnx",
-         "exit": 2, "bullet": RESOURCES, "asserted": f"one `error:` line; peak RSS under {RSS_LIMIT_MB} MB"},
-        {"id": "coreml-modes-inside-mlpackage", "command": f"mvit-export {EXPORT_ONNX.replace('onnx', 'coreml')}  (umask 027)",
-         "exit": 0, "bullet": MODES, "asserted": "every file inside the .mlpackage 0640, every folder 0750, report 0640"},
-        {"id": "target-all-results-in-target-order", "command": "mvit-export --target all  (one target failing)", "exit": 2,
-         "bullet": TARGET_ALL, "asserted": "results in coreml, onnx, tflite order; the failing target's error once"},
+        {
+            "id": "subprocess-concurrent-exports",
+            "command": CONCURRENT_COMMAND,
+            "exit": 0,
+            "bullet": CONCURRENT,
+            "asserted": "both exit 0; the report's sha256 matches the artefact; no staging left",
+        },
+        {
+            "id": "subprocess-export-tflite-quiet",
+            "command": f"mvit-export {EXPORT_ONNX.replace('onnx', 'tflite')}",
+            "exit": 0,
+            "bullet": NOISE,
+            "asserted": "stderr has only mvit's `note:` lines (no INFO/absl/oneDNN lines)",
+        },
+        {
+            "id": "subprocess-claims-2m-classes-peak-memory",
+            "command": "mvit-export --checkpoint big.safetensors --target onnx",
+            "exit": 2,
+            "bullet": RESOURCES,
+            "asserted": f"one `error:` line; peak RSS under {RSS_LIMIT_MB} MB",
+        },
+        {
+            "id": "coreml-modes-inside-mlpackage",
+            "command": f"mvit-export {EXPORT_ONNX.replace('onnx', 'coreml')}  (umask 027)",
+            "exit": 0,
+            "bullet": MODES,
+            "asserted": "every file inside the .mlpackage 0640, every folder 0750, report 0640",
+        },
+        {
+            "id": "target-all-results-in-target-order",
+            "command": "mvit-export --target all  (one target failing)",
+            "exit": 2,
+            "bullet": TARGET_ALL,
+            "asserted": "results in coreml, onnx, tflite order; the failing target's error once",
+        },
     ]
     return rows
 
@@ -544,35 +927,58 @@ FAULT_DESCRIPTIONS = {
 
 # Each guard, where it lives, and the tests that fail without it ("guard-off" tests switch it off).
 GUARDS = [
-    ("artefact metadata never names code to import", "exporters/api.py _registered_model_of",
-     "verify-metadata-*, test_guard_off_metadata_model_runs_the_named_code"),
-    ("recorded image_size checked as file data", "exporters/api.py _artefact_metadata",
-     "verify-metadata-image-size-negative, verify-metadata-image-size-huge"),
-    ("image size bounds 32..1024 with the memory it needs", "exporters/resolve.py check_size_bounds",
-     "export-image-size-*, test_guard_off_image_size_0_silently_becomes_256"),
-    ("task-only options refused", "exporters/options.py normalise_options (task_only_options)",
-     "export-mask-on-classifier, export-no-nms-on-classifier, test_guard_off_mask_and_no_nms_on_a_classifier_are_accepted"),
-    ("checkpoint config vs --config", "exporters/resolve.py _check_config",
-     "export-hf-records-a-config-b, export-mvit-records-a-config-b, test_guard_off_config_b_is_silently_ignored"),
-    ("config.json values type- and range-checked", "models/checkpoints/validate.py positive_int",
-     "export-config-*"),
+    (
+        "artefact metadata never names code to import",
+        "exporters/api.py _registered_model_of",
+        "verify-metadata-*, test_guard_off_metadata_model_runs_the_named_code",
+    ),
+    ("recorded image_size checked as file data", "exporters/api.py _artefact_metadata", "verify-metadata-image-size-negative, verify-metadata-image-size-huge"),
+    (
+        "image size bounds 32..1024 with the memory it needs",
+        "exporters/resolve.py check_size_bounds",
+        "export-image-size-*, test_guard_off_image_size_0_silently_becomes_256",
+    ),
+    (
+        "task-only options refused",
+        "exporters/options.py normalise_options (task_only_options)",
+        "export-mask-on-classifier, export-no-nms-on-classifier, test_guard_off_mask_and_no_nms_on_a_classifier_are_accepted",
+    ),
+    (
+        "checkpoint config vs --config",
+        "exporters/resolve.py _check_config",
+        "export-hf-records-a-config-b, export-mvit-records-a-config-b, test_guard_off_config_b_is_silently_ignored",
+    ),
+    ("config.json values type- and range-checked", "models/checkpoints/validate.py positive_int", "export-config-*"),
     ("id2label without gaps", "models/checkpoints/validate.py hf_labels", "export-hf-id2label-*"),
-    ("class counts checked before allocation (meta skeleton)", "models/checkpoints/load.py _skeleton, _load_native",
-     "export-safetensors-claims-2m-classes, test_claims_2m_classes_refused_within_memory"),
-    ("pickles with weights_only=True", "models/checkpoints/read.py read_tensors",
-     "export-pickle-*, test_guard_off_unsafe_unpickling_runs_the_code"),
-    ("exclusive staging folders, symlinks replaced not followed", "mvit/files.py staging_dir, publish, write_atomic",
-     "export-symlinks-at-temp-and-final-names, verify-symlink-at-report-name"),
-    ("publish only after verification and report", "exporters/api.py export_model",
-     "export-disk-full-*, export-tmpfs-full, test_interrupt_leaves_nothing_under_a_final_name"),
-    ("stale staging of dead pids removed", "mvit/files.py clean_stale_staging",
-     "export-removes-stale-staging-of-dead-pid, test_guard_off_stale_staging_stays"),
+    (
+        "class counts checked before allocation (meta skeleton)",
+        "models/checkpoints/load.py _skeleton, _load_native",
+        "export-safetensors-claims-2m-classes, test_claims_2m_classes_refused_within_memory",
+    ),
+    ("pickles with weights_only=True", "models/checkpoints/read.py read_tensors", "export-pickle-*, test_guard_off_unsafe_unpickling_runs_the_code"),
+    (
+        "exclusive staging folders, symlinks replaced not followed",
+        "mvit/files.py staging_dir, publish, write_atomic",
+        "export-symlinks-at-temp-and-final-names, verify-symlink-at-report-name",
+    ),
+    (
+        "publish only after verification and report",
+        "exporters/api.py export_model",
+        "export-disk-full-*, export-tmpfs-full, test_interrupt_leaves_nothing_under_a_final_name",
+    ),
+    ("stale staging of dead pids removed", "mvit/files.py clean_stale_staging", "export-removes-stale-staging-of-dead-pid, test_guard_off_stale_staging_stays"),
     ("normal final modes", "mvit/files.py normal_modes", "export-modes-*, verify-modes-verify-json, test_coreml_modes_inside_the_package"),
     ("one error path, exit 130 on SIGINT/SIGTERM", "mvit/cli_support.py run_cli", "every case, test_interrupt_leaves_nothing_under_a_final_name"),
-    ("native log lines filtered off fd 2", "mvit/cli_support.py native_chatter_filtered",
-     "test_tflite_export_prints_no_native_log_lines, test_guard_off_native_chatter_reaches_the_terminal"),
-    ("bad input said once for --target all", "exporters/cli.py export (prepare_export before the loop)",
-     "export-all-*, test_target_all_results_in_target_order"),
+    (
+        "native log lines filtered off fd 2",
+        "mvit/cli_support.py native_chatter_filtered",
+        "test_tflite_export_prints_no_native_log_lines, test_guard_off_native_chatter_reaches_the_terminal",
+    ),
+    (
+        "bad input said once for --target all",
+        "exporters/cli.py export (prepare_export before the loop)",
+        "export-all-*, test_target_all_results_in_target_order",
+    ),
 ]
 
 
@@ -581,6 +987,7 @@ def describe_guards() -> list[dict]:
 
 
 # --- running a case ----------------------------------------------------------------------------------
+
 
 def _user_mode(umask: int) -> int:
     return 0o666 & ~umask
@@ -707,6 +1114,7 @@ def test_the_table_documents_every_case():
 
 # --- signals -------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("sig,phase", INTERRUPTS, ids=[f"{s.name.lower()}-during-{p}" for s, p in INTERRUPTS])
 def test_interrupt_leaves_nothing_under_a_final_name(sig, phase, tmp_path):
     (tmp_path / "slow_net.py").write_text(SLOW_NET)
@@ -714,15 +1122,21 @@ def test_interrupt_leaves_nothing_under_a_final_name(sig, phase, tmp_path):
     env = _env(PYTHONPATH=str(tmp_path), SLOW_LOG=str(log), SLOW_SECONDS="1.0")
     # A shell that backgrounds the test runner may pass SIGINT on as ignored; Python only turns
     # it into KeyboardInterrupt when it starts with the default disposition.
-    proc = subprocess.Popen([str(BIN / "mvit-export"), *shlex.split(SLOW_COMMAND)[1:]], cwd=tmp_path, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [str(BIN / "mvit-export"), *shlex.split(SLOW_COMMAND)[1:]],
+        cwd=tmp_path,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
     def reached() -> bool:
         calls = log.read_text().split() if log.exists() else []
         if "export" not in calls:
             return False
-        return phase == "export" or "eager" in calls[calls.index("export"):]
+        return phase == "export" or "eager" in calls[calls.index("export") :]
 
     try:
         deadline = time.monotonic() + 120
@@ -740,12 +1154,12 @@ def test_interrupt_leaves_nothing_under_a_final_name(sig, phase, tmp_path):
 
 # --- concurrency, log noise, memory --------------------------------------------------------------------
 
+
 def test_concurrent_exports_of_the_same_model_agree_with_their_report(tmp_path):
     from mvit.exporters.api import artefact_sha256
 
     argv = [str(BIN / "mvit-export"), *shlex.split(EXPORT_ONNX)]
-    runs = [subprocess.Popen(argv, cwd=tmp_path, env=_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            for _ in range(2)]
+    runs = [subprocess.Popen(argv, cwd=tmp_path, env=_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
     results = [(p.wait(timeout=300), *p.communicate()) for p in runs]
     for code, out, err in results:
         assert code == 0, err
@@ -768,13 +1182,21 @@ def test_tflite_export_prints_no_native_log_lines(inputs):
 def test_claims_2m_classes_refused_within_memory(inputs, tmp_path):
     _mvit_meta("big.safetensors", **{"mvit.num_classes": "2000000"})(tmp_path, inputs)
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork+exec from the (large) pytest parent.
-    probe = ("import sys\n"
-             "from mvit.exporters.cli import main\n"
-             "try:\n    main(sys.argv[1:])\nexcept SystemExit as exc:\n    code = exc.code\n"
-             "hwm = next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')).split()[1]\n"
-             "print(code, hwm, file=sys.stdout)\n")
-    done = subprocess.run([sys.executable, "-c", probe, "--checkpoint", "big.safetensors", "--target", "onnx", "--out", "out"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300, env=_env())
+    probe = (
+        "import sys\n"
+        "from mvit.exporters.cli import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit as exc:\n    code = exc.code\n"
+        "hwm = next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')).split()[1]\n"
+        "print(code, hwm, file=sys.stdout)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, "--checkpoint", "big.safetensors", "--target", "onnx", "--out", "out"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env(),
+    )
     code, peak_kb = (int(v) for v in done.stdout.split()[-2:])
     assert code == 2, done.stderr
     assert len(done.stderr.splitlines()) == 1 and "2000000" in done.stderr
@@ -818,6 +1240,7 @@ def test_target_all_results_in_target_order(tmp_path, monkeypatch, capsys):
 
 
 # --- guards switched off: each hostile case then misbehaves ---------------------------------------------
+
 
 def test_guard_off_metadata_model_runs_the_named_code(inputs, tmp_path, monkeypatch):
     from mvit.exporters import api

@@ -47,12 +47,18 @@ def _cli(tool: str, *args: str, cwd: Path | None = None, env: dict | None = None
 
 # --- transformers' own processor folders ------------------------------------------------------------
 
+
 def _hf_classifier(folder: Path, num_labels: int = 10) -> transformers.MobileViTForImageClassification:
     s = SIZES["xxs"]
     labels = {i: f"thing {i}" for i in range(num_labels)}
-    config = transformers.MobileViTConfig(neck_hidden_sizes=s.hf_neck_hidden_sizes, hidden_sizes=list(s.dims),
-                                          expand_ratio=s.expand_ratio, id2label=labels,
-                                          label2id={v: k for k, v in labels.items()}, image_size=SIZE)
+    config = transformers.MobileViTConfig(
+        neck_hidden_sizes=s.hf_neck_hidden_sizes,
+        hidden_sizes=list(s.dims),
+        expand_ratio=s.expand_ratio,
+        id2label=labels,
+        label2id={v: k for k, v in labels.items()},
+        image_size=SIZE,
+    )
     model = randomize_(transformers.MobileViTForImageClassification(config).eval(), seed=5)
     model.save_pretrained(folder)
     return model
@@ -61,13 +67,14 @@ def _hf_classifier(folder: Path, num_labels: int = 10) -> transformers.MobileViT
 # Every processor class transformers 5 can save that mvit reads, built with transformers' defaults
 # except the sizes (64 px keeps the export quick); ViT's with torchvision's ImageNet statistics too.
 PROCESSORS = {
-    "mobilevit-defaults": lambda: transformers.MobileViTImageProcessor(
-        size={"shortest_edge": SIZE}, crop_size={"height": SIZE, "width": SIZE}),
+    "mobilevit-defaults": lambda: transformers.MobileViTImageProcessor(size={"shortest_edge": SIZE}, crop_size={"height": SIZE, "width": SIZE}),
     "mobilevit-pil-no-flip": lambda: transformers.MobileViTImageProcessorPil(
-        size={"shortest_edge": SIZE}, crop_size={"height": SIZE, "width": SIZE}, do_flip_channel_order=False),
+        size={"shortest_edge": SIZE}, crop_size={"height": SIZE, "width": SIZE}, do_flip_channel_order=False
+    ),
     "vit-defaults": lambda: transformers.ViTImageProcessor(size={"height": SIZE, "width": SIZE}),
     "vit-pil-imagenet": lambda: transformers.ViTImageProcessorPil(
-        size={"height": SIZE, "width": SIZE}, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]),
+        size={"height": SIZE, "width": SIZE}, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]
+    ),
 }
 
 
@@ -122,8 +129,9 @@ def inputs(tmp_path_factory) -> Inputs:
     from mvit.models.checkpoints import save_checkpoint
 
     root = tmp_path_factory.mktemp("inputs")
-    checkpoint = save_checkpoint(randomize_(create_model("mobilevit_xxs", num_classes=10), seed=2), root / "ck.safetensors",
-                                 "mobilevit_xxs", labels=[f"class{i}" for i in range(10)])
+    checkpoint = save_checkpoint(
+        randomize_(create_model("mobilevit_xxs", num_classes=10), seed=2), root / "ck.safetensors", "mobilevit_xxs", labels=[f"class{i}" for i in range(10)]
+    )
     for args in (("--checkpoint", str(checkpoint), "--target", "onnx"), ("--model", "mobilevit_xxs", "--target", "coreml")):
         r = _cli("mvit-export", *args, "--image-size", str(SIZE), "--precision", "fp32", "--out", str(root))
         assert r.returncode == 0, r.stderr
@@ -157,6 +165,7 @@ def _package(edit: Callable[[dict], None] | None = None, indent: int = 1) -> Set
         if edit:
             edit(doc)
         manifest.write_text(json.dumps(doc, indent=indent))  # valid, but not as coremltools writes it
+
     return setup
 
 
@@ -171,6 +180,7 @@ def _images(where: str, count: int = 2) -> Setup:
         for i in range(count):
             pixels = np.random.default_rng(i).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(target / f"img{i}.png")
+
     return setup
 
 
@@ -188,6 +198,7 @@ def _user_folder(name: str) -> Setup:
     def setup(folder: Path, inputs: Inputs) -> None:
         (folder / name).mkdir(parents=True)
         (folder / name / "thesis.txt").write_text("years of work\n")
+
     return setup
 
 
@@ -207,6 +218,7 @@ def _processor(type_name: str) -> Setup:
     def setup(folder: Path, inputs: Inputs) -> None:
         shutil.copytree(inputs.hf_folder, folder / "fine-tune")
         (folder / "fine-tune" / "preprocessor_config.json").write_text(json.dumps({"image_processor_type": type_name}))
+
     return setup
 
 
@@ -221,13 +233,15 @@ def _my_net(folder: Path, inputs: Inputs) -> None:
         "def build():\n"
         "    torch.manual_seed(0)\n"
         "    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),\n"
-        "                               torch.nn.Flatten(), torch.nn.Linear(4, 5))\n")
+        "                               torch.nn.Flatten(), torch.nn.Linear(4, 5))\n"
+    )
 
 
 def _all(*setups: Setup) -> Setup:
     def setup(folder: Path, inputs: Inputs) -> None:
         for s in setups:
             s(folder, inputs)
+
     return setup
 
 
@@ -284,73 +298,220 @@ class Case(NamedTuple):
 
 CASES = [
     # silently wrong
-    Case("verify-checkpoint-export-without-checkpoint", SILENT_WEIGHTS, f"mvit-verify {ONNX}", _trained, 2,
-         ("ck.safetensors", "--checkpoint"), not_words=("re-export", "relative_error")),
-    Case("verify-checkpoint-export-wrong-classes", SILENT_WEIGHTS, f"mvit-verify {ONNX} --model mobilevit_xxs", _trained, 2,
-         ("--checkpoint",), not_words=("re-export", "reshape")),
-    Case("export-processor-class-unknown", SILENT_PROCESSOR, "mvit-export --checkpoint fine-tune --target onnx --out out",
-         _processor("CLIPImageProcessor"), 2, ("CLIPImageProcessor", "MobileViTImageProcessor", "--mean"), absent=("out/*",)),
-    Case("export-calibration-with-fp16", SILENT_CALIBRATION,
-         "mvit-export --model mobilevit_xxs --image-size 64 --target onnx --precision fp16 --calibration imgs --out out",
-         _images("imgs"), 2, ("--calibration", "fp16", "--images"), absent=("out/*",)),
-    Case("export-int8-without-calibration-exits-1", SILENT_CALIBRATION,
-         "mvit-export --checkpoint ck.safetensors --image-size 64 --target onnx --precision int8 --out out",
-         _trained, 1, ("not-verified", "--calibration DIR"), changes=("out/*",)),
+    Case(
+        "verify-checkpoint-export-without-checkpoint",
+        SILENT_WEIGHTS,
+        f"mvit-verify {ONNX}",
+        _trained,
+        2,
+        ("ck.safetensors", "--checkpoint"),
+        not_words=("re-export", "relative_error"),
+    ),
+    Case(
+        "verify-checkpoint-export-wrong-classes",
+        SILENT_WEIGHTS,
+        f"mvit-verify {ONNX} --model mobilevit_xxs",
+        _trained,
+        2,
+        ("--checkpoint",),
+        not_words=("re-export", "reshape"),
+    ),
+    Case(
+        "export-processor-class-unknown",
+        SILENT_PROCESSOR,
+        "mvit-export --checkpoint fine-tune --target onnx --out out",
+        _processor("CLIPImageProcessor"),
+        2,
+        ("CLIPImageProcessor", "MobileViTImageProcessor", "--mean"),
+        absent=("out/*",),
+    ),
+    Case(
+        "export-calibration-with-fp16",
+        SILENT_CALIBRATION,
+        "mvit-export --model mobilevit_xxs --image-size 64 --target onnx --precision fp16 --calibration imgs --out out",
+        _images("imgs"),
+        2,
+        ("--calibration", "fp16", "--images"),
+        absent=("out/*",),
+    ),
+    Case(
+        "export-int8-without-calibration-exits-1",
+        SILENT_CALIBRATION,
+        "mvit-export --checkpoint ck.safetensors --image-size 64 --target onnx --precision int8 --out out",
+        _trained,
+        1,
+        ("not-verified", "--calibration DIR"),
+        changes=("out/*",),
+    ),
     # messages
-    Case("verify-images-class-folders", MESSAGES, f"mvit-verify {ONNX} --checkpoint ck.safetensors --images val",
-         _all(_trained, _images("val/cat", 1), _images("val/dog", 1)), 0, (" pass ",), check=_verify_images_judged,
-         changes=(f"{ONNX}.verify.json",)),
-    Case("verify-images-folder-without-images", MESSAGES, f"mvit-verify {ONNX} --checkpoint ck.safetensors --images val",
-         _all(_trained, _user_folder("val/cat")), 2, ("--images", "holds no images", "class folders"),
-         not_words=("--calibration",)),
-    Case("export-unknown-model-lists-ssdlite", MESSAGES, "mvit-export --model nosuch --target onnx --out out", _nothing, 2,
-         ("ssdlite_mobilevit_s/xs/xxs", "pkg.module:factory"), not_words=("...",)),
-    Case("verify-not-an-onnx-file-names-target", MESSAGES, "mvit-verify broken.onnx",
-         lambda folder, inputs: (folder / "broken.onnx").write_bytes(b"not a model"), 2, ("target onnx",),
-         not_words=("a onnx",)),
-    Case("export-into-harness-checked-first", MESSAGES,
-         "mvit-export --model mobilevit_xxs --image-size 64 --target coreml --precision fp32 --into-harness --out out",
-         _harness_models_is_a_file, 2, ("--into-harness", "is a file"), absent=("out/*",)),
-    Case("export-nhwc-report-shape", MESSAGES,
-         "mvit-export --model mobilevit_xxs --image-size 64 --target tflite --precision fp32 --nhwc --out out",
-         _nothing, 0, (" pass ",), check=_nhwc_shape, changes=("out/*",)),
-    Case("export-factory-in-current-folder", MESSAGES,
-         "mvit-export --model mynet:build --image-size 64 --target onnx --precision fp32 --out out",
-         _my_net, 0, (" pass ",), check=_custom_net_exported, changes=("out/*", "__pycache__/*")),
+    Case(
+        "verify-images-class-folders",
+        MESSAGES,
+        f"mvit-verify {ONNX} --checkpoint ck.safetensors --images val",
+        _all(_trained, _images("val/cat", 1), _images("val/dog", 1)),
+        0,
+        (" pass ",),
+        check=_verify_images_judged,
+        changes=(f"{ONNX}.verify.json",),
+    ),
+    Case(
+        "verify-images-folder-without-images",
+        MESSAGES,
+        f"mvit-verify {ONNX} --checkpoint ck.safetensors --images val",
+        _all(_trained, _user_folder("val/cat")),
+        2,
+        ("--images", "holds no images", "class folders"),
+        not_words=("--calibration",),
+    ),
+    Case(
+        "export-unknown-model-lists-ssdlite",
+        MESSAGES,
+        "mvit-export --model nosuch --target onnx --out out",
+        _nothing,
+        2,
+        ("ssdlite_mobilevit_s/xs/xxs", "pkg.module:factory"),
+        not_words=("...",),
+    ),
+    Case(
+        "verify-not-an-onnx-file-names-target",
+        MESSAGES,
+        "mvit-verify broken.onnx",
+        lambda folder, inputs: (folder / "broken.onnx").write_bytes(b"not a model"),
+        2,
+        ("target onnx",),
+        not_words=("a onnx",),
+    ),
+    Case(
+        "export-into-harness-checked-first",
+        MESSAGES,
+        "mvit-export --model mobilevit_xxs --image-size 64 --target coreml --precision fp32 --into-harness --out out",
+        _harness_models_is_a_file,
+        2,
+        ("--into-harness", "is a file"),
+        absent=("out/*",),
+    ),
+    Case(
+        "export-nhwc-report-shape",
+        MESSAGES,
+        "mvit-export --model mobilevit_xxs --image-size 64 --target tflite --precision fp32 --nhwc --out out",
+        _nothing,
+        0,
+        (" pass ",),
+        check=_nhwc_shape,
+        changes=("out/*",),
+    ),
+    Case(
+        "export-factory-in-current-folder",
+        MESSAGES,
+        "mvit-export --model mynet:build --image-size 64 --target onnx --precision fp32 --out out",
+        _my_net,
+        0,
+        (" pass ",),
+        check=_custom_net_exported,
+        changes=("out/*", "__pycache__/*"),
+    ),
     # user data destroyed
-    Case("eval-out-is-the-dataset-csv", DESTROYED, f"mvit-eval {ONNX} --data data/val.csv --out data/val.csv",
-         _all(_trained, _csv_dataset), 2, ("--out", "val.csv", "reads")),
-    Case("eval-md-is-the-artefact", DESTROYED, f"mvit-eval {ONNX} --data data/val.csv --md {ONNX}",
-         _all(_trained, _csv_dataset), 2, ("--md", ONNX, "reads")),
-    Case("eval-out-is-a-dataset-image", DESTROYED, f"mvit-eval {ONNX} --data classes --out classes/class1/img0.png",
-         _all(_trained, _class_folders), 2, ("--out", "dataset")),
-    Case("eval-md-inside-the-package", DESTROYED, f"mvit-eval {PACKAGE} --data classes --md {PACKAGE}/Manifest.json",
-         _all(_package(), _class_folders), 2, ("--md", "inside", PACKAGE)),
-    Case("bench-compare-out-is-base", DESTROYED, "mvit-bench compare base.json cand.json --out base.json", _results, 2,
-         ("--out", "base.json", "reads")),
+    Case(
+        "eval-out-is-the-dataset-csv",
+        DESTROYED,
+        f"mvit-eval {ONNX} --data data/val.csv --out data/val.csv",
+        _all(_trained, _csv_dataset),
+        2,
+        ("--out", "val.csv", "reads"),
+    ),
+    Case("eval-md-is-the-artefact", DESTROYED, f"mvit-eval {ONNX} --data data/val.csv --md {ONNX}", _all(_trained, _csv_dataset), 2, ("--md", ONNX, "reads")),
+    Case(
+        "eval-out-is-a-dataset-image",
+        DESTROYED,
+        f"mvit-eval {ONNX} --data classes --out classes/class1/img0.png",
+        _all(_trained, _class_folders),
+        2,
+        ("--out", "dataset"),
+    ),
+    Case(
+        "eval-md-inside-the-package",
+        DESTROYED,
+        f"mvit-eval {PACKAGE} --data classes --md {PACKAGE}/Manifest.json",
+        _all(_package(), _class_folders),
+        2,
+        ("--md", "inside", PACKAGE),
+    ),
+    Case("bench-compare-out-is-base", DESTROYED, "mvit-bench compare base.json cand.json --out base.json", _results, 2, ("--out", "base.json", "reads")),
     Case("bench-ab-out-is-a", DESTROYED, "mvit-bench ab a.onnx b.onnx --out a.onnx", _two_onnx, 2, ("--out", "a.onnx", "reads")),
-    Case("bench-profile-out-is-the-artefact", DESTROYED, "mvit-bench profile a.onnx --out a.json",
-         _all(_two_onnx, lambda folder, inputs: os.link(folder / "a.onnx", folder / "a.json")), 2, ("--out", "reads")),
-    Case("export-folder-at-artefact-name", DESTROYED, EXPORT_ONNX, _user_folder(f"out/{ONNX}"), 2,
-         (f"out/{ONNX}", "folder mvit did not write", "--out"), absent=(f"out/{ONNX}.report.json",)),
-    Case("export-folder-at-report-name", DESTROYED, EXPORT_ONNX, _user_folder(f"out/{ONNX}.report.json"), 2,
-         (f"{ONNX}.report.json", "folder mvit did not write"), absent=(f"out/{ONNX}",)),
-    Case("export-folder-at-verify-report-name", DESTROYED, EXPORT_ONNX, _user_folder(f"out/{ONNX}.verify.json"), 2,
-         (f"{ONNX}.verify.json", "folder mvit did not write"), absent=(f"out/{ONNX}",)),
-    Case("export-coreml-folder-at-package-name", DESTROYED,
-         "mvit-export --model mobilevit_xxs --image-size 64 --target coreml --precision fp32 --out out",
-         _user_folder(f"out/{PACKAGE}"), 2, (PACKAGE, "folder mvit did not write"), absent=(f"out/{PACKAGE}.report.json",)),
-    Case("verify-folder-at-verify-report-name", DESTROYED, f"mvit-verify {ONNX} --checkpoint ck.safetensors",
-         _all(_trained, _user_folder(f"{ONNX}.verify.json")), 2, (f"{ONNX}.verify.json", "folder mvit did not write")),
+    Case(
+        "bench-profile-out-is-the-artefact",
+        DESTROYED,
+        "mvit-bench profile a.onnx --out a.json",
+        _all(_two_onnx, lambda folder, inputs: os.link(folder / "a.onnx", folder / "a.json")),
+        2,
+        ("--out", "reads"),
+    ),
+    Case(
+        "export-folder-at-artefact-name",
+        DESTROYED,
+        EXPORT_ONNX,
+        _user_folder(f"out/{ONNX}"),
+        2,
+        (f"out/{ONNX}", "folder mvit did not write", "--out"),
+        absent=(f"out/{ONNX}.report.json",),
+    ),
+    Case(
+        "export-folder-at-report-name",
+        DESTROYED,
+        EXPORT_ONNX,
+        _user_folder(f"out/{ONNX}.report.json"),
+        2,
+        (f"{ONNX}.report.json", "folder mvit did not write"),
+        absent=(f"out/{ONNX}",),
+    ),
+    Case(
+        "export-folder-at-verify-report-name",
+        DESTROYED,
+        EXPORT_ONNX,
+        _user_folder(f"out/{ONNX}.verify.json"),
+        2,
+        (f"{ONNX}.verify.json", "folder mvit did not write"),
+        absent=(f"out/{ONNX}",),
+    ),
+    Case(
+        "export-coreml-folder-at-package-name",
+        DESTROYED,
+        "mvit-export --model mobilevit_xxs --image-size 64 --target coreml --precision fp32 --out out",
+        _user_folder(f"out/{PACKAGE}"),
+        2,
+        (PACKAGE, "folder mvit did not write"),
+        absent=(f"out/{PACKAGE}.report.json",),
+    ),
+    Case(
+        "verify-folder-at-verify-report-name",
+        DESTROYED,
+        f"mvit-verify {ONNX} --checkpoint ck.safetensors",
+        _all(_trained, _user_folder(f"{ONNX}.verify.json")),
+        2,
+        (f"{ONNX}.verify.json", "folder mvit did not write"),
+    ),
     # the input is modified
-    Case("verify-reformatted-manifest-left-as-it-is", MODIFIED, f"mvit-verify {PACKAGE}", _package(), 0, (" pass ",),
-         changes=(f"{PACKAGE}.verify.json",)),
-    Case("verify-manifest-root-etc-passwd-left-as-it-is", MODIFIED, f"mvit-verify {PACKAGE}", _package(_root_is_etc_passwd),
-         2, (PACKAGE,), absent=(f"{PACKAGE}.verify.json",)),
+    Case("verify-reformatted-manifest-left-as-it-is", MODIFIED, f"mvit-verify {PACKAGE}", _package(), 0, (" pass ",), changes=(f"{PACKAGE}.verify.json",)),
+    Case(
+        "verify-manifest-root-etc-passwd-left-as-it-is",
+        MODIFIED,
+        f"mvit-verify {PACKAGE}",
+        _package(_root_is_etc_passwd),
+        2,
+        (PACKAGE,),
+        absent=(f"{PACKAGE}.verify.json",),
+    ),
     # files
-    Case("bench-run-leaves-no-artefacts-here", FILES,
-         "mvit-bench run -m mobilevit_xxs -c A -r onnxruntime --image-size 64 --runs 2 --warmups 0 --no-report",
-         _nothing, 0, ("wrote bench-results.json",), check=_no_bench_artefacts_left, changes=("bench-results.json",)),
+    Case(
+        "bench-run-leaves-no-artefacts-here",
+        FILES,
+        "mvit-bench run -m mobilevit_xxs -c A -r onnxruntime --image-size 64 --runs 2 --warmups 0 --no-report",
+        _nothing,
+        0,
+        ("wrote bench-results.json",),
+        check=_no_bench_artefacts_left,
+        changes=("bench-results.json",),
+    ),
 ]
 
 
@@ -358,18 +519,33 @@ def describe_cases() -> list[dict]:
     """One row per case for docs/reliability.md."""
     rows = [{"id": c.id, "command": c.command, "exit": c.exit, "bullet": c.bullet, "asserted": _asserted(c)} for c in CASES]
     rows += [
-        {"id": f"processor-{name}", "command": "mvit-export --checkpoint FOLDER --target onnx  (FOLDER saved by transformers)",
-         "exit": 0, "bullet": SILENT_PROCESSOR,
-         "asserted": "the ONNX artefact fed raw pixels gives transformers' probabilities for its processor's tensor (1e-5)"}
+        {
+            "id": f"processor-{name}",
+            "command": "mvit-export --checkpoint FOLDER --target onnx  (FOLDER saved by transformers)",
+            "exit": 0,
+            "bullet": SILENT_PROCESSOR,
+            "asserted": "the ONNX artefact fed raw pixels gives transformers' probabilities for its processor's tensor (1e-5)",
+        }
         for name in PROCESSORS
     ]
-    rows.append({"id": "progress-lines-when-piped", "command": f"{EXPORT_ONNX}  (stdout and stderr piped)", "exit": 0,
-                 "bullet": "Progress and files: no progress when output is not a terminal",
-                 "asserted": "stderr has plain `mvit-export: onnx: export + verify (1 of 1) (m:ss elapsed)` lines; "
-                             "stdout only the result line"})
-    rows.append({"id": "bench-progress-off-stdout", "command": "mvit-bench run ... > results  (stdout piped)", "exit": 0,
-                 "bullet": "Progress and files: mvit-bench's bars off stdout",
-                 "asserted": "stdout has no bar or progress line; stderr has the plain progress lines"})
+    rows.append(
+        {
+            "id": "progress-lines-when-piped",
+            "command": f"{EXPORT_ONNX}  (stdout and stderr piped)",
+            "exit": 0,
+            "bullet": "Progress and files: no progress when output is not a terminal",
+            "asserted": "stderr has plain `mvit-export: onnx: export + verify (1 of 1) (m:ss elapsed)` lines; stdout only the result line",
+        }
+    )
+    rows.append(
+        {
+            "id": "bench-progress-off-stdout",
+            "command": "mvit-bench run ... > results  (stdout piped)",
+            "exit": 0,
+            "bullet": "Progress and files: mvit-bench's bars off stdout",
+            "asserted": "stdout has no bar or progress line; stderr has the plain progress lines",
+        }
+    )
     return rows
 
 
@@ -386,8 +562,7 @@ def _asserted(case: Case) -> str:
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
-    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in folder.rglob("*") if p.is_file() and not p.is_symlink()}
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file() and not p.is_symlink()}
 
 
 def _main(tool: str):
@@ -446,6 +621,7 @@ def test_the_table_documents_every_case():
 
 # --- progress where output is not a terminal ------------------------------------------------------------
 
+
 def test_progress_lines_when_piped(tmp_path):
     # A short interval stands in for a long export: the lines are the same a 6-minute job prints every 30 s.
     r = _cli("mvit-export", *shlex.split(EXPORT_ONNX)[1:], cwd=tmp_path, env={"MVIT_PROGRESS_SECONDS": "0.1"})
@@ -457,8 +633,27 @@ def test_progress_lines_when_piped(tmp_path):
 
 
 def test_bench_progress_stays_off_stdout(tmp_path):
-    r = _cli("mvit-bench", "run", "-m", "mobilevit_xxs", "-c", "A", "-r", "pytorch", "--image-size", "64", "--runs", "200",
-             "--warmups", "0", "--no-report", "--out", "r.json", cwd=tmp_path, env={"MVIT_PROGRESS_SECONDS": "0.1"})
+    r = _cli(
+        "mvit-bench",
+        "run",
+        "-m",
+        "mobilevit_xxs",
+        "-c",
+        "A",
+        "-r",
+        "pytorch",
+        "--image-size",
+        "64",
+        "--runs",
+        "200",
+        "--warmups",
+        "0",
+        "--no-report",
+        "--out",
+        "r.json",
+        cwd=tmp_path,
+        env={"MVIT_PROGRESS_SECONDS": "0.1"},
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["wrote r.json"], r.stdout  # what a pipe into a file gets: no bar, no progress
     assert any(line.startswith("mvit-bench: ") and line.endswith(" elapsed)") for line in r.stderr.splitlines()), r.stderr
@@ -471,9 +666,27 @@ def test_install_hint_keeps_its_brackets(tmp_path):
     blocker = tmp_path / "blocker" / "onnxruntime"
     blocker.mkdir(parents=True)
     (blocker / "__init__.py").write_text("raise ImportError('onnxruntime is not installed here')\n")
-    r = _cli("mvit-bench", "run", "-m", "mobilevit_xxs", "-c", "A", "-r", "pytorch,onnxruntime", "--image-size", "64",
-             "--runs", "2", "--warmups", "0", "--no-report", "--out", "r.json", cwd=tmp_path,
-             env={"PYTHONPATH": str(tmp_path / "blocker")})
+    r = _cli(
+        "mvit-bench",
+        "run",
+        "-m",
+        "mobilevit_xxs",
+        "-c",
+        "A",
+        "-r",
+        "pytorch,onnxruntime",
+        "--image-size",
+        "64",
+        "--runs",
+        "2",
+        "--warmups",
+        "0",
+        "--no-report",
+        "--out",
+        "r.json",
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(tmp_path / "blocker")},
+    )
     assert r.returncode == 0, r.stderr
     assert "pip install 'mvit[onnx]'" in r.stderr, r.stderr
     assert "onnxruntime" not in r.stdout  # the note is not a result: it stays off stdout

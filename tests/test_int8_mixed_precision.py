@@ -62,8 +62,22 @@ def outlier_export(tmp_path_factory) -> dict:
     scenes = tf.classification_scenes(np.random.default_rng(11), digits[:CALIBRATION_IMAGES], tf.CLASSIFIER.image_size)
     calibration = tf.save_scenes(root / "calibration", scenes)
     with pytest.raises(SystemExit) as exc:
-        cli.main(["--checkpoint", str(checkpoint), "--image-size", str(tf.CLASSIFIER.image_size), "--target", "onnx",
-                  "--precision", "int8", "--calibration", str(calibration), "--out", str(root / "out")])
+        cli.main(
+            [
+                "--checkpoint",
+                str(checkpoint),
+                "--image-size",
+                str(tf.CLASSIFIER.image_size),
+                "--target",
+                "onnx",
+                "--precision",
+                "int8",
+                "--calibration",
+                str(calibration),
+                "--out",
+                str(root / "out"),
+            ]
+        )
     assert exc.value.code in (0, None)
     report = Path(root / "out" / f"{tf.CLASSIFIER.name}_A_{tf.CLASSIFIER.image_size}_int8.onnx.report.json")
     return json.loads(report.read_text())

@@ -67,10 +67,22 @@ def test_every_swift_file_parses():
     files = swift_files()
     names = {p.name for p in files}
     # The pieces issue 6 asks for; a missing one would make "everything parses" vacuous.
-    assert {"Package.swift", "LatencyStats.swift", "BenchmarkReport.swift", "CoreMLBenchmark.swift",
-            "main.swift", "MVitHarnessApp.swift", "ContentView.swift", "RowDetails.swift", "VisionTiming.swift",
-            "ComputePlanTally.swift", "FunctionDiscovery.swift", "UsageExamples.swift", "CoreAIBenchmark.swift",
-            "HarnessRun.swift"} <= names
+    assert {
+        "Package.swift",
+        "LatencyStats.swift",
+        "BenchmarkReport.swift",
+        "CoreMLBenchmark.swift",
+        "main.swift",
+        "MVitHarnessApp.swift",
+        "ContentView.swift",
+        "RowDetails.swift",
+        "VisionTiming.swift",
+        "ComputePlanTally.swift",
+        "FunctionDiscovery.swift",
+        "UsageExamples.swift",
+        "CoreAIBenchmark.swift",
+        "HarnessRun.swift",
+    } <= names
     problems = [str(p) for f in files for p in syntax_problems(f.read_bytes(), str(f.relative_to(REPO)))]
     assert not problems, "Swift syntax errors:\n" + "\n".join(problems)
 
@@ -79,7 +91,7 @@ def test_every_swift_file_parses():
     ("snippet", "line", "kind"),
     [
         ("struct A: Codable {\n    let x: Int\n", 3, "MISSING"),  # unclosed brace
-        ("func f() {\n    print(\"hi\"\n}\n", 2, "MISSING"),  # unclosed call
+        ('func f() {\n    print("hi"\n}\n', 2, "MISSING"),  # unclosed call
         ("enum K: String, CodingKey {\n    case a = \n}\n", 2, "ERROR"),  # raw value left out
         ("let a = 1\n}}\n", 2, "ERROR"),  # stray braces
     ],
@@ -116,9 +128,13 @@ def test_nothing_made_in_a_timed_span_is_released_before_the_stopwatch_is_read()
     spans = [span for path, text in swift_sources().items() for span in timed_spans(text, path)]
     # The CoreML prediction, the Vision request, Stopwatch.time (compile, load), and Core AI's
     # load and run: a check of fewer spans would pass because a span went missing.
-    assert sorted(Path(span.path).name for span in spans) == ["CoreAIBenchmark.swift", "CoreAIBenchmark.swift",
-                                                              "CoreMLBenchmark.swift", "Stopwatch.swift",
-                                                              "VisionTiming.swift"]
+    assert sorted(Path(span.path).name for span in spans) == [
+        "CoreAIBenchmark.swift",
+        "CoreAIBenchmark.swift",
+        "CoreMLBenchmark.swift",
+        "Stopwatch.swift",
+        "VisionTiming.swift",
+    ]
     problems = [p for span in spans for p in span.problems]
     assert not problems, "\n".join(problems)
     prediction = (COREML_BACKEND / "CoreMLBenchmark.swift").read_text()
@@ -131,27 +147,46 @@ def test_nothing_made_in_a_timed_span_is_released_before_the_stopwatch_is_read()
     ("path", "old", "new", "expected"),
     [
         # the form the desk check found: the output discarded, released inside the span
-        (COREML_BACKEND / "CoreMLBenchmark.swift",
-         "let output = try model.prediction(from: input)\n            return withExtendedLifetime(output) { stopwatch.elapsedMs }",
-         "_ = try model.prediction(from: input)\n            return stopwatch.elapsedMs",
-         "discards a value inside the timed span"),
+        (
+            COREML_BACKEND / "CoreMLBenchmark.swift",
+            "let output = try model.prediction(from: input)\n            return withExtendedLifetime(output) { stopwatch.elapsedMs }",
+            "_ = try model.prediction(from: input)\n            return stopwatch.elapsedMs",
+            "discards a value inside the timed span",
+        ),
         # bound to a name but read after its last use: Swift may release it before the read
-        (COREML_BACKEND / "CoreMLBenchmark.swift",
-         "return withExtendedLifetime(output) { stopwatch.elapsedMs }", "return stopwatch.elapsedMs",
-         "output may be released before stopwatch.elapsedMs is read"),
-        (COREML_BACKEND / "VisionTiming.swift", "let ms = withExtendedLifetime(handler) { stopwatch.elapsedMs }",
-         "let ms = stopwatch.elapsedMs", "handler may be released"),
-        (COREAI_BACKEND / "CoreAIBenchmark.swift", "return withExtendedLifetime(outputs) { stopwatch.elapsedMs }",
-         "return stopwatch.elapsedMs", "outputs may be released before stopwatch.elapsedMs is read"),
-        (COREAI_BACKEND / "CoreAIBenchmark.swift", "let loadMs = withExtendedLifetime(model) { stopwatch.elapsedMs }",
-         "let loadMs = stopwatch.elapsedMs", "model may be released"),
+        (
+            COREML_BACKEND / "CoreMLBenchmark.swift",
+            "return withExtendedLifetime(output) { stopwatch.elapsedMs }",
+            "return stopwatch.elapsedMs",
+            "output may be released before stopwatch.elapsedMs is read",
+        ),
+        (
+            COREML_BACKEND / "VisionTiming.swift",
+            "let ms = withExtendedLifetime(handler) { stopwatch.elapsedMs }",
+            "let ms = stopwatch.elapsedMs",
+            "handler may be released",
+        ),
+        (
+            COREAI_BACKEND / "CoreAIBenchmark.swift",
+            "return withExtendedLifetime(outputs) { stopwatch.elapsedMs }",
+            "return stopwatch.elapsedMs",
+            "outputs may be released before stopwatch.elapsedMs is read",
+        ),
+        (
+            COREAI_BACKEND / "CoreAIBenchmark.swift",
+            "let loadMs = withExtendedLifetime(model) { stopwatch.elapsedMs }",
+            "let loadMs = stopwatch.elapsedMs",
+            "model may be released",
+        ),
         # a value in a nested scope dies when the scope closes, inside the span
-        (COREML_BACKEND / "CoreMLBenchmark.swift", "let output = try model.prediction(from: input)\n",
-         "let output = try model.prediction(from: input)\n            do { let copy = output; print(copy) }\n",
-         "copy lives in a scope that closes inside the timed span"),
+        (
+            COREML_BACKEND / "CoreMLBenchmark.swift",
+            "let output = try model.prediction(from: input)\n",
+            "let output = try model.prediction(from: input)\n            do { let copy = output; print(copy) }\n",
+            "copy lives in a scope that closes inside the timed span",
+        ),
     ],
-    ids=["discarded-output", "output-not-held", "vision-handler-not-held", "coreai-outputs-not-held",
-         "coreai-model-not-held", "nested-scope"],
+    ids=["discarded-output", "output-not-held", "vision-handler-not-held", "coreai-outputs-not-held", "coreai-model-not-held", "nested-scope"],
 )
 def test_timed_span_check_reports_a_release_inside_the_span(path, old, new, expected):
     text = path.read_text()
@@ -169,8 +204,7 @@ def test_swift_structs_match_results_schema():
 
 
 def schema_structs() -> dict:
-    return (codable_structs(SCHEMA_STRUCTS.read_text(), "BenchmarkReport.swift")
-            | codable_structs(ROW_DETAILS.read_text(), "RowDetails.swift"))
+    return codable_structs(SCHEMA_STRUCTS.read_text(), "BenchmarkReport.swift") | codable_structs(ROW_DETAILS.read_text(), "RowDetails.swift")
 
 
 def test_contract_reads_keys_from_coding_keys():
@@ -189,31 +223,46 @@ def test_contract_reads_keys_from_coding_keys():
     ("path", "old", "new", "expected"),
     [
         # a renamed key is reported from both sides
-        (SCHEMA_STRUCTS, '= "first_inference_ms"', '= "first_inference"',
-         ["'first_inference' is not in the schema's result object",
-          "'first_inference_ms' has no Swift property"]),
+        (
+            SCHEMA_STRUCTS,
+            '= "first_inference_ms"',
+            '= "first_inference"',
+            ["'first_inference' is not in the schema's result object", "'first_inference_ms' has no Swift property"],
+        ),
         (STATS_STRUCT, '= "p99_ms"', '= "p99"', ["'p99' is not in the schema's stats object"]),
         # a new property without a key, and a required field made optional
-        (SCHEMA_STRUCTS, "    public var cores: Int\n", "    public var cores: Int\n    public var gpu: String\n",
-         ["stored property 'gpu' has no CodingKeys case"]),
-        (SCHEMA_STRUCTS, "public var loadMs: Double\n", "public var loadMs: Double?\n",
-         ["loadMs is optional but the schema requires 'load_ms'"]),
-        (SCHEMA_STRUCTS, "public var macs: Int?", "public var macs: String?",
-         ["macs: String? encodes as string"]),
-        (HARNESS / "Sources" / "MVitBenchCore" / "ComputeUnitSetting.swift", "case cpuAndGPU", "case cpuAndGpu",
-         ["ComputeUnitSetting raw values"]),
+        (
+            SCHEMA_STRUCTS,
+            "    public var cores: Int\n",
+            "    public var cores: Int\n    public var gpu: String\n",
+            ["stored property 'gpu' has no CodingKeys case"],
+        ),
+        (SCHEMA_STRUCTS, "public var loadMs: Double\n", "public var loadMs: Double?\n", ["loadMs is optional but the schema requires 'load_ms'"]),
+        (SCHEMA_STRUCTS, "public var macs: Int?", "public var macs: String?", ["macs: String? encodes as string"]),
+        (HARNESS / "Sources" / "MVitBenchCore" / "ComputeUnitSetting.swift", "case cpuAndGPU", "case cpuAndGpu", ["ComputeUnitSetting raw values"]),
         # the issue-11 objects drift the same ways
-        (ROW_DETAILS, '= "recognized_objects"', '= "objects"',
-         ["'objects' is not in the schema's vision object", "'recognized_objects' has no Swift property"]),
-        (ROW_DETAILS, "public var available: Bool\n", "public var available: Bool?\n",
-         ["available is optional but the schema requires 'available'"]),
-        (ROW_DETAILS, "public var cpuCost: Double?", "public var cpuCost: String?",
-         ["cpuCost: String? encodes as string"]),
-        (SCHEMA_STRUCTS, 'case computePlan = "compute_plan"', 'case computePlan = "plan"',
-         ["'plan' is not in the schema's result object"]),
+        (
+            ROW_DETAILS,
+            '= "recognized_objects"',
+            '= "objects"',
+            ["'objects' is not in the schema's vision object", "'recognized_objects' has no Swift property"],
+        ),
+        (ROW_DETAILS, "public var available: Bool\n", "public var available: Bool?\n", ["available is optional but the schema requires 'available'"]),
+        (ROW_DETAILS, "public var cpuCost: Double?", "public var cpuCost: String?", ["cpuCost: String? encodes as string"]),
+        (SCHEMA_STRUCTS, 'case computePlan = "compute_plan"', 'case computePlan = "plan"', ["'plan' is not in the schema's result object"]),
     ],
-    ids=["renamed-result-key", "renamed-stats-key", "unkeyed-property", "optional-required", "wrong-type",
-         "compute-unit-name", "renamed-vision-key", "optional-plan-flag", "wrong-cost-type", "renamed-plan-key"],
+    ids=[
+        "renamed-result-key",
+        "renamed-stats-key",
+        "unkeyed-property",
+        "optional-required",
+        "wrong-type",
+        "compute-unit-name",
+        "renamed-vision-key",
+        "optional-plan-flag",
+        "wrong-cost-type",
+        "renamed-plan-key",
+    ],
 )
 def test_contract_reports_drift(path, old, new, expected):
     sources = swift_sources()
@@ -247,10 +296,15 @@ def test_golden_is_what_the_swift_structs_write(path):
     structs = schema_structs() | codable_structs(STATS_STRUCT.read_text())
     doc = golden(path)
     visions = [r["vision"] for r in doc["results"] if "vision" in r]
-    objects = {"BenchmarkReport": [doc], "ToolInfo": [doc["tool"]], "MachineInfo": [doc["machine"]],
-               "BenchmarkResult": doc["results"],
-               "LatencyStats": [r["stats"] for r in doc["results"]] + [v["stats"] for v in visions],
-               "VisionRun": visions, "ComputePlanSplit": [r["compute_plan"] for r in doc["results"]]}
+    objects = {
+        "BenchmarkReport": [doc],
+        "ToolInfo": [doc["tool"]],
+        "MachineInfo": [doc["machine"]],
+        "BenchmarkResult": doc["results"],
+        "LatencyStats": [r["stats"] for r in doc["results"]] + [v["stats"] for v in visions],
+        "VisionRun": visions,
+        "ComputePlanSplit": [r["compute_plan"] for r in doc["results"]],
+    }
     for name, instances in objects.items():
         struct = structs[name]
         keys = struct.json_keys()
@@ -264,11 +318,18 @@ def test_golden_is_what_the_swift_structs_write(path):
         assert [r["compute_units"] for r in doc["results"]] == ["cpuOnly", "cpuAndGPU", "cpuAndNeuralEngine", "all"]
     elif path == GOLDEN_MULTIFUNCTION:  # one row per function x compute units, in the package's function order
         assert [(r["function"], r["compute_units"]) for r in doc["results"]] == [
-            ("A_64", "cpuOnly"), ("A_64", "cpuAndNeuralEngine"), ("A_128", "cpuOnly"), ("A_128", "cpuAndNeuralEngine")]
+            ("A_64", "cpuOnly"),
+            ("A_64", "cpuAndNeuralEngine"),
+            ("A_128", "cpuOnly"),
+            ("A_128", "cpuAndNeuralEngine"),
+        ]
     elif path == GOLDEN_ENUMERATED:  # one row per compute units x size, the default size first
         assert [(r["compute_units"], r["input_size"]) for r in doc["results"]] == [
-            ("cpuOnly", [64, 64]), ("cpuOnly", [128, 128]),
-            ("cpuAndNeuralEngine", [64, 64]), ("cpuAndNeuralEngine", [128, 128])]
+            ("cpuOnly", [64, 64]),
+            ("cpuOnly", [128, 128]),
+            ("cpuAndNeuralEngine", [64, 64]),
+            ("cpuAndNeuralEngine", [128, 128]),
+        ]
     else:
         assert all("vision" in r for r in doc["results"]) and len(doc["results"]) == 2
 
@@ -390,8 +451,7 @@ def test_schema_rejects_broken_harness_details_in_one_line(tmp_path, change, mes
 
 def test_compute_plan_unavailable_is_a_valid_row():
     doc = golden()
-    doc["results"][0]["compute_plan"] = {"available": False, "reason": "MLComputePlan needs iOS 17.4 / macOS 14.4 "
-                                                                       "(this is Version 17.2 (Build 21C62))"}
+    doc["results"][0]["compute_plan"] = {"available": False, "reason": "MLComputePlan needs iOS 17.4 / macOS 14.4 (this is Version 17.2 (Build 21C62))"}
     row = validate_document(doc, source="old-phone.json")["results"][0]
     assert row["compute_plan"]["cpu_ops"] is None and row["vision"] is None and row["function"] is None
 
@@ -403,8 +463,12 @@ def test_a_core_ai_row_is_a_valid_row_that_report_and_compare_read(tmp_path):
     assert 'runtime: "coreai"' in benchmark and "compileMs: nil" in benchmark
     doc = golden()
     row = doc["results"][0]
-    row.update(runtime="coreai", compile_ms=None, artefact="mobilevit_xxs_A_256_fp16.aimodel",
-               compute_plan={"available": False, "reason": "Core AI has no API for where ops run"})
+    row.update(
+        runtime="coreai",
+        compile_ms=None,
+        artefact="mobilevit_xxs_A_256_fp16.aimodel",
+        compute_plan={"available": False, "reason": "Core AI has no API for where ops run"},
+    )
     checked = validate_document(copy.deepcopy(doc), source="phone-coreai.json")["results"][0]
     assert checked["runtime"] == "coreai" and checked["compile_ms"] is None
     path = tmp_path / "phone-coreai.json"
@@ -473,8 +537,16 @@ NEWER_APIS = {
     "NDArray": "iOS 27.0, macOS 27.0",
     "CoreAIBenchmark": "iOS 27.0, macOS 27.0",
 }
-COREAI_APIS = {"AIModel", "AIModelAsset", "SpecializationOptions", "ComputeUnitKind", "InferenceFunction",
-               "InferenceFunctionDescriptor", "NDArray", "CoreAIBenchmark"}
+COREAI_APIS = {
+    "AIModel",
+    "AIModelAsset",
+    "SpecializationOptions",
+    "ComputeUnitKind",
+    "InferenceFunction",
+    "InferenceFunctionDescriptor",
+    "NDArray",
+    "CoreAIBenchmark",
+}
 
 
 def test_deployment_minimums_are_ios_16_and_macos_13():
@@ -489,8 +561,7 @@ def test_deployment_minimums_are_ios_16_and_macos_13():
 def test_every_newer_api_is_behind_an_availability_gate():
     uses = [u for path, text in swift_sources().items() for u in newer_api_uses(text, NEWER_APIS, path)]
     # The compute plan and the multifunction loading are found; an empty list would pass vacuously.
-    assert {u.name for u in uses} >= {"MLComputePlan", "MLModelStructure", "MLComputeDevice", "functionName",
-                                      "functionNames"} | COREAI_APIS
+    assert {u.name for u in uses} >= {"MLComputePlan", "MLModelStructure", "MLComputeDevice", "functionName", "functionNames"} | COREAI_APIS
     assert not [u for u in uses if not u.gated], "\n".join(str(u) for u in uses if not u.gated)
 
 
@@ -498,32 +569,59 @@ def test_every_newer_api_is_behind_an_availability_gate():
     ("path", "old", "new", "expected"),
     [
         # the gate taken away
-        (COREML_BACKEND / "FunctionDiscovery.swift",
-         "guard #available(iOS 18.0, macOS 15.0, *) else {", "guard true else {", "functionName needs iOS 18.0"),
+        (COREML_BACKEND / "FunctionDiscovery.swift", "guard #available(iOS 18.0, macOS 15.0, *) else {", "guard true else {", "functionName needs iOS 18.0"),
         # a gate for an older version than the API needs
-        (COREML_BACKEND / "ComputePlanTally.swift", "guard #available(iOS 17.4, macOS 14.4, *) else {",
-         "guard #available(iOS 17.0, macOS 14.0, *) else {", "MLComputePlan needs iOS 17.4"),
-        (COREML_BACKEND / "ComputePlanTally.swift", "@available(iOS 17.4, macOS 14.4, *)\nprivate struct PlanWalker",
-         "private struct PlanWalker", "MLModelStructure needs iOS 17.4"),
+        (
+            COREML_BACKEND / "ComputePlanTally.swift",
+            "guard #available(iOS 17.4, macOS 14.4, *) else {",
+            "guard #available(iOS 17.0, macOS 14.0, *) else {",
+            "MLComputePlan needs iOS 17.4",
+        ),
+        (
+            COREML_BACKEND / "ComputePlanTally.swift",
+            "@available(iOS 17.4, macOS 14.4, *)\nprivate struct PlanWalker",
+            "private struct PlanWalker",
+            "MLModelStructure needs iOS 17.4",
+        ),
         # used in the else branch of its own gate
-        (COREML_BACKEND / "FunctionDiscovery.swift", "        }\n        return [.only]\n",
-         "        } else {\n            _ = try await MLModelAsset(url: compiledURL).functionNames\n        }\n"
-         "        return [.only]\n",
-         "functionNames needs iOS 18.0"),
+        (
+            COREML_BACKEND / "FunctionDiscovery.swift",
+            "        }\n        return [.only]\n",
+            "        } else {\n            _ = try await MLModelAsset(url: compiledURL).functionNames\n        }\n        return [.only]\n",
+            "functionNames needs iOS 18.0",
+        ),
         # a newer SwiftUI view in the app
-        (HARNESS / "App" / "Sources" / "ContentView.swift", "Text(\"No models bundled.",
-         "ContentUnavailableView(\"No models\", systemImage: \"cpu\"); Text(\"No models bundled.",
-         "ContentUnavailableView needs iOS 17.0"),
+        (
+            HARNESS / "App" / "Sources" / "ContentView.swift",
+            'Text("No models bundled.',
+            'ContentUnavailableView("No models", systemImage: "cpu"); Text("No models bundled.',
+            "ContentUnavailableView needs iOS 17.0",
+        ),
         # the Core AI backend without its declaration gate, or the router calling it ungated
-        (COREAI_BACKEND / "CoreAIBenchmark.swift", "@available(iOS 27.0, macOS 27.0, *)\npublic struct CoreAIBenchmark",
-         "public struct CoreAIBenchmark", "AIModel needs iOS 27.0"),
-        (COREAI_BACKEND / "CoreAIAssetInfo.swift", "@available(iOS 27.0, macOS 27.0, *)\nenum CoreAIAssetInfo",
-         "@available(iOS 26.0, macOS 26.0, *)\nenum CoreAIAssetInfo", "AIModelAsset needs iOS 27.0"),
-        (COREAI_BACKEND / "HarnessRun.swift", "if #available(iOS 27.0, macOS 27.0, *) {", "if true {",
-         "CoreAIBenchmark needs iOS 27.0"),
+        (
+            COREAI_BACKEND / "CoreAIBenchmark.swift",
+            "@available(iOS 27.0, macOS 27.0, *)\npublic struct CoreAIBenchmark",
+            "public struct CoreAIBenchmark",
+            "AIModel needs iOS 27.0",
+        ),
+        (
+            COREAI_BACKEND / "CoreAIAssetInfo.swift",
+            "@available(iOS 27.0, macOS 27.0, *)\nenum CoreAIAssetInfo",
+            "@available(iOS 26.0, macOS 26.0, *)\nenum CoreAIAssetInfo",
+            "AIModelAsset needs iOS 27.0",
+        ),
+        (COREAI_BACKEND / "HarnessRun.swift", "if #available(iOS 27.0, macOS 27.0, *) {", "if true {", "CoreAIBenchmark needs iOS 27.0"),
     ],
-    ids=["gate-removed", "gate-too-old", "declaration-gate-removed", "else-branch", "new-swiftui-view",
-         "coreai-declaration-gate-removed", "coreai-gate-too-old", "coreai-router-ungated"],
+    ids=[
+        "gate-removed",
+        "gate-too-old",
+        "declaration-gate-removed",
+        "else-branch",
+        "new-swiftui-view",
+        "coreai-declaration-gate-removed",
+        "coreai-gate-too-old",
+        "coreai-router-ungated",
+    ],
 )
 def test_availability_check_reports_an_ungated_use(path, old, new, expected):
     text = path.read_text()
@@ -539,8 +637,9 @@ def test_row_details_say_the_thresholds_are_the_exported_ones():
 
     struct = codable_structs(ROW_DETAILS.read_text())["VisionRun"]
     source = ROW_DETAILS.read_text().splitlines()
-    doc = " ".join(line.strip().lstrip("/ ") for line in source[struct.properties["recognizedObjects"].line - 4:
-                                                                struct.properties["recognizedObjects"].line - 1])
+    doc = " ".join(
+        line.strip().lstrip("/ ") for line in source[struct.properties["recognizedObjects"].line - 4 : struct.properties["recognizedObjects"].line - 1]
+    )
     assert "Vision's default" not in doc and "exported with" in doc
     assert "confidence_threshold" in doc and "iou_threshold" in doc
     # ... because the harness leaves optional inputs (the pipeline's threshold inputs) unfed.
@@ -592,8 +691,6 @@ def test_swift_package_tests():
     """`swift test` (statistics vs the golden file bit for bit, JSON round trip, arguments)."""
     swift = shutil.which("swift")
     if swift is None:
-        pytest.skip("no Swift toolchain on this machine: `swift test --package-path ios_harness` "
-                    "needs macOS with Xcode 15+ (or a Swift 5.9 toolchain)")
-    done = subprocess.run([swift, "test", "--package-path", str(HARNESS)], capture_output=True, text=True,
-                          timeout=900)
+        pytest.skip("no Swift toolchain on this machine: `swift test --package-path ios_harness` needs macOS with Xcode 15+ (or a Swift 5.9 toolchain)")
+    done = subprocess.run([swift, "test", "--package-path", str(HARNESS)], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]

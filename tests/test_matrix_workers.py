@@ -15,8 +15,7 @@ import pytest
 
 pytestmark = pytest.mark.slow  # four full-size XXS ONNX exports, each verified
 
-COMMAND = [sys.executable, "-m", "mvit.exporters.matrix", "--models", "mobilevit_xxs", "--configs", "A,B",
-           "--targets", "onnx", "--precision", "fp32"]
+COMMAND = [sys.executable, "-m", "mvit.exporters.matrix", "--models", "mobilevit_xxs", "--configs", "A,B", "--targets", "onnx", "--precision", "fp32"]
 
 
 def _matrix(out: Path, *more: str) -> tuple[list[dict], dict[str, bytes]]:
@@ -33,8 +32,12 @@ def test_local_workers_and_ray_export_the_same_matrix(tmp_path):
 
     local_rows, local_files = _matrix(tmp_path / "local", "--workers", "2")
     assert [(r["config"], r["verdict"]) for r in local_rows] == [("A", "pass"), ("B", "pass")]
-    assert sorted(local_files) == ["mobilevit_xxs_A_256_fp32.onnx", "mobilevit_xxs_A_256_fp32.onnx.report.json",
-                                   "mobilevit_xxs_B_256_fp32.onnx", "mobilevit_xxs_B_256_fp32.onnx.report.json"]
+    assert sorted(local_files) == [
+        "mobilevit_xxs_A_256_fp32.onnx",
+        "mobilevit_xxs_A_256_fp32.onnx.report.json",
+        "mobilevit_xxs_B_256_fp32.onnx",
+        "mobilevit_xxs_B_256_fp32.onnx.report.json",
+    ]
     assert (tmp_path / "local" / "matrix-fp32.md").read_text().count("| pass |") == 2
 
     context = ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
@@ -47,7 +50,6 @@ def test_local_workers_and_ray_export_the_same_matrix(tmp_path):
 
 
 def test_workers_and_ray_together_is_one_line(tmp_path):
-    proc = subprocess.run([*COMMAND, "--out", str(tmp_path), "--workers", "2", "--ray", "local"], text=True,
-                          capture_output=True, timeout=300)
+    proc = subprocess.run([*COMMAND, "--out", str(tmp_path), "--workers", "2", "--ray", "local"], text=True, capture_output=True, timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == ["error: --workers and --ray exclude each other: Ray decides where its tasks run"]

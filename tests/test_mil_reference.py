@@ -90,8 +90,7 @@ def convert(module: nn.Module, path: Path, precision: str = "fp32", layout: str 
         model = ct.convert(
             traced,
             convert_to="mlprogram",
-            inputs=[ct.ImageType(name="image", shape=(1, 3, SIZE, SIZE), scale=1 / 255,
-                                 color_layout=getattr(ct.colorlayout, layout))],
+            inputs=[ct.ImageType(name="image", shape=(1, 3, SIZE, SIZE), scale=1 / 255, color_layout=getattr(ct.colorlayout, layout))],
             compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16,
             minimum_deployment_target=ct.target.iOS16,
             **kwargs,
@@ -111,15 +110,16 @@ def convert_with_nms(module: nn.Module, path: Path) -> Path:
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(module.eval(), torch.rand(1, 3, SIZE, SIZE))
         program = ct.convert(
-            traced, convert_to="milinternal", compute_precision=ct.precision.FLOAT32,
+            traced,
+            convert_to="milinternal",
+            compute_precision=ct.precision.FLOAT32,
             inputs=[ct.ImageType(name="image", shape=(1, 3, SIZE, SIZE), scale=1 / 255, color_layout=ct.colorlayout.BGR)],
             outputs=[ct.TensorType(name="decoded_boxes"), ct.TensorType(name="decoded_scores")],
             minimum_deployment_target=ct.target.iOS16,
         )
         # Score threshold 0: random weights give every class ~1/81, under the usual 0.05.
         append_nms(program, NMS_SETTINGS, ["boxes", "scores", "class_ids"])
-        model = ct.convert(program, convert_to="mlprogram", compute_precision=ct.precision.FLOAT32,
-                           minimum_deployment_target=ct.target.iOS16)
+        model = ct.convert(program, convert_to="mlprogram", compute_precision=ct.precision.FLOAT32, minimum_deployment_target=ct.target.iOS16)
     model.save(str(path))
     return path
 
@@ -180,11 +180,15 @@ def exports(tmp_path_factory):
     out = {
         "cls_a_fp32": (cls_a, convert(cls_a, root / "cls_a_fp32.mlpackage")),
         # Config B as the export pipeline writes classifiers: softmax + ClassifierConfig.
-        "cls_b_fp32": (Probabilities(cls_b), convert(
-            Probabilities(cls_b), root / "cls_b_fp32.mlpackage",
-            classifier_config=ct.ClassifierConfig(labels, predicted_feature_name="classLabel",
-                                                  predicted_probabilities_output="probabilities"),
-            outputs=[ct.TensorType(name="probabilities")])),
+        "cls_b_fp32": (
+            Probabilities(cls_b),
+            convert(
+                Probabilities(cls_b),
+                root / "cls_b_fp32.mlpackage",
+                classifier_config=ct.ClassifierConfig(labels, predicted_feature_name="classLabel", predicted_probabilities_output="probabilities"),
+                outputs=[ct.TensorType(name="probabilities")],
+            ),
+        ),
         "seg_a_fp32": (seg, convert(seg, root / "seg_a_fp32.mlpackage")),
         "det_a_fp32": (det, convert(det, root / "det_a_fp32.mlpackage")),
         "cls_a_fp16": (cls_a, convert(cls_a, root / "cls_a_fp16.mlpackage", precision="fp16")),
@@ -240,9 +244,7 @@ def reference_detections(boxes: torch.Tensor, probs: torch.Tensor, settings: dic
     for i in torch.argsort(best, descending=True).tolist():
         if len(keep) == settings["max_detections"]:
             break
-        if best[i] > settings["score_threshold"] and not any(
-            iou[i, j] > settings["iou_threshold"] and cls[i] == cls[j] for j in keep
-        ):
+        if best[i] > settings["score_threshold"] and not any(iou[i, j] > settings["iou_threshold"] and cls[i] == cls[j] for j in keep):
             keep.append(i)
     k = torch.tensor(keep)
     return boxes[k].numpy(), best[k].numpy(), (cls[k] + 1).numpy()
@@ -387,9 +389,29 @@ def test_every_op_in_every_export_has_an_implementation(exports):
         assert unsupported_ops(path) == set(), (name, unsupported_ops(path))
         seen |= set(types)
     # The families the issue lists that MobileViT exports really produce.
-    for op in ("conv", "linear", "matmul", "layer_norm", "softmax", "silu", "reshape", "transpose",
-               "concat", "split", "reduce_mean", "upsample_bilinear", "reduce_argmax", "classify", "cast",
-               "slice_by_index", "exp", "relu", "add", "mul", "sub"):
+    for op in (
+        "conv",
+        "linear",
+        "matmul",
+        "layer_norm",
+        "softmax",
+        "silu",
+        "reshape",
+        "transpose",
+        "concat",
+        "split",
+        "reduce_mean",
+        "upsample_bilinear",
+        "reduce_argmax",
+        "classify",
+        "cast",
+        "slice_by_index",
+        "exp",
+        "relu",
+        "add",
+        "mul",
+        "sub",
+    ):
         assert op in seen, op
 
 
@@ -408,8 +430,7 @@ def test_unimplemented_mil_op_in_a_real_program_is_an_error(tmp_path):
     def prog(x):
         return mb.band_part(x=x, lower=0, upper=0)
 
-    model = ct.convert(prog, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
-                       pass_pipeline=ct.PassPipeline.EMPTY)
+    model = ct.convert(prog, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16, pass_pipeline=ct.PassPipeline.EMPTY)
     model.save(str(tmp_path / "band.mlpackage"))
     assert unsupported_ops(tmp_path / "band.mlpackage") == {"band_part"}
     with pytest.raises(UnsupportedOpError, match="band_part"):
@@ -468,8 +489,9 @@ def run_mil(tmp_path: Path, build, **feeds: np.ndarray) -> list[np.ndarray]:
     specs = [mb.TensorSpec(shape=v.shape, dtype=ct.converters.mil.mil.types.fp32) for v in feeds.values()]
     prog = mb.program(input_specs=specs, opset_version=ct.target.iOS16)(build)
     path = tmp_path / f"op_{len(list(tmp_path.iterdir()))}.mlpackage"
-    model = ct.convert(prog, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
-                       compute_precision=ct.precision.FLOAT32, pass_pipeline=ct.PassPipeline.EMPTY)
+    model = ct.convert(
+        prog, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16, compute_precision=ct.precision.FLOAT32, pass_pipeline=ct.PassPipeline.EMPTY
+    )
     model.save(str(path))
     runner = MilReferenceRunner(path)
     out = runner.run(dict(zip(runner.input_names, feeds.values())))
@@ -488,8 +510,10 @@ def test_bilinear_sampling_modes_match_the_op_docs(tmp_path):
     got = run_mil(tmp_path, build, x=ramp)
     # Grid points for Xin=2, Xout=5 listed in resize_bilinear's docstring (coremltools iOS15 defs).
     expected = {
-        "STRICT_ALIGN_CORNERS": [0, 0.25, 0.5, 0.75, 1], "ALIGN_CORNERS": [0, 0.25, 0.5, 0.75, 1],
-        "DEFAULT": [0, 0.4, 0.8, 1, 1], "OFFSET_CORNERS": [0.1, 0.3, 0.5, 0.7, 0.9],
+        "STRICT_ALIGN_CORNERS": [0, 0.25, 0.5, 0.75, 1],
+        "ALIGN_CORNERS": [0, 0.25, 0.5, 0.75, 1],
+        "DEFAULT": [0, 0.4, 0.8, 1, 1],
+        "OFFSET_CORNERS": [0.1, 0.3, 0.5, 0.7, 0.9],
         "UNALIGN_CORNERS": [0, 0.1, 0.5, 0.9, 1],
     }
     for mode, out in zip(modes, got):
@@ -502,8 +526,10 @@ def test_upsample_bilinear_matches_torch_interpolate(tmp_path):
     x = np.random.default_rng(0).normal(size=(1, 3, 5, 7)).astype(np.float32)
 
     def build(x):
-        return (mb.upsample_bilinear(x=x, scale_factor_height=2.0, scale_factor_width=3.0, align_corners=True),
-                mb.upsample_bilinear(x=x, scale_factor_height=2.0, scale_factor_width=3.0, align_corners=False))
+        return (
+            mb.upsample_bilinear(x=x, scale_factor_height=2.0, scale_factor_width=3.0, align_corners=True),
+            mb.upsample_bilinear(x=x, scale_factor_height=2.0, scale_factor_width=3.0, align_corners=False),
+        )
 
     aligned, half_pixel = run_mil(tmp_path, build, x=x)
     t = torch.from_numpy(x)
@@ -558,8 +584,7 @@ def test_tensor_ops_match_numpy(tmp_path):
     def build(x):
         return (
             mb.gather(x=x, indices=np.array([4, -1, 0], np.int32), axis=1),
-            mb.slice_by_index(x=x, begin=[0, 1, 5], end=[2, 4, 0], stride=[1, 2, -2], begin_mask=[True, False, False],
-                              end_mask=[True, False, True]),
+            mb.slice_by_index(x=x, begin=[0, 1, 5], end=[2, 4, 0], stride=[1, 2, -2], begin_mask=[True, False, False], end_mask=[True, False, True]),
             mb.slice_by_index(x=x, begin=[1, 0, 0], end=[2, 5, 6], squeeze_mask=[True, False, False]),
             mb.slice_by_size(x=x, begin=[0, 2, 1], size=[-1, 2, 3]),
             mb.reduce_argmax(x=x, axis=-1, keep_dims=False),
@@ -591,8 +616,7 @@ def test_non_maximum_suppression_keeps_best_box_per_overlap_and_pads(tmp_path):
     scores = np.array([[[0.6, 0.1], [0.9, 0.0], [0.2, 0.5], [0.01, 0.02]]], np.float32)
 
     def build(b, s):
-        return mb.non_maximum_suppression(boxes=b, scores=s, iou_threshold=0.5, score_threshold=0.05,
-                                          max_boxes=5, per_class_suppression=False)
+        return mb.non_maximum_suppression(boxes=b, scores=s, iou_threshold=0.5, score_threshold=0.05, max_boxes=5, per_class_suppression=False)
 
     out_boxes, out_scores, indices, count = run_mil(tmp_path, build, b=boxes, s=scores)
     assert count.tolist() == [2]
@@ -615,8 +639,7 @@ def test_elementwise_activation_and_reduction_ops_match_numpy(tmp_path):
         "sigmoid": (lambda x: mb.sigmoid(x=x), sig(x)),
         "silu": (lambda x: mb.silu(x=x), x * sig(x)),
         "gelu": (lambda x: mb.gelu(x=x, mode="EXACT"), 0.5 * x * (1 + erf(x / np.sqrt(2)))),
-        "gelu_tanh": (lambda x: mb.gelu(x=x, mode="TANH_APPROXIMATION"),
-                      0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))),
+        "gelu_tanh": (lambda x: mb.gelu(x=x, mode="TANH_APPROXIMATION"), 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))),
         "leaky_relu": (lambda x: mb.leaky_relu(x=x, alpha=0.1), np.where(x >= 0, x, 0.1 * x)),
         "sigmoid_hard": (lambda x: mb.sigmoid_hard(x=x, alpha=0.2, beta=0.5), np.clip(0.2 * x + 0.5, 0, 1)),
         "softmax": (lambda x: mb.softmax(x=x, axis=1), np.exp(x) / np.exp(x).sum(1, keepdims=True)),
@@ -630,12 +653,10 @@ def test_elementwise_activation_and_reduction_ops_match_numpy(tmp_path):
         "reduce_max": (lambda x: mb.reduce_max(x=x, axes=[1]), x.max(1)),
         "reduce_l2_norm": (lambda x: mb.reduce_l2_norm(x=x, axes=[1, 2]), np.sqrt((x * x).sum((1, 2)))),
         "reduce_log_sum_exp": (lambda x: mb.reduce_log_sum_exp(x=x, axes=[3]), np.log(np.exp(x).sum(3))),
-        "layer_norm": (lambda x: mb.layer_norm(x=x, axes=[-1], epsilon=1e-5),
-                       (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5)),
+        "layer_norm": (lambda x: mb.layer_norm(x=x, axes=[-1], epsilon=1e-5), (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5)),
         "transpose": (lambda x: mb.transpose(x=x, perm=[0, 2, 3, 1]), x.transpose(0, 2, 3, 1)),
         "reshape": (lambda x: mb.reshape(x=x, shape=[0, 3, -1, 1]), x.reshape(2, 3, 20, 1)),
-        "pad_reflect": (lambda x: mb.pad(x=x, pad=[1, 1, 2, 0], mode="reflect"),
-                        np.pad(x, [(0, 0), (0, 0), (1, 1), (2, 0)], mode="reflect")),
+        "pad_reflect": (lambda x: mb.pad(x=x, pad=[1, 1, 2, 0], mode="reflect"), np.pad(x, [(0, 0), (0, 0), (1, 1), (2, 0)], mode="reflect")),
         "tile": (lambda x: mb.tile(x=x, reps=[1, 2, 1, 1]), np.tile(x, (1, 2, 1, 1))),
         "depth_to_space": (lambda x: mb.depth_to_space(x=mb.concat(values=[x, x, x, x], axis=1), block_size=2), None),
         "split": (lambda x: mb.split(x=x, num_splits=2, axis=2)[1], x[:, :, 2:]),

@@ -30,8 +30,7 @@ def test_quantize_rounds_shifts_and_clips_per_channel():
 
 def test_quantize_uint8_scalar_scale():
     x = RNG.uniform(-1, 3, (2, 5)).astype(np.float32)
-    got = OPS["quantize"](input=t(x), scale=torch.tensor(0.02), zero_point=torch.tensor(128, dtype=torch.uint8),
-                          output_dtype="uint8")
+    got = OPS["quantize"](input=t(x), scale=torch.tensor(0.02), zero_point=torch.tensor(128, dtype=torch.uint8), output_dtype="uint8")
     assert np.array_equal(got.numpy(), np.clip(np.rint(x / 0.02) + 128, 0, 255).astype(np.uint8))
 
 
@@ -54,17 +53,15 @@ def _pack_lsb_first(indices: np.ndarray, n_bits: int) -> np.ndarray:
 @pytest.mark.parametrize("n_bits", [1, 2, 4, 6, 8])
 def test_lut_to_dense_unpacks_least_significant_bits_first(n_bits):
     shape = (5, 3, 7)  # 105 elements: 6-bit indices straddle bytes, the last byte is partial
-    indices = RNG.integers(0, 2 ** n_bits, shape)
-    lut = RNG.normal(size=2 ** n_bits).astype(np.float32)
-    got = OPS["constexpr_lut_to_dense"](indices=t(_pack_lsb_first(indices, n_bits)), lut=t(lut),
-                                        shape=torch.tensor(shape, dtype=torch.int64))
+    indices = RNG.integers(0, 2**n_bits, shape)
+    lut = RNG.normal(size=2**n_bits).astype(np.float32)
+    got = OPS["constexpr_lut_to_dense"](indices=t(_pack_lsb_first(indices, n_bits)), lut=t(lut), shape=torch.tensor(shape, dtype=torch.int64))
     assert np.array_equal(got.numpy(), lut[indices])
 
 
 def test_lut_to_dense_refuses_a_palette_that_is_not_a_power_of_two():
     with pytest.raises(ValueError, match="palette"):
-        OPS["constexpr_lut_to_dense"](indices=t(np.zeros(2, np.uint8)), lut=t(np.zeros(5, np.float32)),
-                                      shape=torch.tensor([4]))
+        OPS["constexpr_lut_to_dense"](indices=t(np.zeros(2, np.uint8)), lut=t(np.zeros(5, np.float32)), shape=torch.tensor([4]))
 
 
 def test_blockwise_shift_scale_repeats_each_scale_over_its_block():
@@ -89,13 +86,13 @@ def test_saved_palettised_and_int8_weights_are_expanded_by_the_ops(tmp_path):
 
     @mb.program(input_specs=[mb.TensorSpec(shape=(2, 8))], opset_version=ct.target.iOS16)
     def prog(x):
-        w1 = mb.constexpr_lut_to_dense(indices=_pack_lsb_first(indices, 4), lut=lut,
-                                       shape=np.array([8, 4], np.uint32))
+        w1 = mb.constexpr_lut_to_dense(indices=_pack_lsb_first(indices, 4), lut=lut, shape=np.array([8, 4], np.uint32))
         w2 = mb.constexpr_affine_dequantize(quantized_data=q, zero_point=np.int8(0), scale=scale, axis=0)
         return mb.matmul(x=mb.matmul(x=x, y=w1), y=w2)
 
-    model = ct.convert(prog, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
-                       compute_precision=ct.precision.FLOAT32, pass_pipeline=ct.PassPipeline.EMPTY)
+    model = ct.convert(
+        prog, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16, compute_precision=ct.precision.FLOAT32, pass_pipeline=ct.PassPipeline.EMPTY
+    )
     model.save(str(tmp_path / "m.mlpackage"))
     x = RNG.normal(size=(2, 8)).astype(np.float32)
     runner = MilReferenceRunner(tmp_path / "m.mlpackage")

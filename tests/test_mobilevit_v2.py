@@ -123,11 +123,14 @@ def test_patch_config_b_is_refused(tmp_path):
         load_checkpoint(path, config="B")
 
 
-@pytest.mark.parametrize("fmt,name", [
-    ("timm-v2/classification", "mobilevitv2_075"),
-    ("cvnets-v2/classification", "mobilevitv2_050"),
-    ("cvnets-v2/segmentation", "deeplabv3_mobilevitv2_050"),
-])
+@pytest.mark.parametrize(
+    "fmt,name",
+    [
+        ("timm-v2/classification", "mobilevitv2_075"),
+        ("cvnets-v2/classification", "mobilevitv2_050"),
+        ("cvnets-v2/segmentation", "deeplabv3_mobilevitv2_050"),
+    ],
+)
 def test_foreign_state_dict_loads_back_identically(fmt, name, tmp_path):
     model = randomize_(create_model(name), seed=3)
     path = tmp_path / "weights.pt"
@@ -154,10 +157,17 @@ def cvnets_to_hf(key: str) -> str:
         for j in range(depth):
             k = k.replace(f"layer_{i}.1.global_rep.{j}.", f"{base}.transformer.layer.{j}.")
         k = k.replace(f"layer_{i}.1.conv_proj.", f"{base}.conv_projection.")
-    for old, new in (("pre_norm_attn.0.", "layernorm_before."), ("pre_norm_attn.1.", "attention."),
-                     ("pre_norm_ffn.0.", "layernorm_after."), ("pre_norm_ffn.1.", "ffn.conv1."),
-                     ("pre_norm_ffn.3.", "ffn.conv2."), ("classifier.1.", "classifier."),
-                     ("seg_head.", "segmentation_head."), (".aspp_layer.", "."), (".aspp_pool.", ".")):
+    for old, new in (
+        ("pre_norm_attn.0.", "layernorm_before."),
+        ("pre_norm_attn.1.", "attention."),
+        ("pre_norm_ffn.0.", "layernorm_after."),
+        ("pre_norm_ffn.1.", "ffn.conv1."),
+        ("pre_norm_ffn.3.", "ffn.conv2."),
+        ("classifier.1.", "classifier."),
+        ("seg_head.", "segmentation_head."),
+        (".aspp_layer.", "."),
+        (".aspp_pool.", "."),
+    ):
         k = k.replace(old, new)
     return k
 
@@ -177,18 +187,28 @@ def test_cvnets_names_are_what_hf_converts_from(task):
 def test_timm_names():
     keys = set(create_model("mobilevitv2_050").state_dict())
     # timm's ByobNet + MobileVitV2Block / LinearTransformerBlock / ConvMlp / GroupNorm1 names
-    for key in ("stem.conv.weight", "stages.1.1.conv2_kxk.bn.running_var", "stages.2.1.conv_kxk.conv.weight",
-                "stages.2.1.conv_1x1.weight", "stages.3.1.transformer.3.attn.qkv_proj.bias",
-                "stages.4.1.transformer.2.mlp.fc2.weight", "stages.4.1.norm.weight", "stages.4.1.conv_proj.bn.bias",
-                "head.fc.weight"):
+    for key in (
+        "stem.conv.weight",
+        "stages.1.1.conv2_kxk.bn.running_var",
+        "stages.2.1.conv_kxk.conv.weight",
+        "stages.2.1.conv_1x1.weight",
+        "stages.3.1.transformer.3.attn.qkv_proj.bias",
+        "stages.4.1.transformer.2.mlp.fc2.weight",
+        "stages.4.1.norm.weight",
+        "stages.4.1.conv_proj.bn.bias",
+        "head.fc.weight",
+    ):
         assert key in keys, key
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"width_multiplier": 1.5}, "width_multiplier 1.5"),
-    ({"architectures": ["MobileViTV2ForSemanticSegmentation"], "num_labels": 21}, "output_stride is 32"),
-    ({"n_attn_blocks": [2, 2, 2]}, "n_attn_blocks"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"width_multiplier": 1.5}, "width_multiplier 1.5"),
+        ({"architectures": ["MobileViTV2ForSemanticSegmentation"], "num_labels": 21}, "output_stride is 32"),
+        ({"n_attn_blocks": [2, 2, 2]}, "n_attn_blocks"),
+    ],
+)
 def test_hf_configs_mvit_does_not_build_are_refused(change, message, tmp_path):
     config = {"model_type": "mobilevitv2", "architectures": ["MobileViTV2ForImageClassification"], "num_labels": 10, **change}
     (tmp_path / "config.json").write_text(json.dumps(config))
@@ -200,9 +220,10 @@ def export_hf_folder(tmp_path: Path, target: str, precision: str) -> dict:
     folder = tmp_path / "hf"
     save_hf(transformers.MobileViTV2ForImageClassification(hf_config("050", num_labels=10, image_size=64)).eval(), folder)
     proc = subprocess.run(
-        [str(MVIT_EXPORT), "--target", target, "--precision", precision, "--checkpoint", str(folder),
-         "--image-size", "64", "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=600,
+        [str(MVIT_EXPORT), "--target", target, "--precision", precision, "--checkpoint", str(folder), "--image-size", "64", "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (report,) = (tmp_path / "out").glob("*.report.json")

@@ -48,7 +48,7 @@ def test_a_network_without_patch_blocks_needs_no_multiple():
 def test_attention_memory_is_quadratic_in_tokens_for_v1_and_linear_for_v2():
     v1, v2 = _net(V1), _net(V2)
     # v1: 4 heads x P=4 pixels x N^2 scores at stride 8 (N = (512/8/2)^2 = 1024 patches), fp32.
-    assert attention_bytes(v1, 512) == 4 * 4 * 4 * 1024 ** 2
+    assert attention_bytes(v1, 512) == 4 * 4 * 4 * 1024**2
     # v2: its qkv projection, 1 + 2 * 64 channels (width 0.5: dim 64 at stride 8) x P=4 x N=1024, fp32.
     assert attention_bytes(v2, 512) == 4 * (1 + 2 * 64) * 4 * 1024
     # Doubling the size multiplies v1's by 16 and v2's by 4.

@@ -9,13 +9,23 @@ from mvit.models.ssdlite import ASPECT_RATIOS
 
 # Apple's ml-cvnets (cvnets-v0.1) backbone and heads; MobileNetV2 1.0 as torchvision counts it.
 PARAMS = {
-    "mobilevit_xxs": 1_272_024, "mobilevit_xs": 2_317_848, "mobilevit_s": 5_578_632,
-    "deeplabv3_mobilevit_xxs": 1_854_853, "deeplabv3_mobilevit_xs": 2_944_069, "deeplabv3_mobilevit_s": 6_357_941,
-    "ssdlite_mobilevit_xxs": 1_755_050, "ssdlite_mobilevit_xs": 2_742_042, "ssdlite_mobilevit_s": 5_738_826,
+    "mobilevit_xxs": 1_272_024,
+    "mobilevit_xs": 2_317_848,
+    "mobilevit_s": 5_578_632,
+    "deeplabv3_mobilevit_xxs": 1_854_853,
+    "deeplabv3_mobilevit_xs": 2_944_069,
+    "deeplabv3_mobilevit_s": 6_357_941,
+    "ssdlite_mobilevit_xxs": 1_755_050,
+    "ssdlite_mobilevit_xs": 2_742_042,
+    "ssdlite_mobilevit_s": 5_738_826,
     "mobilenet_v2": 3_504_872,
     # MobileViT v2, as transformers' MobileViTV2ForImageClassification / ForSemanticSegmentation count them.
-    "mobilevitv2_050": 1_370_593, "mobilevitv2_075": 2_866_009, "mobilevitv2_100": 4_901_841,
-    "deeplabv3_mobilevitv2_050": 6_242_318, "deeplabv3_mobilevitv2_075": 9_510_278, "deeplabv3_mobilevitv2_100": 13_318_654,
+    "mobilevitv2_050": 1_370_593,
+    "mobilevitv2_075": 2_866_009,
+    "mobilevitv2_100": 4_901_841,
+    "deeplabv3_mobilevitv2_050": 6_242_318,
+    "deeplabv3_mobilevitv2_075": 9_510_278,
+    "deeplabv3_mobilevitv2_100": 13_318_654,
 }
 
 

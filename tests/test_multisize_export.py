@@ -88,11 +88,9 @@ def test_coreml_functions_one_package_weights_once(coreml_functions):
     spec = load_spec(str(package))
     assert [f.name for f in spec.description.functions] == ["A_64", "A_96"]
     assert spec.description.defaultFunctionName == "A_64"
-    assert [(f.input[0].type.imageType.width, f.input[0].type.imageType.height) for f in spec.description.functions] == \
-        [(64, 64), (96, 96)]
+    assert [(f.input[0].type.imageType.width, f.input[0].type.imageType.height) for f in spec.description.functions] == [(64, 64), (96, 96)]
     meta = dict(spec.description.metadata.userDefined)
-    assert json.loads(meta["functions"]) == [{"name": "A_64", "image_size": 64, "config": "A"},
-                                             {"name": "A_96", "image_size": 96, "config": "A"}]
+    assert json.loads(meta["functions"]) == [{"name": "A_64", "image_size": 64, "config": "A"}, {"name": "A_96", "image_size": 96, "config": "A"}]
     report = _report(package)
     # Verified after compaction: each function's compacted program ran in the MIL reference evaluator.
     _assert_verified_at(report, ["A_64", "A_96"])
@@ -119,8 +117,11 @@ def test_coreml_functions_hold_compacted_programs(coreml_functions):
         block = program.block_specializations[program.opset]
         assert [i.name for i in program.inputs] == [i.name for i in function.input] == ["image"]
         assert list(block.outputs) == [o.name for o in function.output] == ["classLabel", "probabilities"]
-        consts = [(op.outputs[0].type.SerializeToString(deterministic=True),
-                   op.attributes["val"].SerializeToString(deterministic=True)) for op in block.operations if op.type == "const"]
+        consts = [
+            (op.outputs[0].type.SerializeToString(deterministic=True), op.attributes["val"].SerializeToString(deterministic=True))
+            for op in block.operations
+            if op.type == "const"
+        ]
         assert consts and len(set(consts)) == len(consts)
         inner = [o.name for op in block.operations for o in op.outputs if o.name not in block.outputs]
         assert inner and max(len(n) for n in inner) <= 4 and len(set(inner)) == len(inner)
@@ -164,8 +165,7 @@ def test_onnx_dynamic_size(onnx_dynamic):
 
 def test_onnx_one_file_per_config(tmp_path):
     # A graph has one patch config: --config A,B writes one file per config (B at multiples of 64).
-    _export(tmp_path, "--target", "onnx", "--model", "mobilevit_xxs", "--config", "A,B", "--image-size", "64,128",
-            "--precision", "fp32")
+    _export(tmp_path, "--target", "onnx", "--model", "mobilevit_xxs", "--config", "A,B", "--image-size", "64,128", "--precision", "fp32")
     names = sorted(p.name for p in tmp_path.glob("*.onnx"))
     assert names == ["mobilevit_xxs_A_64-128_fp32.onnx", "mobilevit_xxs_B_64-128_fp32.onnx"]
     _assert_verified_at(_report(tmp_path / names[0]), ["A_64", "A_128"])
@@ -207,18 +207,21 @@ def test_tflite_one_signature_per_size(tmp_path):
     _assert_verified_at(_report(path), ["A_64", "A_96"])
 
 
-@pytest.mark.parametrize("args, needles", [
-    (("--image-size", "64,64"), ("--image-size lists 64 twice",)),
-    (("--image-size", "64,abc"), ("--image-size 'abc'", "whole number")),
-    (("--image-size", "64,16"), ("--image-size 16", "at least 32")),
-    (("--config", "A,A", "--image-size", "64,128"), ("--config lists A twice",)),
-    (("--config", "A,B", "--image-size", "64,96"), ("config B cannot take --image-size 96", "multiple of 64")),
-    (("--config", "A,B", "--image-size", "64,128", "--coreml-shapes", "enumerated"), ("enumerated", "config A")),
-    (("--image-size", "64,96", "--coreml-shapes", "enumerated"), ("enumerated cannot take --image-size 96", "multiples of 64")),
-    (("--image-size", "64,128", "--coreml-shapes", "ranges"), ("unknown --coreml-shapes 'ranges'",)),
-    (("--target", "onnx", "--image-size", "64,128", "--coreml-shapes", "enumerated"), ("--coreml-shapes", "CoreML")),
-    (("--model", "ssdlite_mobilevit_xxs", "--image-size", "128,192"), ("detection", "one size at a time")),
-])
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (("--image-size", "64,64"), ("--image-size lists 64 twice",)),
+        (("--image-size", "64,abc"), ("--image-size 'abc'", "whole number")),
+        (("--image-size", "64,16"), ("--image-size 16", "at least 32")),
+        (("--config", "A,A", "--image-size", "64,128"), ("--config lists A twice",)),
+        (("--config", "A,B", "--image-size", "64,96"), ("config B cannot take --image-size 96", "multiple of 64")),
+        (("--config", "A,B", "--image-size", "64,128", "--coreml-shapes", "enumerated"), ("enumerated", "config A")),
+        (("--image-size", "64,96", "--coreml-shapes", "enumerated"), ("enumerated cannot take --image-size 96", "multiples of 64")),
+        (("--image-size", "64,128", "--coreml-shapes", "ranges"), ("unknown --coreml-shapes 'ranges'",)),
+        (("--target", "onnx", "--image-size", "64,128", "--coreml-shapes", "enumerated"), ("--coreml-shapes", "CoreML")),
+        (("--model", "ssdlite_mobilevit_xxs", "--image-size", "128,192"), ("detection", "one size at a time")),
+    ],
+)
 def test_bad_lists_exit_2_before_anything_is_written(cli_run, tmp_path, args, needles):
     base = {"--target": "coreml", "--model": "mobilevit_xxs"}
     given = dict(zip(args[::2], args[1::2]))

@@ -31,13 +31,29 @@ def scenes(tmp_path_factory) -> dict[str, Path]:
     digits, labels = tf.train_digits()
     calibration, _, _ = tf.detection_scenes(np.random.default_rng(5), digits[:16], labels[:16], FIXTURE.image_size)
     held_out, _, _ = tf.heldout("detection", 24)
-    return {"calibration": tf.save_scenes(root / "calibration", calibration), "held_out": tf.save_scenes(root / "held_out", held_out),
-            "black": tf.save_scenes(root / "black", np.zeros((8, 3, FIXTURE.image_size, FIXTURE.image_size), np.float32))}
+    return {
+        "calibration": tf.save_scenes(root / "calibration", calibration),
+        "held_out": tf.save_scenes(root / "held_out", held_out),
+        "black": tf.save_scenes(root / "black", np.zeros((8, 3, FIXTURE.image_size, FIXTURE.image_size), np.float32)),
+    }
 
 
 def _export(cli_run, out: Path, target: str, calibration: Path, precision: str = "int8") -> tuple[int, str, str]:
-    return cli_run(cli.main, "--checkpoint", str(FIXTURE.checkpoint), "--image-size", SIZE, "--target", target,
-                   "--precision", precision, "--calibration", str(calibration), "--out", str(out))
+    return cli_run(
+        cli.main,
+        "--checkpoint",
+        str(FIXTURE.checkpoint),
+        "--image-size",
+        SIZE,
+        "--target",
+        target,
+        "--precision",
+        precision,
+        "--calibration",
+        str(calibration),
+        "--out",
+        str(out),
+    )
 
 
 def _artefact(out: Path, target: str, precision: str = "int8") -> Path:
@@ -64,8 +80,9 @@ def test_int8_detector_passes_in_every_target_and_on_held_out_scenes(cli_run, tm
     assert coreml["structure"]["specification_version"] == 8
     assert coreml["structure"]["required_deployment_target"].startswith("iOS17")
     for target in ("onnx", "tflite", "coreml"):
-        code, out, err = cli_run(cli.verify_main, str(_artefact(tmp_path, target)), "--checkpoint", str(FIXTURE.checkpoint),
-                                 "--images", str(scenes["held_out"]))
+        code, out, err = cli_run(
+            cli.verify_main, str(_artefact(tmp_path, target)), "--checkpoint", str(FIXTURE.checkpoint), "--images", str(scenes["held_out"])
+        )
         assert code == 0 and " pass " in out, (target, out, err)
 
 
@@ -75,8 +92,7 @@ def test_int8_calibrated_on_black_images_fails_on_held_out_scenes(cli_run, tmp_p
     photos and the black images; held-out scenes show the boxes are gone."""
     code, out, err = _export(cli_run, tmp_path, "onnx", scenes["black"])
     assert code in (0, 1), out + err
-    code, out, err = cli_run(cli.verify_main, str(_artefact(tmp_path, "onnx")), "--checkpoint", str(FIXTURE.checkpoint),
-                             "--images", str(scenes["held_out"]))
+    code, out, err = cli_run(cli.verify_main, str(_artefact(tmp_path, "onnx")), "--checkpoint", str(FIXTURE.checkpoint), "--images", str(scenes["held_out"]))
     assert code == 1 and " fail " in out and "detection_recall" in out, out + err
 
 
@@ -93,8 +109,11 @@ def _sample(ref_scores: list[float], art_scores: list[float], shift: float = 0.0
     boxes = ANCHORS.clone()[None]
     art_boxes = (ANCHORS + shift).numpy()[None]
     keep = [i for i, s in enumerate(art_scores) if s > 0]
-    artefact = {"boxes": art_boxes[:, keep], "scores": np.asarray([[art_scores[i] for i in keep]], np.float32),
-                "class_ids": np.asarray([[i + 1 for i in keep]], np.int64)}
+    artefact = {
+        "boxes": art_boxes[:, keep],
+        "scores": np.asarray([[art_scores[i] for i in keep]], np.float32),
+        "class_ids": np.asarray([[i + 1 for i in keep]], np.int64),
+    }
     return SampleOutputs({"boxes": boxes.numpy(), "scores": probs.numpy()}, artefact, lambda: None)
 
 

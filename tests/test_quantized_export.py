@@ -57,8 +57,20 @@ def exported(tmp_path_factory, calibration_dir) -> Path:
     out = tmp_path_factory.mktemp("quantised")
     for precision, targets in EXPORTS.items():
         target = "all" if len(targets) == 3 else targets[0]
-        code = _run("--checkpoint", str(FIXTURE.checkpoint), "--image-size", str(FIXTURE.image_size), "--target", target,
-                    "--precision", precision, "--calibration", str(calibration_dir), "--out", str(out))
+        code = _run(
+            "--checkpoint",
+            str(FIXTURE.checkpoint),
+            "--image-size",
+            str(FIXTURE.image_size),
+            "--target",
+            target,
+            "--precision",
+            precision,
+            "--calibration",
+            str(calibration_dir),
+            "--out",
+            str(out),
+        )
         assert code == 0, precision
     return out
 
@@ -126,8 +138,7 @@ def test_onnx_int8_weights_is_traced_without_the_head_major_attention(exported, 
     assert ranks["quantised"] and set(ranks["quantised"]) == {2} and not ranks["float"], ranks
 
     monkeypatch.setattr(OnnxTarget, "rewrites_skipped_for", {})
-    result = api.export_model(None, "onnx", tmp_path, precision="int8-weights", checkpoint=FIXTURE.checkpoint,
-                              calibration=calibration_dir)
+    result = api.export_model(None, "onnx", tmp_path, precision="int8-weights", checkpoint=FIXTURE.checkpoint, calibration=calibration_dir)
     assert result.verdict == "pass", result.report["failed"]
     assert result.report["export_rewrites"]["attention_layout"]["attentions"]
     ranks = _matmul_weight_ranks(result.path)
@@ -142,8 +153,7 @@ def _metadata(out: Path, target: str, precision: str) -> dict:
 
 def test_mvit_verify_rejudges_a_quantised_artefact_from_its_metadata(exported, calibration_dir, cli_run):
     path = exported / f"{FIXTURE.name}_A_{FIXTURE.image_size}_int8.onnx"
-    code, out, err = cli_run(cli.verify_main, str(path), "--checkpoint", str(FIXTURE.checkpoint),
-                             "--images", str(calibration_dir))
+    code, out, err = cli_run(cli.verify_main, str(path), "--checkpoint", str(FIXTURE.checkpoint), "--images", str(calibration_dir))
     assert code == 0 and "  pass by onnxruntime" in out, out + err
     saved = json.loads(path.with_name(path.name + ".verify.json").read_text())
     assert saved["precision"] == "int8" and saved["verification"]["tolerances"]["decision_margin"] == 0.1
@@ -155,8 +165,7 @@ def test_mvit_verify_rejudges_a_quantised_artefact_from_its_metadata(exported, c
 @pytest.mark.parametrize("precision", ["palette4", "palette6"])
 @pytest.mark.parametrize("target", ["onnx", "tflite"])
 def test_palettes_are_coreml_only(cli_run, tmp_path, target, precision):
-    code, out, err = cli_run(cli.main, "--target", target, "--precision", precision, "--model", "mobilevit_xxs",
-                             "--image-size", "64", "--out", str(tmp_path))
+    code, out, err = cli_run(cli.main, "--target", target, "--precision", precision, "--model", "mobilevit_xxs", "--image-size", "64", "--out", str(tmp_path))
     assert code == 2 and err.count("\n") == 1 and "applies to coreml exports only" in err, err
     assert not any(tmp_path.iterdir())
 
@@ -173,16 +182,42 @@ def test_bad_calibration_folder_is_one_error_line(cli_run, tmp_path, case):
         folder.mkdir()
     if case == "unreadable":
         (folder / "broken.png").write_bytes(b"not a png")
-    code, _, err = cli_run(cli.main, "--target", "onnx", "--precision", "int8", "--model", "mobilevit_xxs",
-                           "--image-size", "64", "--calibration", str(folder), "--out", str(tmp_path / "out"))
+    code, _, err = cli_run(
+        cli.main,
+        "--target",
+        "onnx",
+        "--precision",
+        "int8",
+        "--model",
+        "mobilevit_xxs",
+        "--image-size",
+        "64",
+        "--calibration",
+        str(folder),
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err, err
     assert str(folder) in err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("*.onnx"))
 
 
 def test_random_weights_never_pass_a_quantised_check(cli_run, tmp_path, calibration_dir):
-    code, out, _ = cli_run(cli.main, "--target", "onnx", "--precision", "int8-weights", "--model", "mobilevit_xxs",
-                           "--image-size", "64", "--calibration", str(calibration_dir), "--out", str(tmp_path))
+    code, out, _ = cli_run(
+        cli.main,
+        "--target",
+        "onnx",
+        "--precision",
+        "int8-weights",
+        "--model",
+        "mobilevit_xxs",
+        "--image-size",
+        "64",
+        "--calibration",
+        str(calibration_dir),
+        "--out",
+        str(tmp_path),
+    )
     assert code == 1 and "  not-verified" in out, out  # mvit-verify's rule: anything short of a pass is exit 1
     report = json.loads(next(tmp_path.glob("*.report.json")).read_text())
     assert report["verdict"] == "not-verified" and "random weights" in report["verification"]["reason"]
@@ -190,8 +225,19 @@ def test_random_weights_never_pass_a_quantised_check(cli_run, tmp_path, calibrat
 
 
 def test_int8_without_calibration_warns_and_uses_the_photos(cli_run, tmp_path):
-    code, out, _ = cli_run(cli.main, "--target", "onnx", "--precision", "int8", "--checkpoint", str(FIXTURE.checkpoint),
-                           "--image-size", str(FIXTURE.image_size), "--out", str(tmp_path))
+    code, out, _ = cli_run(
+        cli.main,
+        "--target",
+        "onnx",
+        "--precision",
+        "int8",
+        "--checkpoint",
+        str(FIXTURE.checkpoint),
+        "--image-size",
+        str(FIXTURE.image_size),
+        "--out",
+        str(tmp_path),
+    )
     assert code == 1 and "  not-verified" in out, out  # exported, but not shown to work: the exit code says so, as mvit-verify's
     report = json.loads(next(tmp_path.glob("*.report.json")).read_text())
     assert any("no --calibration DIR given" in w for w in report["warnings"])

@@ -6,8 +6,7 @@ import make_reliability_doc
 
 
 def test_committed_doc_is_what_the_suites_generate():
-    assert make_reliability_doc.DOC.read_text() == make_reliability_doc.render(), (
-        f"docs/reliability.md is stale: run {make_reliability_doc.COMMAND}")
+    assert make_reliability_doc.DOC.read_text() == make_reliability_doc.render(), f"docs/reliability.md is stale: run {make_reliability_doc.COMMAND}"
 
 
 def test_the_doc_covers_at_least_60_cases():

@@ -46,7 +46,7 @@ def is_excerpt(block: str, snippet: str) -> bool:
     lines, whole = textwrap.dedent(block).splitlines(), snippet.splitlines()
     indent = min((len(line) - len(line.lstrip()) for line in lines if line.strip()), default=0)
     for start in range(len(whole) - len(lines) + 1):
-        window = whole[start:start + len(lines)]
+        window = whole[start : start + len(lines)]
         window_indent = min((len(line) - len(line.lstrip()) for line in window if line.strip()), default=0)
         if [line[window_indent:] for line in window] == [line[indent:] for line in lines]:
             return True
@@ -118,8 +118,9 @@ def _swift_crop_box(width: int, height: int, resize_shortest: int, crop: int) ->
     return int(new_width), int(new_height), left, top
 
 
-@pytest.mark.parametrize(("width", "height"), [(4032, 3024), (3024, 4032), (1920, 1080), (500, 375), (256, 256),
-                                               (300, 100), (577, 288), (769, 576)])  # 769 * 0.5 = 384.5
+@pytest.mark.parametrize(
+    ("width", "height"), [(4032, 3024), (3024, 4032), (1920, 1080), (500, 375), (256, 256), (300, 100), (577, 288), (769, 576)]
+)  # 769 * 0.5 = 384.5
 def test_classifier_crop_is_the_verification_crop(width, height):
     from mvit.evaluation.inputs import Crop
 
@@ -127,8 +128,7 @@ def test_classifier_crop_is_the_verification_crop(width, height):
     assert "(width * scale).rounded(.toNearestOrEven)" in source  # Python's round() rounds half to even
     assert "((newWidth - CGFloat(crop)) / 2).rounded(.down)" in source
     reference = Crop.of(width, height, 288, 256)  # the arithmetic of exporters.samples.resize_and_crop
-    assert _swift_crop_box(width, height, 288, 256) == (reference.resized_w, reference.resized_h,
-                                                       reference.left, reference.top)
+    assert _swift_crop_box(width, height, 288, 256) == (reference.resized_w, reference.resized_h, reference.left, reference.top)
 
 
 def test_harness_readme_shows_every_snippet_whole():

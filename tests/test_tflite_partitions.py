@@ -21,16 +21,27 @@ from mvit.exporters.cli import main as export_main
 
 pytestmark = pytest.mark.slow
 
-OUTSIDE_AFTER_THE_PARTITION = {"classification": {"ARG_MAX"}, "segmentation": set(),
-                               "detection": {"TFLite_Detection_PostProcess", "CAST", "ADD"}}
+OUTSIDE_AFTER_THE_PARTITION = {"classification": {"ARG_MAX"}, "segmentation": set(), "detection": {"TFLite_Detection_PostProcess", "CAST", "ADD"}}
 PARTITIONS = {"classification": 1, "segmentation": 1, "detection": 1}
 
 
 @pytest.mark.parametrize("task", sorted(FIXTURES))
 def test_default_tflite_export_runs_in_one_xnnpack_partition(task, cli_run, tmp_path):
     fixture = FIXTURES[task]
-    code, _, err = cli_run(export_main, "--target", "tflite", "--checkpoint", str(fixture.checkpoint), "--precision", "fp32",
-                           "--image-size", str(fixture.image_size), "--no-verify", "--out", str(tmp_path))
+    code, _, err = cli_run(
+        export_main,
+        "--target",
+        "tflite",
+        "--checkpoint",
+        str(fixture.checkpoint),
+        "--precision",
+        "fp32",
+        "--image-size",
+        str(fixture.image_size),
+        "--no-verify",
+        "--out",
+        str(tmp_path),
+    )
     assert code == 0, err
     artefact = next(tmp_path.glob("*.tflite"))
     code, out, err = cli_run(bench_main, "profile", str(artefact), "--threads", "1", "--warmups", "0", "--runs", "1")

@@ -62,9 +62,9 @@ def classifier_fp16(tmp_path_factory) -> Path:
     """The default export (fp16), all targets, through the installed `mvit-export` script."""
     out = tmp_path_factory.mktemp("classifier_fp16")
     proc = subprocess.run(
-        [str(MVIT_EXPORT), "--checkpoint", str(tf.CLASSIFIER.checkpoint), "--target", "all",
-         "--image-size", str(tf.CLASSIFIER.image_size), "--out", str(out)],
-        capture_output=True, text=True,
+        [str(MVIT_EXPORT), "--checkpoint", str(tf.CLASSIFIER.checkpoint), "--target", "all", "--image-size", str(tf.CLASSIFIER.image_size), "--out", str(out)],
+        capture_output=True,
+        text=True,
     )
     assert_all_pass(proc.returncode, proc.stdout.splitlines(), proc.stderr, "fp16")
     return out
@@ -158,13 +158,13 @@ def test_perturbed_weights_fail_mvit_verify_at_fp16(classifier_fp16, tmp_path, c
 @pytest.mark.parametrize("target", TARGETS)
 def test_flipped_channels_fail_at_fp16(tmp_path, target):
     """An artefact that feeds the network RGB while its weights expect BGR."""
-    flipped = api.export_model(None, target, tmp_path, checkpoint=tf.CLASSIFIER.checkpoint, precision="fp16",
-                               image_size=tf.CLASSIFIER.image_size, channel_order="RGB", verify=False)
+    flipped = api.export_model(
+        None, target, tmp_path, checkpoint=tf.CLASSIFIER.checkpoint, precision="fp16", image_size=tf.CLASSIFIER.image_size, channel_order="RGB", verify=False
+    )
     resolved = api.resolve_model(None, checkpoint=tf.CLASSIFIER.checkpoint, image_size=tf.CLASSIFIER.image_size)
     assert resolved.preprocess.channel_order == "BGR"
     _, reference = api.build_for_target(resolved, fuse_batchnorm(resolved.net), target, {})
-    report = verify_runner(get_target(target).load(flipped.path), reference, task="classification",
-                           preprocess=resolved.preprocess, precision="fp16")
+    report = verify_runner(get_target(target).load(flipped.path), reference, task="classification", preprocess=resolved.preprocess, precision="fp16")
     assert report["verdict"] == "fail"
     assert any(f.startswith("relative_error[probabilities]") for f in report["failed"]), report["failed"]
 

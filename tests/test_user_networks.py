@@ -175,9 +175,11 @@ def test_einops_network_exports_and_verifies(tmp_path, capsys, user_nets, target
 def test_console_script_with_user_network_on_pythonpath(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(USER_NETS)}
     done = subprocess.run(
-        [str(MVIT_EXPORT), "--model", "einops_mobilevit:factory", "--image-size", "64", "--target", "onnx",
-         "--precision", "fp32", "--out", str(tmp_path)],
-        env=env, capture_output=True, text=True, timeout=600,
+        [str(MVIT_EXPORT), "--model", "einops_mobilevit:factory", "--image-size", "64", "--target", "onnx", "--precision", "fp32", "--out", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr
     report = _assert_report_pass(tmp_path / "einops_mobilevit.factory_custom_64_fp32.onnx")
@@ -185,8 +187,9 @@ def test_console_script_with_user_network_on_pythonpath(tmp_path):
 
 
 def test_dynamic_batch_with_rank_six_network_is_one_error_line(tmp_path, capsys, user_nets):
-    code, _, err = run_main(capsys, cli.main, "--model", "einops_mobilevit:factory", "--image-size", "64", "--target", "onnx",
-                        "--dynamic-batch", "--out", str(tmp_path))
+    code, _, err = run_main(
+        capsys, cli.main, "--model", "einops_mobilevit:factory", "--image-size", "64", "--target", "onnx", "--dynamic-batch", "--out", str(tmp_path)
+    )
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and "--dynamic-batch" in lines[0], err
     assert list(tmp_path.iterdir()) == []

@@ -57,8 +57,7 @@ def _reference_for(ckpt, channel_order=None):
 
 def test_flipped_channel_order_is_reported_as_mismatch(cls_export):
     tmp, ckpt, _ = cls_export
-    flipped = api.export_model(None, "onnx", tmp / "flipped", checkpoint=ckpt, precision="fp32", image_size=128,
-                               channel_order="RGB", verify=False)
+    flipped = api.export_model(None, "onnx", tmp / "flipped", checkpoint=ckpt, precision="fp32", image_size=128, channel_order="RGB", verify=False)
     resolved, reference = _reference_for(ckpt)  # the weights expect BGR
     assert resolved.preprocess.channel_order == "BGR"
     report = verify_runner(ONNX.load(flipped.path), reference, task="classification", preprocess=resolved.preprocess, precision="fp32")

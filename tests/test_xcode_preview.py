@@ -39,8 +39,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def segmenter(tmp_path_factory):
     out = tmp_path_factory.mktemp("seg")
-    code, stdout, stderr = _run(main, "--target", "coreml", "--checkpoint", str(SEGMENTER.checkpoint),
-                                "--image-size", str(SEGMENTER.image_size), "--out", str(out))
+    code, stdout, stderr = _run(
+        main, "--target", "coreml", "--checkpoint", str(SEGMENTER.checkpoint), "--image-size", str(SEGMENTER.image_size), "--out", str(out)
+    )
     assert code == 0, stdout + stderr
     package = next(out.glob("*.mlpackage"))
     report = json.loads(package.with_name(package.name + ".report.json").read_text())
@@ -115,8 +116,9 @@ def test_mvit_verify_rechecks_the_class_map(segmenter, tmp_path):
 
 
 def test_onnx_report_says_xcode_previews_coreml_only(tmp_path):
-    code, stdout, stderr = _run(main, "--target", "onnx", "--checkpoint", str(CLASSIFIER.checkpoint),
-                                "--image-size", str(CLASSIFIER.image_size), "--out", str(tmp_path))
+    code, stdout, stderr = _run(
+        main, "--target", "onnx", "--checkpoint", str(CLASSIFIER.checkpoint), "--image-size", str(CLASSIFIER.image_size), "--out", str(tmp_path)
+    )
     assert code == 0, stdout + stderr
     report = json.loads(next(tmp_path.glob("*.report.json")).read_text())
     assert report["xcode_preview"] is None and "CoreML" in report["xcode_preview_note"]
@@ -142,15 +144,26 @@ NMS = NmsSettings()
         ("detection", ExportOptions(), None),  # --no-nms / --raw-detection
         ("generic", ExportOptions(), None),
     ],
-    ids=["classifier", "classifier-raw-input", "segmenter", "segmenter-mask", "segmenter-raw-input",
-         "detector-vision-default", "detector-vision", "detector-program", "detector-no-nms", "custom-network"],
+    ids=[
+        "classifier",
+        "classifier-raw-input",
+        "segmenter",
+        "segmenter-mask",
+        "segmenter-raw-input",
+        "detector-vision-default",
+        "detector-vision",
+        "detector-program",
+        "detector-no-nms",
+        "custom-network",
+    ],
 )
 def test_preview_per_package_kind(task, options, expected):
     preview = preview_for(task, options)
     assert preview.type == expected
     assert preview.note  # what it reads, or why there is none
-    request = SimpleNamespace(task=task, options=options, labels=["a", "b"], metadata={},
-                              output_names=["logits"] if task == "segmentation" and not options.mask else ["out"])
+    request = SimpleNamespace(
+        task=task, options=options, labels=["a", "b"], metadata={}, output_names=["logits"] if task == "segmentation" and not options.mask else ["out"]
+    )
     meta = preview_metadata(request)
     assert meta.get("com.apple.coreml.model.preview.type") == expected
     assert ("xcode_preview" in meta) == (expected is None)
@@ -161,8 +174,7 @@ def test_preview_per_package_kind(task, options, expected):
 
 def test_only_a_logits_segmenter_gains_the_class_map_output():
     def names(task, outputs):
-        request = SimpleNamespace(task=task, options=ExportOptions(), labels=["a"], output_names=outputs,
-                                  metadata={"output_names": json.dumps(outputs)})
+        request = SimpleNamespace(task=task, options=ExportOptions(), labels=["a"], output_names=outputs, metadata={"output_names": json.dumps(outputs)})
         _, converted = with_class_map(task, torch.nn.Identity(), outputs)
         record_outputs(request, converted)
         return converted, json.loads(request.metadata["output_names"])
@@ -174,8 +186,9 @@ def test_only_a_logits_segmenter_gains_the_class_map_output():
 
 def test_a_segmenter_without_the_class_map_says_so():
     """A package converted another way (no class map) still declares the preview, and its note says what is missing."""
-    request = SimpleNamespace(task="segmentation", options=ExportOptions(), labels=["a"], output_names=["logits"],
-                              metadata={"output_names": json.dumps(["logits"])})
+    request = SimpleNamespace(
+        task="segmentation", options=ExportOptions(), labels=["a"], output_names=["logits"], metadata={"output_names": json.dumps(["logits"])}
+    )
     meta = preview_metadata(request)
     assert meta["com.apple.coreml.model.preview.type"] == "imageSegmenter"
     assert "no class map" in meta["xcode_preview_note"]

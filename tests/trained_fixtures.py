@@ -27,8 +27,7 @@ SEED = 0
 HELDOUT_DIGITS = 360  # of 1797, never seen in training
 # Backgrounds: scikit-image photos that load offline and are not the verification photos
 # (astronaut, chelsea, coffee in exporters/samples.py), so verification sees unfamiliar images.
-BACKGROUNDS = ("rocket", "immunohistochemistry", "hubble_deep_field", "retina", "camera", "coins",
-               "moon", "grass", "gravel", "brick", "clock", "page")
+BACKGROUNDS = ("rocket", "immunohistochemistry", "hubble_deep_field", "retina", "camera", "coins", "moon", "grass", "gravel", "brick", "clock", "page")
 BACKGROUND_SHORT_SIDE = 192
 
 
@@ -87,7 +86,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     crop = int(rng.integers(size, min(photo.shape[:2]) + 1))
     top = int(rng.integers(photo.shape[0] - crop + 1))
     left = int(rng.integers(photo.shape[1] - crop + 1))
-    patch = Image.fromarray(photo[top:top + crop, left:left + crop].astype(np.uint8))
+    patch = Image.fromarray(photo[top : top + crop, left : left + crop].astype(np.uint8))
     return np.asarray(patch.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
@@ -99,18 +98,19 @@ def _paste(rng: np.random.Generator, canvas: np.ndarray, digit: np.ndarray, side
     alpha = np.asarray(Image.fromarray(framed).resize((side, side), Image.Resampling.BILINEAR))
     alpha = np.clip(alpha * 1.6, 0.0, 1.0)
     top, left = (int(rng.integers(size - side + 1)) for _ in range(2))
-    region = canvas[top:top + side, left:left + side]
+    region = canvas[top : top + side, left : left + side]
     hue = float(rng.uniform(0, 360))
-    colour = np.asarray(Image.new("HSV", (1, 1), (int(hue * 255 / 360), int(rng.integers(100, 256)), int(rng.integers(60, 256))))
-                        .convert("RGB"), dtype=np.float32).reshape(3)
+    colour = np.asarray(
+        Image.new("HSV", (1, 1), (int(hue * 255 / 360), int(rng.integers(100, 256)), int(rng.integers(60, 256)))).convert("RGB"), dtype=np.float32
+    ).reshape(3)
     # Keep the ink readable: a colour too close in brightness to what lies under it is inverted.
     if abs(colour.mean() - region.mean()) < 50:
         colour = 255 - colour
         if abs(colour.mean() - region.mean()) < 50:
             colour = colour * 0.3 if region.mean() > 128 else 255 - (255 - colour) * 0.3
-    canvas[top:top + side, left:left + side] = region * (1 - alpha[..., None]) + colour * alpha[..., None]
+    canvas[top : top + side, left : left + side] = region * (1 - alpha[..., None]) + colour * alpha[..., None]
     ink = np.zeros((size, size), dtype=bool)
-    ink[top:top + side, left:left + side] = alpha > 0.5
+    ink[top : top + side, left : left + side] = alpha > 0.5
     ys, xs = np.nonzero(ink)
     return ink, (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
 
@@ -157,7 +157,7 @@ def detection_scenes(rng: np.random.Generator, digits: np.ndarray, labels: np.nd
                 trial = canvas.copy()
                 ink, box = _paste(rng, trial, digits[k], int(rng.integers(size // 5, size // 2 + 1)))
                 x1, y1, x2, y2 = box
-                if not taken[max(0, y1 - 2):y2 + 2, max(0, x1 - 2):x2 + 2].any():
+                if not taken[max(0, y1 - 2) : y2 + 2, max(0, x1 - 2) : x2 + 2].any():
                     canvas = trial
                     taken[y1:y2, x1:x2] = True
                     b.append([x1 / size, y1 / size, x2 / size, y2 / size])
@@ -230,9 +230,7 @@ def segmentation_scores(logits_or_mask: np.ndarray, masks: np.ndarray) -> dict[s
     return {"pixel_accuracy": float((pred == masks).mean()), "miou": float(np.mean(ious))}
 
 
-def detection_scores(
-    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]], boxes: list[np.ndarray], classes: list[np.ndarray]
-) -> dict[str, float]:
+def detection_scores(found: list[tuple[np.ndarray, np.ndarray, np.ndarray]], boxes: list[np.ndarray], classes: list[np.ndarray]) -> dict[str, float]:
     """Recall and precision of (boxes, scores, classes) per scene against the true boxes."""
     import torch
 

@@ -30,8 +30,9 @@ SIZE_BAKING_REWRITES = frozenset(name for name, rewrite in REWRITES.items() if r
 __all__ = ["KNOWN_REWRITES", "REWRITES", "SIZE_BAKING_REWRITES", "Rewrite", "rewrite_for_export"]
 
 
-def rewrite_for_export(fused: nn.Module, preprocess: PreprocessSpec | None, image_size: int,
-                       rewrites: frozenset[str]) -> tuple[nn.Module, bool, dict[str, Any]]:
+def rewrite_for_export(
+    fused: nn.Module, preprocess: PreprocessSpec | None, image_size: int, rewrites: frozenset[str]
+) -> tuple[nn.Module, bool, dict[str, Any]]:
     """(network to trace, whether `preprocess` now lives in its first conv, what was rewritten).
 
     `fused` itself is never changed; with nothing to rewrite it is returned as it came."""

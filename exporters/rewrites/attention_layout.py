@@ -74,13 +74,11 @@ def rewrite_attention_layout(net: nn.Module, image_size: int, max_tokens: int | 
     """Swap the MobileViT v1 attentions of `net` (a copy the caller owns) that attend over at most
     `max_tokens` patches at `image_size` (None: all of them); returns their names."""
     lengths = {attention: shape[1] for attention, shape in inputs_of(net, Attention, image_size)}
-    return swap_modules(net, Attention, HeadMajorAttention,
-                        where=lambda m: max_tokens is None or lengths.get(m, max_tokens + 1) <= max_tokens)
+    return swap_modules(net, Attention, HeadMajorAttention, where=lambda m: max_tokens is None or lengths.get(m, max_tokens + 1) <= max_tokens)
 
 
 @register_rewrite("attention_layout", order=40, applies_to=frozenset({"onnx"}), bakes_size=True)
 def attention_layout_rewrite(net: nn.Module, context: RewriteContext) -> Rewritten:
     attentions = rewrite_attention_layout(net, context.image_size, SHORT_SEQUENCE)
-    report = {"attentions": attentions, "layout": "head-major, key transpose in the matmul",
-              "where": f"attention over at most {SHORT_SEQUENCE} patches"}
+    report = {"attentions": attentions, "layout": "head-major, key transpose in the matmul", "where": f"attention over at most {SHORT_SEQUENCE} patches"}
     return Rewritten(net, report, changed=True) if attentions else Rewritten(net)

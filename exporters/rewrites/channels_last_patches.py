@@ -59,8 +59,7 @@ def rewrite_channels_last_patches(net: nn.Module) -> list[str]:
     return swap_modules(net, MobileVitBlock, ChannelsLastPatchBlock)
 
 
-@register_rewrite("channels_last_patches", order=20, applies_to=frozenset({"tflite"}),
-                  excludes=frozenset({"patch_layout"}), bakes_size=True)
+@register_rewrite("channels_last_patches", order=20, applies_to=frozenset({"tflite"}), excludes=frozenset({"patch_layout"}), bakes_size=True)
 def channels_last_patches_rewrite(net: nn.Module, context: RewriteContext) -> Rewritten:
     blocks = rewrite_channels_last_patches(net)
     report = {"blocks": blocks, "layout": "one channels-last permute per unfold and fold"}

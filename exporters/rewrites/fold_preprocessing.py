@@ -96,6 +96,7 @@ def _only_consumer_of_input(net: nn.Module, image_size: int) -> tuple[str, nn.Co
         def pre(module: nn.Module, args: tuple) -> None:
             if args and args[0] is image and not first:
                 first.append(name)
+
         return pre
 
     convs = {name: m for name, m in net.named_modules() if isinstance(m, nn.Conv2d)}
@@ -118,5 +119,4 @@ def fold_preprocessing_rewrite(net: nn.Module, context: RewriteContext) -> Rewri
     if context.preprocess is None:
         return Rewritten(net)
     decision = fold_preprocessing(net, context.preprocess, context.image_size)
-    return Rewritten(net, {"folded": decision.folded, "why": decision.reason}, changed=decision.folded,
-                     folded_preprocessing=decision.folded)
+    return Rewritten(net, {"folded": decision.folded, "why": decision.reason}, changed=decision.folded, folded_preprocessing=decision.folded)

@@ -128,8 +128,14 @@ class SpaceToDepthMobileVitBlock(MobileVitBlock):
 
 
 def _is_pointwise(conv: nn.Module) -> bool:
-    return (isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1) and conv.stride == (1, 1)
-            and conv.padding == (0, 0) and conv.groups == 1 and conv.dilation == (1, 1))
+    return (
+        isinstance(conv, nn.Conv2d)
+        and conv.kernel_size == (1, 1)
+        and conv.stride == (1, 1)
+        and conv.padding == (0, 0)
+        and conv.groups == 1
+        and conv.dilation == (1, 1)
+    )
 
 
 def rewrite_patch_layout(net: nn.Module, pointwise_on_tokens: bool = False) -> list[str]:
@@ -138,8 +144,7 @@ def rewrite_patch_layout(net: nn.Module, pointwise_on_tokens: bool = False) -> l
     return swap_modules(net, MobileVitBlock, lambda block: SpaceToDepthMobileVitBlock(block, pointwise_on_tokens))
 
 
-@register_rewrite("patch_layout", order=30, applies_to=frozenset({"onnx"}),
-                  excludes=frozenset({"channels_last_patches"}), bakes_size=True)
+@register_rewrite("patch_layout", order=30, applies_to=frozenset({"onnx"}), excludes=frozenset({"channels_last_patches"}), bakes_size=True)
 def patch_layout_rewrite(net: nn.Module, context: RewriteContext) -> Rewritten:
     blocks = rewrite_patch_layout(net, pointwise_on_tokens=True)
     report = {"blocks": blocks, "layout": "space-to-depth, 1x1 convs on the tokens"}

@@ -38,10 +38,15 @@ def qkv_parts(attention: Attention) -> QkvParts:
         # A copy, not a new nn.Linear: that would draw its initial weights from the global random
         # stream and forget the original's dtype.
         proj = copy.deepcopy(attention.proj)
-        moved = (attention.proj.weight.double() @ bias[2 * dim:]).to(proj.weight.dtype)
+        moved = (attention.proj.weight.double() @ bias[2 * dim :]).to(proj.weight.dtype)
         if proj.bias is None:
             proj.bias = nn.Parameter(moved)
         else:
             proj.bias.add_(moved)
-        return QkvParts(q_weight=(weight[:dim] * attention.scale).float(), q_bias=(bias[:dim] * attention.scale).float(),
-                        k_weight=weight[dim:2 * dim].float(), v_weight=weight[2 * dim:].float(), proj=proj)
+        return QkvParts(
+            q_weight=(weight[:dim] * attention.scale).float(),
+            q_bias=(bias[:dim] * attention.scale).float(),
+            k_weight=weight[dim : 2 * dim].float(),
+            v_weight=weight[2 * dim :].float(),
+            proj=proj,
+        )

@@ -46,8 +46,9 @@ class Rewrite:
 REWRITES: dict[str, Rewrite] = {}
 
 
-def register_rewrite(name: str, *, order: int, applies_to: frozenset[str], excludes: frozenset[str] = frozenset(),
-                     bakes_size: bool = False) -> Callable[[RewriteFn], RewriteFn]:
+def register_rewrite(
+    name: str, *, order: int, applies_to: frozenset[str], excludes: frozenset[str] = frozenset(), bakes_size: bool = False
+) -> Callable[[RewriteFn], RewriteFn]:
     def register(apply: RewriteFn) -> RewriteFn:
         if name in REWRITES:
             raise ValueError(f"export rewrite {name!r} is registered twice")

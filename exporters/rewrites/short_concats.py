@@ -36,7 +36,7 @@ class GroupedConcatSSDLite(nn.Module):
         b, width = outs[0].shape[0], outs[0].shape[-1]
         # Each group flattened before the outer join: the converter merges a concatenation of
         # concatenations back into one, but not through a reshape (free in XNNPACK).
-        groups = [torch.cat(outs[i:i + GROUP], dim=1).reshape(b, -1) for i in range(0, len(outs), GROUP)]
+        groups = [torch.cat(outs[i : i + GROUP], dim=1).reshape(b, -1) for i in range(0, len(outs), GROUP)]
         out = torch.cat(groups, dim=1).reshape(b, -1, width)
         return out[..., :4], out[..., 4:]
 

@@ -7,8 +7,7 @@ from collections.abc import Callable
 from torch import nn
 
 
-def swap_modules(net: nn.Module, kind: type[nn.Module], make: Callable[[nn.Module], nn.Module],
-                 where: Callable[[nn.Module], bool] | None = None) -> list[str]:
+def swap_modules(net: nn.Module, kind: type[nn.Module], make: Callable[[nn.Module], nn.Module], where: Callable[[nn.Module], bool] | None = None) -> list[str]:
     """Replace each submodule of `net` (a copy the caller owns) whose type is exactly `kind`
     (a subclass may compute something else), and for which `where` holds, by `make(it)`;
     returns the names replaced."""

@@ -46,9 +46,7 @@ def get_target(name: str) -> ExportTarget:
         missing = exc.name or "a dependency"
         if missing == module_name:
             raise TargetNotInstalled(f"target {name!r} is not part of this install of mvit") from None
-        raise TargetNotInstalled(
-            f"target {name!r} needs the Python package {missing!r}, which is not installed: {INSTALL_HINTS[name]}"
-        ) from None
+        raise TargetNotInstalled(f"target {name!r} needs the Python package {missing!r}, which is not installed: {INSTALL_HINTS[name]}") from None
     target: ExportTarget = module.TARGET
     if not target.available():
         raise TargetNotInstalled(f"target {name!r} is not installed: {target.install_hint}")

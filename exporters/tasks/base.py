@@ -64,8 +64,7 @@ class ExportTask(Protocol):
     class_map_beside_logits: bool  # a CoreML package adds the class per pixel beside logits (Xcode's segmenter reads it)
     multi_size: bool  # one artefact may serve several input sizes (False: anchors and NMS are built for one)
 
-    def head(self, net: nn.Module, original: nn.Module, image_size: int, options: ExportOptions,
-             class_id_output: bool) -> Head:
+    def head(self, net: nn.Module, original: nn.Module, image_size: int, options: ExportOptions, class_id_output: bool) -> Head:
         """`net` is what gets traced (maybe rank-lowered); `original` the network as written."""
 
     def judge(self, tol: Tolerance, options: ExportOptions, nms_best_class_only: bool) -> Judge: ...

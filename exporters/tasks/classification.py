@@ -47,13 +47,12 @@ class _Judge:
     def finish(self) -> Judgement:
         top1 = self.top1_hits / self.top1_judged if self.top1_judged else 1.0
         top5 = float(np.mean(self.top5)) if self.top5 else 1.0
-        j = Judgement(metrics={"top1_agreement": top1, "top1_judged_samples": self.top1_judged,
-                               "top5_agreement": top5, "top5_judged_samples": len(self.top5)},
-                      checks=[check("top1_agreement", top1, self.tol.top1_agreement, True),
-                              check("top5_agreement", top5, self.tol.top5_agreement, True)])
+        j = Judgement(
+            metrics={"top1_agreement": top1, "top1_judged_samples": self.top1_judged, "top5_agreement": top5, "top5_judged_samples": len(self.top5)},
+            checks=[check("top1_agreement", top1, self.tol.top1_agreement, True), check("top5_agreement", top5, self.tol.top5_agreement, True)],
+        )
         if self.top1_judged == 0:
-            j.warnings.append("no sample had a decisive top-1 (random weights?): top-1 agreement was not judged; "
-                              "relative error and cosine still were")
+            j.warnings.append("no sample had a decisive top-1 (random weights?): top-1 agreement was not judged; relative error and cosine still were")
         if not self.top5:
             j.warnings.append("no sample had a decisive top-5 set (5th and 6th classes near-tied): top-5 agreement was not judged")
         return j
@@ -69,8 +68,7 @@ class ClassificationTask:
     class_map_beside_logits = False
     multi_size = True
 
-    def head(self, net: nn.Module, original: nn.Module, image_size: int, options: ExportOptions,
-             class_id_output: bool) -> Head:
+    def head(self, net: nn.Module, original: nn.Module, image_size: int, options: ExportOptions, class_id_output: bool) -> Head:
         names = ["probabilities", "class_id"] if class_id_output else ["probabilities"]
         return Head(_Classification(net, with_class_id=class_id_output), names)
 

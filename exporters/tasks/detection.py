@@ -101,8 +101,12 @@ class _NmsJudge:
 
     def add(self, sample: SampleOutputs) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         ref = sample.reference
-        ref_dets = tuple(t.numpy() for t in select_detections(
-            torch.from_numpy(ref["boxes"][0]), torch.from_numpy(ref["scores"][0]), self.settings, best_class_only=self.best_class_only))
+        ref_dets = tuple(
+            t.numpy()
+            for t in select_detections(
+                torch.from_numpy(ref["boxes"][0]), torch.from_numpy(ref["scores"][0]), self.settings, best_class_only=self.best_class_only
+            )
+        )
         art_dets = artefact_detections(sample.artefact)
         n_ref, ious, diffs = match_detections(ref_dets, art_dets, self.confident, self.candidate)
         n_art, back, _ = match_detections(art_dets, ref_dets, self.confident, self.candidate)
@@ -119,7 +123,7 @@ class _NmsJudge:
         foreground = ref["scores"][0][:, 1:]
         # An NMS op may read zero columns beyond the real classes (CoreML's class axis is padded to a
         # multiple of 80); they are judged apart: they must never score.
-        scores, padding = tapped[1][:, :foreground.shape[1]], tapped[1][:, foreground.shape[1]:]
+        scores, padding = tapped[1][:, : foreground.shape[1]], tapped[1][:, foreground.shape[1] :]
         if padding.size:
             self.padding_max = max(self.padding_max or 0.0, float(np.abs(padding).max()))
         return {"pre_nms_boxes": (ref["boxes"][0], tapped[0]), "pre_nms_scores": (foreground, scores)}
@@ -130,24 +134,36 @@ class _NmsJudge:
         precision = matched_back / n_art if n_art else 1.0
         ious, diffs = np.asarray(self.ious or [1.0]), np.asarray(self.score_diffs or [0.0])
         metrics = {
-            "judged_score": self.confident, "reference_detections": n_ref, "artefact_detections": n_art,
-            "matched_detections": matched, "detection_recall": recall, "detection_precision": precision,
-            "matched_box_min_iou": float(ious.min()), "matched_box_mean_iou": float(ious.mean()),
-            "max_score_difference": float(diffs.max()), "p95_score_difference": float(np.percentile(diffs, 95)),
+            "judged_score": self.confident,
+            "reference_detections": n_ref,
+            "artefact_detections": n_art,
+            "matched_detections": matched,
+            "detection_recall": recall,
+            "detection_precision": precision,
+            "matched_box_min_iou": float(ious.min()),
+            "matched_box_mean_iou": float(ious.mean()),
+            "max_score_difference": float(diffs.max()),
+            "p95_score_difference": float(np.percentile(diffs, 95)),
             "pre_nms_compared_samples": self.taps,
         }
         iou, diff = ("matched_box_mean_iou", "p95_score_difference") if self.quantised else ("matched_box_min_iou", "max_score_difference")
-        j = Judgement(metrics=metrics, checks=[
-            check("detection_recall", recall, self.tol.box_recall, True),
-            check("detection_precision", precision, self.tol.box_recall, True),
-            check(iou, metrics[iou], self.tol.box_iou, True),
-            check(diff, metrics[diff], self.tol.score_difference, False)])
+        j = Judgement(
+            metrics=metrics,
+            checks=[
+                check("detection_recall", recall, self.tol.box_recall, True),
+                check("detection_precision", precision, self.tol.box_recall, True),
+                check(iou, metrics[iou], self.tol.box_iou, True),
+                check(diff, metrics[diff], self.tol.score_difference, False),
+            ],
+        )
         if self.padding_max is not None:
             metrics["padding_columns_max_score"] = self.padding_max
             j.checks.append(check("padding_columns_max_score", self.padding_max, 0.0, False))
         if n_ref == 0:
-            j.warnings.append(f"the reference found no detections scoring >= {self.confident:.2f} on any sample (random weights?): "
-                              "only the boxes and scores NMS was given were compared")
+            j.warnings.append(
+                f"the reference found no detections scoring >= {self.confident:.2f} on any sample (random weights?): "
+                "only the boxes and scores NMS was given were compared"
+            )
             if self.taps == 0:
                 # Neither the final boxes nor what NMS was given could be compared: that judged nothing.
                 j.checks.append(check("compared_detections_or_pre_nms_values", 0.0, 1.0, at_least=True))
@@ -174,8 +190,7 @@ class DetectionTask:
     class_map_beside_logits = False
     multi_size = False
 
-    def head(self, net: nn.Module, original: nn.Module, image_size: int, options: ExportOptions,
-             class_id_output: bool) -> Head:
+    def head(self, net: nn.Module, original: nn.Module, image_size: int, options: ExportOptions, class_id_output: bool) -> Head:
         anchors = detection_anchors(original, image_size)
         if options.raw_detection:
             return Head(_Detection(net, None), ["box_offsets", "class_logits"], anchors)

@@ -29,8 +29,7 @@ class GenericTask:
     class_map_beside_logits = False
     multi_size = True
 
-    def head(self, net: nn.Module, original: nn.Module, image_size: int, options: ExportOptions,
-             class_id_output: bool) -> Head:
+    def head(self, net: nn.Module, original: nn.Module, image_size: int, options: ExportOptions, class_id_output: bool) -> Head:
         return Head(net, output_names(original, image_size))
 
     def judge(self, tol: Tolerance, options: ExportOptions, nms_best_class_only: bool) -> _NumericOnly:

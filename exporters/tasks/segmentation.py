@@ -67,14 +67,17 @@ class _Judge:
 
     def finish(self) -> Judgement:
         agree, miou = min(self.agree, default=1.0), _pooled_miou(self.mious)
-        judgement = Judgement(metrics={"mask_pixel_agreement": agree, "mask_miou": miou},
-                              checks=[check("mask_pixel_agreement", agree, self.tol.mask_agreement, True),
-                                      check("mask_miou", miou, self.tol.mask_miou, True)])
+        judgement = Judgement(
+            metrics={"mask_pixel_agreement": agree, "mask_miou": miou},
+            checks=[check("mask_pixel_agreement", agree, self.tol.mask_agreement, True), check("mask_miou", miou, self.tol.mask_miou, True)],
+        )
         if self.class_map_agree:
             agree, miou = min(self.class_map_agree), _pooled_miou(self.class_map_mious)
             judgement.metrics.update(class_map_pixel_agreement=agree, class_map_miou=miou)
-            judgement.checks += [check("class_map_pixel_agreement", agree, self.tol.mask_agreement, True),
-                                 check("class_map_miou", miou, self.tol.mask_miou, True)]
+            judgement.checks += [
+                check("class_map_pixel_agreement", agree, self.tol.mask_agreement, True),
+                check("class_map_miou", miou, self.tol.mask_miou, True),
+            ]
         return judgement
 
 
@@ -88,8 +91,7 @@ class SegmentationTask:
     class_map_beside_logits = True
     multi_size = True
 
-    def head(self, net: nn.Module, original: nn.Module, image_size: int, options: ExportOptions,
-             class_id_output: bool) -> Head:
+    def head(self, net: nn.Module, original: nn.Module, image_size: int, options: ExportOptions, class_id_output: bool) -> Head:
         if options.mask:
             return Head(SegmentationMask(net), ["mask"])
         return Head(net, ["logits"])

@@ -6,5 +6,11 @@ from .keymaps import KEY_MAPS
 from .load import CheckpointInfo, load_checkpoint, save_checkpoint
 
 __all__ = [
-    "KEY_MAPS", "CheckpointError", "CheckpointInfo", "from_format", "load_checkpoint", "save_checkpoint", "to_format",
+    "KEY_MAPS",
+    "CheckpointError",
+    "CheckpointInfo",
+    "from_format",
+    "load_checkpoint",
+    "save_checkpoint",
+    "to_format",
 ]

@@ -18,9 +18,7 @@ def to_format(state_dict: dict[str, torch.Tensor], fmt: str) -> dict[str, torch.
     return out
 
 
-def from_format(
-    foreign: dict[str, torch.Tensor], fmt: str, our_keys: list[str]
-) -> tuple[dict[str, torch.Tensor], list[str], list[str]]:
+def from_format(foreign: dict[str, torch.Tensor], fmt: str, our_keys: list[str]) -> tuple[dict[str, torch.Tensor], list[str], list[str]]:
     """`fmt` state dict -> ours, for the keys a model of ours has.
 
     Returns (state_dict, missing foreign keys, unexpected foreign keys).

@@ -14,12 +14,19 @@ from collections.abc import Callable
 KeyMap = Callable[[str], list[str]]
 
 _TRANSFORMER_CVNETS = {
-    "norm1": "pre_norm_mha.0", "attn.qkv": "pre_norm_mha.1.qkv_proj", "attn.proj": "pre_norm_mha.1.out_proj",
-    "norm2": "pre_norm_ffn.0", "mlp.fc1": "pre_norm_ffn.1", "mlp.fc2": "pre_norm_ffn.4",
+    "norm1": "pre_norm_mha.0",
+    "attn.qkv": "pre_norm_mha.1.qkv_proj",
+    "attn.proj": "pre_norm_mha.1.out_proj",
+    "norm2": "pre_norm_ffn.0",
+    "mlp.fc1": "pre_norm_ffn.1",
+    "mlp.fc2": "pre_norm_ffn.4",
 }
 _TRANSFORMER_HF = {
-    "norm1": "layernorm_before", "attn.proj": "attention.output.dense",
-    "norm2": "layernorm_after", "mlp.fc1": "intermediate.dense", "mlp.fc2": "output.dense",
+    "norm1": "layernorm_before",
+    "attn.proj": "attention.output.dense",
+    "norm2": "layernorm_after",
+    "mlp.fc1": "intermediate.dense",
+    "mlp.fc2": "output.dense",
 }
 _MV2_CVNETS = {"conv1_1x1": "exp_1x1", "conv2_kxk": "conv_3x3", "conv3_1x1": "red_1x1"}
 _MV2_HF = {"conv1_1x1": "expand_1x1", "conv2_kxk": "conv_3x3", "conv3_1x1": "reduce_1x1"}
@@ -155,14 +162,20 @@ def hf_segmentation(key: str) -> list[str]:
 # MobileViT v2 (models/mobilevit_v2.py). Its names are timm's; HF's and ml-cvnets' v2 names are
 # what HF's convert_mlcvnets_to_pytorch.py for v2 renames between.
 _V2_TRANSFORMER_CVNETS = {
-    "norm1": "pre_norm_attn.0", "attn.qkv_proj": "pre_norm_attn.1.qkv_proj.block.conv",
-    "attn.out_proj": "pre_norm_attn.1.out_proj.block.conv", "norm2": "pre_norm_ffn.0",
-    "mlp.fc1": "pre_norm_ffn.1.block.conv", "mlp.fc2": "pre_norm_ffn.3.block.conv",
+    "norm1": "pre_norm_attn.0",
+    "attn.qkv_proj": "pre_norm_attn.1.qkv_proj.block.conv",
+    "attn.out_proj": "pre_norm_attn.1.out_proj.block.conv",
+    "norm2": "pre_norm_ffn.0",
+    "mlp.fc1": "pre_norm_ffn.1.block.conv",
+    "mlp.fc2": "pre_norm_ffn.3.block.conv",
 }
 _V2_TRANSFORMER_HF = {
-    "norm1": "layernorm_before", "attn.qkv_proj": "attention.qkv_proj.convolution",
-    "attn.out_proj": "attention.out_proj.convolution", "norm2": "layernorm_after",
-    "mlp.fc1": "ffn.conv1.convolution", "mlp.fc2": "ffn.conv2.convolution",
+    "norm1": "layernorm_before",
+    "attn.qkv_proj": "attention.qkv_proj.convolution",
+    "attn.out_proj": "attention.out_proj.convolution",
+    "norm2": "layernorm_after",
+    "mlp.fc1": "ffn.conv1.convolution",
+    "mlp.fc2": "ffn.conv2.convolution",
 }
 _V2_LAYER = r"transformer\.(\d+)\.(norm1|norm2|attn\.qkv_proj|attn\.out_proj|mlp\.fc1|mlp\.fc2)\.(\w+)"
 

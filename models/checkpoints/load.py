@@ -52,8 +52,13 @@ _V2_PROBES = {
 _V2_WIDTH_BY_LAST_DIM = {stage_channels(mult)[2][-1]: name for name, mult in WIDTHS.items()}
 # What mvit's v2 models are, in MobileViTV2Config's terms; anything else computes another function.
 _V2_HF_FIXED = {
-    "n_attn_blocks": [2, 4, 3], "base_attn_unit_dims": [128, 192, 256], "ffn_multiplier": 2, "expand_ratio": 2.0,
-    "conv_kernel_size": 3, "patch_size": V2_PATCH_SIZE, "num_channels": 3,
+    "n_attn_blocks": [2, 4, 3],
+    "base_attn_unit_dims": [128, 192, 256],
+    "ffn_multiplier": 2,
+    "expand_ratio": 2.0,
+    "conv_kernel_size": 3,
+    "patch_size": V2_PATCH_SIZE,
+    "num_channels": 3,
 }
 _V2_HF_SEGMENTATION = {"output_stride": 16, "atrous_rates": [6, 12, 18], "aspp_out_channels": 512}
 
@@ -74,9 +79,7 @@ class CheckpointInfo:
     extra: dict = field(default_factory=dict)
 
 
-def load_checkpoint(
-    path: str | os.PathLike, model_name: str | None = None, config: str | tuple[int, int, int] = "A"
-) -> tuple[nn.Module, CheckpointInfo]:
+def load_checkpoint(path: str | os.PathLike, model_name: str | None = None, config: str | tuple[int, int, int] = "A") -> tuple[nn.Module, CheckpointInfo]:
     """Build the model a checkpoint holds and load it strictly; returns (model in eval, info).
 
     `model_name` checks the checkpoint is what the caller expects; `config` sets the patch
@@ -93,9 +96,7 @@ def load_checkpoint(
             return _load_native(path, tensors, metadata, model_name)
         info = _identify(path, tensors, resolve_patch_sizes(config))
     if model_name and model_name != info.model_name:
-        raise CheckpointError(
-            f"{path} holds {info.model_name} ({info.format}), not {model_name}; pass --model {info.model_name}"
-        )
+        raise CheckpointError(f"{path} holds {info.model_name} ({info.format}), not {model_name}; pass --model {info.model_name}")
     skeleton = _skeleton(info.model_name, info.patch_sizes, info.num_classes, path)
     ours, missing, unexpected = from_format(tensors, info.format, list(skeleton))
     _check_fit(skeleton, ours, missing, unexpected, f"{info.format} checkpoint of {info.model_name}", path)
@@ -175,10 +176,17 @@ def _read_hf_folder(folder: Path) -> tuple[dict[str, torch.Tensor], CheckpointIn
         image_size = preprocess["crop"]  # what the processor feeds the network, when it says
     tensors, _ = read_tensors(weights)
     info = CheckpointInfo(
-        path=str(folder), format=fmt, model_name=model_name,
-        patch_sizes=(patch, patch, patch), num_classes=num_classes, labels=labels, image_size=image_size,
+        path=str(folder),
+        format=fmt,
+        model_name=model_name,
+        patch_sizes=(patch, patch, patch),
+        num_classes=num_classes,
+        labels=labels,
+        image_size=image_size,
         # MobileViTImageProcessor flips RGB to BGR by default, matching Apple's training data.
-        channel_order=(preprocess or {}).get("channel_order", "BGR"), preprocess=preprocess, config_recorded=True,
+        channel_order=(preprocess or {}).get("channel_order", "BGR"),
+        preprocess=preprocess,
+        config_recorded=True,
     )
     return tensors, info
 
@@ -187,17 +195,12 @@ def _hf_v2_model(config: dict, config_path: Path) -> tuple[str, str]:
     """(format, model name) of a MobileViTV2 config.json, refusing what mvit's v2 is not."""
     arch = next((a for a in config.get("architectures") or [] if a in _V2_HF_TASKS), None)
     if arch is None:
-        raise CheckpointError(
-            f"{config_path} describes mobilevitv2 {config.get('architectures')}; supported: {' or '.join(_V2_HF_TASKS)}"
-        )
+        raise CheckpointError(f"{config_path} describes mobilevitv2 {config.get('architectures')}; supported: {' or '.join(_V2_HF_TASKS)}")
     task = _V2_HF_TASKS[arch]
     multiplier = config.get("width_multiplier", 1.0)
     width = next((name for name, m in WIDTHS.items() if multiplier == m), None)
     if width is None:
-        raise CheckpointError(
-            f"{config_path}: width_multiplier {multiplier!r} is not one mvit builds; use "
-            + ", ".join(str(m) for m in WIDTHS.values())
-        )
+        raise CheckpointError(f"{config_path}: width_multiplier {multiplier!r} is not one mvit builds; use " + ", ".join(str(m) for m in WIDTHS.values()))
     # HF's own defaults where the file is silent: the network transformers would build from it.
     expected = {**_V2_HF_FIXED, **(_V2_HF_SEGMENTATION if task == "segmentation" else {"output_stride": 32})}
     hf_defaults = {"output_stride": 32, "atrous_rates": [6, 12, 18], "aspp_out_channels": 512}
@@ -205,8 +208,7 @@ def _hf_v2_model(config: dict, config_path: Path) -> tuple[str, str]:
         got = config.get(key, hf_defaults.get(key, want))
         if (list(got) if isinstance(got, (list, tuple)) else got) != want:
             raise CheckpointError(
-                f"{config_path}: {key} is {got!r}, but mvit's MobileViT v2 {task} model has {want!r}; "
-                "such a checkpoint computes another network"
+                f"{config_path}: {key} is {got!r}, but mvit's MobileViT v2 {task} model has {want!r}; such a checkpoint computes another network"
             )
     if config.get("hidden_act", "swish") not in ("swish", "silu"):
         raise CheckpointError(f"{config_path}: hidden_act is {config.get('hidden_act')!r}; mvit's MobileViT v2 uses swish (SiLU)")
@@ -214,8 +216,7 @@ def _hf_v2_model(config: dict, config_path: Path) -> tuple[str, str]:
 
 
 def _identify_v2(path: Path, tensors: dict[str, torch.Tensor], patch_sizes: tuple[int, int, int]) -> CheckpointInfo | None:
-    for fmt in ("cvnets-v2/classification", "cvnets-v2/segmentation", "timm-v2/classification",
-                "hf-v2/classification", "hf-v2/segmentation"):
+    for fmt in ("cvnets-v2/classification", "cvnets-v2/segmentation", "timm-v2/classification", "hf-v2/classification", "hf-v2/segmentation"):
         task = fmt.split("/")[1]
         probe = KEY_MAPS[fmt](_V2_PROBES[task])[0]
         head = KEY_MAPS[fmt](_HEADS[task])[0]
@@ -230,8 +231,11 @@ def _identify_v2(path: Path, tensors: dict[str, torch.Tensor], patch_sizes: tupl
                     f"patch sizes {patch_sizes} do not apply (drop --config)"
                 )
             return CheckpointInfo(
-                path=str(path), format=fmt, model_name=f"{_V2_MODEL_PREFIX[task]}_{width}",
-                patch_sizes=(V2_PATCH_SIZE,) * 3, num_classes=tensors[head].shape[0],
+                path=str(path),
+                format=fmt,
+                model_name=f"{_V2_MODEL_PREFIX[task]}_{width}",
+                patch_sizes=(V2_PATCH_SIZE,) * 3,
+                num_classes=tensors[head].shape[0],
                 # Apple's v2 weights, like v1, expect BGR (HF's processor for them flips to BGR).
                 channel_order="BGR",
             )
@@ -252,7 +256,10 @@ def _identify(path: Path, tensors: dict[str, torch.Tensor], patch_sizes: tuple[i
             if size is None:
                 raise CheckpointError(f"{path}: {probe} has {tensors[probe].shape[0]} channels, which matches no MobileViT size")
             return CheckpointInfo(
-                path=str(path), format=fmt, model_name=f"{_MODEL_PREFIX[task]}_{size}", patch_sizes=patch_sizes,
+                path=str(path),
+                format=fmt,
+                model_name=f"{_MODEL_PREFIX[task]}_{size}",
+                patch_sizes=patch_sizes,
                 num_classes=tensors[head].shape[0],
                 # ml-cvnets and timm carry Apple's weights, trained on BGR (cv2.imread).
                 channel_order="BGR",
@@ -294,8 +301,15 @@ def _load_native(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
     model = create_model(name, patch_sizes, num_classes=num_classes)
     model.load_state_dict(state, strict=False)
     info = CheckpointInfo(
-        path=str(path), format="mvit", model_name=name, patch_sizes=patch_sizes, num_classes=num_classes,
-        labels=labels, channel_order=order, preprocess=native_preprocessing(metadata, path), config_recorded=True,
+        path=str(path),
+        format="mvit",
+        model_name=name,
+        patch_sizes=patch_sizes,
+        num_classes=num_classes,
+        labels=labels,
+        channel_order=order,
+        preprocess=native_preprocessing(metadata, path),
+        config_recorded=True,
     )
     return model.eval(), info
 
@@ -312,12 +326,10 @@ def _skeleton(name: str, patch_sizes: tuple[int, int, int], num_classes: int, pa
 
 def _check_fit(own: dict[str, torch.Tensor], state: dict, missing: list[str], unexpected: list[str], looked_like: str, path: Path) -> None:
     """All or nothing: any missing, unexpected, mis-shaped or mis-typed tensor is one error, nothing loaded."""
-    mis_shaped = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
-                  if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    mis_shaped = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
     # Weights stored as integers are not weights (a header relabelling F32 bytes as I32 gives values
     # near 1e9); any float width is fine, load_state_dict converts it.
-    mis_typed = [f"{k} {v.dtype} vs {own[k].dtype}" for k, v in state.items()
-                 if k in own and v.dtype.is_floating_point != own[k].dtype.is_floating_point]
+    mis_typed = [f"{k} {v.dtype} vs {own[k].dtype}" for k, v in state.items() if k in own and v.dtype.is_floating_point != own[k].dtype.is_floating_point]
     problems = []
     for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mis_shaped), ("wrong type", mis_typed)):
         if items:

@@ -51,8 +51,7 @@ class _ProcessorRules:
 _MOBILEVIT = _ProcessorRules(flips_channels=True, normalizes=False, normalizes_by_default=False, center_crops=True)
 _VIT = _ProcessorRules(flips_channels=False, normalizes=True, normalizes_by_default=True, center_crops=False)
 _PROCESSORS = {
-    **dict.fromkeys(("MobileViTImageProcessor", "MobileViTImageProcessorPil", "MobileViTImageProcessorFast",
-                     "MobileViTFeatureExtractor"), _MOBILEVIT),
+    **dict.fromkeys(("MobileViTImageProcessor", "MobileViTImageProcessorPil", "MobileViTImageProcessorFast", "MobileViTFeatureExtractor"), _MOBILEVIT),
     **dict.fromkeys(("ViTImageProcessor", "ViTImageProcessorPil", "ViTImageProcessorFast", "ViTFeatureExtractor"), _VIT),
 }
 SUPPORTED_PROCESSORS = tuple(_PROCESSORS)

@@ -39,8 +39,9 @@ def read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     except pickle.UnpicklingError as exc:
         # torch says "GLOBAL ..." when the file names Python code to call; anything else is damage.
         if "GLOBAL" not in str(exc):
-            raise CheckpointError(f"{path} is not a PyTorch checkpoint (damaged or another format); "
-                                  "pass a .pt/.pth/.bin state dict or a .safetensors file") from None
+            raise CheckpointError(
+                f"{path} is not a PyTorch checkpoint (damaged or another format); pass a .pt/.pth/.bin state dict or a .safetensors file"
+            ) from None
         # torch's own message suggests weights_only=False, i.e. running the file's code: never.
         raise CheckpointError(
             f"{path} holds Python objects besides tensors, and mvit never unpickles those (they can run code); "
@@ -48,8 +49,7 @@ def read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         ) from None
     except Exception as exc:
         raise CheckpointError(
-            f"{path} is not a readable PyTorch checkpoint ({_first_line(exc)}); "
-            "save it with torch.save(model.state_dict()) or as .safetensors"
+            f"{path} is not a readable PyTorch checkpoint ({_first_line(exc)}); save it with torch.save(model.state_dict()) or as .safetensors"
         ) from None
     finally:
         fh.close()

@@ -35,14 +35,19 @@ def positive_int(config: dict, key: str, path: Path, *, default: int | None, upp
 def finite_triple(value: Any, key: str, path: Path, *, positive: bool = False) -> tuple[float, float, float]:
     """A per-channel value (image_mean / image_std): three finite numbers, or one for all three."""
     items = [value] * 3 if isinstance(value, (int, float)) and not isinstance(value, bool) else value
-    ok = isinstance(items, (list, tuple)) and len(items) == 3 and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 or not positive) for v in items)
+    ok = (
+        isinstance(items, (list, tuple))
+        and len(items) == 3
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 or not positive) for v in items)
+    )
     if not ok:
         kind = "positive" if positive else "finite"
         raise CheckpointError(f"{path}: {key} is {_short(value)}; it must be three {kind} numbers (R, G, B)")
     if key.endswith("std") and min(items) < MIN_STD:
-        raise CheckpointError(f"{path}: {key} is {_short(value)}; a standard deviation of 0..1 pixels below {MIN_STD} "
-                              "is not one a network was trained with (typical: 0.2-0.3); fix the file or pass --std R,G,B")
+        raise CheckpointError(
+            f"{path}: {key} is {_short(value)}; a standard deviation of 0..1 pixels below {MIN_STD} "
+            "is not one a network was trained with (typical: 0.2-0.3); fix the file or pass --std R,G,B"
+        )
     return (float(items[0]), float(items[1]), float(items[2]))
 
 
@@ -64,9 +69,7 @@ def hf_labels(config: dict, path: Path) -> list[str] | None:
         ids[int(key)] = label
     missing = [i for i in range(len(ids)) if i not in ids]
     if missing:
-        raise CheckpointError(
-            f"{path}: id2label has no entry for class {missing[0]} (its ids must be 0..{len(ids) - 1}); "
-            "fix id2label or pass --labels FILE")
+        raise CheckpointError(f"{path}: id2label has no entry for class {missing[0]} (its ids must be 0..{len(ids) - 1}); fix id2label or pass --labels FILE")
     if len(ids) > MAX_CLASSES:
         raise CheckpointError(f"{path}: id2label has {len(ids)} classes; mvit accepts up to {MAX_CLASSES}")
     labels = [ids[i] for i in range(len(ids))]
@@ -78,8 +81,7 @@ def check_label_text(labels: list[str], source: str) -> None:
     """Labels of a sane length: each up to MAX_LABEL_CHARS, all together up to MAX_LABELS_TEXT."""
     long = next((i for i, label in enumerate(labels) if len(label) > MAX_LABEL_CHARS), None)
     if long is not None:
-        raise CheckpointError(f"{source}: label {long} is {len(labels[long])} characters long; "
-                              f"mvit accepts labels up to {MAX_LABEL_CHARS} characters")
+        raise CheckpointError(f"{source}: label {long} is {len(labels[long])} characters long; mvit accepts labels up to {MAX_LABEL_CHARS} characters")
     total = sum(len(label) for label in labels)
     if total > MAX_LABELS_TEXT:
         raise CheckpointError(f"{source}: its labels hold {total} characters in all; mvit accepts up to {MAX_LABELS_TEXT}")

@@ -43,9 +43,21 @@ COMMAND = "`.venv/bin/python tests/data/fixture_accuracy.py --out docs/trained-f
 
 def export(fixture: tf.Fixture, target: str, precision: str, out: Path) -> tuple[Path, dict]:
     proc = subprocess.run(
-        [str(MVIT_EXPORT), "--checkpoint", str(fixture.checkpoint), "--target", target, "--precision", precision,
-         "--image-size", str(fixture.image_size), "--out", str(out)],
-        capture_output=True, text=True,
+        [
+            str(MVIT_EXPORT),
+            "--checkpoint",
+            str(fixture.checkpoint),
+            "--target",
+            target,
+            "--precision",
+            precision,
+            "--image-size",
+            str(fixture.image_size),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
     )
     if proc.returncode not in (0, 1):
         raise SystemExit(f"error: mvit-export failed for {fixture.name} {target} {precision}: {proc.stderr.strip()}")
@@ -56,7 +68,7 @@ def export(fixture: tf.Fixture, target: str, precision: str, out: Path) -> tuple
 def artefact_metrics(task: str, path: Path, target: str, data) -> dict[str, float]:
     runner = get_target(target).load(path)
     pixels = data[0]
-    outs = [runner.run({"image": pixels[i:i + 1]}) for i in range(len(pixels))]
+    outs = [runner.run({"image": pixels[i : i + 1]}) for i in range(len(pixels))]
     if task == "classification":
         probs = np.concatenate([np.asarray(o["probabilities"]).reshape(1, -1) for o in outs])
         return tf.classification_accuracy(probs, data[1])
@@ -98,10 +110,18 @@ def main() -> None:
                     start = time.perf_counter()
                     path, report = export(fixture, target, precision, Path(tmp) / f"{fixture.task}-{target}-{precision}")
                     metrics = artefact_metrics(fixture.task, path, target, data)
-                    print(f"{fixture.name} {target} {precision}: {metrics} verdict {report['verdict']} "
-                          f"({time.perf_counter() - start:.0f} s)", flush=True)
-                    rows.append((fixture, f"{target} ({report.get('verified_by')})", precision,
-                                 [metrics[n] for n in names], report["verdict"], _relative_error(report), None))
+                    print(f"{fixture.name} {target} {precision}: {metrics} verdict {report['verdict']} ({time.perf_counter() - start:.0f} s)", flush=True)
+                    rows.append(
+                        (
+                            fixture,
+                            f"{target} ({report.get('verified_by')})",
+                            precision,
+                            [metrics[n] for n in names],
+                            report["verdict"],
+                            _relative_error(report),
+                            None,
+                        )
+                    )
     args.out.write_text(render(rows, args.count))
 
 
@@ -137,9 +157,12 @@ def render(rows, count: int | None) -> str:
             continue
         fixture = task_rows[0][0]
         names = METRIC_NAMES[task]
-        lines += [f"## {fixture.name} ({task}, {fixture.image_size}x{fixture.image_size})", "",
-                  "| runtime | precision | " + " | ".join(n.replace("_", " ") for n in names) + " | verdict | rel. error |",
-                  "|---|---|" + "---|" * len(names) + "---|---|"]
+        lines += [
+            f"## {fixture.name} ({task}, {fixture.image_size}x{fixture.image_size})",
+            "",
+            "| runtime | precision | " + " | ".join(n.replace("_", " ") for n in names) + " | verdict | rel. error |",
+            "|---|---|" + "---|" * len(names) + "---|---|",
+        ]
         for _, runtime, precision, values, verdict, rel, _ in task_rows:
             lines.append(f"| {runtime} | {precision} | " + " | ".join(f"{v:.3f}" for v in values) + f" | {verdict} | {rel} |")
         lines.append("")

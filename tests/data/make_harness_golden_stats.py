@@ -43,8 +43,7 @@ def main() -> None:
         stats = LatencyStats.from_times(times).as_dict()
         if std_with_pow(times) != stats["std_ms"]:
             rows.append({"times_ms": times, "stats": stats, "std_ms_with_pow": std_with_pow(times)})
-    doc = {"about": f"rows {ROWS} of {drawn} drawn (seed {SEED}) whose std_ms differs between d * d and d ** 2",
-           "rows": rows}
+    doc = {"about": f"rows {ROWS} of {drawn} drawn (seed {SEED}) whose std_ms differs between d * d and d ** 2", "rows": rows}
     OUT.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
 

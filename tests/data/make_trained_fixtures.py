@@ -60,7 +60,7 @@ WEIGHT_DECAY = 0.01
 def _batches(rng: np.random.Generator, n: int):
     order = rng.permutation(n)
     for start in range(0, n - BATCH + 1, BATCH):  # drop the ragged last batch: BN on 1-2 images is noise
-        yield order[start:start + BATCH]
+        yield order[start : start + BATCH]
 
 
 def _optimiser(model: torch.nn.Module, task: str, steps: int):
@@ -104,8 +104,7 @@ def _ssd_targets(anchors: torch.Tensor, boxes: list[np.ndarray], classes: list[n
         pos = best_iou >= 0.5
         matched = gt[best_gt]
         centre, size = (matched[:, :2] + matched[:, 2:]) / 2, (matched[:, 2:] - matched[:, :2]).clamp(min=1e-4)
-        offsets[i] = torch.cat([(centre - anchors[:, :2]) / (CENTER_VARIANCE * anchors[:, 2:]),
-                                torch.log(size / anchors[:, 2:]) / SIZE_VARIANCE], 1)
+        offsets[i] = torch.cat([(centre - anchors[:, :2]) / (CENTER_VARIANCE * anchors[:, 2:]), torch.log(size / anchors[:, 2:]) / SIZE_VARIANCE], 1)
         labels[i][pos] = torch.from_numpy(c)[best_gt[pos]]
     return offsets, labels
 
@@ -147,7 +146,7 @@ def evaluate(task: str, model) -> dict[str, float]:
     """Held-out metrics of a PyTorch model (eval mode), in the same terms as docs/trained-fixture.md."""
     model.eval()
     data = tf.heldout(task)
-    outputs = [model(_input(data[0][i:i + 64])) for i in range(0, len(data[0]), 64)]
+    outputs = [model(_input(data[0][i : i + 64])) for i in range(0, len(data[0]), 64)]
     if task == "classification":
         return tf.classification_accuracy(torch.cat(outputs).softmax(1).numpy(), data[1])
     if task == "segmentation":
@@ -183,8 +182,7 @@ def train(task: str) -> dict:
             opt.step()
             sched.step()
             losses.append(loss.item())
-        print(f"{fixture.name} epoch {epoch + 1}/{EPOCHS[task]}: loss {np.mean(losses):.3f} "
-              f"({time.perf_counter() - start:.0f} s)", flush=True)
+        print(f"{fixture.name} epoch {epoch + 1}/{EPOCHS[task]}: loss {np.mean(losses):.3f} ({time.perf_counter() - start:.0f} s)", flush=True)
     seconds = time.perf_counter() - start
     model.eval()
     labels = tf.LABELS if task == "classification" else ["background", *tf.LABELS]
@@ -192,9 +190,16 @@ def train(task: str) -> dict:
     metrics = evaluate(task, load_checkpoint(fixture.checkpoint)[0])
     print(f"{fixture.name}: held-out {metrics}", flush=True)
     return {
-        "model": fixture.name, "task": task, "image_size": fixture.image_size, "num_classes": fixture.num_classes,
-        "checkpoint": fixture.checkpoint.name, "epochs": EPOCHS[task], "train_scenes_per_epoch": n,
-        "heldout_scenes": tf.HELDOUT_DIGITS, "train_seconds": round(seconds, 1), "heldout": metrics,
+        "model": fixture.name,
+        "task": task,
+        "image_size": fixture.image_size,
+        "num_classes": fixture.num_classes,
+        "checkpoint": fixture.checkpoint.name,
+        "epochs": EPOCHS[task],
+        "train_scenes_per_epoch": n,
+        "heldout_scenes": tf.HELDOUT_DIGITS,
+        "train_seconds": round(seconds, 1),
+        "heldout": metrics,
     }
 
 

@@ -84,13 +84,41 @@ def main() -> None:
     for target in args.targets.split(","):
         art = out / target
         for precision in ("fp32", *precisions_of(target)):
-            run([str(BIN / "mvit-export"), "--target", target, "--precision", precision, "--checkpoint", str(fx.checkpoint),
-                 "--image-size", str(fx.image_size), "--calibration", str(calibration), "--out", str(art)], log)
+            run(
+                [
+                    str(BIN / "mvit-export"),
+                    "--target",
+                    target,
+                    "--precision",
+                    precision,
+                    "--checkpoint",
+                    str(fx.checkpoint),
+                    "--image-size",
+                    str(fx.image_size),
+                    "--calibration",
+                    str(calibration),
+                    "--out",
+                    str(art),
+                ],
+                log,
+            )
         suffix = {"onnx": ".onnx", "tflite": ".tflite", "coreml": ".mlpackage"}[target]
         baseline = next(art.glob(f"*_fp32{suffix}"))
         variants = [next(art.glob(f"*_{p}{suffix}")) for p in precisions_of(target)]
-        cmd = [str(BIN / "mvit-eval"), *map(str, variants), "--baseline", str(baseline), "--checkpoint", str(fx.checkpoint),
-               "--data", str(data), "--out", str(out / f"{target}.json"), "--runs", str(args.runs)]
+        cmd = [
+            str(BIN / "mvit-eval"),
+            *map(str, variants),
+            "--baseline",
+            str(baseline),
+            "--checkpoint",
+            str(fx.checkpoint),
+            "--data",
+            str(data),
+            "--out",
+            str(out / f"{target}.json"),
+            "--runs",
+            str(args.runs),
+        ]
         if target == "coreml":
             cmd += ["--runner", "mil-reference", "--no-speed", "--limit", str(args.coreml_limit)]
         run(cmd, log)
@@ -110,8 +138,10 @@ def _signed(points: float) -> str:
 
 
 def markdown(out: Path, targets: list[str]) -> str:
-    rows = ["| target | precision | bytes | smaller | speed-up vs fp32 [95% CI] | top-1 PyTorch | top-1 artefact | "
-            "drop vs fp32 (points) | images | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| target | precision | bytes | smaller | speed-up vs fp32 [95% CI] | top-1 PyTorch | top-1 artefact | drop vs fp32 (points) | images | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for target in targets:
         doc = json.loads((out / f"{target}.json").read_text())
         models = {m["name"]: m for m in doc["models"]}
@@ -122,15 +152,26 @@ def markdown(out: Path, targets: list[str]) -> str:
                 continue
             v = verdicts.get(name)
             size = artefact_size_bytes(Path(m["path"]))
-            speed = "baseline" if v is None else ("not timed here" if v.get("speedup") is None else
-                                                  f"{v['speedup']:.2f}" + (f" [{v['speedup_ci'][0]:.2f}, {v['speedup_ci'][1]:.2f}]"
-                                                                           if v.get("speedup_ci") else ""))
-            drop = "" if v is None or v.get("drop_points") is None else (
-                _signed(v["drop_points"]) + (f" [{_signed(v['drop_ci'][0])}, {_signed(v['drop_ci'][1])}]" if v.get("drop_ci") else ""))
-            rows.append(f"| {target} | {m['precision']} | {size:,} | "
-                        f"{'' if v is None else format(v['size_ratio'], '.2f') + 'x'} | {speed} | {torch_top1} | "
-                        f"{_pct(m['metrics']['top1'])} | {drop} | {doc['dataset']['images']} | "
-                        f"{'' if v is None else ('recommended' if v['recommended'] else 'not recommended: ' + v['reason'])} |")
+            speed = (
+                "baseline"
+                if v is None
+                else (
+                    "not timed here"
+                    if v.get("speedup") is None
+                    else f"{v['speedup']:.2f}" + (f" [{v['speedup_ci'][0]:.2f}, {v['speedup_ci'][1]:.2f}]" if v.get("speedup_ci") else "")
+                )
+            )
+            drop = (
+                ""
+                if v is None or v.get("drop_points") is None
+                else (_signed(v["drop_points"]) + (f" [{_signed(v['drop_ci'][0])}, {_signed(v['drop_ci'][1])}]" if v.get("drop_ci") else ""))
+            )
+            rows.append(
+                f"| {target} | {m['precision']} | {size:,} | "
+                f"{'' if v is None else format(v['size_ratio'], '.2f') + 'x'} | {speed} | {torch_top1} | "
+                f"{_pct(m['metrics']['top1'])} | {drop} | {doc['dataset']['images']} | "
+                f"{'' if v is None else ('recommended' if v['recommended'] else 'not recommended: ' + v['reason'])} |"
+            )
     return "\n".join(rows) + "\n"
 
 

@@ -50,15 +50,18 @@ def main() -> None:
                     check_precision(precision, get_target(target))
                 except api.ExportError:
                     continue
-                result = api.export_model(None, target, Path(tmp) / "out", precision=precision, checkpoint=fx.checkpoint,
-                                          image_size=fx.image_size, calibration=calibration)
+                result = api.export_model(
+                    None, target, Path(tmp) / "out", precision=precision, checkpoint=fx.checkpoint, image_size=fx.image_size, calibration=calibration
+                )
                 runner = get_target(target).load(result.path)
-                probs = np.concatenate([runner.run({"image": pixels[i:i + 1]})["probabilities"].reshape(1, -1)
-                                        for i in range(len(pixels))])
+                probs = np.concatenate([runner.run({"image": pixels[i : i + 1]})["probabilities"].reshape(1, -1) for i in range(len(pixels))])
                 agree = float((probs.argmax(1) == reference.argmax(1)).mean())
                 acc = float((probs.argmax(1) == labels).mean())
-                print(f"| {target} | {precision} | {result.size_bytes} | {fx.checkpoint.stat().st_size / result.size_bytes:.1f} "
-                      f"| {agree:.3f} | {acc:.3f} | {result.verdict} |", flush=True)
+                print(
+                    f"| {target} | {precision} | {result.size_bytes} | {fx.checkpoint.stat().st_size / result.size_bytes:.1f} "
+                    f"| {agree:.3f} | {acc:.3f} | {result.verdict} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

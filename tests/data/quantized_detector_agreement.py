@@ -27,9 +27,14 @@ import trained_fixtures as tf  # noqa: E402
 from mvit.exporters import api, quantize  # noqa: E402
 
 ROWS = [  # target, precision, weights, calibration
-    ("onnx", "fp16", "fixture", "scenes"), ("onnx", "int8-weights", "fixture", "scenes"), ("onnx", "int8", "fixture", "scenes"),
-    ("tflite", "int8-weights", "fixture", "scenes"), ("tflite", "int8", "fixture", "scenes"),
-    ("onnx", "int8", "fixture", "black"), ("tflite", "int8", "fixture", "black"), ("onnx", "fp32", "noise2", "scenes"),
+    ("onnx", "fp16", "fixture", "scenes"),
+    ("onnx", "int8-weights", "fixture", "scenes"),
+    ("onnx", "int8", "fixture", "scenes"),
+    ("tflite", "int8-weights", "fixture", "scenes"),
+    ("tflite", "int8", "fixture", "scenes"),
+    ("onnx", "int8", "fixture", "black"),
+    ("tflite", "int8", "fixture", "black"),
+    ("onnx", "fp32", "noise2", "scenes"),
 ]
 KEYS = ("detection_recall", "detection_precision", "matched_box_mean_iou", "matched_box_min_iou", "p95_score_difference")
 
@@ -38,8 +43,9 @@ def _noisy(path: Path, fraction: float) -> Path:
     with safe_open(str(tf.DETECTOR.checkpoint), "pt") as f:
         metadata = f.metadata()
     generator = torch.Generator().manual_seed(0)
-    state = {k: v + v * fraction * torch.randn(v.shape, generator=generator) if v.is_floating_point() else v
-             for k, v in load_file(tf.DETECTOR.checkpoint).items()}
+    state = {
+        k: v + v * fraction * torch.randn(v.shape, generator=generator) if v.is_floating_point() else v for k, v in load_file(tf.DETECTOR.checkpoint).items()
+    }
     save_file(state, str(path), metadata=metadata)
     return path
 
@@ -54,15 +60,24 @@ def main() -> None:
         root = Path(tmp)
         digits, labels = tf.train_digits()
         scenes, _, _ = tf.detection_scenes(np.random.default_rng(5), digits[:64], labels[:64], fx.image_size)
-        calibration = {"scenes": tf.save_scenes(root / "scenes", scenes),
-                       "black": tf.save_scenes(root / "black", np.zeros((16, 3, fx.image_size, fx.image_size), np.float32))}
+        calibration = {
+            "scenes": tf.save_scenes(root / "scenes", scenes),
+            "black": tf.save_scenes(root / "black", np.zeros((16, 3, fx.image_size, fx.image_size), np.float32)),
+        }
         held_out = tf.save_scenes(root / "held_out", tf.heldout("detection", args.count)[0])
         weights = {"fixture": fx.checkpoint, "noise2": _noisy(root / "noise2.safetensors", 0.02)}
         print("| export | recall | precision | mean IoU | min IoU | p95 score diff | verdict |")
         print("|---|---|---|---|---|---|---|")
         for i, (target, precision, source, cal) in enumerate(ROWS):
-            result = api.export_model(None, target, root / f"out{i}", precision=precision, checkpoint=weights[source],
-                                      image_size=fx.image_size, calibration=calibration[cal] if precision not in ("fp32", "fp16") else None)
+            result = api.export_model(
+                None,
+                target,
+                root / f"out{i}",
+                precision=precision,
+                checkpoint=weights[source],
+                image_size=fx.image_size,
+                calibration=calibration[cal] if precision not in ("fp32", "fp16") else None,
+            )
             report = api.verify_artefact(result.path, checkpoint=fx.checkpoint, images=held_out, write=False)
             metrics = report["verification"]["task_metrics"]
             label = f"{target} {precision}" + {"black": ", calibrated on black images", "scenes": ""}[cal]

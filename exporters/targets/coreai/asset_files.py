@@ -94,8 +94,7 @@ def _check_entries(root: Path) -> int:
                 elif stat.S_ISREG(mode):
                     total += os.stat(entry.path).st_size
                 else:
-                    kind = "pipe" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else \
-                        "dangling link" if stat.S_ISLNK(mode) else "device"
+                    kind = "pipe" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "dangling link" if stat.S_ISLNK(mode) else "device"
                     raise DamagedAsset(f"{where} is a {kind}; a Core AI asset holds regular files only: re-export it")
     return total
 

@@ -64,7 +64,6 @@ class ClusterNms(nn.Module):
         return out_boxes[None], kept_scores[None], class_ids[None], count
 
 
-
 def with_nms(module: nn.Module, settings: NmsSettings, input_shape: tuple[int, ...]) -> ClusterNms:
     """`module` (decoded boxes, softmax scores) followed by ClusterNms, sized from one run at `input_shape`."""
     with torch.no_grad():

@@ -31,12 +31,15 @@ def summarise(path: Path) -> dict[str, Any]:
     """{"ops": {op name: count}, "max_rank": int} of the asset's program."""
     check_asset(path)
     with tempfile.TemporaryDirectory(prefix="mvit-coreai-") as work:
-        done = subprocess.run([sys.executable, "-m", __name__, str(Path(path).resolve())], capture_output=True,
-                              env=_child_env(Path(work)), stdin=subprocess.DEVNULL, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", __name__, str(Path(path).resolve())], capture_output=True, env=_child_env(Path(work)), stdin=subprocess.DEVNULL, check=False
+        )
     if done.returncode != 0:
         last = next((line for line in reversed(done.stderr.decode("utf-8", "replace").splitlines()) if line.strip()), "")
-        raise UnreadableProgram(f"the Core AI program of {Path(path).name} cannot be read (exit status {done.returncode}"
-                                f"{': ' + last.strip()[:200] if last else ''}); the asset is damaged: re-export it")
+        raise UnreadableProgram(
+            f"the Core AI program of {Path(path).name} cannot be read (exit status {done.returncode}"
+            f"{': ' + last.strip()[:200] if last else ''}); the asset is damaged: re-export it"
+        )
     return json.loads(done.stdout.decode("utf-8").splitlines()[-1])
 
 
@@ -44,7 +47,7 @@ def _tensor_rank(type_text: str) -> int:
     """'tensor<1x8x30x30xf32>' -> 4; other types (tokens, scalars) count as rank 0."""
     if not type_text.startswith("tensor<"):
         return 0
-    return len(type_text[len("tensor<"):-1].split("x")) - 1
+    return len(type_text[len("tensor<") : -1].split("x")) - 1
 
 
 def _walk(operation: Any, ops: Counter, ranks: list[int]) -> None:

@@ -88,8 +88,14 @@ def _call_in(asset: Path, request: dict[str, Any], inputs: list[dict[str, np.nda
     log = work / "child.log"
     debug = bool(os.environ.get("MVIT_DEBUG"))
     with open(log, "wb") as sink:
-        child = subprocess.Popen([sys.executable, _CHILD, str(work)], env=_child_env(work), stdin=subprocess.DEVNULL,
-                                 stdout=None if debug else sink, stderr=None if debug else sink, start_new_session=True)
+        child = subprocess.Popen(
+            [sys.executable, _CHILD, str(work)],
+            env=_child_env(work),
+            stdin=subprocess.DEVNULL,
+            stdout=None if debug else sink,
+            stderr=None if debug else sink,
+            start_new_session=True,
+        )
         try:
             code = child.wait()
         finally:  # interrupted (KeyboardInterrupt from SIGINT/SIGTERM) or failed: the child must not outlive us
@@ -99,8 +105,10 @@ def _call_in(asset: Path, request: dict[str, Any], inputs: list[dict[str, np.nda
     what = f"{asset.name}" + (f" function {request['function']!r}" if "function" in request else "")
     result_file = work / RESULT
     if code != 0 or not result_file.is_file():
-        raise CoreAIRuntimeFailed(f"the Core AI runtime crashed on {what}: {_how_it_ended(code)}{_last_line(log)}; "
-                                  "the asset may be damaged: re-export it (MVIT_DEBUG=1 shows the runtime's own output)")
+        raise CoreAIRuntimeFailed(
+            f"the Core AI runtime crashed on {what}: {_how_it_ended(code)}{_last_line(log)}; "
+            "the asset may be damaged: re-export it (MVIT_DEBUG=1 shows the runtime's own output)"
+        )
     result = json.loads(result_file.read_text())
     if result["status"] == "bad-request":
         raise CoreAIRequestError(f"{what}: {result['message']}")

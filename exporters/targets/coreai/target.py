@@ -66,7 +66,7 @@ class CoreAIRunner:
             seconds = runtime.time_runs(self.path, self.function, feed, warmup=0, runs=1 + warmups + runs)
         except MvitError as exc:
             raise _failing(exc) from None
-        return seconds[0] * 1e3, [s * 1e3 for s in seconds[1 + warmups:]]
+        return seconds[0] * 1e3, [s * 1e3 for s in seconds[1 + warmups :]]
 
     def run_many(self, inputs: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
         """Several inputs in one child process: loading the asset costs more than one run."""
@@ -123,8 +123,9 @@ class CoreAITarget(TargetDefaults):
         return CoreAIRunner(path)
 
 
-def traced_module(module: nn.Module, precision: str, options: ExportOptions, input_shape: tuple[int, ...],
-                  output_names: list[str]) -> tuple[nn.Module, list[str]]:
+def traced_module(
+    module: nn.Module, precision: str, options: ExportOptions, input_shape: tuple[int, ...], output_names: list[str]
+) -> tuple[nn.Module, list[str]]:
     """The module coreai-torch converts and its output names, from the wrapped network."""
     traced: nn.Module = HalfPrecision(module) if precision == "fp16" else module
     if options.nms is None:

@@ -35,10 +35,15 @@ def drop_repeated_consts(program: Any) -> None:
             alias: dict[str, str] = {}
             survivors = []
             for op in block.operations:
-                if op.type == "const" and len(op.outputs) == 1 and set(op.attributes) <= {"name", "val"} \
-                        and not op.inputs and not op.blocks and op.outputs[0].name not in kept:
-                    key = op.outputs[0].type.SerializeToString(deterministic=True) + b"\0" + \
-                        op.attributes["val"].SerializeToString(deterministic=True)
+                if (
+                    op.type == "const"
+                    and len(op.outputs) == 1
+                    and set(op.attributes) <= {"name", "val"}
+                    and not op.inputs
+                    and not op.blocks
+                    and op.outputs[0].name not in kept
+                ):
+                    key = op.outputs[0].type.SerializeToString(deterministic=True) + b"\0" + op.attributes["val"].SerializeToString(deterministic=True)
                     if key in first:
                         alias[op.outputs[0].name] = first[key]
                         continue

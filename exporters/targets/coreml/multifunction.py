@@ -62,10 +62,8 @@ def write_functions(entries: list[SizedExport], path: Path, staging: Path, preci
     """One package at `path`, one function per entry, named entry.name, the first the default."""
     import coremltools as ct
 
-
     parts = staging / "functions"
-    singles = [api.export_prepared(e.prepared, TARGET, parts, precision=precision, verify=False).path
-               for e in entries]
+    singles = [api.export_prepared(e.prepared, TARGET, parts, precision=precision, verify=False).path for e in entries]
     desc = ct.utils.MultiFunctionDescriptor()
     for entry, single in zip(entries, singles):
         desc.add_function(str(single), "main", entry.name)
@@ -86,14 +84,12 @@ def write_functions(entries: list[SizedExport], path: Path, staging: Path, preci
     _make_package_deterministic(combined)
     shutil.move(str(combined), str(path))
     blobs = {hashlib.sha256((s / _WEIGHTS_FILE).read_bytes()).hexdigest() for s in singles}
-    return {"single_size_bytes": artefact_size_bytes(singles[0]), "weight_blobs_identical": len(blobs) == 1,
-            "deployment_target": deployment_target}
+    return {"single_size_bytes": artefact_size_bytes(singles[0]), "weight_blobs_identical": len(blobs) == 1, "deployment_target": deployment_target}
 
 
 def write_enumerated(entries: list[SizedExport], path: Path, precision: str) -> dict[str, Any]:
     """One function whose image input takes every entry's size (EnumeratedShapes, iOS 16)."""
     import coremltools as ct
-
 
     first = entries[0].prepared
     target = TARGET
@@ -112,11 +108,15 @@ def write_enumerated(entries: list[SizedExport], path: Path, precision: str) -> 
     with size_generic(_fold_channel_scale(request), resizes_at(first.fused, sizes)) as generic, torch.no_grad():
         traced = torch.jit.trace(generic, example)
     names = classifier_tensor_names(request.task, list(request.output_names))
-    mlmodel = ct.convert(traced, convert_to="mlprogram", inputs=[image],
-                         outputs=interface_tensor_types(traced, example, names),
-                         classifier_config=classifier_config(request.task, request.labels, names),
-                         minimum_deployment_target=ct.target.iOS16,
-                         compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32)
+    mlmodel = ct.convert(
+        traced,
+        convert_to="mlprogram",
+        inputs=[image],
+        outputs=interface_tensor_types(traced, example, names),
+        classifier_config=classifier_config(request.task, request.labels, names),
+        minimum_deployment_target=ct.target.iOS16,
+        compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
+    )
     request.metadata[ENUMERATED_KEY] = json.dumps(sizes)
     _save_like_single_size(mlmodel, request, path)
     return {"enumerated_sizes": sizes}
@@ -169,8 +169,7 @@ def _mil_function_runner(path: Path, function_name: str | None, image_size: int)
     if function_name is None:
         runner = MilReferenceRunner(path, num_threads=1)
         # EnumeratedShapes: the description holds the default size; the program takes each listed one.
-        runner.package.images = {n: ImageInput(i.name, i.color_space, image_size, image_size)
-                                 for n, i in runner.package.images.items()}
+        runner.package.images = {n: ImageInput(i.name, i.color_space, image_size, image_size) for n, i in runner.package.images.items()}
         runner._evaluator = _SymbolicShapeEvaluator(runner.package.program, True)
         return runner
     load_spec, load_milproto = _quiet_import_coremltools()
@@ -182,9 +181,13 @@ def _mil_function_runner(path: Path, function_name: str | None, image_size: int)
     function = described[function_name]
     as_model = types.SimpleNamespace(description=function)  # what the loader reads a description from
     package = LoadedPackage(
-        path=path, spec=spec, program=types.SimpleNamespace(functions={"main": program.functions[function_name]}),
-        input_names=[f.name for f in function.input], output_names=[f.name for f in function.output],
-        images=_image_inputs(as_model), classifier=_classifier(as_model),
+        path=path,
+        spec=spec,
+        program=types.SimpleNamespace(functions={"main": program.functions[function_name]}),
+        input_names=[f.name for f in function.input],
+        output_names=[f.name for f in function.output],
+        images=_image_inputs(as_model),
+        classifier=_classifier(as_model),
         optional_inputs=frozenset(f.name for f in function.input if f.type.isOptional),
     )
     runner = MilReferenceRunner.__new__(MilReferenceRunner)
@@ -200,8 +203,7 @@ class _RuntimeFunctionRunner(CoreMLRuntimeRunner):
     def __init__(self, path: Path, function_name: str | None, compute_units: str = "CPU_ONLY") -> None:
         import coremltools as ct
 
-        self.model = ct.models.MLModel(str(path), compute_units=getattr(ct.ComputeUnit, compute_units),
-                                       function_name=function_name)
+        self.model = ct.models.MLModel(str(path), compute_units=getattr(ct.ComputeUnit, compute_units), function_name=function_name)
         spec = self.model.get_spec()
         description = next((f for f in spec.description.functions if f.name == function_name), spec.description)
         self.input_names = [i.name for i in description.input]

@@ -44,7 +44,6 @@ def append_vision_outputs(program: Any) -> None:
     from coremltools.converters.mil import Builder as mb
     from coremltools.converters.mil.mil.scope import ScopeInfo, ScopeSource
 
-
     confidence_name, coordinates_name = STAGE_OUTPUTS
     function = program.functions["main"]
     # The torch frontend's validation wants every op to carry a torch module scope.
@@ -59,8 +58,7 @@ def append_vision_outputs(program: Any) -> None:
         classes = int(probs.shape[-1]) - 1
         padding = padded_class_count(classes) - classes
         if padding:
-            foreground = mb.pad(x=foreground, pad=np.array([0, padding], dtype=np.int32), mode="constant",
-                                constant_val=np.float32(0.0))
+            foreground = mb.pad(x=foreground, pad=np.array([0, padding], dtype=np.int32), mode="constant", constant_val=np.float32(0.0))
         confidence = mb.squeeze(x=foreground, axes=[0], name=confidence_name)
         function.set_outputs([confidence, coordinates])
         # The user-declared output types belonged to the traced outputs.
@@ -98,9 +96,10 @@ def build_pipeline(program_model: Any, labels: list[str], settings: NmsSettings)
     nms = _nms_spec(stage, labels, settings)
 
     # Placeholder feature types: the real descriptions are copied from the stages below.
-    pipeline = Pipeline(input_features=[(stage.description.input[0].name, datatypes.Array(1)),
-                                        *((name, datatypes.Double()) for name in THRESHOLD_INPUTS)],
-                        output_features=[(name, datatypes.Array(1)) for name in VISION_OUTPUTS])
+    pipeline = Pipeline(
+        input_features=[(stage.description.input[0].name, datatypes.Array(1)), *((name, datatypes.Double()) for name in THRESHOLD_INPUTS)],
+        output_features=[(name, datatypes.Array(1)) for name in VISION_OUTPUTS],
+    )
     pipeline.add_model(stage)
     pipeline.add_model(nms)
     spec = pipeline.spec

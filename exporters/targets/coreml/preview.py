@@ -49,19 +49,29 @@ def preview_for(task: str, options: ExportOptions, outputs: list[str] | None = N
         return XcodePreview(None, "none: the input is a tensor (--raw-input) and Xcode's previews feed an image")
     if declared == "objectDetector":
         if options.nms is None:
-            return XcodePreview(None, "none: Xcode's object-detector preview reads a Vision pipeline's confidence and "
-                                      "coordinates; this detector has no NMS (--no-nms / --raw-detection)")
+            return XcodePreview(
+                None,
+                "none: Xcode's object-detector preview reads a Vision pipeline's confidence and "
+                "coordinates; this detector has no NMS (--no-nms / --raw-detection)",
+            )
         if (options.coreml_nms or NMS_FORMS[0]) != "vision":
-            return XcodePreview(None, "none: --coreml-nms program outputs boxes, scores and class_ids, which Xcode's "
-                                      "object-detector preview does not read; the default --coreml-nms vision does")
-        return XcodePreview(declared, "recognised by structure: a pipeline ending in Core ML's NonMaximumSuppression "
-                                      "model (outputs confidence, coordinates)")
+            return XcodePreview(
+                None,
+                "none: --coreml-nms program outputs boxes, scores and class_ids, which Xcode's "
+                "object-detector preview does not read; the default --coreml-nms vision does",
+            )
+        return XcodePreview(declared, "recognised by structure: a pipeline ending in Core ML's NonMaximumSuppression model (outputs confidence, coordinates)")
     if declared == "imageSegmenter":
         if outputs is not None and CLASS_MAP_OUTPUT not in outputs:
-            return XcodePreview(declared, f"declared, but this package has no class map output '{CLASS_MAP_OUTPUT}' "
-                                          f"(outputs {outputs}); Xcode's segmentation preview may not read logits")
-        return XcodePreview(declared, f"reads the class map output '{CLASS_MAP_OUTPUT}' (int32 [1, H, W], one class "
-                                      "index per input pixel) with the labels in the preview params")
+            return XcodePreview(
+                declared,
+                f"declared, but this package has no class map output '{CLASS_MAP_OUTPUT}' "
+                f"(outputs {outputs}); Xcode's segmentation preview may not read logits",
+            )
+        return XcodePreview(
+            declared,
+            f"reads the class map output '{CLASS_MAP_OUTPUT}' (int32 [1, H, W], one class index per input pixel) with the labels in the preview params",
+        )
     return XcodePreview(declared, "reads the ClassifierConfig outputs classLabel and probabilities")
 
 

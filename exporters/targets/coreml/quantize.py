@@ -29,10 +29,17 @@ from .reference.evaluator import is_constant_op
 from .reference.image import to_program_input
 
 SETTINGS: dict[str, dict[str, Any]] = {
-    "int8-weights": {"method": "coremltools.optimize.coreml.linear_quantize_weights", "mode": "linear_symmetric",
-                     "granularity": "per_channel", "dtype": "int8"},
-    "int8": {"method": "activations: coremltools' linear_quantize_activations passes, ranges from the MIL reference "
-             "evaluator; weights: linear_quantize_weights", "mode": "linear_symmetric", "granularity": "per_channel"},
+    "int8-weights": {
+        "method": "coremltools.optimize.coreml.linear_quantize_weights",
+        "mode": "linear_symmetric",
+        "granularity": "per_channel",
+        "dtype": "int8",
+    },
+    "int8": {
+        "method": "activations: coremltools' linear_quantize_activations passes, ranges from the MIL reference evaluator; weights: linear_quantize_weights",
+        "mode": "linear_symmetric",
+        "granularity": "per_channel",
+    },
     "palette4": {"method": "coremltools.optimize.coreml.palettize_weights", "mode": "kmeans", "nbits": 4},
     "palette6": {"method": "coremltools.optimize.coreml.palettize_weights", "mode": "kmeans", "nbits": 6},
 }
@@ -60,8 +67,7 @@ def quantize_coreml(mlmodel: Any, request: ExportRequest) -> Any:
             return cto.palettize_weights(mlmodel, config)
         if precision == "int8":
             mlmodel = _quantize_activations(mlmodel, request)
-        config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(
-            mode="linear_symmetric", dtype="int8", granularity="per_channel"))
+        config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel"))
         return cto.linear_quantize_weights(mlmodel, config)
 
 
@@ -89,15 +95,13 @@ def _quantize_activations(mlmodel: Any, request: ExportRequest) -> Any:
         graph_pass.set_options([PassOption("config", config), PassOption("activation_stats", stats)])
         passes.append(graph_pass)
     passes.append(PASS_REGISTRY["common::dequantize_quantize_pair_elimination"])
-    return model_utils._apply_graph_pass(mlmodel, passes, spec_version=_SPECIFICATION_VERSION_IOS_17,
-                                         pymil_load_func=milproto_load.load, skip_model_load=True)
+    return model_utils._apply_graph_pass(mlmodel, passes, spec_version=_SPECIFICATION_VERSION_IOS_17, pymil_load_func=milproto_load.load, skip_model_load=True)
 
 
 def activation_ranges(mlmodel: Any, pixels: np.ndarray) -> dict[str, dict[str, float]]:
     """{tensor name: {"rmin", "rmax"}} over the calibration images, for every op output that is
     not a constant or a model output (what coremltools' calibration records)."""
     import torch
-
 
     stats: dict[str, dict[str, float]] = defaultdict(dict)
     outputs = {o.name for o in mlmodel.get_spec().description.output}

@@ -76,8 +76,7 @@ class CoreMLTarget:
     def benchmark_unavailable_reason(self) -> str | None:
         if sys.platform == "darwin":
             return None
-        return (f"coreml skipped: CoreML runs only on macOS/iOS (this is {platform.system()}); "
-                "benchmark .mlpackage files with the iOS harness or on a Mac")
+        return f"coreml skipped: CoreML runs only on macOS/iOS (this is {platform.system()}); benchmark .mlpackage files with the iOS harness or on a Mac"
 
     def output_names_with_nms(self, options: ExportOptions) -> list[str]:
         # The Vision form returns what Core ML's NonMaximumSuppression model outputs.
@@ -91,12 +90,8 @@ class CoreMLTarget:
         if get_task(request.task).classifier:
             mlmodel = _rename_probabilities(mlmodel, request.output_names[0])
         mlmodel.author = request.metadata.get("author", "mvit")
-        mlmodel.license = request.metadata.get(
-            "license", "Weights: see the licence of the checkpoint they came from."
-        )
-        mlmodel.short_description = request.metadata.get(
-            "description", f"{request.model_name} ({request.task}), exported by mvit"
-        )
+        mlmodel.license = request.metadata.get("license", "Weights: see the licence of the checkpoint they came from.")
+        mlmodel.short_description = request.metadata.get("description", f"{request.model_name} ({request.task}), exported by mvit")
         mlmodel.version = request.metadata.get("mvit_version", "")
         user = mlmodel.user_defined_metadata
         # The date would make two exports of the same model differ from one day to the next.
@@ -178,12 +173,10 @@ class CoreMLTarget:
         if verifier == "coreml-runtime":
             if sys.platform != "darwin":
                 raise ExportError(
-                    f"cannot run {path} with the CoreML runtime: CoreML predict needs macOS; "
-                    "on Linux use --verifier mil-reference (the default there)"
+                    f"cannot run {path} with the CoreML runtime: CoreML predict needs macOS; on Linux use --verifier mil-reference (the default there)"
                 )
             return CoreMLRuntimeRunner(Path(path))
         if verifier == "mil-reference":
-
             return MilReferenceRunner(Path(path), num_threads=num_threads)
         raise ExportError(f"unknown CoreML verifier {verifier!r}: use coreml-runtime or mil-reference")
 
@@ -215,16 +208,13 @@ def _convert(request: ExportRequest) -> Any:
     settings = request.options.nms
     assert settings is not None  # `nms` above
     if nms_form(request.options) == "program":
-
         append_nms(program, settings, NMS_OUTPUT_NAMES)
-        return _compressed(ct.convert(
-            program, convert_to="mlprogram", compute_precision=precision, minimum_deployment_target=ct.target.iOS16
-        ), request)
+        return _compressed(ct.convert(program, convert_to="mlprogram", compute_precision=precision, minimum_deployment_target=ct.target.iOS16), request)
 
     append_vision_outputs(program)
-    stage = _compressed(ct.convert(
-        program, convert_to="mlprogram", compute_precision=precision, minimum_deployment_target=ct.target.iOS16
-    ), request)  # the Vision pipeline's NMS model has no weights: its program stage is what gets quantised
+    stage = _compressed(
+        ct.convert(program, convert_to="mlprogram", compute_precision=precision, minimum_deployment_target=ct.target.iOS16), request
+    )  # the Vision pipeline's NMS model has no weights: its program stage is what gets quantised
     return build_pipeline(stage, nms_labels(list(request.labels)), settings)
 
 
@@ -237,7 +227,7 @@ def _compressed(program_model: Any, request: ExportRequest) -> Any:
 
 
 def nms_form(options: ExportOptions) -> str:
-    """"vision" (pipeline ending in a NonMaximumSuppression model, the default) or "program"."""
+    """ "vision" (pipeline ending in a NonMaximumSuppression model, the default) or "program"."""
     return options.coreml_nms or NMS_FORMS[0]
 
 
@@ -257,8 +247,7 @@ def classifier_config(task: str, labels: list[str], output_names: list[str]) -> 
 
     if not get_task(task).classifier:
         return None
-    return ct.ClassifierConfig(list(labels), predicted_feature_name="classLabel",
-                               predicted_probabilities_output=output_names[0])
+    return ct.ClassifierConfig(list(labels), predicted_feature_name="classLabel", predicted_probabilities_output=output_names[0])
 
 
 def interface_tensor_types(module: nn.Module, example: torch.Tensor, output_names: list[str]) -> list[Any]:
@@ -414,8 +403,7 @@ def _make_package_deterministic(package: Path) -> None:
     manifest_path = package / "Manifest.json"
     manifest = json.loads(manifest_path.read_text())
     entries = manifest.get("itemInfoEntries", {})
-    renamed = {old: str(uuid.uuid5(uuid.NAMESPACE_URL, "mvit:" + info.get("path", old))).upper()
-               for old, info in entries.items()}
+    renamed = {old: str(uuid.uuid5(uuid.NAMESPACE_URL, "mvit:" + info.get("path", old))).upper() for old, info in entries.items()}
     manifest["itemInfoEntries"] = {renamed[k]: v for k, v in sorted(entries.items(), key=lambda kv: renamed[kv[0]])}
     root = manifest.get("rootModelIdentifier")
     if root in renamed:
@@ -539,7 +527,6 @@ class CoreMLRuntimeRunner:
             elif isinstance(value, np.ndarray):
                 result[name] = value
         if self._vision:
-
             result.update(as_detections(result[VISION_OUTPUTS[0]], result[VISION_OUTPUTS[1]]))
         return result
 

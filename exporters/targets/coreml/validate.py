@@ -76,21 +76,23 @@ class Validation:
         out = []
         for rule in self.rules:
             found = [v for v in self.violations if v.rule == rule]
-            check: dict[str, Any] = {"check": f"coreml-structure:{rule}", "value": float(len(found)), "limit": 0.0,
-                                     "kind": "max", "passed": not found}
+            check: dict[str, Any] = {"check": f"coreml-structure:{rule}", "value": float(len(found)), "limit": 0.0, "kind": "max", "passed": not found}
             if found:
-                check["detail"] = f"{found[0].where}: {found[0].detail}" + (
-                    f" (and {len(found) - 1} more)" if len(found) > 1 else "")
+                check["detail"] = f"{found[0].where}: {found[0].detail}" + (f" (and {len(found) - 1} more)" if len(found) > 1 else "")
             out.append(check)
         return out
 
     def summary(self) -> dict[str, Any]:
-        return {"rules": list(self.rules), "violations": [str(v) for v in self.violations],
-                "specification_version": self.specification_version,
-                "required_deployment_target": deployment_target_description(self.required_spec)}
+        return {
+            "rules": list(self.rules),
+            "violations": [str(v) for v in self.violations],
+            "specification_version": self.specification_version,
+            "required_deployment_target": deployment_target_description(self.required_spec),
+        }
 
 
 # --- reading ---------------------------------------------------------------------------------
+
 
 def read_package_spec(path: Path) -> Any:
     """The Model proto of a .mlpackage, parsed from the file its manifest names (read only)."""
@@ -117,8 +119,7 @@ class _Model:
 def _models(spec: Any) -> list[_Model]:
     models = [_Model(spec, "model", True)]
     if spec.WhichOneof("Type") == "pipeline":
-        models += [_Model(s, f"pipeline stage {i} ({s.WhichOneof('Type')})", False)
-                   for i, s in enumerate(spec.pipeline.models)]
+        models += [_Model(s, f"pipeline stage {i} ({s.WhichOneof('Type')})", False) for i, s in enumerate(spec.pipeline.models)]
     return models
 
 
@@ -188,6 +189,7 @@ def rule(name: str, applies: Callable[[Any], bool] = lambda spec: True) -> Calla
         RULES[name] = fn
         _APPLIES[name] = applies
         return fn
+
     return register
 
 
@@ -223,8 +225,7 @@ def _unique_in(block: Any, outer: set[str], where: str) -> Iterator[Violation]:
     for op in block.operations:
         for out in op.outputs:
             if out.name in seen:
-                yield Violation("mil.unique-output-names", where,
-                                f"'{out.name}' (output of a {op.type} op) is already bound in this scope")
+                yield Violation("mil.unique-output-names", where, f"'{out.name}' (output of a {op.type} op) is already bound in this scope")
             seen.add(out.name)
         for inner in op.blocks:
             yield from _unique_in(inner, seen, where)
@@ -242,8 +243,7 @@ def _defined_in(block: Any, outer: set[str], where: str) -> Iterator[Violation]:
     for op in block.operations:
         for param, name in _argument_names(op):
             if name not in defined:
-                yield Violation("mil.defined-before-use", where,
-                                f"a {op.type} op reads '{name}' ({param}) before anything defines it")
+                yield Violation("mil.defined-before-use", where, f"a {op.type} op reads '{name}' ({param}) before anything defines it")
         for inner in op.blocks:
             yield from _defined_in(inner, defined, where)
         defined.update(o.name for o in op.outputs)
@@ -264,14 +264,16 @@ def function_io_matches_description(spec: Any) -> Iterator[Violation]:
             declared_in = [f.name for f in description.input]
             program_in = [i.name for i in function.inputs]
             if declared_in != program_in:
-                yield Violation("model.function-io-matches-description", where,
-                                f"inputs {program_in} but the description declares {declared_in}")
+                yield Violation("model.function-io-matches-description", where, f"inputs {program_in} but the description declares {declared_in}")
             types = {o.name: o.type for _, b in _blocks(function) for op in _walk_ops(b) for o in op.outputs}
             for opset, block in _blocks(function):
                 declared_out = [f.name for f in description.output]
                 if list(block.outputs) != declared_out:
-                    yield Violation("model.function-io-matches-description", f"{where} ({opset})",
-                                    f"outputs {list(block.outputs)} but the description declares {declared_out}")
+                    yield Violation(
+                        "model.function-io-matches-description",
+                        f"{where} ({opset})",
+                        f"outputs {list(block.outputs)} but the description declares {declared_out}",
+                    )
                 for feature in description.output:
                     want = _array_type(feature)
                     value = types.get(feature.name)
@@ -279,9 +281,11 @@ def function_io_matches_description(spec: Any) -> Iterator[Violation]:
                         continue
                     got = _MIL_TO_ARRAY.get(int(value.tensorType.dataType))
                     if got != want:
-                        yield Violation("model.function-io-matches-description", f"{where} ({opset})",
-                                        f"output '{feature.name}' is {_ARRAY.get(got or 0, 'another type')} in the "
-                                        f"program but {_ARRAY.get(want, want)} in the description")
+                        yield Violation(
+                            "model.function-io-matches-description",
+                            f"{where} ({opset})",
+                            f"output '{feature.name}' is {_ARRAY.get(got or 0, 'another type')} in the program but {_ARRAY.get(want, want)} in the description",
+                        )
 
 
 @rule("model.fp16-features-need-spec7")
@@ -292,10 +296,10 @@ def fp16_features_need_spec7(spec: Any) -> Iterator[Violation]:
             continue
         for where, feature in _features(m.spec.description):
             fp16 = _array_type(feature) == _FLOAT16_ARRAY or (
-                feature.type.WhichOneof("Type") == "imageType" and feature.type.imageType.colorSpace == _GRAYSCALE_FLOAT16)
+                feature.type.WhichOneof("Type") == "imageType" and feature.type.imageType.colorSpace == _GRAYSCALE_FLOAT16
+            )
             if fp16:
-                yield Violation("model.fp16-features-need-spec7", f"{m.where} {where}",
-                                f"FLOAT16 at specification version {m.spec.specificationVersion}")
+                yield Violation("model.fp16-features-need-spec7", f"{m.where} {where}", f"FLOAT16 at specification version {m.spec.specificationVersion}")
 
 
 @rule("mvit.fp32-interface")
@@ -352,18 +356,22 @@ def op_availability(spec: Any) -> Iterator[Violation]:
         for fname, function in m.spec.mlProgram.functions.items():
             where = f"{m.where} function '{fname}'"
             if OPSET_SPEC.get(function.opset, 99) > version:
-                yield Violation("mil.op-availability", where,
-                                f"opset {function.opset} needs specification version "
-                                f"{OPSET_SPEC.get(function.opset, '?')}, the package declares {version}")
+                yield Violation(
+                    "mil.op-availability",
+                    where,
+                    f"opset {function.opset} needs specification version {OPSET_SPEC.get(function.opset, '?')}, the package declares {version}",
+                )
             for _, block in _blocks(function):
                 for op in _walk_ops(block):
                     first = available.get(op.type)
                     if first is None:
                         yield Violation("mil.op-availability", where, f"'{op.type}' is not a MIL op")
                     elif first > version:
-                        yield Violation("mil.op-availability", where,
-                                        f"'{op.type}' needs iOS {SPEC_TO_IOS.get(first, first)} (specification version "
-                                        f"{first}), the package declares version {version}")
+                        yield Violation(
+                            "mil.op-availability",
+                            where,
+                            f"'{op.type}' needs iOS {SPEC_TO_IOS.get(first, first)} (specification version {first}), the package declares version {version}",
+                        )
 
 
 @rule("mvit.declared-deployment-target")
@@ -378,16 +386,17 @@ def declared_deployment_target(spec: Any) -> Iterator[Violation]:
     need = max(need, spec.specificationVersion)
     if ios is None or ios < SPEC_TO_IOS.get(need, 18):
         because = f" ({', '.join(reasons)})" if reasons else f" (specification version {need})"
-        yield Violation("mvit.declared-deployment-target", "metadata",
-                        f"declares {declared!r}, the program needs iOS {SPEC_TO_IOS.get(need, need)}{because}")
+        yield Violation("mvit.declared-deployment-target", "metadata", f"declares {declared!r}, the program needs iOS {SPEC_TO_IOS.get(need, need)}{because}")
 
 
 @rule("multifunction.spec-version", _is_multifunction)
 def multifunction_spec_version(spec: Any) -> Iterator[Violation]:
     if spec.specificationVersion < MULTIFUNCTION_MIN_SPEC:
-        yield Violation("multifunction.spec-version", "model",
-                        f"several functions need specification version {MULTIFUNCTION_MIN_SPEC} (iOS 18), "
-                        f"the package declares {spec.specificationVersion}")
+        yield Violation(
+            "multifunction.spec-version",
+            "model",
+            f"several functions need specification version {MULTIFUNCTION_MIN_SPEC} (iOS 18), the package declares {spec.specificationVersion}",
+        )
 
 
 @rule("multifunction.default-function", _is_multifunction)
@@ -398,20 +407,20 @@ def multifunction_default_function(spec: Any) -> Iterator[Violation]:
     if not default:
         yield Violation("multifunction.default-function", "model", "no defaultFunctionName")
     elif default not in described or default not in program:
-        yield Violation("multifunction.default-function", "model",
-                        f"defaultFunctionName '{default}' is not among the functions {described}")
+        yield Violation("multifunction.default-function", "model", f"defaultFunctionName '{default}' is not among the functions {described}")
     if sorted(described) != sorted(program):
-        yield Violation("multifunction.default-function", "model",
-                        f"the description lists functions {sorted(described)}, the program has {sorted(program)}")
+        yield Violation("multifunction.default-function", "model", f"the description lists functions {sorted(described)}, the program has {sorted(program)}")
 
 
 @rule("multifunction.no-top-level-io", _is_multifunction)
 def multifunction_no_top_level_io(spec: Any) -> Iterator[Violation]:
     d = spec.description
     if len(d.input) or len(d.output) or d.predictedFeatureName or d.predictedProbabilitiesName:
-        yield Violation("multifunction.no-top-level-io", "model",
-                        "a multifunction description declares its inputs and outputs per function only "
-                        f"(top level has {len(d.input)} inputs, {len(d.output)} outputs)")
+        yield Violation(
+            "multifunction.no-top-level-io",
+            "model",
+            f"a multifunction description declares its inputs and outputs per function only (top level has {len(d.input)} inputs, {len(d.output)} outputs)",
+        )
 
 
 @rule("pipeline.feature-types", _is_pipeline)
@@ -423,24 +432,23 @@ def pipeline_feature_types(spec: Any) -> Iterator[Violation]:
     for i, stage in enumerate(spec.pipeline.models):
         where = f"pipeline stage {i} ({stage.WhichOneof('Type')})"
         if stage.specificationVersion != spec.specificationVersion:
-            yield Violation("pipeline.feature-types", where, f"specification version {stage.specificationVersion}, "
-                                                             f"the pipeline declares {spec.specificationVersion}")
+            yield Violation(
+                "pipeline.feature-types", where, f"specification version {stage.specificationVersion}, the pipeline declares {spec.specificationVersion}"
+            )
         for feature in stage.description.input:
             source = available.get(feature.name)
             if source is None:
                 if not feature.type.isOptional:
                     yield Violation("pipeline.feature-types", where, f"input '{feature.name}' is produced by nothing before it")
             elif not _same_type(source, feature.type):
-                yield Violation("pipeline.feature-types", where,
-                                f"input '{feature.name}' is {_type_name(feature.type)}, given {_type_name(source)}")
+                yield Violation("pipeline.feature-types", where, f"input '{feature.name}' is {_type_name(feature.type)}, given {_type_name(source)}")
         for feature in stage.description.output:
             available[feature.name] = feature.type
     for feature in spec.description.output:
         source = available.get(feature.name)
         if source is None or not _same_type(source, feature.type):
             given = "nothing" if source is None else _type_name(source)
-            yield Violation("pipeline.feature-types", "pipeline",
-                            f"output '{feature.name}' is {_type_name(feature.type)}, its stage gives {given}")
+            yield Violation("pipeline.feature-types", "pipeline", f"output '{feature.name}' is {_type_name(feature.type)}, its stage gives {given}")
 
 
 def _same_type(a: Any, b: Any) -> bool:
@@ -463,11 +471,12 @@ def nms_feature_names(spec: Any) -> Iterator[Violation]:
     confidence and coordinates features exist."""
     for m in _nms_models(spec):
         n = m.spec.nonMaximumSuppression
-        inputs = [n.confidenceInputFeatureName, n.coordinatesInputFeatureName, n.iouThresholdInputFeatureName,
-                  n.confidenceThresholdInputFeatureName]
+        inputs = [n.confidenceInputFeatureName, n.coordinatesInputFeatureName, n.iouThresholdInputFeatureName, n.confidenceThresholdInputFeatureName]
         outputs = [n.confidenceOutputFeatureName, n.coordinatesOutputFeatureName]
-        for kind, features, named, required in (("input", m.spec.description.input, inputs, inputs[:2]),
-                                                 ("output", m.spec.description.output, outputs, outputs)):
+        for kind, features, named, required in (
+            ("input", m.spec.description.input, inputs, inputs[:2]),
+            ("output", m.spec.description.output, outputs, outputs),
+        ):
             present = [f.name for f in features]
             for name in present:
                 if name not in named:
@@ -483,8 +492,7 @@ def nms_threshold_types(spec: Any) -> Iterator[Violation]:
     for m in _nms_models(spec):
         n = m.spec.nonMaximumSuppression
         for f in m.spec.description.input:
-            if f.name in (n.iouThresholdInputFeatureName, n.confidenceThresholdInputFeatureName) and \
-                    f.type.WhichOneof("Type") != "doubleType":
+            if f.name in (n.iouThresholdInputFeatureName, n.confidenceThresholdInputFeatureName) and f.type.WhichOneof("Type") != "doubleType":
                 yield Violation("nms.threshold-types", m.where, f"threshold input '{f.name}' is {_type_name(f.type)}, not Double")
         if not 0.0 <= n.iouThreshold <= 1.0:
             yield Violation("nms.threshold-types", m.where, f"iouThreshold {n.iouThreshold} is outside 0..1")
@@ -496,10 +504,12 @@ def _nms_arrays(m: _Model) -> dict[str, Any]:
     n = m.spec.nonMaximumSuppression
     ins = {f.name: f for f in m.spec.description.input}
     outs = {f.name: f for f in m.spec.description.output}
-    found = {"input confidence": ins.get(n.confidenceInputFeatureName),
-             "input coordinates": ins.get(n.coordinatesInputFeatureName),
-             "output confidence": outs.get(n.confidenceOutputFeatureName),
-             "output coordinates": outs.get(n.coordinatesOutputFeatureName)}
+    found = {
+        "input confidence": ins.get(n.confidenceInputFeatureName),
+        "input coordinates": ins.get(n.coordinatesInputFeatureName),
+        "output confidence": outs.get(n.confidenceOutputFeatureName),
+        "output coordinates": outs.get(n.coordinatesOutputFeatureName),
+    }
     return {k: v for k, v in found.items() if v is not None}
 
 
@@ -515,12 +525,16 @@ def nms_array_types(spec: Any) -> Iterator[Violation]:
                 yield Violation("nms.array-types", m.where, f"{name} is {_type_name(arrays[name].type)}, not a MultiArray")
         dtypes = {k for k in kinds.values() if k is not None}
         if len(dtypes) > 1:
-            yield Violation("nms.array-types", m.where, "confidence and coordinates mix element types: " +
-                            ", ".join(f"{n} {_ARRAY.get(k or 0, k)}" for n, k in kinds.items()))
+            yield Violation(
+                "nms.array-types",
+                m.where,
+                "confidence and coordinates mix element types: " + ", ".join(f"{n} {_ARRAY.get(k or 0, k)}" for n, k in kinds.items()),
+            )
         allowed = {_FLOAT32_ARRAY, _DOUBLE_ARRAY} if m.spec.specificationVersion >= NMS_FLOAT32_MIN_SPEC else {_DOUBLE_ARRAY}
         for kind in dtypes - allowed:
-            yield Violation("nms.array-types", m.where, f"element type {_ARRAY.get(kind, kind)} is not allowed here "
-                                                        f"(specification version {m.spec.specificationVersion})")
+            yield Violation(
+                "nms.array-types", m.where, f"element type {_ARRAY.get(kind, kind)} is not allowed here (specification version {m.spec.specificationVersion})"
+            )
 
 
 def _class_axis(m: _Model) -> tuple[int, int] | None:
@@ -557,12 +571,12 @@ def nms_output_shapes(spec: Any) -> Iterator[Violation]:
             if dims not in (0, 2) or (flexible == "shapeRange" and len(array.shape)):
                 yield Violation("nms.output-shapes", m.where, f"{name} declares {dims} dimensions, not 2")
                 continue
-            rows = ((array.shapeRange.sizeRanges[0].lowerBound, array.shapeRange.sizeRanges[0].upperBound)
-                    if flexible == "shapeRange" else tuple(array.shape[:1]))
+            rows = (
+                (array.shapeRange.sizeRanges[0].lowerBound, array.shapeRange.sizeRanges[0].upperBound) if flexible == "shapeRange" else tuple(array.shape[:1])
+            )
             styles.append((flexible or ("shape" if dims else "none"), rows))
         if len(styles) == 2 and styles[0] != styles[1]:
-            yield Violation("nms.output-shapes", m.where,
-                            f"confidence and coordinates declare their boxes differently: {styles[0]} vs {styles[1]}")
+            yield Violation("nms.output-shapes", m.where, f"confidence and coordinates declare their boxes differently: {styles[0]} vs {styles[1]}")
 
 
 @rule("nms.labels-in-class-range", _has_nms)
@@ -574,8 +588,7 @@ def nms_labels_in_class_range(spec: Any) -> Iterator[Violation]:
         count = len(getattr(n, which).vector) if which else 0
         axis = _class_axis(m)
         if count and axis is not None and not axis[0] <= count <= (axis[1] if axis[1] >= 0 else count):
-            yield Violation("nms.labels-in-class-range", m.where,
-                            f"{count} class labels for a class axis of {axis[0]}..{axis[1]}")
+            yield Violation("nms.labels-in-class-range", m.where, f"{count} class labels for a class axis of {axis[0]}..{axis[1]}")
 
 
 @rule("nms.class-count-multiple-of-80", _has_nms)
@@ -590,11 +603,11 @@ def nms_class_count_multiple_of_80(spec: Any) -> Iterator[Violation]:
             axis = _class_axis(m)
             width = axis[1] if axis else None
         if width is None or width <= 0 or width % NMS_CLASS_MULTIPLE:
-            yield Violation("nms.class-count-multiple-of-80", m.where,
-                            f"the confidence's class axis is {width}, not a multiple of {NMS_CLASS_MULTIPLE}")
+            yield Violation("nms.class-count-multiple-of-80", m.where, f"the confidence's class axis is {width}, not a multiple of {NMS_CLASS_MULTIPLE}")
 
 
 # --- running ---------------------------------------------------------------------------------
+
 
 def validate_spec(spec: Any) -> Validation:
     """Every rule that applies to `spec`, run; the result lists them and their violations."""

@@ -38,9 +38,17 @@ def write_dynamic(entries: list[SizedExport], path: Path, precision: str) -> dic
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad(), size_generic(built.module, always_resize) as module:
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, (torch.zeros(1, 3, size, size),), buffer, dynamo=False, opset_version=OPSET,  # type: ignore[arg-type]
-                          input_names=[INPUT_NAME], output_names=built.output_names, dynamic_axes=dynamic,
-                          do_constant_folding=True)
+        torch.onnx.export(
+            module,
+            (torch.zeros(1, 3, size, size),),
+            buffer,  # type: ignore[arg-type]
+            dynamo=False,
+            opset_version=OPSET,  # type: ignore[arg-type]
+            input_names=[INPUT_NAME],
+            output_names=built.output_names,
+            dynamic_axes=dynamic,
+            do_constant_folding=True,
+        )
     model = _simplify(onnx.load_from_string(buffer.getvalue()))
     if precision == "fp16":
         _store_weights_fp16(model)

@@ -64,23 +64,33 @@ def quantize_onnx(model: onnx.ModelProto, request: ExportRequest, settings: dict
         onnx.save(model, str(src))
         if request.precision == "int8-weights":
             s = {**DYNAMIC_SETTINGS, **(settings or {})}
-            quantize_dynamic(src, dst, op_types_to_quantize=s["op_types"], per_channel=s["per_channel"],
-                             reduce_range=s["reduce_range"], weight_type=QuantType.QInt8,
-                             nodes_to_exclude=_batched_weight_matmuls(model))
+            quantize_dynamic(
+                src,
+                dst,
+                op_types_to_quantize=s["op_types"],
+                per_channel=s["per_channel"],
+                reduce_range=s["reduce_range"],
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=_batched_weight_matmuls(model),
+            )
         elif request.precision == "int8":
             s = {**STATIC_SETTINGS, **(settings or {})}
             if request.calibration is None or not len(request.calibration):
                 raise ExportError("int8 needs calibration images; pass --calibration DIR")
             excluded = [n.name for n in model.graph.node if n.op_type in s["excluded_op_types"]]
-            args = dict(quant_format=QuantFormat.QDQ, per_channel=s["per_channel"], reduce_range=s["reduce_range"],
-                        activation_type=QuantType.QUInt8 if s["activation_type"] == "uint8" else QuantType.QInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=getattr(CalibrationMethod, s["calibrate_method"]),
-                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+            args = dict(
+                quant_format=QuantFormat.QDQ,
+                per_channel=s["per_channel"],
+                reduce_range=s["reduce_range"],
+                activation_type=QuantType.QUInt8 if s["activation_type"] == "uint8" else QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=getattr(CalibrationMethod, s["calibrate_method"]),
+                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+            )
             if s["mixed_precision"] and get_task(request.task).classifier:
                 # The search reproduces the classifier judge (top-1 agreement, probability cosine); other tasks quantise whole.
                 # mvit-export has no --workers: the search runs in this process, its tasks on the shared runner.
-                found, float_nodes = mixed_precision(src, _Images(request.calibration), request.calibration, args, excluded,
-                                                     Workers())
+                found, float_nodes = mixed_precision(src, _Images(request.calibration), request.calibration, args, excluded, Workers())
                 record_mixed_precision(request, found)
                 excluded += float_nodes
             quantize_static(src, dst, _Images(request.calibration), nodes_to_exclude=excluded, **args)
@@ -96,8 +106,7 @@ def _batched_weight_matmuls(model: onnx.ModelProto) -> list[str]:
     [heads, dim, hd] weights, exporters/rewrites/attention_layout.py): ORT's DynamicQuantizeMatMul
     takes only a 2-D B and refuses the whole model at load, so these stay float."""
     ranks = {t.name: len(t.dims) for t in model.graph.initializer}
-    return [n.name for n in model.graph.node
-            if n.op_type == "MatMul" and any(ranks.get(i, 2) != 2 for i in n.input[1:])]
+    return [n.name for n in model.graph.node if n.op_type == "MatMul" and any(ranks.get(i, 2) != 2 for i in n.input[1:])]
 
 
 @contextlib.contextmanager

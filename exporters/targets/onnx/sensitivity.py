@@ -81,17 +81,16 @@ def layers_of(model: onnx.ModelProto, excluded: list[str]) -> dict[str, tuple[st
     return out
 
 
-def mixed_precision(src: Path, reader: Any, pixels: np.ndarray, quantise_args: dict[str, Any], excluded: list[str],
-                    workers: Workers) -> tuple[MixedPrecision, list[str]]:
+def mixed_precision(
+    src: Path, reader: Any, pixels: np.ndarray, quantise_args: dict[str, Any], excluded: list[str], workers: Workers
+) -> tuple[MixedPrecision, list[str]]:
     """Sensitivity of every searched layer of the float graph at `src`, the layers chosen to stay float, and their nodes."""
     folder = src.parent
     cache = folder / "ranges.json"
     # One calibration pass: this call writes the ranges every variant below reads.
-    quantize_static(src, folder / "full.onnx", reader, calibration_cache_path=cache,
-                    **{**quantise_args, "nodes_to_exclude": excluded})
+    quantize_static(src, folder / "full.onnx", reader, calibration_cache_path=cache, **{**quantise_args, "nodes_to_exclude": excluded})
     layers = layers_of(onnx.load(str(src)), excluded)
-    variant = Variant(src.read_bytes(), cache.read_bytes(), pixels, run(src, pixels), quantise_args,
-                      {name: nodes for name, (_, nodes) in layers.items()})
+    variant = Variant(src.read_bytes(), cache.read_bytes(), pixels, run(src, pixels), quantise_args, {name: nodes for name, (_, nodes) in layers.items()})
     table = measure(_layer_cosine, variant, list(layers), [op for op, _ in layers.values()], workers)
 
     def agreement_with(float_layers: list[str]) -> float:

@@ -50,8 +50,10 @@ def load_checked(path: Path, what: str = "an ONNX artefact") -> onnx.ModelProto:
         location = info.get("location", "")
         target = (folder / location).resolve()
         if not location or Path(location).is_absolute() or not target.is_relative_to(folder) or target == folder:
-            raise ExportError(f"{path}: tensor {tensor.name[:80]!r} keeps its data at {location[:120]!r}, outside the "
-                              "artefact's folder; mvit reads external data only from files beside the .onnx")
+            raise ExportError(
+                f"{path}: tensor {tensor.name[:80]!r} keeps its data at {location[:120]!r}, outside the "
+                "artefact's folder; mvit reads external data only from files beside the .onnx"
+            )
         check_regular(target, f"the external data of {Path(path).name}")
         try:
             offset, length = int(info.get("offset", 0)), int(info.get("length", -1))
@@ -59,8 +61,10 @@ def load_checked(path: Path, what: str = "an ONNX artefact") -> onnx.ModelProto:
             raise ExportError(f"{path}: tensor {tensor.name[:80]!r} has a malformed external data offset or length") from None
         size = target.stat().st_size
         if offset < 0 or offset > size or (length >= 0 and offset + length > size):
-            raise ExportError(f"{path}: tensor {tensor.name[:80]!r} claims bytes {offset}..{offset + max(length, 0)} of "
-                              f"{location!r}, which holds {size}; the artefact is damaged, re-export it")
+            raise ExportError(
+                f"{path}: tensor {tensor.name[:80]!r} claims bytes {offset}..{offset + max(length, 0)} of "
+                f"{location!r}, which holds {size}; the artefact is damaged, re-export it"
+            )
     return model
 
 
@@ -134,8 +138,13 @@ def _append_nms(model: onnx.ModelProto, boxes: str, scores: str, settings: NmsSe
         ),
         helper.make_node(
             "NonMaxSuppression",
-            [boxes, "nms_fg_scores", const("nms_max_per_class", [max_det], np.int64),
-             const("nms_iou", [settings.iou_threshold], np.float32), const("nms_score", [settings.score_threshold], np.float32)],
+            [
+                boxes,
+                "nms_fg_scores",
+                const("nms_max_per_class", [max_det], np.int64),
+                const("nms_iou", [settings.iou_threshold], np.float32),
+                const("nms_score", [settings.score_threshold], np.float32),
+            ],
             ["nms_selected"],
         ),
         # selected rows are (batch, class - 1, anchor).
@@ -153,12 +162,14 @@ def _append_nms(model: onnx.ModelProto, boxes: str, scores: str, settings: NmsSe
     ]
     g.node.extend(nodes)
     del g.output[:]
-    g.output.extend([
-        helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["detections", 4]),
-        helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["detections"]),
-        helper.make_tensor_value_info("class_ids", TensorProto.INT64, ["detections"]),
-        helper.make_tensor_value_info("batch_index", TensorProto.INT64, ["detections"]),
-    ])
+    g.output.extend(
+        [
+            helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["detections", 4]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["detections"]),
+            helper.make_tensor_value_info("class_ids", TensorProto.INT64, ["detections"]),
+            helper.make_tensor_value_info("batch_index", TensorProto.INT64, ["detections"]),
+        ]
+    )
 
 
 # Initializer inputs that hold a layer's weights (op type -> input positions); only these go to fp16.
@@ -190,8 +201,7 @@ def _store_weights_fp16(model: onnx.ModelProto) -> None:
     weights = _weight_initializers(g)
     casts = []
     for init in g.initializer:
-        if (init.name not in weights or init.data_type != TensorProto.FLOAT
-                or int(np.prod(init.dims)) < _FP16_MIN_ELEMENTS):
+        if init.name not in weights or init.data_type != TensorProto.FLOAT or int(np.prod(init.dims)) < _FP16_MIN_ELEMENTS:
             continue
         array = numpy_helper.to_array(init)
         name = init.name
@@ -237,9 +247,14 @@ class OnnxTarget(TargetDefaults):
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                request.module, (dummy,), buffer,  # type: ignore[arg-type]  # torch accepts a file object
-                dynamo=False, opset_version=OPSET,
-                input_names=[INPUT_NAME], output_names=traced_names, dynamic_axes=dynamic,
+                request.module,
+                (dummy,),
+                buffer,  # type: ignore[arg-type]  # torch accepts a file object
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=[INPUT_NAME],
+                output_names=traced_names,
+                dynamic_axes=dynamic,
                 do_constant_folding=True,
             )
         model = onnx.load_from_string(buffer.getvalue())
@@ -249,7 +264,6 @@ class OnnxTarget(TargetDefaults):
         if request.precision == "fp16":
             _store_weights_fp16(model)
         elif request.precision != "fp32":
-
             model = quantize_onnx(model, request)
         del model.metadata_props[:]
         for key in sorted(request.metadata):

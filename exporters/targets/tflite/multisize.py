@@ -25,7 +25,6 @@ from .target import TARGET, LiteRTRunner, _fp16_weights, _FromNHWC, _metadata, _
 def write_signatures(entries: list[SizedExport], path: Path, precision: str) -> dict[str, Any]:
     import litert_torch
 
-
     converter: Any = litert_torch
     request = None
     for e in entries:

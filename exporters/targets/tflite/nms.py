@@ -51,6 +51,7 @@ class SsdEncodings(nn.Module):
 # lived, so detection .tflite files stay byte-identical across the move into targets/tflite/.
 SsdEncodings.__module__ = "mvit.exporters.tflite_nms"
 
+
 def append_detection_postprocess(content: bytes, settings: NmsSettings, num_classes: int) -> bytes:
     """`num_classes` counts the background column (index 0), which the op skips."""
     from ai_edge_litert import schema_py_generated as schema
@@ -83,7 +84,10 @@ def append_detection_postprocess(content: bytes, settings: NmsSettings, num_clas
         "nms_score_threshold": float(settings.score_threshold),
         "nms_iou_threshold": float(settings.iou_threshold),
         "num_classes": num_classes - 1,
-        "y_scale": 1.0, "x_scale": 1.0, "h_scale": 1.0, "w_scale": 1.0,
+        "y_scale": 1.0,
+        "x_scale": 1.0,
+        "h_scale": 1.0,
+        "w_scale": 1.0,
     }
     nms = schema.OperatorT()
     nms.opcodeIndex = _opcode(model, schema.BuiltinOperator.CUSTOM, OP_NAME)
@@ -116,9 +120,7 @@ def append_detection_postprocess(content: bytes, settings: NmsSettings, num_clas
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def _add_tensor(
-    model: Any, subgraph: Any, name: str, shape: list[int], dtype: int, data: np.ndarray | None = None
-) -> int:
+def _add_tensor(model: Any, subgraph: Any, name: str, shape: list[int], dtype: int, data: np.ndarray | None = None) -> int:
     from ai_edge_litert import schema_py_generated as schema
 
     tensor = schema.TensorT()

@@ -60,7 +60,6 @@ class TFLiteTarget(TargetDefaults):
         nms = request.options.nms
         module: nn.Module = _NamedOutputs(request.module, request.output_names)
         if nms is not None:
-
             module = SsdEncodings(module)
         if request.channels_last_input:
             module = _FromNHWC(module)
@@ -72,12 +71,10 @@ class TFLiteTarget(TargetDefaults):
             edge_model = litert_torch.convert(module.eval(), sample_kwargs={"image": example})
             content = bytes(edge_model.model_content())
         if nms is not None:
-
             content = append_detection_postprocess(content, nms, num_classes=len(request.labels))
         if request.precision == "fp16":
             content = _fp16_weights(content)
         elif request.precision != "fp32":
-
             content = quantize_tflite(content, request)
         content = _with_metadata(content, _metadata(request))
         Path(path).write_bytes(content)
@@ -141,6 +138,7 @@ class _FromNHWC(nn.Module):
 # LiteRT writes the wrapper's class path into tensor names; keep the path these files had when the
 # wrappers lived in exporters/tflite_target.py so the move leaves every .tflite byte-identical.
 _NamedOutputs.__module__ = _FromNHWC.__module__ = "mvit.exporters.tflite_target"
+
 
 def _metadata(request: ExportRequest) -> dict[str, Any]:
     meta: dict[str, Any] = {str(k): str(v) for k, v in request.metadata.items()}

@@ -16,6 +16,10 @@ from .errors import MilReferenceError, UnsupportedOpError
 from .runner import MilReferenceRunner, evaluate, program_op_types, unsupported_ops
 
 __all__ = [
-    "MilReferenceError", "MilReferenceRunner", "UnsupportedOpError",
-    "evaluate", "program_op_types", "unsupported_ops",
+    "MilReferenceError",
+    "MilReferenceRunner",
+    "UnsupportedOpError",
+    "evaluate",
+    "program_op_types",
+    "unsupported_ops",
 ]

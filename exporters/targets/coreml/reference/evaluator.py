@@ -107,9 +107,7 @@ class ProgramEvaluator:
             value = _to_value(np.asarray(feeds[name]))
             want = self.input_shape(name)
             if want is not None and tuple(value.shape) != want:
-                raise MilReferenceError(
-                    f"input {name!r}: got shape {list(value.shape)}, the program expects {list(want)}"
-                )
+                raise MilReferenceError(f"input {name!r}: got shape {list(value.shape)}, the program expects {list(want)}")
             env[name] = self._store(var, value)
         captured: dict[str, Any] = {}
         for op in self.function.operations:

@@ -119,14 +119,14 @@ def _stages(path: Path, spec: Any) -> tuple[Any, NmsModel | None]:
     program, nms_spec = stages
     versions = {spec.specificationVersion, program.specificationVersion, nms_spec.specificationVersion}
     if len(versions) > 1:
-        raise MilReferenceError(f"{path}: the pipeline and its models declare different specification versions "
-                                f"{sorted(versions)}; Core ML refuses that, re-export it")
+        raise MilReferenceError(
+            f"{path}: the pipeline and its models declare different specification versions {sorted(versions)}; Core ML refuses that, re-export it"
+        )
     nms = read_nms_model(nms_spec)
     produced = {o.name for o in program.description.output}
     missing = sorted({nms.confidence_input, nms.coordinates_input} - produced)
     if missing:
-        raise MilReferenceError(f"{path}: the NonMaximumSuppression model reads {missing}, which the ML Program "
-                                "does not output; re-export it")
+        raise MilReferenceError(f"{path}: the NonMaximumSuppression model reads {missing}, which the ML Program does not output; re-export it")
     return program, nms
 
 

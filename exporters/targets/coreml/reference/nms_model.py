@@ -54,10 +54,18 @@ def read_nms_model(spec) -> NmsModel:
     labels = n.stringClassLabels.vector if n.WhichOneof("ClassLabels") == "stringClassLabels" else n.int64ClassLabels.vector
     rows = _row_bounds([o for o in spec.description.output if o.name in (n.confidenceOutputFeatureName, n.coordinatesOutputFeatureName)])
     return NmsModel(
-        n.confidenceInputFeatureName, n.coordinatesInputFeatureName, n.confidenceOutputFeatureName,
-        n.coordinatesOutputFeatureName, n.iouThresholdInputFeatureName, n.confidenceThresholdInputFeatureName,
-        float(n.iouThreshold), float(n.confidenceThreshold), bool(n.pickTop.perClass),
-        tuple(str(v) for v in labels), rows[1], rows[0],
+        n.confidenceInputFeatureName,
+        n.coordinatesInputFeatureName,
+        n.confidenceOutputFeatureName,
+        n.coordinatesOutputFeatureName,
+        n.iouThresholdInputFeatureName,
+        n.confidenceThresholdInputFeatureName,
+        float(n.iouThreshold),
+        float(n.confidenceThreshold),
+        bool(n.pickTop.perClass),
+        tuple(str(v) for v in labels),
+        rows[1],
+        rows[0],
     )
 
 
@@ -86,14 +94,14 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, overlap / np.where(union > 0, union, 1), 0.0)
 
 
-def kept_rows(confidence: np.ndarray, coordinates: np.ndarray, iou_threshold: float, confidence_threshold: float,
-              per_class: bool, max_boxes: int | None = None) -> np.ndarray:
+def kept_rows(
+    confidence: np.ndarray, coordinates: np.ndarray, iou_threshold: float, confidence_threshold: float, per_class: bool, max_boxes: int | None = None
+) -> np.ndarray:
     """Indices of the rows PickTop keeps, best first."""
     conf = np.asarray(confidence, dtype=np.float64)
     boxes = np.asarray(coordinates, dtype=np.float64)
     if conf.ndim != 2 or boxes.shape != (conf.shape[0], 4):
-        raise MilReferenceError(f"NonMaximumSuppression wants confidence [N, C] and coordinates [N, 4]; "
-                                f"got {list(conf.shape)} and {list(boxes.shape)}")
+        raise MilReferenceError(f"NonMaximumSuppression wants confidence [N, C] and coordinates [N, 4]; got {list(conf.shape)} and {list(boxes.shape)}")
     if conf.shape[1] == 0:
         return np.zeros(0, dtype=np.int64)
     best, label = conf.max(axis=1), conf.argmax(axis=1)
@@ -107,16 +115,15 @@ def kept_rows(confidence: np.ndarray, coordinates: np.ndarray, iou_threshold: fl
         keep.append(int(row))
         if max_boxes is not None and len(keep) >= max_boxes:
             break
-        rest = order[pos + 1:]
+        rest = order[pos + 1 :]
         hit = iou_matrix(boxes[row][None], boxes[rest])[0] > iou_threshold
         if per_class:
             hit &= label[rest] == label[row]
-        suppressed[pos + 1:] |= hit
+        suppressed[pos + 1 :] |= hit
     return np.asarray(keep, dtype=np.int64)
 
 
-def run_nms_model(model: NmsModel, features: dict[str, np.ndarray], overrides: dict[str, Any] | None = None
-                  ) -> dict[str, np.ndarray]:
+def run_nms_model(model: NmsModel, features: dict[str, np.ndarray], overrides: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
     """The NMS model's outputs for one image: {confidence output: [k, C], coordinates output: [k, 4]}."""
     overrides = overrides or {}
     iou = _threshold(overrides, model.iou_threshold_input, model.iou_threshold, upper=1.0)
@@ -124,8 +131,7 @@ def run_nms_model(model: NmsModel, features: dict[str, np.ndarray], overrides: d
     conf = np.asarray(features[model.confidence_input], dtype=np.float32)
     coords = np.asarray(features[model.coordinates_input], dtype=np.float32)
     if len(model.labels) and conf.shape[-1] != len(model.labels):
-        raise MilReferenceError(f"the NMS model has {len(model.labels)} class labels but its confidence input "
-                                f"has {conf.shape[-1]} columns; re-export it")
+        raise MilReferenceError(f"the NMS model has {len(model.labels)} class labels but its confidence input has {conf.shape[-1]} columns; re-export it")
     keep = kept_rows(conf, coords, iou, confidence_threshold, model.per_class, model.max_boxes)
     out_conf, out_coords = conf[keep], coords[keep]
     if len(keep) < model.min_boxes:

@@ -48,7 +48,7 @@ class MilReferenceRunner:
 
     @property
     def precision(self) -> str:
-        """"fp16" if any op output in the program is fp16-typed, else "fp32"."""
+        """ "fp16" if any op output in the program is fp16-typed, else "fp32"."""
         return "fp16" if self._evaluator.has_fp16_values else "fp32"
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -175,8 +175,7 @@ def _to_numpy(value) -> np.ndarray:
     return np.asarray(value)
 
 
-def evaluate(path: str | Path, inputs: dict[str, np.ndarray], fp16_emulation: bool = True,
-             num_threads: int | None = None) -> dict[str, np.ndarray]:
+def evaluate(path: str | Path, inputs: dict[str, np.ndarray], fp16_emulation: bool = True, num_threads: int | None = None) -> dict[str, np.ndarray]:
     """Evaluate the .mlpackage at `path` on `inputs` (see MilReferenceRunner.run)."""
     return MilReferenceRunner(path, fp16_emulation=fp16_emulation, num_threads=num_threads).run(inputs)
 

@@ -59,8 +59,7 @@ def conv(x, weight, bias=None, strides=None, pad_type="valid", pad=None, dilatio
 
 
 @register("conv_transpose")
-def conv_transpose(x, weight, bias=None, pad=None, output_shape=None, pad_type="valid", strides=None,
-                   dilations=None, groups=1):
+def conv_transpose(x, weight, bias=None, pad=None, output_shape=None, pad_type="valid", strides=None, dilations=None, groups=1):
     # MIL weight is [C_in, C_out / groups, *K], as torch's. The full ("valid") transposed conv is
     # computed, then cropped: custom by `pad`, same to in * stride with the odd pixel cropped at
     # the end (TensorFlow's rule, which the op's shape inference follows), then to output_shape

@@ -23,8 +23,7 @@ def _iou_matrix(xyxy: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union, torch.zeros_like(inter))
 
 
-def _select(boxes: torch.Tensor, scores: torch.Tensor, iou_t: float, score_t: float, max_boxes: int,
-            per_class: bool) -> list[int]:
+def _select(boxes: torch.Tensor, scores: torch.Tensor, iou_t: float, score_t: float, max_boxes: int, per_class: bool) -> list[int]:
     best, cls = scores.max(dim=-1)
     xyxy = torch.cat([boxes[:, :2] - 0.5 * boxes[:, 2:], boxes[:, :2] + 0.5 * boxes[:, 2:]], dim=-1)
     iou = _iou_matrix(xyxy.double())
@@ -48,8 +47,7 @@ def non_maximum_suppression(boxes, scores, iou_threshold, score_threshold, max_b
     out_idx = torch.full((n, m), -1, dtype=torch.int32)
     valid = torch.zeros(n, dtype=torch.int32)
     for b in range(n):
-        keep = _select(boxes[b], scores[b], number(iou_threshold), number(score_threshold), m,
-                       flag(per_class_suppression))
+        keep = _select(boxes[b], scores[b], number(iou_threshold), number(score_threshold), m, flag(per_class_suppression))
         if keep:
             kt = torch.tensor(keep)
             out_boxes[b, : len(keep)] = boxes[b, kt]

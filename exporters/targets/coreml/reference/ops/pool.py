@@ -28,8 +28,7 @@ def max_pool(x, kernel_sizes, strides=None, pad_type="valid", pad=None, ceil_mod
 
 
 @register("avg_pool")
-def avg_pool(x, kernel_sizes, strides=None, pad_type="valid", pad=None, exclude_padding_from_average=False,
-             ceil_mode=False):
+def avg_pool(x, kernel_sizes, strides=None, pad_type="valid", pad=None, exclude_padding_from_average=False, ceil_mode=False):
     kernel, strides, tpad = _geometry(x, kernel_sizes, strides, pad_type, pad)
     pool = _AVG[len(kernel)]
     ceil = flag(ceil_mode)

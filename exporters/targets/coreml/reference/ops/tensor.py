@@ -11,9 +11,16 @@ from ._registry import axes_of, axis_of, flag, ints, number, register
 # MIL dtype names accepted by `cast` (ops/defs/iOS15/elementwise_unary.py), as torch dtypes.
 # fp16 values are held as float32: the evaluator rounds fp16-typed outputs when emulating fp16.
 CAST_DTYPES = {
-    "fp16": torch.float32, "fp32": torch.float32, "fp64": torch.float64,
-    "int8": torch.int8, "uint8": torch.uint8, "int16": torch.int16, "uint16": torch.int32,
-    "int32": torch.int32, "int64": torch.int64, "bool": torch.bool,
+    "fp16": torch.float32,
+    "fp32": torch.float32,
+    "fp64": torch.float64,
+    "int8": torch.int8,
+    "uint8": torch.uint8,
+    "int16": torch.int16,
+    "uint16": torch.int32,
+    "int32": torch.int32,
+    "int64": torch.int64,
+    "bool": torch.bool,
 }
 
 
@@ -143,7 +150,7 @@ def gather(x, indices, axis=0, batch_dims=0, validate_indices=False):
     idx = _wrap(indices, x.shape[a])
     if bd == 0:
         out = x.index_select(a, idx.reshape(-1))
-        return out.reshape(list(x.shape[:a]) + list(idx.shape) + list(x.shape[a + 1:]))
+        return out.reshape(list(x.shape[:a]) + list(idx.shape) + list(x.shape[a + 1 :]))
     # batch_dims > 0: the first bd axes of x and indices are paired batch axes.
     batch = list(x.shape[:bd])
     xs = x.reshape([-1] + list(x.shape[bd:]))
