@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .asset_files import METADATA
+
 INPUT_NAME = "image"
 NAME_SEED = 0
 
@@ -65,6 +67,14 @@ def write_asset(functions: list[Function], path: Path, metadata: Mapping[str, st
         stored.set_custom(key, json.dumps(str(metadata[key])))
     asset = asset_program.save_asset(Path(path), metadata=stored)
     asset.update_metadata(lambda m: setattr(m, "creation_date", 0.0))
+    _sort_keys(Path(path) / METADATA)
+
+
+def _sort_keys(metadata_file: Path) -> None:
+    """coreai-core writes metadata.json's keys in a different order on every save (an unordered map):
+    rewritten with sorted keys so one export gives one set of bytes. main.hash covers the bytecode only."""
+    content = json.loads(metadata_file.read_text(encoding="utf-8"))
+    metadata_file.write_text(json.dumps(content, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def decode_metadata(stored: Mapping[str, str]) -> dict[str, str]:
