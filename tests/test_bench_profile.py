@@ -59,11 +59,11 @@ def test_litert_partitions_are_traced_from_the_delegate_nodes():
 
 
 @pytest.fixture(scope="module")
-def xxs(tmp_path_factory):
-    from mvit.benchmarks.runtimes import bench_model, build_artefact
+def xxs(shared_export):
+    """MobileViT-XXS A at 64 px, fp32, for a runtime: the session's shared export (profiling only reads it)."""
+    from mvit.benchmarks.runtimes import RUNTIME_TARGETS
 
-    out = tmp_path_factory.mktemp("profile")
-    return lambda runtime: build_artefact(bench_model("mobilevit_xxs", "A", 64), runtime, out / runtime, reuse=True)
+    return lambda runtime: shared_export("mobilevit_xxs", RUNTIME_TARGETS[runtime], precision="fp32", image_size=64).path
 
 
 def test_onnx_profile_of_a_real_export_accounts_for_its_node_time(xxs):

@@ -8,6 +8,8 @@ paired verdict flags it even on a busy two-core machine; the placement test asse
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import signal
 import subprocess
@@ -23,6 +25,7 @@ from cli_utils import stop_and_check_interrupted
 from mvit.benchmarks.cli import main as bench_main
 from mvit.benchmarks.user_ci import CONSECUTIVE, WINDOW, hud_verdict
 from mvit.benchmarks.verdict import Verdict
+from mvit.exporters.cli import main as export_main
 
 NET = textwrap.dedent("""
     import torch
@@ -78,10 +81,9 @@ def repo(tmp_path_factory) -> dict[str, Path | str]:
     return {"root": root, **commits}
 
 
-def _ci(cli_run, repo, commit: str, out: Path, *extra: str):
+def _ci_args(repo, commit: str, out: Path, *extra: str) -> list[str]:
     _git(repo["root"], "checkout", "-q", commit)
-    return cli_run(
-        bench_main,
+    return [
         "ci",
         "--model",
         "usernet.net:build",
@@ -96,23 +98,39 @@ def _ci(cli_run, repo, commit: str, out: Path, *extra: str):
         "--out",
         str(out),
         *extra,
-    )
+    ]
 
 
-def test_identical_commit_is_same_and_starts_a_history(repo, tmp_path, cli_run):
-    history = tmp_path / "history.json"
-    code, out, err = _ci(cli_run, repo, repo["identical"], tmp_path / "report.md", "--target", "tflite", "--history", str(history), "--gate")
+def _ci(cli_run, repo, commit: str, out: Path, *extra: str):
+    return cli_run(bench_main, *_ci_args(repo, commit, out, *extra))
+
+
+@pytest.fixture(scope="module")
+def identical_run(repo, tmp_path_factory) -> dict:
+    """One `mvit-bench ci` of the docs-only commit against the base (TFLite, gated, with a history),
+    run in-process once: one test reads its verdicts, another takes its results as an earlier run's."""
+    folder = tmp_path_factory.mktemp("identical-run")
+    args = _ci_args(repo, repo["identical"], folder / "report.md", "--target", "tflite", "--history", str(folder / "history.json"), "--gate")
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exc:
+        bench_main(args)
+    return {"code": exc.value.code, "out": out.getvalue(), "err": err.getvalue(), "folder": folder}
+
+
+def test_identical_commit_is_same_and_starts_a_history(identical_run):
+    code, out, err, folder = identical_run["code"], identical_run["out"], identical_run["err"], identical_run["folder"]
+    history = folder / "history.json"
     assert code == 0, err
-    doc = json.loads((tmp_path / "report.json").read_text())
+    doc = json.loads((folder / "report.json").read_text())
     (row,) = doc["rows"]
     assert row["identical_artefacts"] and row["comparison"]["verdict"] == "SAME"
     assert row["base_ms"] > 0 and row["candidate_ms"] > 0  # timed all the same
     assert row["placement_changes"] == [] and row["base_placement"]["places"]["XNNPACK"]
     assert row["history"].startswith("UNKNOWN: insufficient data") and row["gating"] == "UNKNOWN"
     assert json.loads(history.read_text())["points"][0]["rows"] == {row["name"]: row["candidate_ms"]}
-    md = (tmp_path / "report.md").read_text()
+    md = (folder / "report.md").read_text()
     assert "none: every op runs where it ran in the baseline" in md and "```bash\nmvit-bench ci --model" in md
-    assert (tmp_path / "report.png").stat().st_size > 0 and md in out
+    assert (folder / "report.png").stat().st_size > 0 and md in out
 
 
 def test_a_much_heavier_commit_is_a_regression_and_fails_the_gate(repo, tmp_path, cli_run):
@@ -140,11 +158,10 @@ def test_an_op_moved_out_of_xnnpack_is_a_placement_change(repo, tmp_path, cli_ru
     assert "#### Placement changes" in out and "CUMSUM ops on interpreter: 0 -> 1" in out
 
 
-def test_the_baseline_results_of_an_earlier_run(repo, tmp_path, cli_run):
-    first = tmp_path / "first.md"
-    code, _, err = _ci(cli_run, repo, repo["base"], first, "--target", "tflite")
-    assert code == 0, err
-    _git(repo["root"], "checkout", "-q", repo["identical"])
+def test_the_baseline_results_of_an_earlier_run(repo, identical_run, tmp_path, cli_run):
+    first = identical_run["folder"] / "report.md"  # the earlier run: the docs-only commit, timed against the base
+    assert identical_run["code"] == 0, identical_run["err"]
+    _git(repo["root"], "checkout", "-q", repo["base"])
     code, out, err = cli_run(
         bench_main,
         "ci",
@@ -362,7 +379,7 @@ def test_history_rule_through_the_cli_and_a_damaged_history(tmp_path, cli_run):
     assert not (tmp_path / "s.md").exists()
 
 
-def test_a_checkpoint_in_the_repo_is_read_from_each_sides_tree(tmp_path, cli_run):
+def test_a_checkpoint_in_the_repo_is_read_from_each_sides_tree(tmp_path, cli_run, monkeypatch):
     from mvit.models import create_model
     from mvit.models.checkpoints.load import save_checkpoint
 
@@ -388,29 +405,24 @@ def test_a_checkpoint_in_the_repo_is_read_from_each_sides_tree(tmp_path, cli_run
     (first / "weights" / "xxs.safetensors").write_bytes(
         subprocess.run(["git", "-C", str(root), "show", "HEAD~1:weights/xxs.safetensors"], check=True, capture_output=True).stdout
     )
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mvit.exporters.cli",
-            "--target",
-            "onnx",
-            "--model",
-            "mobilevit_xxs",
-            "--checkpoint",
-            "weights/xxs.safetensors",
-            "--image-size",
-            "64",
-            "--precision",
-            "fp32",
-            "--no-verify",
-            "--out",
-            str(first / "out"),
-        ],
-        cwd=first,
-        check=True,
-        capture_output=True,
+    monkeypatch.chdir(first)  # the checkpoint path is the repository's own, relative, as the CI step passes it
+    code, _, err = cli_run(
+        export_main,
+        "--target",
+        "onnx",
+        "--model",
+        "mobilevit_xxs",
+        "--checkpoint",
+        "weights/xxs.safetensors",
+        "--image-size",
+        "64",
+        "--precision",
+        "fp32",
+        "--no-verify",
+        "--out",
+        str(first / "out"),
     )
+    assert code == 0, err
     (direct,) = (first / "out").glob("*.onnx")
     (baseline,) = (kept / "baseline" / "onnx").glob("*.onnx")
     (candidate,) = (kept / "candidate" / "onnx").glob("*.onnx")

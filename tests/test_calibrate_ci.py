@@ -154,13 +154,11 @@ def test_slowed_refuses_a_file_it_cannot_slow_in_one_line(tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def classifier(tmp_path_factory):
-    """The trained XXS classifier (64x64) exported fp32 to ONNX and TFLite."""
-    from mvit.exporters.api import export_model
-
-    out = tmp_path_factory.mktemp("classifier")
+def classifier(shared_export):
+    """The trained XXS classifier (64x64) exported fp32 to ONNX and TFLite: the session's shared exports
+    (other files read the same ONNX one); nothing here changes them."""
     return {
-        target: export_model(None, target, out, checkpoint=CLASSIFIER.checkpoint, precision="fp32", image_size=CLASSIFIER.image_size, verify=False).path
+        target: shared_export(None, target, checkpoint=CLASSIFIER.checkpoint, precision="fp32", image_size=CLASSIFIER.image_size, verify=False).path
         for target in ("onnx", "tflite")
     }
 

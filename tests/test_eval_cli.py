@@ -24,30 +24,12 @@ slow = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> dict[str, Path]:
-    """An ONNX fp32 artefact of each trained fixture, through mvit-export (verification is its own tests' job)."""
-    out = tmp_path_factory.mktemp("artefacts")
-    found = {}
-    for task, fixture in tf.FIXTURES.items():
-        with pytest.raises(SystemExit) as exc:
-            export_cli.main(
-                [
-                    "--target",
-                    "onnx",
-                    "--precision",
-                    "fp32",
-                    "--checkpoint",
-                    str(fixture.checkpoint),
-                    "--image-size",
-                    str(fixture.image_size),
-                    "--out",
-                    str(out / task),
-                    "--no-verify",
-                ]
-            )
-        assert exc.value.code == 0
-        found[task] = next((out / task).glob("*.onnx"))
-    return found
+def exported(shared_export) -> dict[str, Path]:
+    """An ONNX fp32 artefact of each trained fixture, the session's shared ones (verification is its own tests' job)."""
+    return {
+        task: shared_export(None, "onnx", checkpoint=fixture.checkpoint, precision="fp32", image_size=fixture.image_size, verify=False).path
+        for task, fixture in tf.FIXTURES.items()
+    }
 
 
 def _eval(cli_run, *args: str) -> tuple[int, str, str]:

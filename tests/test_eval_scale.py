@@ -24,7 +24,6 @@ from PIL import Image
 
 from mvit.evaluation import cli as eval_cli
 from mvit.evaluation.scale import CHUNK_IMAGES
-from mvit.exporters import cli as export_cli
 
 pytestmark = pytest.mark.slow  # an export, worker processes and a Ray cluster: a few minutes
 
@@ -33,26 +32,10 @@ IMAGES = 8 * CHUNK_IMAGES + 17  # a last chunk shorter than the others
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory) -> dict[str, Path]:
+def setup(tmp_path_factory, shared_export) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("scale")
-    with pytest.raises(SystemExit) as exc:
-        export_cli.main(
-            [
-                "--target",
-                "onnx",
-                "--precision",
-                "fp32",
-                "--checkpoint",
-                str(tf.CLASSIFIER.checkpoint),
-                "--image-size",
-                str(tf.CLASSIFIER.image_size),
-                "--out",
-                str(root / "art"),
-                "--no-verify",
-            ]
-        )
-    assert exc.value.code == 0
-    return {"root": root, "data": digit_folders(root / "digits", IMAGES), "onnx": next((root / "art").glob("*.onnx"))}
+    onnx = shared_export(None, "onnx", checkpoint=tf.CLASSIFIER.checkpoint, precision="fp32", image_size=tf.CLASSIFIER.image_size, verify=False).path
+    return {"root": root, "data": digit_folders(root / "digits", IMAGES), "onnx": onnx}
 
 
 def _args(setup, out: Path, *more: str) -> list[str]:
@@ -101,7 +84,8 @@ def ray_address():
     """A Ray cluster on this machine for the module's tests; mvit-eval joins it from a subprocess."""
     import ray  # the ray extra, which .[test] installs
 
-    context = ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    # address="local": a cluster of its own, never one another process on this machine left running
+    context = ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
     try:
         yield context.address_info["gcs_address"]
     finally:

@@ -220,13 +220,14 @@ def test_tflite_rewrites_remove_the_ops_they_are_for(tmp_path, monkeypatch):
     assert ops["rewritten"]["TRANSPOSE"] - ops["no_separate_qkv"]["TRANSPOSE"] == len(attentions)
 
 
-def test_onnx_runtime_fuses_no_skip_layer_norm_in_a_rewritten_export(tmp_path):
+def test_onnx_runtime_fuses_no_skip_layer_norm_in_a_rewritten_export(tmp_path, shared_export):
     """ORT fuses a residual Add feeding a LayerNormalization into SkipLayerNormalization, which was
     slower here; the patch layout reads the block's last norm through a reshape so it does not."""
     import onnx
     import onnxruntime as ort
 
-    result = api.export_model(None, "onnx", tmp_path, precision="fp32", checkpoint=CLASSIFIER.checkpoint, verify=False)
+    # 64 px, the fixture's own size: the fusion is a property of the graph, whatever the input size
+    result = shared_export(None, "onnx", checkpoint=CLASSIFIER.checkpoint, precision="fp32", image_size=CLASSIFIER.image_size, verify=False)
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
     ort.InferenceSession(str(result.path), options, providers=["CPUExecutionProvider"])
