@@ -9,7 +9,7 @@ import time
 from importlib import metadata
 
 # Versions recorded in every results file (when installed): the runtimes and their converters.
-LIBRARIES = ("mvit", "torch", "numpy", "onnx", "onnxruntime", "ai-edge-litert", "litert-torch", "coremltools")
+LIBRARIES = ("mvit", "torch", "numpy", "onnx", "onnxruntime", "ai-edge-litert", "litert-torch", "coremltools", "coreai-torch", "coreai-core")
 
 
 def cpu_name() -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .machine import PeakRss, gemm_gflops, machine_info
 from .macs import count_macs
+from .report import HOST_REFERENCE_RUNTIMES
 from .runtimes import RUNTIMES as DEFAULT_RUNTIMES  # pytorch + every target's runtime
 from .runtimes import (
     BenchModel,
@@ -172,6 +173,9 @@ def run_benchmarks(plan: RunPlan, log: Callable[[str], None] = print, progress=N
             skipped.append(str(exc))
             log(str(exc))
     rows = [(m, r) for m, r in rows if available[r]]
+    for runtime in dict.fromkeys(r for _, r in rows):
+        if runtime in HOST_REFERENCE_RUNTIMES:
+            log(f"{runtime}: timed by its {HOST_REFERENCE_RUNTIMES[runtime]}; time the artefact on a device with the iOS harness")
 
     # Probed before and after the rows, best kept: on a shared machine one probe can land in a
     # busy moment and understate what the CPU can do.

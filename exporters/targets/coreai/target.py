@@ -18,7 +18,7 @@ from torch import nn
 from mvit.errors import EXIT_FAILED, MvitError, one_line
 
 from ...base import ExportError, ExportOptions, ExportRequest, TargetDefaults, importable
-from . import graph_nms, runtime
+from . import compress, graph_nms, runtime
 from .asset_files import read_metadata
 from .convert import Function, HalfPrecision, decode_metadata, write_asset
 from .program_summary import summarise
@@ -86,13 +86,16 @@ class CoreAITarget(TargetDefaults):
     # when the function loads (SIGABRT, measured with coreai-core 1.0.0b3); the layout rewrites
     # were measured for other runtimes' kernels.
     export_rewrites: frozenset[str] = frozenset()
-    # Compressed weights exist only in coreai-torch's private `_compression`; not written here.
-    precisions: tuple[str, ...] = ("fp32", "fp16")
+    # int8-weights through coreai-torch's private compression module, pinned (compress.py).
+    precisions: tuple[str, ...] = ("fp32", "fp16", "int8-weights")
     nms_output_names = list(graph_nms.OUTPUT_NAMES)
     multisize_forms: tuple[str, ...] = ("functions",)  # one asset, one fixed-shape function per size/config
 
     def quantisation_settings(self, precision: str) -> dict[str, Any]:
-        raise ExportError(f"--precision {precision}: the Core AI target writes {' and '.join(self.precisions)} only")
+        if precision != "int8-weights":
+            raise ExportError(f"--precision {precision}: the Core AI target writes {', '.join(self.precisions)} only")
+        compress.check_compression_available()
+        return dict(compress.SETTINGS)
 
     def available(self) -> bool:
         return importable("coreai_torch", "coreai.runtime")
@@ -127,7 +130,11 @@ def traced_module(
     module: nn.Module, precision: str, options: ExportOptions, input_shape: tuple[int, ...], output_names: list[str]
 ) -> tuple[nn.Module, list[str]]:
     """The module coreai-torch converts and its output names, from the wrapped network."""
-    traced: nn.Module = HalfPrecision(module) if precision == "fp16" else module
+    traced: nn.Module = module
+    if precision == "fp16":
+        traced = HalfPrecision(module)
+    elif precision == "int8-weights":
+        traced = compress.with_int8_weights(module)
     if options.nms is None:
         return traced, list(output_names)
     return graph_nms.with_nms(traced, options.nms, input_shape), list(graph_nms.OUTPUT_NAMES)
