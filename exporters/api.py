@@ -18,7 +18,7 @@ import torch
 
 from mvit.cli_support import native_chatter_filtered
 from mvit.errors import MvitError, one_line
-from mvit.files import check_replaceable, normal_modes, private_copy, publish, staging_dir, write_json_atomic
+from mvit.files import check_replaceable, private_copy, publish, staging_dir, write_json_atomic
 from mvit.models import fuse_batchnorm
 from mvit.models.registry import get_spec
 from mvit.reading import loads
@@ -27,9 +27,10 @@ from . import (
     multisize,  # a multi-size artefact: every recorded function / size / signature at its size
     quantize,
 )
-from .base import ExportError, ExportOptions, ExportRequest, ExportTarget, without_rewrites
+from .base import ExportError, ExportRequest, ExportTarget, without_rewrites
 from .options import KNOWN_OPTIONS, artefact_stem, normalise_options
-from .report import REPORT_SCHEMA, report_path_for
+from .pipeline import SizeVerifier, Written, run_export
+from .report import OneSizeFields, failures
 from .resolve import (  # noqa: F401 (re-exported: the library's entry points)
     MAX_IMAGE_SIZE,
     MIN_IMAGE_SIZE,
@@ -43,6 +44,7 @@ from .resolve import (  # noqa: F401 (re-exported: the library's entry points)
 from .stages import (  # noqa: F401 (re-exported: the library's entry points)
     ExportResult,
     PreparedExport,
+    SizedExport,
     artefact_sha256,
     artefact_size_bytes,
     build_for_target,
@@ -55,7 +57,7 @@ from .stages import (  # noqa: F401 (re-exported: the library's entry points)
 )
 from .targets import SUFFIXES, get_target
 from .verification_run import VERIFIERS, check_verifier, merge_verifications, run_verification  # noqa: F401
-from .verify import describe_failure
+from .wrappers import BuiltModule
 
 
 def export_model(
@@ -104,62 +106,81 @@ def export_prepared(
     num_threads: int | None = None,
 ) -> ExportResult:
     """Convert, verify and publish a prepared model whose request check_request has passed."""
-    target = export_target.name
-    resolved, opts = prepared.resolved, prepared.options[target]
+    resolved, opts = prepared.resolved, prepared.options[export_target.name]
     out_dir = prepare_out_dir(out_dir)
     traced_as = without_rewrites(export_target, export_target.rewrites_skipped_for.get(precision, frozenset()))
     built, reference = build_for_target(resolved, prepared.fused, traced_as, opts)
     request = export_request(resolved, built, precision, opts, export_target)
     quant = quantize.prepare(precision, export_target, resolved.preprocess.resize_shortest, resolved.preprocess.crop, calibration)
-    request.calibration, judged = quant.calibration, quant.judged or None
+    request.calibration = quant.calibration
     request.metadata.update(quant.metadata)
     final = out_dir / (artefact_stem(resolved, precision, opts) + export_target.suffix)
-    check_replaceable(*final_names(final))  # before the conversion: a folder in the way is said at once
+    entry = SizedExport(f"{resolved.config}_{resolved.image_size}", resolved.config, resolved.image_size, prepared)
+    writer = OneSize(export_target, request, built, reference, quant, verifier=verifier, num_threads=num_threads)
+    return run_export(export_target, [entry], final, writer, precision=precision, verify=verify)
 
-    with staging_dir(out_dir) as staging:
-        staged = staging / final.name
-        try:
-            torch.manual_seed(RANDOM_WEIGHTS_SEED)
-            with native_chatter_filtered():
-                export_target.export(request, staged)
-            normal_modes(staged)
-            graph, checks = graph_checks(export_target, staged)
-        except ExportError:
-            raise
-        except Exception as exc:
-            raise ExportError(f"{target} export of {resolved.name} failed: {exc.__class__.__name__}: {one_line(exc)}") from exc
-        moves = [(staged, final)]
-        if built.anchors is not None and opts.raw_detection:
-            anchors = staging / (final.name + ".anchors.npy")
+
+class OneSize:
+    """One size: the target's own export of one request, verified by its runtime (or runtimes)."""
+
+    form: str | None = None
+    kind = "export"
+
+    def __init__(
+        self,
+        export_target: ExportTarget,
+        request: ExportRequest,
+        built: BuiltModule,
+        reference: BuiltModule,
+        quant: quantize.Quantisation,
+        *,
+        verifier: str,
+        num_threads: int | None,
+    ) -> None:
+        self.export_target, self.request, self.built, self.reference, self.quant = export_target, request, built, reference, quant
+        self.verifier_name, self.num_threads = verifier, num_threads
+
+    def write(self, staged: Path, staging: Path) -> Written:
+        torch.manual_seed(RANDOM_WEIGHTS_SEED)
+        self.export_target.export(self.request, staged)
+        beside = []
+        if self.built.anchors is not None and self.request.options.raw_detection:
+            anchors = staging / (staged.name + ".anchors.npy")
             with open(anchors, "wb") as f:
-                np.save(f, built.anchors.numpy())
-            moves.append((anchors, final.with_name(anchors.name)))
+                np.save(f, self.built.anchors.numpy())
+            beside.append(anchors)
+        metadata = self.request.metadata
+        fields = OneSizeFields(
+            input=_input_description(self.request),
+            output_names=json.loads(metadata["output_names"]),
+            preprocess=self.request.preprocess,
+            quantisation=json.loads(metadata["quantization"]) if "quantization" in metadata else None,
+            rank_lowering=self.built.extras.get("rank_lowering"),
+            export_rewrites=self.built.extras.get("export_rewrites"),
+        )
+        return Written(beside=beside, one_size=fields)
 
-        verification = None
-        if verify:
-            try:
-                with native_chatter_filtered():
-                    verification = run_verification(
-                        export_target, staged, resolved, reference, precision, opts, num_threads=num_threads, verifier=verifier, samples=judged
-                    )
-                verification["warnings"] = [*quant.warnings, *verification.get("warnings", [])]
-            except ExportError:
-                raise
-            except Exception as exc:  # a runtime that crashes on the artefact is a finding, not a traceback
-                raise ExportError(f"verifying {final.name} failed: {exc.__class__.__name__}: {one_line(exc)}") from exc
-        report = _export_report(final, staged, target, resolved, precision, request, opts, prepared.size_info, graph, checks, verification)
-        lowering = built.extras.get("rank_lowering") or {}
-        if lowering.get("rewrites"):
-            report["rank_lowering"] = lowering  # what was rewritten to keep every tensor at rank <= 5
-        if built.extras.get("export_rewrites"):
-            report["export_rewrites"] = built.extras["export_rewrites"]  # exporters/rewrites/: what the traced module differs by
-        report_path = report_path_for(final)
-        staged_report = staging / report_path.name
-        write_json_atomic(staged_report, {"schema": REPORT_SCHEMA, **report})
-        moves.append((staged_report, report_path))
-        # An earlier export's report, or the .verify.json of an earlier file, must not describe this one.
-        publish(moves, also_remove=(final.with_name(final.name + ".verify.json"),))
-    return ExportResult(final, target, report, report_path, list(resolved.notes))
+    def verifier(self, path: Path) -> SizeVerifier:
+        return lambda entry: self._verify(path, entry)
+
+    def _verify(self, path: Path, entry: SizedExport) -> dict[str, Any]:
+        resolved = entry.prepared.resolved
+        verification = run_verification(
+            self.export_target,
+            path,
+            resolved,
+            self.reference,
+            self.request.precision,
+            self.request.options,
+            num_threads=self.num_threads,
+            verifier=self.verifier_name,
+            samples=self.quant.judged or None,
+        )
+        verification["warnings"] = [*self.quant.warnings, *verification.get("warnings", [])]
+        return verification
+
+    def size_name(self, entry: SizedExport) -> str:
+        return entry.name
 
 
 def _input_description(request: ExportRequest) -> dict[str, Any]:
@@ -168,59 +189,6 @@ def _input_description(request: ExportRequest) -> dict[str, Any]:
     if request.channels_last_input:
         return {"name": "image", "shape": [n, h, w, c], "layout": "NHWC"}
     return {"name": "image", "shape": [n, c, h, w], "layout": "NCHW"}
-
-
-def _export_report(
-    final: Path,
-    staged: Path,
-    target: str,
-    resolved: ResolvedModel,
-    precision: str,
-    request: ExportRequest,
-    opts: ExportOptions,
-    size_info: dict[str, Any],
-    graph: dict[str, Any],
-    checks: list[dict[str, Any]],
-    verification: dict[str, Any] | None,
-) -> dict[str, Any]:
-    failed = [c for c in checks if not c["passed"]] + [c for c in (verification or {}).get("checks", []) if not c["passed"]]
-    if failed:
-        verdict = "fail"
-    elif verification and verification.get("verdict") == "pass":
-        verdict = "pass"
-    else:
-        verdict = "not-verified"
-    return {
-        "artefact": final.name,
-        "target": target,
-        "model": resolved.name,
-        "task": resolved.task,
-        "config": resolved.config,
-        "precision": precision,
-        "image_size": resolved.image_size,
-        "weights": resolved.weights,
-        "size_bytes": artefact_size_bytes(staged),
-        "sha256": artefact_sha256(staged),
-        "input": _input_description(request),
-        "output_names": json.loads(request.metadata["output_names"]),
-        "preprocess": request.preprocess,
-        "preprocess_summary": describe_preprocess(resolved.preprocess),
-        "assumptions": list(resolved.notes),
-        "labels_count": len(resolved.labels),
-        "export_options": opts.as_dict(),
-        "image_size_check": size_info,
-        **graph,
-        "verification": verification,
-        "graph_checks": checks,
-        "failed": [describe_failure(c) for c in failed],
-        "verdict": verdict,
-        "verified_by": verification.get("verified_by") if verification else None,
-        "warnings": (verification or {}).get("warnings", []),
-        # How a quantised artefact was quantised: settings, and the per-layer sensitivity search's table.
-        "quantisation": json.loads(request.metadata["quantization"]) if "quantization" in request.metadata else None,
-        # Read back from the artefact: its own output names (a CoreML segmenter adds its class map), its Xcode preview.
-        **get_target(target).report_fields(staged),
-    }
 
 
 def target_for_path(path: Path) -> str:
@@ -345,7 +313,7 @@ def _verify_readable(
     opts = normalise_options(resolved.task, meta["opts"], export_target)
     fused = fuse_batchnorm(resolved.net)
     _, reference = build_for_target(resolved, fused, export_target, opts)
-    graph, checks = graph_checks(export_target, path)
+    graph = graph_checks(export_target, path)
     try:
         with native_chatter_filtered():
             verification = run_verification(
@@ -365,17 +333,17 @@ def _verify_readable(
             f"cannot run {path} beside {resolved.name} with weights {resolved.weights}: {exc.__class__.__name__}: "
             f"{one_line(exc)}; pass the --model and --checkpoint it was exported from"
         ) from None
-    failed = [c for c in checks + verification.get("checks", []) if not c["passed"]]
+    failed = failures(graph.checks + verification.get("checks", []))
     report = {
         "artefact": path.name,
         "target": target_name,
         "model": resolved.name,
         "weights": resolved.weights,
         "precision": meta["precision"],
-        **graph,
-        "graph_checks": checks,
+        **graph.fields(),
+        "graph_checks": graph.checks,
         "verification": verification,
-        "failed": [describe_failure(c) for c in failed],
+        "failed": failed,
         "verdict": "fail" if failed else verification.get("verdict", "not-verified"),
         "verified_by": verification.get("verified_by"),
     }

@@ -16,36 +16,23 @@ default first) under the metadata key "functions", which `mvit-verify` reads bac
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mvit.cli_support import native_chatter_filtered
-from mvit.errors import MvitError, one_line
-from mvit.files import check_replaceable, normal_modes, publish, staging_dir, write_json_atomic
+from mvit.files import write_json_atomic
 from mvit.reading import loads
 
-from .base import ExportError, ExportTarget, MultiSizeWriter
+from .base import ExportError, ExportTarget, Runner
 from .options import artefact_stem as single_stem
-from .report import REPORT_SCHEMA, report_path_for
-from .resolve import check_image_size, check_size_bounds, describe_preprocess
-from .stages import (
-    ExportResult,
-    artefact_sha256,
-    artefact_size_bytes,
-    build_for_target,
-    final_names,
-    graph_checks,
-    prepare_export,
-    prepare_out_dir,
-    recorded_triple,
-)
+from .pipeline import SizeVerifier, Written, run_export, verify_sizes
+from .report import FUNCTIONS_KEY, judge, verified_by
+from .resolve import check_image_size, check_size_bounds
+from .stages import ExportResult, SizedExport, build_for_target, graph_checks, prepare_export, prepare_out_dir, recorded_triple
 from .targets import get_target
 from .tasks import get_task
-from .verify import describe_failure, verify_runner
+from .verify import verify_runner
 
 SHAPE_FORMS = ("functions", "enumerated")  # --coreml-shapes
-FUNCTIONS_KEY = "functions"  # metadata: JSON list of {"name", "image_size", "config"}, default first
 ENUMERATED_KEY = "enumerated_sizes"  # metadata of the EnumeratedShapes form: JSON list of sizes
 # Detection anchors and NMS are built for one input size, and CoreML's Vision pipeline cannot be
 # one function of a multifunction package.
@@ -55,19 +42,6 @@ ENUMERATED_KEY = "enumerated_sizes"  # metadata of the EnumeratedShapes form: JS
 # to the same bound (both configs: twice as many).
 MAX_SIZES = 16
 MAX_RECORDED = 2 * MAX_SIZES
-
-
-@dataclass
-class SizedExport:
-    """One function / size / signature of a multi-size artefact."""
-
-    name: str  # f"{config}_{size}"
-    config: str
-    image_size: int
-    prepared: Any  # api.PreparedExport at this config and size
-
-    def as_entry(self) -> dict[str, Any]:
-        return {"name": self.name, "image_size": self.image_size, "config": self.config}
 
 
 def parse_size_list(text: str | None) -> list[int] | None:
@@ -231,8 +205,8 @@ def _check_recorded_count(listed: Any) -> None:
 
 def export(
     entries: list[SizedExport], target: str, out_dir: Path, *, precision: str, verify: bool = True, verifier: str = "auto", coreml_shapes: str | None = None
-) -> list[Any]:
-    """Write, verify and publish this target's multi-size artefact(s); returns ExportResult each.
+) -> list[ExportResult]:
+    """Write, verify and publish this target's multi-size artefact(s) through the one pipeline.
     The caller has checked `verifier` (check_verifier) before anything was built."""
     export_target = get_target(target)
     out_dir = prepare_out_dir(out_dir)
@@ -240,131 +214,50 @@ def export(
     form = coreml_shapes if coreml_shapes in forms else forms[0]
     # A graph has one patch config: ONNX writes one dynamic-size file per config.
     groups = [[e for e in entries if e.config == c] for c in dict.fromkeys(e.config for e in entries)] if form == "dynamic" else [entries]
-    return [_export_group(group, export_target, out_dir, precision, verify, verifier, form) for group in groups]
-
-
-def _export_group(entries: list[SizedExport], export_target: ExportTarget, out_dir: Path, precision: str, verify: bool, verifier: str, form: str) -> Any:
-    target = export_target.name
-    final = out_dir / (artefact_stem(entries, target, precision, form) + export_target.suffix)
-    check_replaceable(*final_names(final))
-    with staging_dir(out_dir) as staging:
-        staged = staging / final.name
-        extra: dict[str, Any] = {}
-        try:
-            with native_chatter_filtered():
-                extra = _multisize_of(export_target).write(entries, staged, staging, precision, form)
-            normal_modes(staged)
-            graph, checks = graph_checks(export_target, staged)
-        except MvitError:
-            raise
-        except Exception as exc:
-            raise ExportError(f"{target} multi-size export of {entries[0].prepared.resolved.name} failed: {exc.__class__.__name__}: {one_line(exc)}") from exc
-        checks += extra.pop("checks", [])
-        per_entry = []
-        if verify:
-            per_entry = _verify_entries(export_target, staged, entries, precision, verifier, form)
-        report = _report(final, staged, export_target, entries, precision, form, graph, checks, per_entry, extra, verify)
-        report_path = report_path_for(final)
-        staged_report = staging / report_path.name
-        write_json_atomic(staged_report, {"schema": REPORT_SCHEMA, **report})
-        publish([(staged, final), (staged_report, report_path)], also_remove=(final.with_name(final.name + ".verify.json"),))
-    return ExportResult(final, target, report, report_path, list(entries[0].prepared.resolved.notes))
-
-
-def _multisize_of(export_target: ExportTarget) -> MultiSizeWriter:
-    if export_target.multisize is None:
-        raise ExportError(f"{export_target.name} does not write several sizes in one artefact; export one size at a time")
-    return export_target.multisize
-
-
-def _verify_entries(export_target: ExportTarget, path: Path, entries: list[SizedExport], precision: str, verifier: str, form: str) -> list[dict[str, Any]]:
-    runner_for = _multisize_of(export_target).runner(path, form, verifier)
     results = []
-    for e in entries:
-        resolved, opts = e.prepared.resolved, e.prepared.options[export_target.name]
-        _, reference = build_for_target(resolved, e.prepared.fused, export_target, opts)
-        entry = {**e.as_entry(), "name": e.name if form != "enumerated" else f"main@{e.image_size}"}
-        try:
-            with native_chatter_filtered():
-                runner = runner_for(e.as_entry())
-                result = verify_runner(
-                    runner,
-                    reference,
-                    task=resolved.task,
-                    preprocess=resolved.preprocess,
-                    precision=precision,
-                    raw_input=opts.raw_input,
-                    nms=None,
-                    nms_best_class_only=export_target.nms_best_class_only,
-                )
-        except MvitError:
-            raise
-        except Exception as exc:  # a runtime that crashes on one function is a finding, not a traceback
-            raise ExportError(f"verifying {entry['name']} of {path.name} failed: {exc.__class__.__name__}: {one_line(exc)}") from exc
-        results.append(
-            {**entry, "verdict": result["verdict"], "verified_by": result.get("verified_by"), "failed": result.get("failed", []), "verification": result}
-        )
+    for group in groups:
+        final = out_dir / (artefact_stem(group, target, precision, form) + export_target.suffix)
+        writer = SeveralSizes(export_target, group, precision, form, verifier)
+        results.append(run_export(export_target, group, final, writer, precision=precision, verify=verify))
     return results
 
 
-def _verdict(checks: list[dict[str, Any]], per_entry: list[dict[str, Any]], verify: bool) -> tuple[str, list[str]]:
-    failed = [describe_failure(c) for c in checks if not c["passed"]]
-    failed += [f"{e['name']}: {f}" for e in per_entry for f in e["failed"]]
-    if failed or any(e["verdict"] == "fail" for e in per_entry):
-        return "fail", failed
-    if verify and per_entry and all(e["verdict"] == "pass" for e in per_entry):
-        return "pass", failed
-    return "not-verified", failed
+class SeveralSizes:
+    """Several sizes in one artefact, in a form the target's MultiSizeWriter writes and runs."""
 
+    kind = "multi-size export"
+    form: str | None  # always a form here; typed as ArtefactWriter's
 
-def _report(
-    final: Path,
-    staged: Path,
-    export_target: ExportTarget,
-    entries: list[SizedExport],
-    precision: str,
-    form: str,
-    graph: dict[str, Any],
-    checks: list[dict[str, Any]],
-    per_entry: list[dict[str, Any]],
-    extra: dict[str, Any],
-    verify: bool,
-) -> dict[str, Any]:
-    first = entries[0].prepared.resolved
-    opts = entries[0].prepared.options[export_target.name]
-    verdict, failed = _verdict(checks, per_entry, verify)
-    by = sorted({str(e["verified_by"]) for e in per_entry if e.get("verified_by")})
-    size = artefact_size_bytes(staged)
-    report = {
-        "artefact": final.name,
-        "target": export_target.name,
-        "form": form,
-        "model": first.name,
-        "task": first.task,
-        "configs": list(dict.fromkeys(e.config for e in entries)),
-        "image_sizes": list(dict.fromkeys(e.image_size for e in entries)),
-        FUNCTIONS_KEY: [e.as_entry() for e in entries],
-        "default_function": entries[0].name if form == "functions" else None,
-        "precision": precision,
-        "weights": first.weights,
-        "size_bytes": size,
-        "sha256": artefact_sha256(staged),
-        "preprocess_summary": describe_preprocess(first.preprocess),
-        "assumptions": list(first.notes),
-        "labels_count": len(first.labels),
-        "export_options": opts.as_dict(),
-        **graph,
-        "graph_checks": checks,
-        "per_size": per_entry,
-        "failed": failed,
-        "verdict": verdict,
-        "verified_by": "+".join(by) or None,
-        "warnings": [f"{e['name']}: {w}" for e in per_entry for w in e["verification"].get("warnings", [])],
-    }
-    if "single_size_bytes" in extra:
-        extra["size_ratio"] = round(size / extra["single_size_bytes"], 4)
-    report.update(extra)
-    return report
+    def __init__(self, export_target: ExportTarget, entries: list[SizedExport], precision: str, form: str, verifier: str) -> None:
+        if export_target.multisize is None:
+            raise ExportError(f"{export_target.name} does not write several sizes in one artefact; export one size at a time")
+        self.export_target, self.writer, self.entries = export_target, export_target.multisize, entries
+        self.precision, self.form, self.verifier_name = precision, form, verifier
+
+    def write(self, staged: Path, staging: Path) -> Written:
+        fields = self.writer.write(self.entries, staged, staging, self.precision, str(self.form))
+        return Written(checks=fields.pop("checks", []), form_fields=fields)
+
+    def verifier(self, path: Path) -> SizeVerifier:
+        runner_for = self.writer.runner(path, str(self.form), self.verifier_name)
+        return lambda entry: self._verify(runner_for(entry.as_entry()), entry)
+
+    def _verify(self, runner: Runner, entry: SizedExport) -> dict[str, Any]:
+        resolved, opts = entry.prepared.resolved, entry.prepared.options[self.export_target.name]
+        _, reference = build_for_target(resolved, entry.prepared.fused, self.export_target, opts)
+        return verify_runner(
+            runner,
+            reference,
+            task=resolved.task,
+            preprocess=resolved.preprocess,
+            precision=self.precision,
+            raw_input=opts.raw_input,
+            nms=None,
+            nms_best_class_only=self.export_target.nms_best_class_only,
+        )
+
+    def size_name(self, entry: SizedExport) -> str:
+        return entry.name if self.form != "enumerated" else f"main@{entry.image_size}"
 
 
 # ---- mvit-verify ----------------------------------------------------------------------------
@@ -403,10 +296,10 @@ def verify_recorded(
             **meta["opts"],
         )
         entries.append(SizedExport(e["name"], e["config"], e["image_size"], prepared))
-    graph, checks = graph_checks(export_target, path)
-    per_entry = _verify_entries(export_target, path, entries, meta["precision"], verifier, form)
-    verdict, failed = _verdict(checks, per_entry, True)
-    by = sorted({str(e["verified_by"]) for e in per_entry if e.get("verified_by")})
+    graph = graph_checks(export_target, path)
+    sizes = verify_sizes(SeveralSizes(export_target, entries, meta["precision"], form, verifier), path, entries)
+    judgement = judge(graph.checks, sizes, prefix_names=True)
+    per_size = [s.as_dict() for s in sizes]
     report = {
         "artefact": path.name,
         "target": export_target.name,
@@ -414,13 +307,13 @@ def verify_recorded(
         "model": entries[0].prepared.resolved.name,
         "weights": entries[0].prepared.resolved.weights,
         "precision": meta["precision"],
-        **graph,
-        "graph_checks": checks,
-        "per_size": per_entry,
-        "failed": failed,
-        "verdict": verdict,
-        "verified_by": "+".join(by) or None,
-        "verification": {"verdict": verdict, "per_size": [{k: v for k, v in e.items() if k != "verification"} for e in per_entry]},
+        **graph.fields(),
+        "graph_checks": graph.checks,
+        "per_size": per_size,
+        "failed": judgement.failed,
+        "verdict": judgement.verdict,
+        "verified_by": verified_by(sizes),
+        "verification": {"verdict": judgement.verdict, "per_size": [{k: v for k, v in e.items() if k != "verification"} for e in per_size]},
     }
     if write:
         write_json_atomic(path.with_name(path.name + ".verify.json"), report)

@@ -129,9 +129,8 @@ def check_image_size(net: nn.Module, image_size: int, config: str, model_name: s
     changes the function a lot, so such sizes are rejected with the nearest size that works.
     Config A, MobileViT v2 and custom networks keep the reference behaviour (ml-cvnets/HF/timm):
     maps that are not a multiple of the patch are resized inside the block.
+    Its callers have checked the size's bounds (resolve_model, multisize.prepare) before this probe.
     """
-
-    check_size_bounds(image_size, net=net)
     try:
         blocks = patch_block_inputs(net, image_size)
     except Exception as exc:

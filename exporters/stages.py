@@ -21,7 +21,7 @@ from mvit.models import fuse_batchnorm
 from .base import ExportError, ExportOptions, ExportRequest, ExportTarget
 from .options import normalise_options
 from .preprocessing import preprocess_dict
-from .report import report_path_for
+from .report import GraphChecks, report_path_for
 from .resolve import ResolvedModel, check_image_size, resolve_model
 from .targets import get_target
 from .wrappers import MAX_RANK, BuiltModule, build_export_module
@@ -59,6 +59,20 @@ class PreparedExport:
     fused: nn.Module
 
 
+@dataclass
+class SizedExport:
+    """One size of an export: the whole artefact for a single size; one function / size /
+    signature of a multi-size artefact."""
+
+    name: str  # f"{config}_{size}"
+    config: str
+    image_size: int
+    prepared: PreparedExport  # at this config and size
+
+    def as_entry(self) -> dict[str, Any]:
+        return {"name": self.name, "image_size": self.image_size, "config": self.config}
+
+
 def artefact_size_bytes(path: Path) -> int:
     """Bytes on disk: a file, or every file in a folder artefact (.mlpackage)."""
     if path.is_dir():
@@ -77,7 +91,7 @@ def artefact_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def graph_checks(target: ExportTarget, path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def graph_checks(target: ExportTarget, path: Path) -> GraphChecks:
     hist = target.op_histogram(path)
     rank = target.max_tensor_rank(path)
     bn_ops = sorted(op for op in hist if "batchnorm" in op.lower().replace("_", ""))
@@ -86,10 +100,7 @@ def graph_checks(target: ExportTarget, path: Path) -> tuple[dict[str, Any], list
         {"check": "max_tensor_rank", "value": float(rank), "limit": float(MAX_RANK), "kind": "max", "passed": rank <= MAX_RANK},
     ]
     structure, structure_checks = target.structure_checks(path)  # the format's own rules (CoreML: exporters/targets/coreml/validate.py)
-    graph = {"op_histogram": hist, "max_tensor_rank": rank, "batchnorm_ops": bn_ops}
-    if structure:
-        graph["structure"] = structure
-    return graph, checks + structure_checks
+    return GraphChecks(hist, rank, bn_ops, structure, checks + structure_checks)
 
 
 def _in_graph(target: ExportTarget, opts: ExportOptions) -> bool:

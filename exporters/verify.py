@@ -22,18 +22,13 @@ from mvit.models.detection_postprocess import NmsSettings
 
 from .base import ExportOptions
 from .preprocessing import normalise
+from .report import describe_failure
 from .samples import Sample, verification_samples
 from .tasks import get_task
 from .tasks.base import SampleOutputs, check
 from .tasks.detection import artefact_detections  # noqa: F401 (re-exported for callers)
 from .tolerances import Tolerance, tolerance_for
 from .wrappers import INPUT_NAME, BuiltModule
-
-
-def describe_failure(check: dict[str, Any]) -> str:
-    op = "<" if check["kind"] == "min" else ">"
-    detail = f" ({check['detail']})" if check.get("detail") else ""
-    return f"{check['check']} = {check['value']:.3g} {op} limit {check['limit']:.3g}{detail}"
 
 
 def tensor_metrics(ref: np.ndarray, art: np.ndarray) -> dict[str, float]:
