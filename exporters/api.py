@@ -28,7 +28,7 @@ from . import (
     quantize,
 )
 from .base import ExportError, ExportRequest, ExportTarget, without_rewrites
-from .options import KNOWN_OPTIONS, artefact_stem, normalise_options
+from .options import artefact_stem, known_options, normalise_options
 from .pipeline import SizeVerifier, Written, run_export
 from .report import OneSizeFields, failures
 from .resolve import (  # noqa: F401 (re-exported: the library's entry points)
@@ -184,7 +184,7 @@ class OneSize:
 
 
 def _input_description(request: ExportRequest) -> dict[str, Any]:
-    """The artefact's input as an app feeds it: the traced module takes NCHW, a --nhwc file takes NHWC."""
+    """The artefact's input as an app feeds it: the traced module takes NCHW, a channels-last file takes NHWC."""
     n, c, h, w = request.input_shape
     if request.channels_last_input:
         return {"name": "image", "shape": [n, h, w, c], "layout": "NHWC"}
@@ -228,7 +228,7 @@ def _artefact_metadata(path: Path, target_name: str, export_target: ExportTarget
         check_size_bounds(size, "the recorded image_size")
     except ExportError as exc:
         raise ExportError(f"{path} has malformed mvit metadata ({exc}); re-export it") from None
-    unknown = set(opts) - KNOWN_OPTIONS
+    unknown = set(opts) - known_options()
     if unknown or precision not in quantize.PRECISIONS or pre.get("channel_order", "RGB") not in ("RGB", "BGR"):
         raise ExportError(f"{path} has malformed mvit metadata (options {sorted(unknown)}, precision {precision!r}); re-export it")
     return {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Protocol, cast
@@ -60,11 +60,38 @@ class ExportRequest:
     labels: list[str]
     preprocess: dict[str, Any]  # PreprocessSpec as a dict, plus "raw_input": bool
     precision: Precision = "fp16"
-    channels_last_input: bool = False  # NHWC input (tflite option)
-    dynamic_batch: bool = False  # onnx option
+    channels_last_input: bool = False  # NHWC input (an option meaning "channels_last_input")
+    dynamic_batch: bool = False  # a free batch dimension (an option meaning "dynamic_batch")
     metadata: dict[str, str] = field(default_factory=dict)  # written into the artefact as is
     options: ExportOptions = field(default_factory=lambda: ExportOptions())
     calibration: np.ndarray | None = None  # int8: pixels [N, 3, H, W] like the input, that set activation scales
+
+
+# What shared code may ask of a target's own option, besides its value: "channels_last_input" (the
+# artefact takes NHWC pixels), "dynamic_batch" (a free batch dimension), "nms_form" (which in-graph
+# NMS form a detection artefact gets; its choices are the target's `nms_forms`), "multisize_form"
+# (how several sizes share one artefact; its choices are the target's `multisize_forms`). "": only
+# the target itself reads it.
+OptionMeaning = Literal["", "channels_last_input", "dynamic_batch", "nms_form", "multisize_form"]
+
+
+@dataclass(frozen=True)
+class TargetOption:
+    """An option only some targets have, declared by the target as data (its `options`): the CLI
+    flag, the library keyword, the recorded `export_options` key and the file-name tag are all
+    read from here, so shared code never names it."""
+
+    name: str  # library keyword and recorded key, e.g. "nhwc"
+    flag: str  # e.g. "--nhwc"
+    help: str
+    choices: tuple[str, ...] = ()  # (): an on/off flag; else one of these values (the default first)
+    tag: str = ""  # file-name tag of an export with it ...
+    tag_when: Any = True  # ... when its value is this
+    means: OptionMeaning = ""
+    owner: str = ""  # how "--flag applies to ... exports only" names its targets (default: their names)
+
+    def tag_for(self, value: Any) -> str | None:
+        return self.tag if self.tag and value == self.tag_when else None
 
 
 @dataclass(frozen=True)
@@ -77,33 +104,46 @@ class ExportOptions:
     mask: bool = False  # segmentation: class mask inside the model
     raw_detection: bool = False  # detection: raw box/score tensors, anchors beside the artefact
     raw_input: bool = False  # the normalised tensor as input instead of pixels
-    nhwc: bool = False  # TFLite: NHWC input
-    dynamic_batch: bool = False  # ONNX: dynamic batch dimension
     nms: NmsSettings | None = None  # detection: NMS inside the artefact, with these settings
-    coreml_nms: str | None = None  # CoreML detection: "vision" pipeline or "program"
+    # The target's own options that are on, as it declares them (TargetOption), with their values.
+    target_options: tuple[tuple[TargetOption, Any], ...] = ()
+
+    def option(self, name: str) -> Any:
+        """The value of the target's own option `name`; None when it is off or not the target's."""
+        return next((value for declared, value in self.target_options if declared.name == name), None)
+
+    def meaning(self, means: OptionMeaning) -> TargetOption | None:
+        """The target option that is on and means `means` (see OptionMeaning), if any."""
+        return next((declared for declared, _ in self.target_options if declared.means == means), None)
 
     def as_dict(self) -> dict[str, Any]:
         """The options that are on, as JSON-able data (the artefact's `export_options`)."""
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if value not in (None, False):
+            if f.name != "target_options" and value not in (None, False):
                 out[f.name] = value.as_dict() if isinstance(value, NmsSettings) else value
+        out.update((declared.name, value) for declared, value in self.target_options)
         return out
 
     @classmethod
-    def from_dict(cls, data: ExportOptions | Mapping[str, Any] | None) -> ExportOptions:
-        """From `as_dict()` output (or already typed); unknown keys are an error."""
+    def from_dict(cls, data: ExportOptions | Mapping[str, Any] | None, declared: Iterable[TargetOption] = ()) -> ExportOptions:
+        """From `as_dict()` output (or already typed), the target's own options among `declared`;
+        unknown keys are an error."""
         if isinstance(data, ExportOptions):
             return data
         data = dict(data or {})
-        known = {f.name for f in fields(cls)}
+        own = {option.name: option for option in declared}
+        known = {f.name for f in fields(cls) if f.name != "target_options"} | set(own)
         if set(data) - known:
             raise ExportError(f"unknown export option(s) {sorted(set(data) - known)}; known: {sorted(known)}")
+        target_options = tuple((option, data.pop(name)) for name, option in own.items() if data.get(name) not in (None, False))
+        for name in own:
+            data.pop(name, None)
         nms = data.pop("nms", None)
         if isinstance(nms, dict):
             nms = NmsSettings.from_dict(nms)
-        return cls(**{k: v for k, v in data.items() if v is not None}, nms=nms or None)
+        return cls(**{k: v for k, v in data.items() if v is not None}, nms=nms or None, target_options=target_options)
 
 
 class Runner(Protocol):
@@ -143,7 +183,7 @@ class TargetDefaults:
     preprocess_in_graph = True
     multisize: MultiSizeWriter | None = None
     quiet_load_options: Mapping[str, Any] = {}
-    own_options: frozenset[str] = frozenset()
+    options: tuple[TargetOption, ...] = ()
     verifiers: tuple[str, ...] = ()
     nms_best_class_only = False
     class_id_output = True
@@ -180,7 +220,7 @@ class ExportTarget(Protocol):
     runtime: str  # what benchmarks call the runtime that runs it: "coreml" | "onnxruntime" | "litert"
     install_hint: str  # e.g. "pip install 'mvit[onnx]'"
     preprocess_in_graph: bool  # pixel preprocessing inside the graph (False: CoreML's ImageType does it)
-    own_options: frozenset[str]  # layout options only this target has ("nhwc", "dynamic_batch"); others drop them
+    options: tuple[TargetOption, ...]  # the options only this target has, as data; other targets drop them
     verifiers: tuple[str, ...]  # --verifier values besides "auto"
     nms_output_names: list[str]  # a detection artefact's outputs once the target's NMS is appended
     nms_best_class_only: bool  # the native NMS keeps each box under its best class only (CoreML)
@@ -190,9 +230,9 @@ class ExportTarget(Protocol):
     # precision -> export_rewrites a quantised export of that precision is traced without
     # (the target's quantiser would leave the rewritten ops float)
     rewrites_skipped_for: Mapping[str, frozenset[str]]
-    nms_forms: tuple[str, ...]  # detection NMS forms it can write (--coreml-nms), the default first; () for one
+    nms_forms: tuple[str, ...]  # detection NMS forms it can write (its "nms_form" option), the default first; () for one
     precisions: tuple[str, ...]  # --precision values it writes (quantize.py says what each means for it)
-    multisize_forms: tuple[str, ...]  # how it holds several sizes in one artefact (multisize.py), the default first
+    multisize_forms: tuple[str, ...]  # how it holds several sizes in one artefact (multisize.py; its "multisize_form" option), the default first
     multisize: MultiSizeWriter | None  # writes and runs those forms; set by the target's package
     # load() keyword arguments for a runner that shares its process with others (benchmarks,
     # evaluation): ONNX Runtime's idle threads keep spinning after a call and slow the next model.

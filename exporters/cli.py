@@ -26,7 +26,8 @@ from . import api, multisize, quantize  # noqa: E402
 from .base import ExportError  # noqa: E402
 from .calibration import image_files  # noqa: E402
 from .resolve import RANDOM_WEIGHTS_SEED  # noqa: E402
-from .targets import all_target_names, get_target, target_names  # noqa: E402
+from .target_flags import with_target_options  # noqa: E402
+from .targets import all_target_names, declared_options, get_target, target_names  # noqa: E402
 
 VERIFIER_HELP = (
     "CoreML: auto (Apple's runtime on macOS, the MIL reference evaluator elsewhere) | "
@@ -70,6 +71,7 @@ def parse_triple(text: str | None, flag: str, positive: bool = False) -> tuple[f
 
 
 @export_app.command()
+@with_target_options
 def export(
     target: str = typer.Option(target_names()[0], help=" | ".join([*target_names(), "all (" + ", ".join(all_target_names()) + ")"])),
     model: Optional[str] = typer.Option(None, help="Registered model name, or pkg.module:factory for your own nn.Module. Default: mobilevit_xs"),
@@ -90,34 +92,20 @@ def export(
     mask: bool = typer.Option(False, "--mask", help="Segmentation: upsample to input size and argmax inside the model"),
     raw_detection: bool = typer.Option(False, "--raw-detection", help="Detection: raw box/score tensors; anchors saved as <artefact>.anchors.npy"),
     no_nms: bool = typer.Option(False, "--no-nms", help="Detection: decoded boxes and scores, no NMS"),
-    coreml_nms: Optional[str] = typer.Option(
-        None,
-        "--coreml-nms",
-        help="CoreML detection: vision (default: a pipeline "
-        "ending in Core ML's NonMaximumSuppression model, what Vision reads) | "
-        "program (one ML Program with MIL NMS inside: boxes, scores, class_ids)",
-    ),
     raw_input: bool = typer.Option(False, "--raw-input", help="Take the normalised tensor instead of RGB pixels (CoreML: a TensorType input)"),
-    nhwc: bool = typer.Option(False, "--nhwc", help="TFLite: NHWC input"),
-    dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="ONNX: dynamic batch dimension"),
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip numerics verification"),
     into_harness: bool = typer.Option(False, "--into-harness", help="Copy the .mlpackage into ios_harness/App/Models/"),
     verifier: str = typer.Option("auto", help=VERIFIER_HELP),
-    coreml_shapes: Optional[str] = typer.Option(
-        None,
-        "--coreml-shapes",
-        help="Several sizes in CoreML: functions (default: one fixed-shape function per size, iOS 18) | enumerated (EnumeratedShapes, iOS 16-17, config A)",
-    ),
+    **target_options: Any,
 ) -> int:
     if target != "all" and target not in target_names():
         return fail(f"unknown --target {target!r}: use {', '.join(target_names())} or all")
     targets = [get_target(t) for t in (all_target_names() if target == "all" else [target])]
-    for flag, on, option in (("--nhwc", nhwc, "nhwc"), ("--dynamic-batch", dynamic_batch, "dynamic_batch")):
-        owners = [t.name for t in targets if option in t.own_options]
-        if on and not owners:
-            return fail(f"{flag} applies to {_owner_of(option)} exports only (got --target {target})")
-    if coreml_nms is not None and not any(t.nms_forms for t in targets):
-        return fail(f"--coreml-nms applies to CoreML exports only (got --target {target})")
+    declared = declared_options()
+    for name, value in target_options.items():
+        option, owners = declared[name]
+        if value not in (None, False) and not any(t.name in owners for t in targets):
+            return fail(f"{option.flag} applies to {option.owner or ' / '.join(owners)} exports only (got --target {target})")
     if verifier != "auto" and not any(verifier in t.verifiers for t in targets):
         return fail(f"--verifier {verifier} applies to CoreML exports only (got --target {target})")
     if into_harness and not any(t.harness_ready for t in targets):
@@ -137,13 +125,13 @@ def export(
         mask=mask,
         raw_detection=raw_detection,
         raw_input=raw_input,
-        nhwc=nhwc,
-        dynamic_batch=dynamic_batch,
         channel_order=channel_order,
         mean=parse_triple(mean, "--mean"),
         std=parse_triple(std, "--std", positive=True),
-        coreml_nms=coreml_nms,
     )
+    # How several sizes share one artefact is the multi-size writer's choice, not an export option.
+    shapes_form = next((v for n, v in target_options.items() if declared[n][0].means == "multisize_form" and v is not None), None)
+    options.update((n, v) for n, v in target_options.items() if declared[n][0].means != "multisize_form")
     if no_nms:
         options["nms"] = False
     verifier_for = {t.name: verifier if verifier in t.verifiers else "auto" for t in targets}
@@ -152,14 +140,14 @@ def export(
             api.check_verifier(t, verifier_for[t.name])
     # One model, one set of checks, for every target: bad input is said once, before anything is written.
     sizes, configs = multisize.parse_size_list(image_size), multisize.parse_config_list(config)
-    if multisize.wanted(sizes, configs, coreml_shapes):
+    if multisize.wanted(sizes, configs, shapes_form):
         return _export_several_sizes(
             model,
             [t.name for t in targets],
             out,
             sizes=sizes,
             configs=configs,
-            coreml_shapes=coreml_shapes,
+            shapes_form=shapes_form,
             precision=precision,
             verify=not no_verify,
             verifier_for=verifier_for,
@@ -221,7 +209,7 @@ def _export_several_sizes(
     *,
     sizes: list[int] | None,
     configs: list[str] | None,
-    coreml_shapes: str | None,
+    shapes_form: str | None,
     precision: str,
     verify: bool,
     verifier_for: dict[str, str],
@@ -236,7 +224,7 @@ def _export_several_sizes(
         raise ExportError(
             f"several sizes or configs in one artefact take --precision fp16 or fp32 (got {precision}); export quantised artefacts one size at a time"
         )
-    entries = multisize.prepare(model, targets, sizes=sizes, configs=configs, coreml_shapes=coreml_shapes, checkpoint=checkpoint, labels=labels, **options)
+    entries = multisize.prepare(model, targets, sizes=sizes, configs=configs, coreml_shapes=shapes_form, checkpoint=checkpoint, labels=labels, **options)
     code, lines = 0, []
     step = [""]
     with PlainProgress("mvit-export", lambda: step[0]):
@@ -250,7 +238,7 @@ def _export_several_sizes(
                     precision=precision,
                     verify=verify,
                     verifier=verifier_for[target],
-                    coreml_shapes=coreml_shapes if coreml_shapes in get_target(target).multisize_forms else None,
+                    coreml_shapes=shapes_form if shapes_form in get_target(target).multisize_forms else None,
                 )
             except MvitError as exc:
                 code = max(code, fail(one_line(exc), exc.exit_code))
@@ -277,10 +265,6 @@ def print_results(lines: list[str], model: str | None, checkpoint: Path | None, 
             )
         for note in notes:
             _note(note)
-
-
-def _owner_of(option: str) -> str:
-    return " / ".join(n for n in target_names() if option in get_target(n).own_options)
 
 
 def _result_line(result, human_size) -> str:

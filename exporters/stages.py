@@ -193,8 +193,8 @@ def export_request(resolved: ResolvedModel, built: BuiltModule, precision: str, 
         labels=resolved.labels,
         preprocess=preprocess,
         precision=precision,  # type: ignore[arg-type]
-        channels_last_input=opts.nhwc,
-        dynamic_batch=opts.dynamic_batch,
+        channels_last_input=opts.meaning("channels_last_input") is not None,
+        dynamic_batch=opts.meaning("dynamic_batch") is not None,
         metadata=metadata,
         options=opts,
     )

@@ -83,10 +83,11 @@ def lower_rank_for_export(net: nn.Module, image_size: int, options: ExportOption
     # A seeded normal input stands in for normalised pixels: the capture runs the network for real.
     example = torch.randn(1, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
     lowered, info = lower_rank(net, example, MAX_RANK)
-    if lowered is not net and options.dynamic_batch:
+    dynamic = options.meaning("dynamic_batch")
+    if lowered is not net and dynamic is not None:
         # The lowered graph holds concrete shapes, batch 1 included.
         raise ExportError(
-            f"--dynamic-batch cannot be combined with a network whose tensors reach rank {info['max_rank_before']}: "
-            "its reshapes are lowered to rank <= 5 for batch 1 only; export without --dynamic-batch"
+            f"{dynamic.flag} cannot be combined with a network whose tensors reach rank {info['max_rank_before']}: "
+            f"its reshapes are lowered to rank <= 5 for batch 1 only; export without {dynamic.flag}"
         )
     return lowered, info

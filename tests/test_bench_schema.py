@@ -1,9 +1,11 @@
 import json
+from pathlib import Path
 
 import pytest
 from bench_docs import document, harness_document, lognormal_times, result
 
 from mvit.benchmarks import schema
+from mvit.benchmarks.runtimes import RUNTIMES
 from mvit.benchmarks.schema import ResultsFileError, load_results, validate_document, write_results
 
 
@@ -125,3 +127,17 @@ def test_cli_reports_bad_file_in_one_line_without_traceback(tmp_path, capsys):
     assert info.value.code == 2
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 1 and err.startswith("error: ") and "bad.json" in err
+
+
+def test_the_schema_runtime_enum_is_the_registry_runtimes():
+    # The schema is shared with the Swift harness, so it stays a file; a new target's runtime must join it.
+    document_schema = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results.schema.json").read_text())
+    enums = [v["runtime"]["enum"] for v in _walk(document_schema) if isinstance(v, dict) and isinstance(v.get("runtime"), dict) and "enum" in v["runtime"]]
+    assert enums and all(set(e) == set(RUNTIMES) for e in enums), (enums, RUNTIMES)
+
+
+def _walk(node):
+    yield node
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    for child in children:
+        yield from _walk(child)

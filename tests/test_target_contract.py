@@ -9,7 +9,7 @@ from dataclasses import fields
 import pytest
 
 from mvit.exporters import api
-from mvit.exporters.base import ExportOptions, ExportTarget
+from mvit.exporters.base import ExportOptions, ExportTarget, TargetOption
 from mvit.exporters.targets import RUNTIME_TARGETS, SUFFIXES, get_target, target_names
 
 # The contract is the interface itself: every member ExportTarget declares, read from the Protocol,
@@ -31,7 +31,14 @@ def test_target_answers_for_itself_and_agrees_with_its_registry_line(name):
     assert not missing, f"{name} lacks {missing}"
     not_callable = [method for method in METHODS if not callable(getattr(target, method, None))]
     assert not not_callable, f"{name} lacks methods {not_callable}"
-    assert set(target.own_options) <= {f.name for f in fields(ExportOptions)}
+    shared = {f.name for f in fields(ExportOptions)}
+    for option in target.options:  # a target's own option is declared as data, never a shared field
+        assert isinstance(option, TargetOption) and option.name not in shared and option.flag.startswith("--")
+        assert (
+            not option.choices
+            or option.means not in ("nms_form", "multisize_form")
+            or option.choices == (target.nms_forms if option.means == "nms_form" else target.multisize_forms)
+        )
     assert target.nms_output_names[:3] == ["boxes", "scores", "class_ids"]
     assert target.multisize is None or target.multisize_forms, "a multi-size writer needs the forms it writes"
     assert set(target.quiet_load_options) <= set(inspect.signature(target.load).parameters)

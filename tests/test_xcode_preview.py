@@ -27,6 +27,7 @@ from mvit.exporters.targets.coreml.preview import (
     report_fields,
     with_class_map,
 )
+from mvit.exporters.targets.coreml.target import NMS_FORM_OPTION
 from mvit.exporters.tasks import get_task
 from mvit.exporters.tasks.base import SampleOutputs
 from mvit.exporters.tolerances import tolerance_for
@@ -139,8 +140,8 @@ NMS = NmsSettings()
         ("segmentation", ExportOptions(mask=True), "imageSegmenter"),
         ("segmentation", ExportOptions(raw_input=True), None),
         ("detection", ExportOptions(nms=NMS), "objectDetector"),
-        ("detection", ExportOptions(nms=NMS, coreml_nms="vision"), "objectDetector"),
-        ("detection", ExportOptions(nms=NMS, coreml_nms="program"), None),
+        ("detection", ExportOptions(nms=NMS, target_options=((NMS_FORM_OPTION, "vision"),)), "objectDetector"),
+        ("detection", ExportOptions(nms=NMS, target_options=((NMS_FORM_OPTION, "program"),)), None),
         ("detection", ExportOptions(), None),  # --no-nms / --raw-detection
         ("generic", ExportOptions(), None),
     ],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..base import ExportTarget, TargetNotInstalled
+from ..base import ExportTarget, TargetNotInstalled, TargetOption
 
 # The one line a new target adds: name -> (module, file ending, benchmark runtime name, in `--target
 # all`). A target still in beta (Core AI: iOS/macOS 27 only) is asked for by name. The ending
@@ -36,7 +36,8 @@ def all_target_names() -> list[str]:
     return [name for name, (_, _, _, in_all) in _TARGETS.items() if in_all]
 
 
-def get_target(name: str) -> ExportTarget:
+def _target_object(name: str) -> ExportTarget:
+    """The target's object, its package imported (which may need its extra), not yet asked `available()`."""
     if name not in _MODULES:
         raise TargetNotInstalled(f"unknown target {name!r}: use one of {', '.join(_MODULES)}")
     module_name = f"{__package__}.{_MODULES[name]}"
@@ -48,6 +49,25 @@ def get_target(name: str) -> ExportTarget:
             raise TargetNotInstalled(f"target {name!r} is not part of this install of mvit") from None
         raise TargetNotInstalled(f"target {name!r} needs the Python package {missing!r}, which is not installed: {INSTALL_HINTS[name]}") from None
     target: ExportTarget = module.TARGET
+    return target
+
+
+def declared_options() -> dict[str, tuple[TargetOption, list[str]]]:
+    """Every target's own options: name -> (its declaration, the targets that declare it), in
+    registry order. A target whose package does not import here (its extra is missing) declares none."""
+    found: dict[str, tuple[TargetOption, list[str]]] = {}
+    for name in _MODULES:
+        try:
+            options = _target_object(name).options
+        except TargetNotInstalled:
+            continue
+        for option in options:
+            found.setdefault(option.name, (option, []))[1].append(name)
+    return found
+
+
+def get_target(name: str) -> ExportTarget:
+    target = _target_object(name)
     if not target.available():
         raise TargetNotInstalled(f"target {name!r} is not installed: {target.install_hint}")
     return target

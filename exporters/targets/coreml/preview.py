@@ -54,7 +54,7 @@ def preview_for(task: str, options: ExportOptions, outputs: list[str] | None = N
                 "none: Xcode's object-detector preview reads a Vision pipeline's confidence and "
                 "coordinates; this detector has no NMS (--no-nms / --raw-detection)",
             )
-        if (options.coreml_nms or NMS_FORMS[0]) != "vision":
+        if (options.option("coreml_nms") or NMS_FORMS[0]) != "vision":
             return XcodePreview(
                 None,
                 "none: --coreml-nms program outputs boxes, scores and class_ids, which Xcode's "

@@ -25,7 +25,7 @@ from torch import nn
 
 from mvit.exporters.targets.coreml.reference import MilReferenceRunner
 
-from ...base import ExportError, ExportOptions, ExportRequest, MultiSizeWriter, Runner, importable
+from ...base import ExportError, ExportOptions, ExportRequest, MultiSizeWriter, Runner, TargetOption, importable
 from ...tasks import get_task
 from ...wrappers import NMS_OUTPUT_NAMES
 from .nms import append_nms
@@ -45,13 +45,35 @@ DEPLOYMENT_TARGET = "iOS16"
 _DECODED_NAMES = ("decoded_boxes", "class_probabilities")
 
 
+MULTISIZE_FORMS = ("functions", "enumerated")
+NMS_FORM_OPTION = TargetOption(
+    "coreml_nms",
+    "--coreml-nms",
+    "CoreML detection: vision (default: a pipeline ending in Core ML's NonMaximumSuppression model, what Vision reads) | "
+    "program (one ML Program with MIL NMS inside: boxes, scores, class_ids)",
+    choices=NMS_FORMS,
+    tag="nmsprogram",
+    tag_when="program",
+    means="nms_form",
+    owner="CoreML",
+)
+SHAPES_OPTION = TargetOption(
+    "coreml_shapes",
+    "--coreml-shapes",
+    "Several sizes in CoreML: functions (default: one fixed-shape function per size, iOS 18) | enumerated (EnumeratedShapes, iOS 16-17, config A)",
+    choices=MULTISIZE_FORMS,
+    means="multisize_form",
+    owner="CoreML",
+)
+
+
 class CoreMLTarget:
     name = "coreml"
     suffix = ".mlpackage"
     install_hint = "pip install 'mvit[coreml]' (coremltools==9.0)"
     runtime = "coreml"
     preprocess_in_graph = False  # the ImageType carries scale, bias and channel order
-    own_options: frozenset[str] = frozenset()
+    options: tuple[TargetOption, ...] = (NMS_FORM_OPTION, SHAPES_OPTION)
     verifiers: tuple[str, ...] = ("mil-reference", "coreml-runtime", "both")
     # The program form's outputs (`--coreml-nms program`); the default Vision pipeline returns
     # VISION_OUTPUTS instead, and export() records those as the artefact's output names.
@@ -67,7 +89,7 @@ class CoreMLTarget:
     precisions: tuple[str, ...] = ("fp32", "fp16", "int8-weights", "int8", "palette4", "palette6")  # palettes: a CoreML weight format
     multisize: MultiSizeWriter | None = None  # set by the package (multifunction.py)
     quiet_load_options: Mapping[str, Any] = {}
-    multisize_forms: tuple[str, ...] = ("functions", "enumerated")  # --coreml-shapes: one fixed-shape function per size, or EnumeratedShapes
+    multisize_forms: tuple[str, ...] = MULTISIZE_FORMS  # --coreml-shapes: one fixed-shape function per size, or EnumeratedShapes
 
     def quantisation_settings(self, precision: str) -> dict[str, Any]:
 
@@ -228,7 +250,7 @@ def _compressed(program_model: Any, request: ExportRequest) -> Any:
 
 def nms_form(options: ExportOptions) -> str:
     """ "vision" (pipeline ending in a NonMaximumSuppression model, the default) or "program"."""
-    return options.coreml_nms or NMS_FORMS[0]
+    return options.option(NMS_FORM_OPTION.name) or NMS_FORMS[0]
 
 
 # What the network's probabilities tensor is called inside a classifier's program: `classify`

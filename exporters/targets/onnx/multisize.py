@@ -31,9 +31,9 @@ def write_dynamic(entries: list[SizedExport], path: Path, precision: str) -> dic
     built, _ = build_for_target(first.resolved, first.fused, for_every_size(TARGET), opts)
     size = entries[0].image_size
     axes: dict[int, str] = {2: "height", 3: "width"}
-    if opts.dynamic_batch:
+    if opts.option("dynamic_batch"):
         axes[0] = "batch"
-    dynamic = {INPUT_NAME: axes, **{n: {0: "batch"} for n in built.output_names if opts.dynamic_batch}}
+    dynamic = {INPUT_NAME: axes, **{n: {0: "batch"} for n in built.output_names if opts.option("dynamic_batch")}}
     always_resize = resizes_at(first.fused, [e.image_size for e in entries])
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad(), size_generic(built.module, always_resize) as module:

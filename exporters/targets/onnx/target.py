@@ -23,7 +23,7 @@ from onnx import TensorProto, external_data_helper, helper, numpy_helper
 from mvit.models.detection_postprocess import NmsSettings
 from mvit.reading import check_regular
 
-from ...base import ExportError, ExportRequest, TargetDefaults, importable
+from ...base import ExportError, ExportRequest, TargetDefaults, TargetOption, importable
 from ...wrappers import INPUT_NAME, NMS_OUTPUT_NAMES
 from .quantize import quantize_onnx, settings_for
 
@@ -217,7 +217,9 @@ class OnnxTarget(TargetDefaults):
     suffix = ".onnx"
     install_hint = "pip install 'mvit[onnx]'"
     runtime = "onnxruntime"
-    own_options = frozenset({"dynamic_batch"})
+    options: tuple[TargetOption, ...] = (
+        TargetOption("dynamic_batch", "--dynamic-batch", "ONNX: dynamic batch dimension", tag="dynbatch", means="dynamic_batch"),
+    )
     # exporters/rewrites/; each one's speed-up is measured in docs/benchmark-results.md. The head-major attention is
     # taken only over short patch sequences (attention_layout.SHORT_SEQUENCE).
     export_rewrites = frozenset({"fold_preprocessing", "patch_layout", "attention_layout"})

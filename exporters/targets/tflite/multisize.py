@@ -33,7 +33,7 @@ def write_signatures(entries: list[SizedExport], path: Path, precision: str) -> 
         built, _ = build_for_target(prepared.resolved, prepared.fused, TARGET, opts)
         module: nn.Module = _NamedOutputs(built.module, built.output_names)
         shape = (1, 3, e.image_size, e.image_size)
-        if opts.nhwc:
+        if opts.option("nhwc"):
             module, shape = _FromNHWC(module), (1, e.image_size, e.image_size, 3)
         # A fixed example keeps the trace (and so the file) identical from one export to the next.
         example = torch.rand(shape, generator=torch.Generator().manual_seed(0)) * 255
