@@ -92,11 +92,10 @@ def xxs_onnx(tmp_path_factory):
 
 
 def test_benchmarks_load_onnx_sessions_that_stop_spinning(xxs_onnx):
-    from mvit.benchmarks.runtimes import _timing_options
     from mvit.exporters.targets import get_target
 
     onnx = get_target("onnx")
-    assert _timing_options(onnx.load) == {"spinning": False}  # what load_artefact passes
+    assert onnx.quiet_load_options == {"spinning": False}  # what load_artefact passes
     benchmark = onnx.load(xxs_onnx[0], 2, spinning=False).session  # type: ignore[call-arg]
     default = onnx.load(xxs_onnx[0], 2).session
     key = "session.force_spinning_stop"
