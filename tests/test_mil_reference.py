@@ -31,7 +31,7 @@ from mvit.exporters.targets.coreml.reference import (
 )
 from mvit.exporters.targets.coreml.reference.ops import OPS
 from mvit.models import create_model, fuse_batchnorm
-from mvit.models.detection_postprocess import DetectionDecoder, box_iou, generate_anchors
+from mvit.models.detection_postprocess import DetectionDecoder, NmsSettings, box_iou, generate_anchors
 from mvit.models.ssdlite import ASPECT_RATIOS
 
 # Conversion-heavy: runs in CI; `pytest -m "not slow"` skips it for a quick check.
@@ -118,7 +118,7 @@ def convert_with_nms(module: nn.Module, path: Path) -> Path:
             minimum_deployment_target=ct.target.iOS16,
         )
         # Score threshold 0: random weights give every class ~1/81, under the usual 0.05.
-        append_nms(program, NMS_SETTINGS, ["boxes", "scores", "class_ids"])
+        append_nms(program, NmsSettings(**NMS_SETTINGS), ["boxes", "scores", "class_ids"])
         model = ct.convert(program, convert_to="mlprogram", compute_precision=ct.precision.FLOAT32, minimum_deployment_target=ct.target.iOS16)
     model.save(str(path))
     return path
