@@ -1217,17 +1217,18 @@ def test_coreml_modes_inside_the_package(inputs):
 def test_target_all_results_in_target_order(tmp_path, monkeypatch, capsys):
     from mvit.exporters import api
     from mvit.exporters.cli import main
-    from mvit.exporters.targets import target_names
+    from mvit.exporters.targets import all_target_names
 
-    failing = target_names()[1]  # the middle target fails: the others still run, in order
+    failing = all_target_names()[1]  # the middle target fails: the others still run, in order
 
-    def export_model(model, target, out, **kwargs):
+    def export_prepared(prepared, export_target, out, **kwargs):
+        target = export_target.name
         if target == failing:
             raise api.ExportError(f"{target} export of mobilevit_xxs failed: the converter gave up")
         path = Path(out) / f"{target}.artefact"
         return api.ExportResult(path, target, {"verdict": "pass", "verified_by": target}, None)
 
-    monkeypatch.setattr(api, "export_model", export_model)
+    monkeypatch.setattr(api, "export_prepared", export_prepared)
     monkeypatch.setattr(api.ExportResult, "size_bytes", property(lambda self: 1))
     with pytest.raises(SystemExit) as info:
         main(["--model", MODEL, "--image-size", "64", "--target", "all", "--no-verify", "--out", str(tmp_path)])
@@ -1236,7 +1237,7 @@ def test_target_all_results_in_target_order(tmp_path, monkeypatch, capsys):
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert errors == [f"error: {failing} export of mobilevit_xxs failed: the converter gave up"]
     shown = [line.split()[0].rsplit("/", 1)[-1].split(".")[0] for line in out.splitlines()]
-    assert shown == [t for t in target_names() if t != failing] == ["coreml", "tflite"]
+    assert shown == [t for t in all_target_names() if t != failing] == ["coreml", "tflite"]
 
 
 # --- guards switched off: each hostile case then misbehaves ---------------------------------------------
@@ -1307,7 +1308,9 @@ def test_guard_off_stale_staging_stays(inputs, tmp_path, monkeypatch):
 
     _stale_staging(tmp_path, inputs)
     stale = [p for p in (tmp_path / "out").iterdir() if not p.name.startswith(".mvit-tmp-1-")]
-    monkeypatch.setattr(api, "clean_stale_staging", lambda folder: [])
+    from mvit.exporters import stages
+
+    monkeypatch.setattr(stages, "clean_stale_staging", lambda folder: [])
     api.prepare_out_dir(tmp_path / "out")
     assert all(p.exists() for p in stale)
     monkeypatch.undo()

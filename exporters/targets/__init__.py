@@ -48,6 +48,8 @@ def _target_object(name: str) -> ExportTarget:
         if missing == module_name:
             raise TargetNotInstalled(f"target {name!r} is not part of this install of mvit") from None
         raise TargetNotInstalled(f"target {name!r} needs the Python package {missing!r}, which is not installed: {INSTALL_HINTS[name]}") from None
+    except ImportError as exc:  # installed but broken (a partial install, a wheel for another platform)
+        raise TargetNotInstalled(f"target {name!r} cannot import one of its dependencies ({exc}): {INSTALL_HINTS[name]}") from None
     target: ExportTarget = module.TARGET
     return target
 
