@@ -39,7 +39,7 @@ from .ci import ArchiveFailed, unpack_commit
 from .compare import compare_documents, row_key
 from .placement import artefact_placement, harness_placements, placement_changes, placement_summary
 from .runner import new_document
-from .runtimes import RUNTIME_TARGETS, RuntimeUnavailable, artefact_runtime, runtime_available
+from .runtimes import TARGET_RUNTIMES, RuntimeUnavailable, artefact_runtime, runtime_available
 from .verdict import Comparison, Verdict
 
 FLOOR = 0.02
@@ -47,7 +47,6 @@ FLOOR = 0.02
 ArtefactPair = tuple[str, Path | None, Path]
 WINDOW, CONSECUTIVE = 5, 2
 EXPORT_TIMEOUT_S = 900
-TARGET_RUNTIMES = {target: runtime for runtime, target in RUNTIME_TARGETS.items()}
 # mvit-bench ci owns these mvit-export options: it sets them per side and per target.
 OWNED_EXPORT_OPTIONS = ("--out", "--target", "--model", "--checkpoint", "--into-harness", "--no-verify")
 HISTORY_KIND = "mvit-bench-ci-history"

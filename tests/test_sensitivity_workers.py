@@ -8,29 +8,16 @@ import onnx
 import outlier_fixture
 import pytest
 import trained_fixtures as tf
-from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization import quantize_static
 
 from mvit.exporters import cli
 from mvit.exporters.sensitivity import measure
+from mvit.exporters.targets.onnx.quantize import STATIC_SETTINGS, _Images, static_args
 from mvit.exporters.targets.onnx.sensitivity import Variant, _layer_cosine, layers_of, run
 from mvit.work import Workers
 
 LAYERS = 6  # enough tasks to spread over two workers; the whole search is tests/test_int8_mixed_precision.py
-QUANTISE_ARGS = dict(
-    quant_format=QuantFormat.QDQ,
-    per_channel=True,
-    activation_type=QuantType.QUInt8,
-    weight_type=QuantType.QInt8,
-    calibrate_method=CalibrationMethod.MinMax,
-)
-
-
-class _Reader:
-    def __init__(self, pixels: np.ndarray) -> None:
-        self._items = iter([{"image": p[None]} for p in pixels])
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._items, None)
+QUANTISE_ARGS = static_args(STATIC_SETTINGS)  # what an int8 export searches with
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +33,7 @@ def search(tmp_path_factory) -> tuple[Variant, list[str], list[str]]:
     digits, _ = tf.train_digits()
     pixels = tf.classification_scenes(np.random.default_rng(3), digits[:8], size)
     cache = root / "ranges.json"
-    quantize_static(src, root / "full.onnx", _Reader(pixels), calibration_cache_path=cache, **QUANTISE_ARGS)  # type: ignore[arg-type]
+    quantize_static(src, root / "full.onnx", _Images(pixels), calibration_cache_path=cache, **QUANTISE_ARGS)  # type: ignore[arg-type]
     layers = dict(list(layers_of(onnx.load(str(src)), []).items())[:LAYERS])
     variant = Variant(src.read_bytes(), cache.read_bytes(), pixels, run(src, pixels), QUANTISE_ARGS, {n: nodes for n, (_, nodes) in layers.items()})
     return variant, list(layers), [op for op, _ in layers.values()]

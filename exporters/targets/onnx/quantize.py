@@ -55,9 +55,24 @@ class _Images:
         return next(self._items, None)
 
 
+def static_args(settings: dict[str, Any]) -> dict[str, Any]:
+    """quantize_static's keyword arguments (calibration data and node selection aside) for STATIC_SETTINGS-shaped `settings`."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+
+    return dict(
+        quant_format=QuantFormat.QDQ,
+        per_channel=settings["per_channel"],
+        reduce_range=settings["reduce_range"],
+        activation_type=QuantType.QUInt8 if settings["activation_type"] == "uint8" else QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=getattr(CalibrationMethod, settings["calibrate_method"]),
+        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+    )
+
+
 def quantize_onnx(model: onnx.ModelProto, request: ExportRequest, settings: dict[str, Any] | None = None) -> onnx.ModelProto:
     """The float `model` quantised per `request.precision`; returns the new model (metadata not yet set)."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization import QuantType, quantize_dynamic, quantize_static
 
     with tempfile.TemporaryDirectory(prefix="mvit-quant-") as tmp, _quiet_root_logger():
         src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
@@ -78,15 +93,7 @@ def quantize_onnx(model: onnx.ModelProto, request: ExportRequest, settings: dict
             if request.calibration is None or not len(request.calibration):
                 raise ExportError("int8 needs calibration images; pass --calibration DIR")
             excluded = [n.name for n in model.graph.node if n.op_type in s["excluded_op_types"]]
-            args = dict(
-                quant_format=QuantFormat.QDQ,
-                per_channel=s["per_channel"],
-                reduce_range=s["reduce_range"],
-                activation_type=QuantType.QUInt8 if s["activation_type"] == "uint8" else QuantType.QInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=getattr(CalibrationMethod, s["calibrate_method"]),
-                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
-            )
+            args = static_args(s)
             if s["mixed_precision"] and get_task(request.task).classifier:
                 # The search reproduces the classifier judge (top-1 agreement, probability cosine); other tasks quantise whole.
                 # mvit-export has no --workers: the search runs in this process, its tasks on the shared runner.
