@@ -3,8 +3,10 @@ import os
 import pytest
 import torch
 
-# Two cores: keep torch from oversubscribing when ONNX Runtime / LiteRT threads run too.
-torch.set_num_threads(int(os.environ.get("MVIT_TEST_THREADS", "2")))
+# Two cores: keep torch from oversubscribing when ONNX Runtime / LiteRT threads run too. Under
+# pytest-xdist each worker process already has a core of its own, so one torch thread each.
+_DEFAULT_THREADS = "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2"
+torch.set_num_threads(int(os.environ.get("MVIT_TEST_THREADS", _DEFAULT_THREADS)))
 
 
 @pytest.fixture(autouse=True)
