@@ -18,19 +18,12 @@ from typing import Any, Literal, Protocol, cast
 import numpy as np
 from torch import nn
 
-from mvit.errors import MvitError
 from mvit.models.detection_postprocess import NmsSettings
+
+from .errors import ExportError, TargetNotInstalled  # noqa: F401 (targets and callers import them from here)
 
 # int8-weights / int8 / palette4 / palette6: see quantize.py (what each means per target).
 Precision = Literal["fp32", "fp16", "int8-weights", "int8", "palette4", "palette6"]
-
-
-class ExportError(MvitError):
-    """A user-facing failure: the message is one line saying what was wrong and what to do."""
-
-
-class TargetNotInstalled(ExportError):
-    pass
 
 
 def importable(*modules: str) -> bool:
