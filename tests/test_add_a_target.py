@@ -140,6 +140,8 @@ def test_its_folder_artefact_is_replaced_by_its_marker_and_a_users_folder_is_not
     assert (artefact / "fake.marker").is_file() and (artefact / "module.pt").is_file()
     again = _run(folder, "mvit-export", *EXPORT, "--out", "out")
     assert again.returncode == 0, again.stderr  # its own folder, known by the marker the registry line names
+    profiled = _run(folder, "mvit-bench", "profile", str(artefact))  # its runtime is known; it has no op profiler
+    assert profiled.returncode == 2 and profiled.stderr.strip() == f"error: {artefact}: fakert artefacts have no per-op view on this machine"
     users = folder / "mine" / artefact.name
     users.mkdir(parents=True)
     (users / "notes.txt").write_text("mine")
