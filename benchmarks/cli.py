@@ -24,6 +24,7 @@ from mvit.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, MvitError
 from mvit.reading import printable
 
 from .files import atomic_write_text, check_output_path
+from .runtime_names import DEFAULT_RUN_RUNTIMES
 from .schema import load_results, write_results
 from .verdict import DEFAULT_THRESHOLD
 
@@ -116,7 +117,7 @@ def run(
         ["mobilevit_xxs", "mobilevit_xs", "mobilevit_s", "mobilenet_v2"], "--model", "-m", help="Registry names or cvt_13; repeat or comma-separate."
     ),
     configs: list[str] = typer.Option(["A", "B"], "--config", "-c", help="Patch configs A and/or B."),
-    runtimes: list[str] = typer.Option(["pytorch", "onnxruntime", "litert", "coreml"], "--runtime", "-r"),
+    runtimes: list[str] = typer.Option(list(DEFAULT_RUN_RUNTIMES), "--runtime", "-r"),
     image_size: Optional[int] = typer.Option(None, min=MIN_IMAGE_SIZE, max=MAX_IMAGE_SIZE, help="Override the task's input size (quick runs)."),
     threads: int = typer.Option(DEFAULT_THREADS, min=1, help="Threads for every runtime (fixed, recorded)."),
     warmups: int = typer.Option(10, min=0),

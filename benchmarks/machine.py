@@ -8,8 +8,11 @@ import resource
 import time
 from importlib import metadata
 
-# Versions recorded in every results file (when installed): the runtimes and their converters.
-LIBRARIES = ("mvit", "torch", "numpy", "onnx", "onnxruntime", "ai-edge-litert", "litert-torch", "coremltools", "coreai-torch", "coreai-core")
+from mvit.exporters.targets import DISTRIBUTIONS
+
+# Versions recorded in every results file (when installed): mvit and what every row needs, then
+# the runtimes and converters each target declares.
+LIBRARIES = ("mvit", "torch", "numpy", *DISTRIBUTIONS)
 
 
 def cpu_name() -> str:

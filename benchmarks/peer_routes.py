@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, TypeVar
 import torch
 from torch import nn
 
+from mvit.exporters.targets import SUFFIXES
+
 if TYPE_CHECKING:
     from transformers import MobileViTForImageClassification
 
@@ -83,7 +85,27 @@ def hf_model(size: str) -> MobileViTForImageClassification:
     return randomise_(transformers.MobileViTForImageClassification(config))
 
 
-def write_peer_routes(size: str, out: Path, targets: tuple[str, ...] = ("onnx", "tflite")) -> dict[str, Path]:
+def _torch_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> None:
+    with torch.no_grad():
+        torch.onnx.export(
+            module, (example,), str(path), input_names=["image"], output_names=["logits"], opset_version=OPSET, do_constant_folding=True, dynamo=False
+        )
+
+
+def _litert_torch(module: nn.Module, example: torch.Tensor, path: Path) -> None:
+    import litert_torch
+
+    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+    with contextlib.redirect_stdout(sys.stderr):
+        edge = litert_torch.convert(module, sample_kwargs={"image": example})
+    path.write_bytes(bytes(edge.model_content()))
+
+
+# mvit target -> the route users already have to that format.
+PEER_ROUTES = {"onnx": _torch_onnx, "tflite": _litert_torch}
+
+
+def write_peer_routes(size: str, out: Path, targets: tuple[str, ...] = tuple(PEER_ROUTES)) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     folder = out / f"hf_mobilevit_{size}"
     model = hf_model(size)
@@ -92,22 +114,10 @@ def write_peer_routes(size: str, out: Path, targets: tuple[str, ...] = ("onnx", 
     example = torch.rand(1, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(0))
     written = {"hf_folder": folder}
     stem = f"peer_mobilevit_{size}_A_{IMAGE_SIZE}"
-    if "onnx" in targets:
-        path = out / f"{stem}.onnx"
-        with torch.no_grad():
-            torch.onnx.export(
-                module, (example,), str(path), input_names=["image"], output_names=["logits"], opset_version=OPSET, do_constant_folding=True, dynamo=False
-            )
-        written["peer_onnx"] = path
-    if "tflite" in targets:
-        import litert_torch
-
-        path = out / f"{stem}.tflite"
-        os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
-        with contextlib.redirect_stdout(sys.stderr):
-            edge = litert_torch.convert(module, sample_kwargs={"image": example})
-        path.write_bytes(bytes(edge.model_content()))
-        written["peer_tflite"] = path
+    for target in targets:
+        path = out / f"{stem}{SUFFIXES[target]}"
+        PEER_ROUTES[target](module, example, path)
+        written[f"peer_{target}"] = path
     from mvit.exporters.api import export_model
 
     for target in targets:
@@ -119,11 +129,11 @@ def write_peer_routes(size: str, out: Path, targets: tuple[str, ...] = ("onnx", 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mvit.benchmarks.peer_routes", description=__doc__.splitlines()[0])
     parser.add_argument("--size", action="append", choices=SIZES, help="repeatable; default: all three")
-    parser.add_argument("--target", action="append", choices=("onnx", "tflite"), help="repeatable; default: both")
+    parser.add_argument("--target", action="append", choices=tuple(PEER_ROUTES), help="repeatable; default: all")
     parser.add_argument("--out", type=Path, default=Path("peer"))
     args = parser.parse_args(argv)
     for size in args.size or SIZES:
-        for name, path in write_peer_routes(size, args.out, tuple(args.target or ("onnx", "tflite"))).items():
+        for name, path in write_peer_routes(size, args.out, tuple(args.target or PEER_ROUTES)).items():
             print(f"{size} {name}: {path}")
     return 0
 

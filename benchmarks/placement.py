@@ -1,74 +1,31 @@
 """Where each op of an artefact runs, and what moved between two artefacts.
 
 The most common silent cause of a slower model on a phone is an op that left the accelerator.
-Three views, one shape (place -> op type -> count):
-- LiteRT: ops the XNNPACK delegate took ("XNNPACK") and ops the interpreter runs itself
-  ("interpreter"), plus the number of XNNPACK partitions (each extra one is a hop out and back);
-- ONNX Runtime: the execution provider each node was assigned to, read from one profiled run of
-  a session with the providers the timed sessions use;
-- CoreML: the ops per preferred compute device that the iOS harness records from MLComputePlan
-  (`compute_plan` in its results JSON), per compute-unit setting; Linux has no CoreML planner.
+Every view has one shape (place -> op type -> count). An artefact's target reads it (its
+`op_profiler`: LiteRT, the ops the XNNPACK delegate took and those the interpreter runs, plus the
+XNNPACK partitions; ONNX Runtime, the execution provider of each node). A device's view comes from
+the iOS harness: the ops per preferred compute device it records from MLComputePlan (`compute_plan`
+in its results JSON), per compute-unit setting.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .runtimes import RuntimeUnavailable, artefact_runtime
+from mvit.exporters.profiling import Placement
 
-XNNPACK, INTERPRETER = "XNNPACK", "interpreter"
+from .op_profile import artefact_example, op_profiler, unavailable_on_error
+from .runtimes import artefact_runtime
+
 COREML_DEVICES = (("neural_engine_ops", "Neural Engine"), ("gpu_ops", "GPU"), ("cpu_ops", "CPU"))
 
 
-@dataclass
-class Placement:
-    runtime: str
-    places: dict[str, dict[str, int]]  # place -> op type -> count ("*" when only totals are known)
-    partitions: int | None = None  # LiteRT: XNNPACK partitions
-    notes: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
 def artefact_placement(path: Path, image_size: int | None = None) -> Placement:
-    """Placement of an .onnx or .tflite artefact on this machine's runtime."""
+    """Placement of an artefact on this machine's runtime, as its target's op profiler reads it."""
     runtime = artefact_runtime(path)
-    if runtime == "litert":
-        from .op_profile import litert_ops, summarise_litert_ops
-
-        _, ops = litert_ops(path)
-        profile = summarise_litert_ops(ops, str(path))
-        return Placement(runtime, {XNNPACK: profile.delegated, INTERPRETER: profile.not_delegated}, profile.partitions)
-    if runtime == "onnxruntime":
-        from .ab import artefact_model
-        from .op_profile import onnx_profile_events
-        from .runtimes import example_input
-
-        x = example_input(artefact_model(path, runtime, image_size))
-        events, _, _ = onnx_profile_events(path, x, threads=1, calls=1)
-        return onnx_placement(events)
-    raise RuntimeUnavailable(
-        f"{path}: {runtime} placement is read from the iOS harness's results JSON (--base-harness / --candidate-harness), not from the artefact"
-    )
-
-
-def onnx_placement(events: list[dict]) -> Placement:
-    """Node -> provider from ORT profiler events (one run)."""
-    places: dict[str, Counter[str]] = {}
-    seen = set()
-    for e in events:
-        if e.get("cat") != "Node" or not str(e.get("name", "")).endswith("_kernel_time"):
-            continue
-        args = e.get("args", {})
-        node = e["name"].removesuffix("_kernel_time")
-        if node in seen:
-            continue
-        seen.add(node)
-        places.setdefault(str(args.get("provider", "?")), Counter())[str(args.get("op_name", "?"))] += 1
-    return Placement("onnxruntime", {p: dict(sorted(c.items())) for p, c in sorted(places.items())})
+    profiler = op_profiler(path, runtime)
+    with unavailable_on_error():
+        return profiler.placement(path, lambda: artefact_example(path, runtime, image_size))
 
 
 def harness_placements(doc: dict) -> dict[str, Placement]:
@@ -78,11 +35,11 @@ def harness_placements(doc: dict) -> dict[str, Placement]:
         plan = r.get("compute_plan")
         if not plan:
             continue
-        name = f"{r['model']} {r['config']} {r['input_size'][0]} {r['precision']} coreml ({r.get('compute_units') or 'default'})"
+        name = f"{r['model']} {r['config']} {r['input_size'][0]} {r['precision']} {r['runtime']} ({r.get('compute_units') or 'default'})"
         if not plan.get("available", True):
-            out[name] = Placement("coreml", {}, notes=[f"no compute plan: {plan.get('reason', 'not available')}"])
+            out[name] = Placement(r["runtime"], {}, notes=[f"no compute plan: {plan.get('reason', 'not available')}"])
             continue
-        out[name] = Placement("coreml", {label: {"*": int(plan[key])} for key, label in COREML_DEVICES if plan.get(key) is not None})
+        out[name] = Placement(r["runtime"], {label: {"*": int(plan[key])} for key, label in COREML_DEVICES if plan.get(key) is not None})
     return out
 
 

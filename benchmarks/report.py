@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mvit.exporters.targets import RUNTIME_NOTES
+
 from .files import atomic_write
 
 BASELINE_MODEL = "mobilenet_v2"  # the paper's main comparison network
-# Runtimes that mvit-bench runs on this host only as a vendor's reference path for a device
-# format: their times prove the artefact runs, not how fast a device runs it. A device's rows
-# (the iOS harness) carry compute units and are labelled by them instead.
-HOST_REFERENCE_RUNTIMES = {"coreai": "Linux reference runtime, not device numbers"}
 
 
 def runtime_label(result: dict) -> str:
+    """A row's runtime, with its compute units (a device's rows, from the iOS harness) or the note
+    its target declares (`RUNTIME_NOTES`: a vendor's reference path run on this host, whose times
+    prove the artefact runs, not how fast a device runs it)."""
     units = result.get("compute_units")
     if units:
         return f"{result['runtime']} ({units})"
-    note = HOST_REFERENCE_RUNTIMES.get(result["runtime"])
+    note = RUNTIME_NOTES.get(result["runtime"])
     return f"{result['runtime']} ({note})" if note else result["runtime"]
 
 

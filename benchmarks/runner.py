@@ -20,9 +20,10 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+from mvit.exporters.targets import RUNTIME_NOTES
+
 from .machine import PeakRss, gemm_gflops, machine_info
 from .macs import count_macs
-from .report import HOST_REFERENCE_RUNTIMES
 from .runtimes import RUNTIMES as DEFAULT_RUNTIMES  # pytorch + every target's runtime
 from .runtimes import (
     BenchModel,
@@ -174,8 +175,8 @@ def run_benchmarks(plan: RunPlan, log: Callable[[str], None] = print, progress=N
             log(str(exc))
     rows = [(m, r) for m, r in rows if available[r]]
     for runtime in dict.fromkeys(r for _, r in rows):
-        if runtime in HOST_REFERENCE_RUNTIMES:
-            log(f"{runtime}: timed by its {HOST_REFERENCE_RUNTIMES[runtime]}; time the artefact on a device with the iOS harness")
+        if runtime in RUNTIME_NOTES:
+            log(f"{runtime}: timed by its {RUNTIME_NOTES[runtime]}; time the artefact on a device with the iOS harness")
 
     # Probed before and after the rows, best kept: on a shared machine one probe can land in a
     # busy moment and understate what the CPU can do.

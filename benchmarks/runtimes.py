@@ -24,14 +24,11 @@ import torch
 from torch import nn
 
 from mvit.errors import MvitError
-from mvit.exporters.targets import RUNTIME_TARGETS, SUFFIXES
+from mvit.exporters.targets import ARTEFACT_RUNTIMES, FOLDER_MARKERS, RUNTIME_TARGETS
 from mvit.files import publish, staging_dir
 
 from .comparison_models import CVT13, CVT13_INPUT_SIZE, build_cvt13
-
-# Benchmark runtime -> export target that produces and runs its artefact: the targets' own list.
-RUNTIMES = ("pytorch", *RUNTIME_TARGETS)
-TARGET_RUNTIMES = {target: runtime for runtime, target in RUNTIME_TARGETS.items()}
+from .runtime_names import RUNTIMES, TARGET_RUNTIMES  # noqa: F401 (callers read them here)
 
 
 class RuntimeUnavailable(MvitError):
@@ -206,7 +203,7 @@ def _export_comparison_model(model: BenchModel, target_name: str, out_dir: Path,
     with staging_dir(out_dir) as work:
         tmp = work / final.name
         target.export(request, tmp)
-        publish([(tmp, final)])
+        publish([(tmp, final)], folder_artefacts=FOLDER_MARKERS)
     return final
 
 
@@ -274,8 +271,7 @@ def load_artefact(runtime: str, artefact: Path, threads: int, x: np.ndarray, spi
 
 def artefact_runtime(path: Path) -> str:
     """The runtime that runs an artefact, from its file suffix."""
-    suffixes = {SUFFIXES[name]: runtime for runtime, name in RUNTIME_TARGETS.items()} | {".mlmodel": "coreml"}
     try:
-        return suffixes[path.suffix]
+        return ARTEFACT_RUNTIMES[path.suffix]
     except KeyError:
-        raise RuntimeUnavailable(f"{path}: unknown artefact type {path.suffix!r}; pass a {', '.join(sorted(suffixes))} artefact") from None
+        raise RuntimeUnavailable(f"{path}: unknown artefact type {path.suffix!r}; pass a {', '.join(sorted(ARTEFACT_RUNTIMES))} artefact") from None

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-Clock = Callable[[], int]  # nanoseconds, like time.perf_counter_ns
+from mvit.exporters.profiling import Clock, timed_call  # one call in ms, shared with the targets' op profilers
 
 
 @dataclass(frozen=True)
@@ -33,13 +33,6 @@ class Blocks:
     @property
     def kept(self) -> int:
         return self.calls - self.discard
-
-
-def timed_call(infer: Callable[[], object], clock: Clock = time.perf_counter_ns) -> float:
-    """One call, in ms."""
-    start = clock()
-    infer()
-    return (clock() - start) / 1e6
 
 
 def time_interleaved(

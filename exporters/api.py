@@ -55,7 +55,7 @@ from .stages import (  # noqa: F401 (re-exported: the library's entry points)
     prepare_out_dir,
     recorded_triple,
 )
-from .targets import SUFFIXES, get_target
+from .targets import FOLDER_MARKERS, SUFFIXES, get_target
 from .verification_run import VERIFIERS, check_verifier, merge_verifications, run_verification  # noqa: F401
 from .wrappers import BuiltModule
 
@@ -407,5 +407,5 @@ def copy_into_harness(artefact: Path) -> Path:
     with staging_dir(dest_dir) as staging:
         copy = staging / artefact.name
         shutil.copytree(artefact, copy)
-        publish([(copy, dest)])
+        publish([(copy, dest)], folder_artefacts=FOLDER_MARKERS)
     return dest

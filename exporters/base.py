@@ -18,19 +18,13 @@ from typing import Any, Literal, Protocol, cast
 import numpy as np
 from torch import nn
 
-from mvit.errors import MvitError
 from mvit.models.detection_postprocess import NmsSettings
+
+from .errors import ExportError, TargetNotInstalled  # noqa: F401 (targets and callers import them from here)
+from .profiling import OpProfiler
 
 # int8-weights / int8 / palette4 / palette6: see quantize.py (what each means per target).
 Precision = Literal["fp32", "fp16", "int8-weights", "int8", "palette4", "palette6"]
-
-
-class ExportError(MvitError):
-    """A user-facing failure: the message is one line saying what was wrong and what to do."""
-
-
-class TargetNotInstalled(ExportError):
-    pass
 
 
 def importable(*modules: str) -> bool:
@@ -182,6 +176,7 @@ class TargetDefaults:
 
     preprocess_in_graph = True
     multisize: MultiSizeWriter | None = None
+    op_profiler: OpProfiler | None = None
     quiet_load_options: Mapping[str, Any] = {}
     options: tuple[TargetOption, ...] = ()
     verifiers: tuple[str, ...] = ()
@@ -234,6 +229,7 @@ class ExportTarget(Protocol):
     precisions: tuple[str, ...]  # --precision values it writes (quantize.py says what each means for it)
     multisize_forms: tuple[str, ...]  # how it holds several sizes in one artefact (multisize.py; its "multisize_form" option), the default first
     multisize: MultiSizeWriter | None  # writes and runs those forms; set by the target's package
+    op_profiler: OpProfiler | None  # its per-op views (profiling.py) for mvit-bench profile and placement; None: it has none
     # load() keyword arguments for a runner that shares its process with others (benchmarks,
     # evaluation): ONNX Runtime's idle threads keep spinning after a call and slow the next model.
     quiet_load_options: Mapping[str, Any]

@@ -33,6 +33,7 @@ from .report import (
 )
 from .resolve import describe_preprocess
 from .stages import ExportResult, SizedExport, artefact_sha256, artefact_size_bytes, final_names, graph_checks
+from .targets import FOLDER_MARKERS
 
 SizeVerifier = Callable[[SizedExport], dict[str, Any]]  # one size of the artefact -> verify_runner's section
 
@@ -65,7 +66,7 @@ class ArtefactWriter(Protocol):
 
 def run_export(export_target: ExportTarget, entries: list[SizedExport], final: Path, writer: ArtefactWriter, *, precision: str, verify: bool) -> ExportResult:
     """Convert, check, verify and publish one artefact of `entries` under the name `final`."""
-    check_replaceable(*final_names(final))  # before the conversion: a folder in the way is said at once
+    check_replaceable(*final_names(final), folder_artefacts=FOLDER_MARKERS)  # before the conversion: a folder in the way is said at once
     resolved = entries[0].prepared.resolved
     with staging_dir(final.parent) as staging:
         staged = staging / final.name
@@ -86,7 +87,7 @@ def run_export(export_target: ExportTarget, entries: list[SizedExport], final: P
         write_json_atomic(staged_report, {"schema": REPORT_SCHEMA, **report})
         # An earlier export's report, or the .verify.json of an earlier file, must not describe this one.
         moves = [(staged, final), *((p, final.with_name(p.name)) for p in written.beside), (staged_report, report_path)]
-        publish(moves, also_remove=(final.with_name(final.name + ".verify.json"),))
+        publish(moves, also_remove=(final.with_name(final.name + ".verify.json"),), folder_artefacts=FOLDER_MARKERS)
     return ExportResult(final, export_target.name, report, report_path, list(resolved.notes))
 
 

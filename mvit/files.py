@@ -19,8 +19,9 @@ import shutil
 import signal
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, BinaryIO
 
 from .cli_support import interrupt_requested
@@ -176,27 +177,29 @@ class PathRefused(MvitError):
     """A path mvit will not replace (a folder of the user's at a final name) or not copy (a FIFO): exit 2."""
 
 
-# Artefacts that are folders: suffix -> the file every such folder mvit writes holds.
-FOLDER_ARTEFACTS = {".mlpackage": "Manifest.json", ".aimodel": "main.hash"}
+# No artefact is a folder: what a caller that publishes only files passes.
+NO_FOLDER_ARTEFACTS: Mapping[str, str] = MappingProxyType({})
 
 
-def check_replaceable(*paths: Path) -> None:
+def check_replaceable(*paths: Path, folder_artefacts: Mapping[str, str] = NO_FOLDER_ARTEFACTS) -> None:
     """Refuse to replace anything but what mvit writes under a final name: a file (an earlier export,
-    report or results file), a symlink (itself, never its target) or an artefact folder (.mlpackage, .aimodel). A folder
-    of the user's that happens to carry the name is never deleted."""
+    report or results file), a symlink (itself, never its target) or an artefact folder, one whose
+    suffix is in `folder_artefacts` (suffix -> the file every such folder holds; the exporters' targets
+    declare them). A folder of the user's that happens to carry the name is never deleted."""
     for path in map(Path, paths):
         if not path.is_dir() or path.is_symlink():
             continue
-        marker = FOLDER_ARTEFACTS.get(path.suffix)
+        marker = folder_artefacts.get(path.suffix)
         if marker and (path / marker).is_file():
             continue
         raise PathRefused(f"{path} is a folder mvit did not write, in the way of a file it writes; move it away yourself, or pass another --out")
 
 
-def publish(moves: list[tuple[Path, Path]], also_remove: tuple[Path, ...] = ()) -> None:
+def publish(moves: list[tuple[Path, Path]], also_remove: tuple[Path, ...] = (), folder_artefacts: Mapping[str, str] = NO_FOLDER_ARTEFACTS) -> None:
     """Rename each staged source onto its final name, all or nothing as far as the OS allows.
 
-    Stale files in `also_remove` (e.g. a report of an earlier export) go first. Concurrent
+    Stale files in `also_remove` (e.g. a report of an earlier export) go first; an artefact folder
+    (`folder_artefacts`, as check_replaceable takes it) at a final name is replaced. Concurrent
     exports to the same folder take turns on a lock file, so a report never describes another
     process's artefact; Ctrl-C waits until every file is in place.
     """
@@ -209,7 +212,7 @@ def publish(moves: list[tuple[Path, Path]], also_remove: tuple[Path, ...] = ()) 
         lock = os.open(folder, os.O_RDONLY)  # the folder itself is the lock: no lock file left behind
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            check_replaceable(*also_remove, *(dest for _, dest in moves))
+            check_replaceable(*also_remove, *(dest for _, dest in moves), folder_artefacts=folder_artefacts)
             for stale in also_remove:
                 remove(stale)
             for src, dest in moves:

@@ -228,3 +228,17 @@ def test_the_scan_finds_a_task_name_compared(tmp_path):
     sample.write_text('def f(task):\n    return task == "detection" or task in ("segmentation",) or task != "other"\n')
     hits = _task_names_compared(sample, {"detection", "segmentation"})
     assert [h.split(": ", 1)[1] for h in hits] == ['task == "detection"', 'task in ("segmentation",)']
+
+
+def test_no_target_or_runtime_name_is_compared_as_a_string_outside_its_package():
+    """What differs by target is asked of the target (its package or its registry line), never decided
+    by its name or its runtime's; "pytorch", the baseline every runtime is compared with, is shared."""
+    from mvit.exporters.targets import _TARGETS
+
+    files = [p for folder in ("exporters", "evaluation", "benchmarks", "mvit") for p in sorted((ROOT / folder).rglob("*.py"))]
+    assert len(files) > 50
+    found = []
+    for path in files:
+        others = {word for name, entry in _TARGETS.items() if ROOT / "exporters" / "targets" / name not in path.parents for word in (name, entry.runtime)}
+        found += _task_names_compared(path, others)
+    assert found == [], "\n".join(found)

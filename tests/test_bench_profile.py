@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from mvit.benchmarks.cli import main
-from mvit.benchmarks.op_profile import profile_artefact, summarise_litert_ops, summarise_onnx_events
+from mvit.benchmarks.op_profile import profile_artefact
+from mvit.exporters.targets.onnx.profile import summarise_onnx_events
+from mvit.exporters.targets.tflite.profile import summarise_litert_ops
 
 
 def _run(ts: int, dur: int) -> dict:

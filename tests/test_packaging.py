@@ -1,33 +1,55 @@
-"""A wheel carries only the packages pyproject.toml names: every source folder must be named there."""
+"""A wheel carries every source package and every data file: setup.py finds the packages, so a new
+one (a target's package) ships without an edit, and pyproject.toml's package-data covers the rest."""
 
-import tomllib
+import fnmatch
 from pathlib import Path
+
+import pytest
+from setuptools import Distribution
+from setuptools._distutils.core import run_setup
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _declared() -> tuple[set[str], dict[str, str]]:
-    setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    return set(setup["packages"]), setup["package-dir"]
+@pytest.fixture(scope="module")
+def distribution() -> Distribution:
+    # As the build backend reads it: setup.py with pyproject.toml applied, stopped before building.
+    dist = run_setup(str(ROOT / "setup.py"), stop_after="config")
+    assert isinstance(dist, Distribution)
+    return dist
+
+
+def _source_files(package_dir: dict[str, str]) -> dict[Path, str]:
+    """Every source and data file below the mapped folders -> the package whose folder it lies in."""
+    found = {}
+    for package, folder in package_dir.items():
+        for path in (ROOT / folder).rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                found[path] = package
+    return found
 
 
 def _source_packages(package_dir: dict[str, str]) -> set[str]:
     found = set()
-    for package, folder in package_dir.items():
-        for init in (ROOT / folder).rglob("__init__.py"):
-            if ".venv" in init.parts or "build" in init.relative_to(ROOT).parts[:1]:
-                continue
-            rel = init.parent.relative_to(ROOT / folder).parts
-            found.add(".".join((package, *rel)))
+    for path, package in _source_files(package_dir).items():
+        if path.name == "__init__.py":
+            found.add(".".join((package, *path.parent.relative_to(ROOT / package_dir[package]).parts)))
     return found
 
 
-def test_every_source_package_is_in_the_wheel():
-    declared, package_dir = _declared()
-    missing = _source_packages(package_dir) - declared
-    assert not missing, f"add to [tool.setuptools] packages in pyproject.toml: {sorted(missing)}"
+def test_every_source_package_is_in_the_wheel(distribution):
+    found = _source_packages(distribution.package_dir)
+    assert "mvit.models.checkpoints" in found and "mvit.exporters.targets.coreai" in found  # the scan sees subpackages
+    assert set(distribution.packages) == found
 
 
-def test_the_check_sees_subpackages():
-    _, package_dir = _declared()
-    assert "mvit.models.checkpoints" in _source_packages(package_dir)
+def test_every_data_file_is_in_the_wheel(distribution):
+    missing = []
+    for path, package in _source_files(distribution.package_dir).items():
+        if path.suffix == ".py":
+            continue
+        rel = path.relative_to(ROOT / distribution.package_dir[package]).as_posix()
+        if not any(fnmatch.fnmatch(rel, pattern) for pattern in distribution.package_data.get(package, [])):
+            missing.append(rel)
+    assert not missing, f"add to [tool.setuptools.package-data] in pyproject.toml: {missing}"
+    assert ROOT / "benchmarks" / "results.schema.json" in _source_files(distribution.package_dir)  # the scan sees data files

@@ -7,24 +7,53 @@ raises TargetNotInstalled with the pip command that fixes it, instead of an Impo
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING, NamedTuple
 
-from ..base import ExportTarget, TargetNotInstalled, TargetOption
+from ..errors import TargetNotInstalled
 
-# The one line a new target adds: name -> (module, file ending, benchmark runtime name, in `--target
-# all`). A target still in beta (Core AI: iOS/macOS 27 only) is asked for by name. The ending
-# and runtime are known here without importing the target's converter, so a path can be told
-# apart and a runtime named even where that extra is missing; each target object's own `suffix`
-# and `runtime` must equal its entry (tested). Everything else is asked of the target object.
+if TYPE_CHECKING:  # the interface imports torch; the registry is read where torch is not needed
+    from ..base import ExportTarget, TargetOption
+
+
+class Entry(NamedTuple):
+    """What is known of a target without importing its converter: a path can be told apart, a
+    runtime named, a results row labelled and the installed versions recorded even where the
+    target's extra is missing. The target object's own `suffix` and `runtime` must equal these
+    (tested); everything else is asked of the target object."""
+
+    module: str  # the module holding TARGET, relative to this package
+    suffix: str  # its artefact's file ending
+    runtime: str  # what benchmarks call the runtime that runs it
+    in_all: bool  # part of `--target all`; a target still in beta is asked for by name
+    folder_marker: str = ""  # an artefact that is a folder: the file every such folder holds ("": a file)
+    runtime_note: str = ""  # how results rows of its runtime are labelled when they are no device's numbers
+    distributions: tuple[str, ...] = ()  # the pip distributions whose versions a benchmark records
+    other_suffixes: tuple[str, ...] = ()  # endings of other files its runtime runs, which it does not write
+
+
+# The one line a new target adds.
 _TARGETS = {
-    "coreml": ("coreml.target", ".mlpackage", "coreml", True),
-    "onnx": ("onnx.target", ".onnx", "onnxruntime", True),
-    "tflite": ("tflite.target", ".tflite", "litert", True),
-    "coreai": ("coreai.target", ".aimodel", "coreai", False),
+    "coreml": Entry("coreml.target", ".mlpackage", "coreml", True, folder_marker="Manifest.json", distributions=("coremltools",), other_suffixes=(".mlmodel",)),
+    "onnx": Entry("onnx.target", ".onnx", "onnxruntime", True, distributions=("onnx", "onnxruntime")),
+    "tflite": Entry("tflite.target", ".tflite", "litert", True, distributions=("ai-edge-litert", "litert-torch")),
+    "coreai": Entry(
+        "coreai.target",
+        ".aimodel",
+        "coreai",
+        False,  # Core AI: iOS/macOS 27 only
+        folder_marker="main.hash",
+        runtime_note="Linux reference runtime, not device numbers",  # Apple's reference path, not a device
+        distributions=("coreai-torch", "coreai-core"),
+    ),
 }
-_MODULES = {name: module for name, (module, _, _, _) in _TARGETS.items()}
+_MODULES = {name: entry.module for name, entry in _TARGETS.items()}
 INSTALL_HINTS = {name: f"pip install 'mvit[{name}]'" for name in _MODULES}
-SUFFIXES = {name: suffix for name, (_, suffix, _, _) in _TARGETS.items()}
-RUNTIME_TARGETS = {runtime: name for name, (_, _, runtime, _) in _TARGETS.items()}  # runtime -> target
+SUFFIXES = {name: entry.suffix for name, entry in _TARGETS.items()}
+RUNTIME_TARGETS = {entry.runtime: name for name, entry in _TARGETS.items()}  # runtime -> target
+FOLDER_MARKERS = {entry.suffix: entry.folder_marker for entry in _TARGETS.values() if entry.folder_marker}  # suffix -> marker file
+RUNTIME_NOTES = {entry.runtime: entry.runtime_note for entry in _TARGETS.values() if entry.runtime_note}
+DISTRIBUTIONS = tuple(dist for entry in _TARGETS.values() for dist in entry.distributions)
+ARTEFACT_RUNTIMES = {suffix: entry.runtime for entry in _TARGETS.values() for suffix in (entry.suffix, *entry.other_suffixes)}  # file ending -> runtime
 
 
 def target_names() -> list[str]:
@@ -33,7 +62,7 @@ def target_names() -> list[str]:
 
 def all_target_names() -> list[str]:
     """What `--target all` exports: every target but those in beta."""
-    return [name for name, (_, _, _, in_all) in _TARGETS.items() if in_all]
+    return [name for name, entry in _TARGETS.items() if entry.in_all]
 
 
 def _target_object(name: str) -> ExportTarget:

@@ -26,11 +26,13 @@ from torch import nn
 from mvit.exporters.targets.coreml.reference import MilReferenceRunner
 
 from ...base import ExportError, ExportOptions, ExportRequest, MultiSizeWriter, Runner, TargetOption, importable
+from ...profiling import OpProfiler
 from ...tasks import get_task
 from ...wrappers import NMS_OUTPUT_NAMES
 from .nms import append_nms
 from .pipeline import NMS_FORMS, VISION_OUTPUTS, append_vision_outputs, build_pipeline, nms_labels
 from .preview import NO_PREVIEW, preview_metadata, record_outputs, report_fields, with_class_map  # noqa: F401 (NO_PREVIEW: callers read it here)
+from .profile import CoreMLOpProfiler
 from .quantize import quantize_coreml, settings_for
 from .reference.nms_model import as_detections
 from .validate import deployment_target_description, read_package_spec, required_spec, validate_package
@@ -90,6 +92,7 @@ class CoreMLTarget:
     multisize: MultiSizeWriter | None = None  # set by the package (multifunction.py)
     quiet_load_options: Mapping[str, Any] = {}
     multisize_forms: tuple[str, ...] = MULTISIZE_FORMS  # --coreml-shapes: one fixed-shape function per size, or EnumeratedShapes
+    op_profiler: OpProfiler | None = CoreMLOpProfiler()
 
     def quantisation_settings(self, precision: str) -> dict[str, Any]:
 

@@ -24,7 +24,9 @@ from mvit.models.detection_postprocess import NmsSettings
 from mvit.reading import check_regular
 
 from ...base import ExportError, ExportRequest, TargetDefaults, TargetOption, importable
+from ...profiling import OpProfiler
 from ...wrappers import INPUT_NAME, NMS_OUTPUT_NAMES
+from .profile import OnnxOpProfiler
 from .quantize import quantize_onnx, settings_for
 
 OPSET = 18
@@ -230,6 +232,7 @@ class OnnxTarget(TargetDefaults):
     nms_output_names = [*NMS_OUTPUT_NAMES, "batch_index"]
     quiet_load_options: Mapping[str, Any] = {"spinning": False}  # see OnnxRunner
     multisize_forms: tuple[str, ...] = ("dynamic",)  # one graph, dynamic height and width
+    op_profiler: OpProfiler | None = OnnxOpProfiler()
 
     def quantisation_settings(self, precision: str) -> dict[str, Any]:
 

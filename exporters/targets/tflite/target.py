@@ -22,7 +22,9 @@ from torch import nn
 from mvit.reading import loads, open_regular
 
 from ...base import ExportError, ExportRequest, Runner, TargetDefaults, TargetOption, importable
+from ...profiling import OpProfiler
 from .nms import OP_NAME, SsdEncodings, _decode, append_detection_postprocess
+from .profile import LiteRTOpProfiler
 from .quantize import quantize_tflite, settings_for
 
 METADATA_NAME = "mvit"
@@ -46,6 +48,7 @@ class TFLiteTarget(TargetDefaults):
     export_rewrites = frozenset({"fold_preprocessing", "channels_last_patches", "short_concats", "separate_qkv"})
     nms_output_names = ["boxes", "scores", "class_ids", "num_detections"]  # TFLite_Detection_PostProcess's four
     multisize_forms: tuple[str, ...] = ("signatures",)  # one signature per size
+    op_profiler: OpProfiler | None = LiteRTOpProfiler()
 
     def quantisation_settings(self, precision: str) -> dict[str, Any]:
 
