@@ -25,7 +25,7 @@ from torch import nn
 
 from mvit.exporters.targets.coreml.reference import MilReferenceRunner
 
-from ...base import ExportError, ExportOptions, ExportRequest, MultiSizeWriter, Runner, TargetOption, importable
+from ...base import ExportError, ExportOptions, ExportRequest, MultiSizeWriter, Runner, RunnerDefaults, TargetOption, importable
 from ...tasks import get_task
 from ...wrappers import NMS_OUTPUT_NAMES
 from .nms import append_nms
@@ -502,7 +502,7 @@ def _scalar_label(tensor: Any) -> str:
 _COLOR_SPACES = {10: "GRAYSCALE", 20: "RGB", 30: "BGR", 40: "GRAYSCALE_FLOAT16"}
 
 
-class CoreMLRuntimeRunner:
+class CoreMLRuntimeRunner(RunnerDefaults):
     """Apple's runtime (macOS only): pixels go in as a PIL image, as an app would hand them over.
 
     A Vision pipeline's `confidence` / `coordinates` are also given as boxes/scores/class_ids, read

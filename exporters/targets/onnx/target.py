@@ -23,7 +23,7 @@ from onnx import TensorProto, external_data_helper, helper, numpy_helper
 from mvit.models.detection_postprocess import NmsSettings
 from mvit.reading import check_regular
 
-from ...base import ExportError, ExportRequest, TargetDefaults, TargetOption, importable
+from ...base import ExportError, ExportRequest, RunnerDefaults, TargetDefaults, TargetOption, importable
 from ...wrappers import INPUT_NAME, NMS_OUTPUT_NAMES
 from .quantize import quantize_onnx, settings_for
 
@@ -68,7 +68,7 @@ def load_checked(path: Path, what: str = "an ONNX artefact") -> onnx.ModelProto:
     return model
 
 
-class OnnxRunner:
+class OnnxRunner(RunnerDefaults):
     verified_by = "onnxruntime"
 
     def __init__(self, path: Path, num_threads: int | None = None, spinning: bool = True) -> None:

@@ -21,7 +21,7 @@ from torch import nn
 
 from mvit.reading import loads, open_regular
 
-from ...base import ExportError, ExportRequest, Runner, TargetDefaults, TargetOption, importable
+from ...base import ExportError, ExportRequest, Runner, RunnerDefaults, TargetDefaults, TargetOption, importable
 from .nms import OP_NAME, SsdEncodings, _decode, append_detection_postprocess
 from .quantize import quantize_tflite, settings_for
 
@@ -242,7 +242,7 @@ def _op_names(model: Any) -> list[str]:
     return names
 
 
-class LiteRTRunner:
+class LiteRTRunner(RunnerDefaults):
     """LiteRT interpreter with XNNPACK; takes NCHW RGB pixels and feeds the file's own layout."""
 
     verified_by = "litert"
