@@ -7,8 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+FAKE_OPTIONS = """
+from mvit.exporters.base import TargetOption
+
+OPTIONS = (TargetOption("fake_layout", "--fake-layout", "Fake: a layout only it has", tag="fakelayout"),)
+"""
+
 FAKE_TARGET = """
-from mvit.exporters.base import TargetDefaults, TargetOption
+from mvit.exporters.base import TargetDefaults
+
+from .options import OPTIONS
 
 
 class FakeTarget(TargetDefaults):
@@ -16,7 +24,7 @@ class FakeTarget(TargetDefaults):
     suffix = ".fake"
     runtime = "fakert"
     install_hint = "pip install 'mvit[fake]'"
-    options = (TargetOption("fake_layout", "--fake-layout", "Fake: a layout only it has", tag="fakelayout"),)
+    options = OPTIONS
 
     def available(self):
         return True
@@ -46,6 +54,7 @@ def test_a_new_target_package_and_registry_line_appear_in_the_cli(tmp_path):
     (tmp_path / "fake").mkdir()
     (tmp_path / "fake" / "__init__.py").write_text("")
     (tmp_path / "fake" / "target.py").write_text(FAKE_TARGET)
+    (tmp_path / "fake" / "options.py").write_text(FAKE_OPTIONS)
     shown = _mvit_export(tmp_path, "--help")
     assert shown.returncode == 0, shown.stderr
     assert "fake" in shown.stdout.split("--target")[1].split("--model")[0]

@@ -10,16 +10,17 @@ import importlib
 
 from ..base import ExportTarget, TargetNotInstalled, TargetOption
 
-# The one line a new target adds: name -> (module, file ending, benchmark runtime name, in `--target
-# all`). A target still in beta (Core AI: iOS/macOS 27 only) is asked for by name. The ending
-# and runtime are known here without importing the target's converter, so a path can be told
-# apart and a runtime named even where that extra is missing; each target object's own `suffix`
-# and `runtime` must equal its entry (tested). Everything else is asked of the target object.
+# The one line a new target adds: name -> (the module whose TARGET is handed out, file ending,
+# benchmark runtime name, in `--target all`). A target still in beta (Core AI: iOS/macOS 27 only)
+# is asked for by name. The ending and runtime are known here without importing the target's
+# converter, so a path can be told apart and a runtime named even where that extra is missing, as
+# are its options (`options.py` beside that module); each target object's own `suffix`, `runtime`
+# and `options` must equal these (tested). Everything else is asked of the target object.
 _TARGETS = {
-    "coreml": ("coreml.target", ".mlpackage", "coreml", True),
-    "onnx": ("onnx.target", ".onnx", "onnxruntime", True),
-    "tflite": ("tflite.target", ".tflite", "litert", True),
-    "coreai": ("coreai.target", ".aimodel", "coreai", False),
+    "coreml": ("coreml.assembled", ".mlpackage", "coreml", True),
+    "onnx": ("onnx.assembled", ".onnx", "onnxruntime", True),
+    "tflite": ("tflite.assembled", ".tflite", "litert", True),
+    "coreai": ("coreai.assembled", ".aimodel", "coreai", False),
 }
 _MODULES = {name: module for name, (module, _, _, _) in _TARGETS.items()}
 INSTALL_HINTS = {name: f"pip install 'mvit[{name}]'" for name in _MODULES}
@@ -54,16 +55,20 @@ def _target_object(name: str) -> ExportTarget:
     return target
 
 
+def target_options(name: str) -> tuple[TargetOption, ...]:
+    """The options target `name` declares, from its package's light `options.py` (its converter
+    and runtime not imported, so a missing extra hides no flag)."""
+    package = _MODULES[name].rpartition(".")[0]
+    options: tuple[TargetOption, ...] = importlib.import_module(f"{__package__}.{package}.options").OPTIONS
+    return options
+
+
 def declared_options() -> dict[str, tuple[TargetOption, list[str]]]:
     """Every target's own options: name -> (its declaration, the targets that declare it), in
-    registry order. A target whose package does not import here (its extra is missing) declares none."""
+    registry order, whether or not each target's extra is installed."""
     found: dict[str, tuple[TargetOption, list[str]]] = {}
     for name in _MODULES:
-        try:
-            options = _target_object(name).options
-        except TargetNotInstalled:
-            continue
-        for option in options:
+        for option in target_options(name):
             found.setdefault(option.name, (option, []))[1].append(name)
     return found
 

@@ -17,10 +17,11 @@ from torch import nn
 
 from mvit.errors import EXIT_FAILED, MvitError, one_line
 
-from ...base import ExportError, ExportOptions, ExportRequest, RunnerDefaults, StepCallback, TargetDefaults, importable
+from ...base import ExportError, ExportOptions, ExportRequest, RunnerDefaults, StepCallback, TargetDefaults, TargetOption, importable
 from . import compress, graph_nms, runtime
 from .asset_files import read_metadata
 from .convert import Function, HalfPrecision, decode_metadata, write_asset
+from .options import OPTIONS
 from .program_summary import summarise
 
 SINGLE_FUNCTION = "main"
@@ -93,6 +94,7 @@ class CoreAITarget(TargetDefaults):
     precisions: tuple[str, ...] = ("fp32", "fp16", "int8-weights")
     nms_output_names = list(graph_nms.OUTPUT_NAMES)
     multisize_forms: tuple[str, ...] = ("functions",)  # one asset, one fixed-shape function per size/config
+    options: tuple[TargetOption, ...] = OPTIONS
 
     def quantisation_settings(self, precision: str) -> dict[str, Any]:
         if precision != "int8-weights":

@@ -25,6 +25,7 @@ from mvit.reading import check_regular
 
 from ...base import ExportError, ExportRequest, RunnerDefaults, TargetDefaults, TargetOption, importable
 from ...wrappers import INPUT_NAME, NMS_OUTPUT_NAMES
+from .options import OPTIONS
 from .quantize import quantize_onnx, settings_for
 
 OPSET = 18
@@ -217,9 +218,7 @@ class OnnxTarget(TargetDefaults):
     suffix = ".onnx"
     install_hint = "pip install 'mvit[onnx]'"
     runtime = "onnxruntime"
-    options: tuple[TargetOption, ...] = (
-        TargetOption("dynamic_batch", "--dynamic-batch", "ONNX: dynamic batch dimension", tag="dynbatch", means="dynamic_batch"),
-    )
+    options: tuple[TargetOption, ...] = OPTIONS
     # exporters/rewrites/; each one's speed-up is measured in docs/benchmark-results.md. The head-major attention is
     # taken only over short patch sequences (attention_layout.SHORT_SEQUENCE).
     export_rewrites = frozenset({"fold_preprocessing", "patch_layout", "attention_layout"})
