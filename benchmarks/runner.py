@@ -13,7 +13,6 @@ import ctypes
 import dataclasses
 import gc
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,26 +58,6 @@ def new_document(results: list[dict], gemm: float | None) -> dict:
         "gemm_gflops": gemm,
         "results": results,
     }
-
-
-def time_inference(infer: Callable[[], object], warmups: int, runs: int, on_step: Callable[[], None] | None = None) -> tuple[float, list[float]]:
-    """(first inference ms, timed runs ms). The first call is timed alone: it pays lazy
-    initialisation (kernel selection, XNNPACK packing, allocator growth)."""
-    start = time.perf_counter_ns()
-    infer()
-    first_ms = (time.perf_counter_ns() - start) / 1e6
-    for _ in range(warmups):
-        infer()
-        if on_step:
-            on_step()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter_ns()
-        infer()
-        times.append((time.perf_counter_ns() - start) / 1e6)
-        if on_step:
-            on_step()
-    return first_ms, times
 
 
 def result_row(
@@ -204,12 +183,7 @@ def run_benchmarks(plan: RunPlan, log: Callable[[str], None] = print, progress=N
                 if progress:
                     progress.update(task, description=f"{label}: timing")
                 step = (lambda: progress.advance(task)) if progress else None
-                if loaded.timed is not None:
-                    first_ms, times = loaded.timed(plan.warmups, plan.runs)
-                    if progress:
-                        progress.advance(task, plan.warmups + plan.runs)
-                else:
-                    first_ms, times = time_inference(loaded.infer, plan.warmups, plan.runs, step)
+                first_ms, times = loaded.timed(plan.warmups, plan.runs, step)
             results.append(
                 result_row(
                     model,

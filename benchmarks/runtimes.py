@@ -11,6 +11,7 @@ target's own `export` for comparison models outside the registry) and loaded wit
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 from mvit.errors import MvitError
+from mvit.exporters.base import StepCallback, time_calls
 from mvit.exporters.targets import ARTEFACT_RUNTIMES, FOLDER_MARKERS, RUNTIME_TARGETS
 from mvit.files import publish, staging_dir
 
@@ -212,9 +214,9 @@ class LoadedModel:
     infer: Callable[[], object]  # one inference on the fixed example input
     load_ms: float
     artefact: str | None
-    # (warmups, runs) -> (first inference ms, timed runs ms), for a runner that times itself where it
-    # runs (Core AI's runs in a child process, so a call timed here would time the process too).
-    timed: Callable[[int, int], tuple[float, list[float]]] | None = None
+    # (warmups, runs, on_step) -> (first inference ms, timed runs ms): the runner's own timing, so one
+    # that runs in a child process (Core AI's) times there, not the process start.
+    timed: Callable[[int, int, StepCallback | None], tuple[float, list[float]]]
 
 
 def load_pytorch(model: BenchModel, threads: int, x: np.ndarray) -> LoadedModel:
@@ -239,7 +241,7 @@ def load_pytorch(model: BenchModel, threads: int, x: np.ndarray) -> LoadedModel:
         with torch.inference_mode():
             return module(tensor)
 
-    return LoadedModel(infer, load_ms, None)
+    return LoadedModel(infer, load_ms, None, functools.partial(time_calls, infer))
 
 
 # glibc serves blocks above its mmap threshold (128 KiB at first) with fresh mmaps, page-faulted
@@ -265,8 +267,7 @@ def load_artefact(runtime: str, artefact: Path, threads: int, x: np.ndarray, spi
     runner = target.load(artefact, threads, **({} if spinning else target.quiet_load_options))
     load_ms = (time.perf_counter() - start) * 1e3
     feeds = {"image": x}
-    timed = getattr(runner, "time_runs", None)
-    return LoadedModel(lambda: runner.run(feeds), load_ms, str(artefact), timed=(lambda warmups, runs: timed(feeds, warmups, runs)) if timed else None)
+    return LoadedModel(lambda: runner.run(feeds), load_ms, str(artefact), functools.partial(runner.time_runs, feeds))
 
 
 def artefact_runtime(path: Path) -> str:

@@ -25,7 +25,6 @@ CALL_BY_CALL = Blocks(calls=1, discard=0)
 def interleaved_and_solo(base: Path, copy: Path, threads: int, segments: int = 16, runs: int = 8, old: bool = False) -> list[tuple[list[float], list[float]]]:
     """Per side, (interleaved times, solo times) in ms."""
     from .ab import BLOCKS, artefact_model
-    from .runner import time_inference
     from .runtimes import artefact_runtime, example_input, load_artefact
 
     runtime = artefact_runtime(base)
@@ -36,7 +35,7 @@ def interleaved_and_solo(base: Path, copy: Path, threads: int, segments: int = 1
     solo: list[list[float]] = [[], []]
     for _ in range(segments):
         for k, side in enumerate(sides):
-            solo[k] += time_inference(side.infer, warmups=2, runs=runs)[1]
+            solo[k] += side.timed(2, runs, None)[1]
         blocks = CALL_BY_CALL if old else BLOCKS
         for k, times in enumerate(time_interleaved([side.infer for side in sides], runs, 1, blocks)):
             together[k] += times

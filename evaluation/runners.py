@@ -41,7 +41,8 @@ class ModelUnderTest:
     task: str
     labels: list[str]
     recipe: PreprocessSpec  # resize/crop (and the normalisation PyTorch applies itself)
-    predict: Callable[[np.ndarray], Prediction]  # float32 [1, 3, crop, crop] RGB 0..255 -> prediction
+    # float32 [1, 3, crop, crop] RGB 0..255 per image -> one prediction per image, in order
+    predict_batch: Callable[[list[np.ndarray]], list[Prediction]]
     precision: str = "fp32"
     nms: NmsSettings | None = None
 
@@ -69,7 +70,10 @@ def pytorch_model(
         outputs = out if isinstance(out, tuple) else (out,)
         return scoring.predict({n: t.numpy() for n, t in zip(names, outputs)}, size, settings)
 
-    return ModelUnderTest("pytorch", "pytorch", None, resolved.task, list(resolved.labels), spec, predict, nms=settings)
+    def predict_batch(batch: list[np.ndarray]) -> list[Prediction]:
+        return [predict(pixels) for pixels in batch]
+
+    return ModelUnderTest("pytorch", "pytorch", None, resolved.task, list(resolved.labels), spec, predict_batch, nms=settings)
 
 
 def _labels_of(path: Path, raw: dict[str, str]) -> list[str]:
@@ -124,12 +128,12 @@ def artefact_model(path: Path, num_threads: int, runner_name: str = "auto") -> M
         runner = target.load(path, num_threads=num_threads, **target.quiet_load_options)
     nms = NmsSettings.from_dict(opts["nms"]) if isinstance(opts.get("nms"), dict) else None
 
-    def predict(pixels: np.ndarray) -> Prediction:
-        out = runner.run({"image": normalise(pixels, spec) if raw_input else pixels})
+    def predict_batch(batch: list[np.ndarray]) -> list[Prediction]:
+        outputs = runner.run_many([{"image": normalise(pixels, spec) if raw_input else pixels} for pixels in batch])
         try:
             # --no-nms: decoded boxes and scores; the default NMS settings select, as the reference does
-            return scoring.predict(out, spec.crop, NmsSettings())
+            return [scoring.predict(out, spec.crop, NmsSettings()) for out in outputs]
         except MissingOutput as exc:
             raise ExportError(f"{path} has {exc.args[0]}") from None
 
-    return ModelUnderTest(path.name, meta["target"], path, task, _labels_of(path, meta["raw"]), spec, predict, precision=meta["precision"], nms=nms)
+    return ModelUnderTest(path.name, meta["target"], path, task, _labels_of(path, meta["raw"]), spec, predict_batch, precision=meta["precision"], nms=nms)

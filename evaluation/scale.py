@@ -2,9 +2,10 @@
 
 The images are cut into chunks of CHUNK_IMAGES in dataset order. Each chunk is one task for
 mvit.work (this process, local worker processes, or Ray tasks): a worker builds the models once
-from a `ModelsRecipe`, scores the chunk's images one by one and returns each model's per-image
-records as arrays. They are gathered in chunk order, and metrics and the bootstrap run once on
-the whole, so the figures do not depend on how many workers scored which chunk.
+from a `ModelsRecipe`, scores the chunk's images (in batches, evaluate.py) and returns each
+model's per-image records as arrays. They are gathered in chunk order, and metrics and the
+bootstrap run once on the whole, so the figures do not depend on how many workers scored which
+chunk.
 
 Every finished chunk is written to a journal folder beside `--out` (one .npz per chunk, written
 atomically, read back with allow_pickle=False). A rerun with the same images, models and

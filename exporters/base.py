@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -141,10 +143,64 @@ class ExportOptions:
 
 
 class Runner(Protocol):
+    """An artefact loaded to run; `RunnerDefaults` answers what most runners answer alike."""
+
     input_names: list[str]
     output_names: list[str]
+    verified_by: str  # who ran it, as verification reports name it
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def run_many(self, inputs: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        """The outputs of each inputs dict, in order (a runner that pays a start-up per call pays it once here)."""
+
+    def time_runs(self, inputs: dict[str, np.ndarray], warmups: int, runs: int, on_step: StepCallback | None = None) -> tuple[float, list[float]]:
+        """(first run ms, `runs` timed runs ms after `warmups` untimed ones); `on_step` after each warm-up and run."""
+
+    def pre_nms(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+        """What the artefact's NMS reads for image 0 (boxes [A,4] xyxy, foreground scores [A,C-1]);
+        None where it has no NMS or the runtime does not expose it."""
+
+
+StepCallback = Callable[[], None]
+
+
+def time_calls(call: Callable[[], object], warmups: int, runs: int, on_step: StepCallback | None = None) -> tuple[float, list[float]]:
+    """(first call ms, timed calls ms). The first call is timed alone: it pays lazy initialisation
+    (kernel selection, XNNPACK packing, allocator growth)."""
+    start = time.perf_counter_ns()
+    call()
+    first_ms = (time.perf_counter_ns() - start) / 1e6
+    for _ in range(warmups):
+        call()
+        if on_step:
+            on_step()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter_ns()
+        call()
+        times.append((time.perf_counter_ns() - start) / 1e6)
+        if on_step:
+            on_step()
+    return first_ms, times
+
+
+class RunnerDefaults(ABC):
+    """What most runners answer alike; a runner overrides what differs (Core AI's runs in a child process)."""
+
+    verified_by = "unknown"
+
+    @abstractmethod
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def run_many(self, inputs: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        return [self.run(one) for one in inputs]
+
+    def time_runs(self, inputs: dict[str, np.ndarray], warmups: int, runs: int, on_step: StepCallback | None = None) -> tuple[float, list[float]]:
+        return time_calls(lambda: self.run(inputs), warmups, runs, on_step)
+
+    def pre_nms(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+        return None
 
 
 class MultiSizeWriter(Protocol):

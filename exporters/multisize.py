@@ -103,7 +103,7 @@ def prepare(
         raise ExportError(f"--coreml-shapes applies to CoreML exports only (got --target {','.join(targets)})")
     config_list: list[str | None] = list(configs) if configs else [None]
     size_list: list[int | None] = list(sizes) if sizes else [None]  # None: the checkpoint's or the model's size
-    for n in sizes or []:
+    for n in sizes or []:  # every size, before any network is built; resolving does not check them again
         check_size_bounds(n)
     if coreml_shapes == "enumerated" and (len(config_list) > 1 or config_list[0] not in (None, "A")):
         raise ExportError(
@@ -114,7 +114,7 @@ def prepare(
     # bad size is refused before the other sizes are resolved.
     first_of: dict[str | None, Any] = {}
     for c in config_list:
-        first_of[c] = prepare_export(model, targets, config=c, image_size=size_list[0], checkpoint=checkpoint, labels=labels, **options)
+        first_of[c] = prepare_export(model, targets, config=c, image_size=size_list[0], checkpoint=checkpoint, labels=labels, size_checked=True, **options)
         resolved = first_of[c].resolved
         if not get_task(resolved.task).multi_size:
             raise ExportError(
@@ -138,7 +138,9 @@ def prepare(
     for c in config_list:
         for s in size_list:
             prepared = (
-                first_of[c] if s == size_list[0] else prepare_export(model, targets, config=c, image_size=s, checkpoint=checkpoint, labels=labels, **options)
+                first_of[c]
+                if s == size_list[0]
+                else prepare_export(model, targets, config=c, image_size=s, checkpoint=checkpoint, labels=labels, size_checked=True, **options)
             )
             size = prepared.resolved.image_size
             entries.append(SizedExport(f"{prepared.resolved.config}_{size}", prepared.resolved.config, size, prepared))
@@ -293,6 +295,7 @@ def verify_recorded(
             channel_order=pre.get("channel_order"),
             mean=recorded_triple(pre.get("mean")),
             std=recorded_triple(pre.get("std")),
+            size_checked=True,  # recorded_entries checked every recorded size
             **meta["opts"],
         )
         entries.append(SizedExport(e["name"], e["config"], e["image_size"], prepared))

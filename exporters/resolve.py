@@ -194,8 +194,10 @@ def resolve_model(
     channel_order: str | None = None,
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
+    size_checked: bool = False,
 ) -> ResolvedModel:
-    """`config=None` means: what the checkpoint records, else A."""
+    """`config=None` means: what the checkpoint records, else A. `size_checked`: the caller has
+    checked `image_size` against check_size_bounds already (before building any network)."""
     asked_config = str(config).upper() if config is not None else None
     if channel_order is not None:
         channel_order = channel_order.upper()
@@ -240,7 +242,8 @@ def resolve_model(
         weights = f"random (seed {RANDOM_WEIGHTS_SEED})"
         num_classes = spec.num_classes
     size = image_size or (info.image_size if info and info.image_size else None) or spec.input_size
-    check_size_bounds(size, "--image-size" if image_size else f"the image size {checkpoint} records", net)
+    if not (size_checked and image_size):
+        check_size_bounds(size, "--image-size" if image_size else f"the image size {checkpoint} records", net)
     recorded_pre = dict(info.preprocess or {}) if info else {}
     if info and info.channel_order and "channel_order" not in recorded_pre:
         recorded_pre["channel_order"] = info.channel_order

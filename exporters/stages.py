@@ -142,9 +142,11 @@ def prepare_export(
     image_size: int | None = None,
     checkpoint: Path | None = None,
     labels: Path | None = None,
+    size_checked: bool = False,
     **options: Any,
 ) -> PreparedExport:
-    """Resolve the model and check every option for every target, before anything is written."""
+    """Resolve the model and check every option for every target, before anything is written.
+    `size_checked`: as resolve_model's."""
     export_targets = [get_target(t) for t in targets]
     resolved = resolve_model(
         model_name,
@@ -155,6 +157,7 @@ def prepare_export(
         channel_order=options.get("channel_order"),
         mean=options.get("mean"),
         std=options.get("std"),
+        size_checked=size_checked,
     )
     per_target = {t.name: normalise_options(resolved.task, options, t) for t in export_targets}
     size_info = check_image_size(resolved.net, resolved.image_size, resolved.config, resolved.name)

@@ -20,7 +20,7 @@ import torch
 from mvit.models import PreprocessSpec
 from mvit.models.detection_postprocess import NmsSettings
 
-from .base import ExportOptions
+from .base import ExportOptions, Runner
 from .preprocessing import normalise
 from .report import describe_failure
 from .samples import Sample, verification_samples
@@ -63,12 +63,8 @@ def _compare_outputs(ref: dict[str, np.ndarray], art: dict[str, np.ndarray]) -> 
     return pairs
 
 
-def _tap(pre_nms: Any, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
-    return pre_nms(feed) if pre_nms else None
-
-
 def verify_runner(
-    runner: Any,
+    runner: Runner,
     reference: BuiltModule,
     *,
     task: str,
@@ -90,11 +86,8 @@ def verify_runner(
     settings = NmsSettings.from_dict(nms) if isinstance(nms, dict) else nms
     judge = get_task(task).judge(tol, ExportOptions(nms=settings), nms_best_class_only)
     per_output: dict[str, dict[str, float]] = {}
-    pre_nms = getattr(runner, "pre_nms", None)
     feeds = [{INPUT_NAME: normalise(s.pixels, preprocess) if raw_input else s.pixels} for s in samples]
-    # A runner that starts a process per call (Core AI's) takes every sample at once.
-    run_many = getattr(runner, "run_many", None)
-    batched = run_many(feeds) if run_many else None
+    outputs = runner.run_many(feeds)
 
     for i, sample in enumerate(samples):
         x_norm = normalise(sample.pixels, preprocess)
@@ -103,10 +96,10 @@ def verify_runner(
         ref_out = ref_out if isinstance(ref_out, (tuple, list)) else (ref_out,)
         ref = {n: t.numpy() for n, t in zip(reference.output_names, ref_out)}
         feed = feeds[i]
-        art = batched[i] if batched is not None else runner.run(feed)
+        art = outputs[i]
         # With NMS inside, the artefact's outputs are the kept boxes, not the reference's tensors.
         pairs = {} if nms else _compare_outputs(ref, art)
-        pairs.update(judge.add(SampleOutputs(ref, art, functools.partial(_tap, pre_nms, feed))))
+        pairs.update(judge.add(SampleOutputs(ref, art, functools.partial(runner.pre_nms, feed))))
         for name, (r, a) in pairs.items():
             _accumulate(per_output, name, tensor_metrics(r, np.asarray(a).reshape(r.shape)))
 
@@ -119,7 +112,7 @@ def verify_runner(
     failed = [describe_failure(c) for c in checks if not c["passed"]]
     return {
         "warnings": judgement.warnings,
-        "verified_by": getattr(runner, "verified_by", "unknown"),
+        "verified_by": runner.verified_by,
         "precision": precision,
         "tolerances": tol.as_dict(),
         "samples": [s.name for s in samples],

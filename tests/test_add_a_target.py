@@ -14,6 +14,13 @@ import pytest
 
 from mvit.benchmarks.schema import ResultsFileError, validate_document
 
+# Its options, declared without its converter, as every target's are.
+FAKE_OPTIONS = """
+from mvit.exporters.base import TargetOption
+
+OPTIONS = (TargetOption("fake_layout", "--fake-layout", "Fake: a layout only it has", tag="fakelayout"),)
+"""
+
 # A whole target: TorchScript in a folder that holds its marker file.
 FAKE_TARGET = """
 import json
@@ -21,10 +28,12 @@ from collections import Counter
 
 import torch
 
-from mvit.exporters.base import TargetDefaults, TargetOption
+from mvit.exporters.base import RunnerDefaults, TargetDefaults
+
+from .options import OPTIONS
 
 
-class FakeRunner:
+class FakeRunner(RunnerDefaults):
     def __init__(self, path, num_threads=None):
         self.module = torch.jit.load(str(path / "module.pt"))
         self.input_names = ["image"]
@@ -42,7 +51,7 @@ class FakeTarget(TargetDefaults):
     suffix = ".fakepkg"
     runtime = "fakert"
     install_hint = "pip install 'mvit[fake]'"
-    options = (TargetOption("fake_layout", "--fake-layout", "Fake: a layout only it has", tag="fakelayout"),)
+    options = OPTIONS
     export_rewrites = frozenset()
 
     def available(self):
@@ -110,6 +119,7 @@ def folder(tmp_path: Path) -> Path:
     (tmp_path / "fake").mkdir()
     (tmp_path / "fake" / "__init__.py").write_text("")
     (tmp_path / "fake" / "target.py").write_text(FAKE_TARGET)
+    (tmp_path / "fake" / "options.py").write_text(FAKE_OPTIONS)
     library = tmp_path / "fakelib-1.2.3.dist-info"
     library.mkdir()
     (library / "METADATA").write_text("Metadata-Version: 2.1\nName: fakelib\nVersion: 1.2.3\n")

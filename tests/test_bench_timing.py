@@ -104,6 +104,17 @@ def test_benchmarks_load_onnx_sessions_that_stop_spinning(xxs_onnx):
         default.get_session_options().get_session_config_entry(key)
 
 
+def test_a_loaded_artefact_is_timed_by_its_runner(xxs_onnx):
+    """Warm-ups and runs counted as mvit-bench's progress bar counts them, one time per run."""
+    from mvit.benchmarks.runtimes import bench_model, example_input, load_artefact
+
+    x = example_input(bench_model("mobilevit_xxs", "A", 128))
+    loaded = load_artefact("onnxruntime", xxs_onnx[0], 1, x)
+    steps: list[int] = []
+    first_ms, times = loaded.timed(2, 3, lambda: steps.append(1))
+    assert len(times) == 3 and len(steps) == 5 and first_ms > 0
+
+
 @pytest.mark.slow
 def test_interleaved_and_solo_times_every_call_of_both_sides(xxs_onnx):
     """The ratio of interleaved to solo speed is a measurement, so it is a benchmark's claim

@@ -41,10 +41,24 @@ def test_single_size_export_checks_each_request_once(tmp_path, calls):
     assert (tmp_path / "mobilevit_xxs_A_64_fp32.onnx.report.json").is_file()
 
 
-def test_multi_size_export_checks_precision_and_verifier_once(tmp_path, calls):
+def test_multi_size_export_checks_each_request_once(tmp_path, calls):
     _export(tmp_path, "--image-size", "64,128")
-    assert calls["check_precision"] == 1
-    assert calls["check_verifier"] == 1
-    # Each size: once before any network is built, once as the size it is resolved at.
-    assert calls["check_size_bounds"] == 2 * 2
+    # Each size once, before any network is built: resolving it does not check it again.
+    assert calls == {"check_precision": 1, "check_verifier": 1, "check_size_bounds": 2}
     assert (tmp_path / "mobilevit_xxs_A_64-128_fp32.onnx.report.json").is_file()
+
+
+def test_multi_config_export_checks_each_size_once(tmp_path, calls):
+    _export(tmp_path, "--image-size", "64,128", "--config", "A,B", "--no-verify")
+    assert calls["check_precision"] == 1 and calls["check_size_bounds"] == 2  # each size once, not once per config
+
+
+def test_a_size_too_large_in_a_list_is_still_refused_before_any_network_is_built(tmp_path, calls, monkeypatch):
+    built: list[str] = []
+    real = resolve.create_model
+    monkeypatch.setattr(resolve, "create_model", lambda *a, **k: built.append(a[0]) or real(*a, **k))
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exc:
+        cli.main(["--target", "onnx", "--model", "mobilevit_xxs", "--precision", "fp32", "--out", str(tmp_path), "--image-size", "64,99999"])
+    assert exc.value.code == 2 and "--image-size 99999 is too large" in err.getvalue(), err.getvalue()
+    assert built == [] and calls["check_size_bounds"] == 2

@@ -52,6 +52,7 @@ def test_a_runner_without_taps_and_no_boxes_is_not_a_pass():
 
     import torch
 
+    from mvit.exporters.base import RunnerDefaults
     from mvit.exporters.verify import verify_runner
     from mvit.exporters.wrappers import build_export_module
     from mvit.models import create_model, fuse_batchnorm, get_spec
@@ -61,7 +62,7 @@ def test_a_runner_without_taps_and_no_boxes_is_not_a_pass():
     options = {"nms": asdict(NmsSettings())}
     ref = build_export_module(net, "detection", 128, target="onnx", preprocess=None, options=options)
 
-    class NoBoxes:
+    class NoBoxes(RunnerDefaults):
         verified_by = "no-taps"
 
         def run(self, inputs):

@@ -10,7 +10,7 @@ import pytest
 
 from mvit.exporters import api
 from mvit.exporters.base import ExportOptions, ExportTarget, TargetOption
-from mvit.exporters.targets import RUNTIME_TARGETS, SUFFIXES, get_target, target_names
+from mvit.exporters.targets import RUNTIME_TARGETS, SUFFIXES, get_target, target_names, target_options
 
 # The contract is the interface itself: every member ExportTarget declares, read from the Protocol,
 # so a member added there is checked on every target without editing this file.
@@ -31,6 +31,7 @@ def test_target_answers_for_itself_and_agrees_with_its_registry_line(name):
     assert not missing, f"{name} lacks {missing}"
     not_callable = [method for method in METHODS if not callable(getattr(target, method, None))]
     assert not not_callable, f"{name} lacks methods {not_callable}"
+    assert target.options == target_options(name)  # what the CLI offers without importing the target
     shared = {f.name for f in fields(ExportOptions)}
     for option in target.options:  # a target's own option is declared as data, never a shared field
         assert isinstance(option, TargetOption) and option.name not in shared and option.flag.startswith("--")

@@ -21,7 +21,7 @@ class Entry(NamedTuple):
     target's extra is missing. The target object's own `suffix` and `runtime` must equal these
     (tested); everything else is asked of the target object."""
 
-    module: str  # the module holding TARGET, relative to this package
+    module: str  # the module handing out TARGET (its options live in `options.py` beside it), relative to this package
     suffix: str  # its artefact's file ending
     runtime: str  # what benchmarks call the runtime that runs it
     in_all: bool  # part of `--target all`; a target still in beta is asked for by name
@@ -33,11 +33,13 @@ class Entry(NamedTuple):
 
 # The one line a new target adds.
 _TARGETS = {
-    "coreml": Entry("coreml.target", ".mlpackage", "coreml", True, folder_marker="Manifest.json", distributions=("coremltools",), other_suffixes=(".mlmodel",)),
-    "onnx": Entry("onnx.target", ".onnx", "onnxruntime", True, distributions=("onnx", "onnxruntime")),
-    "tflite": Entry("tflite.target", ".tflite", "litert", True, distributions=("ai-edge-litert", "litert-torch")),
+    "coreml": Entry(
+        "coreml.assembled", ".mlpackage", "coreml", True, folder_marker="Manifest.json", distributions=("coremltools",), other_suffixes=(".mlmodel",)
+    ),
+    "onnx": Entry("onnx.assembled", ".onnx", "onnxruntime", True, distributions=("onnx", "onnxruntime")),
+    "tflite": Entry("tflite.assembled", ".tflite", "litert", True, distributions=("ai-edge-litert", "litert-torch")),
     "coreai": Entry(
-        "coreai.target",
+        "coreai.assembled",
         ".aimodel",
         "coreai",
         False,  # Core AI: iOS/macOS 27 only
@@ -83,16 +85,20 @@ def _target_object(name: str) -> ExportTarget:
     return target
 
 
+def target_options(name: str) -> tuple[TargetOption, ...]:
+    """The options target `name` declares, from its package's light `options.py` (its converter
+    and runtime not imported, so a missing extra hides no flag)."""
+    package = _MODULES[name].rpartition(".")[0]
+    options: tuple[TargetOption, ...] = importlib.import_module(f"{__package__}.{package}.options").OPTIONS
+    return options
+
+
 def declared_options() -> dict[str, tuple[TargetOption, list[str]]]:
     """Every target's own options: name -> (its declaration, the targets that declare it), in
-    registry order. A target whose package does not import here (its extra is missing) declares none."""
+    registry order, whether or not each target's extra is installed."""
     found: dict[str, tuple[TargetOption, list[str]]] = {}
     for name in _MODULES:
-        try:
-            options = _target_object(name).options
-        except TargetNotInstalled:
-            continue
-        for option in options:
+        for option in target_options(name):
             found.setdefault(option.name, (option, []))[1].append(name)
     return found
 

@@ -17,10 +17,11 @@ from torch import nn
 
 from mvit.errors import EXIT_FAILED, MvitError, one_line
 
-from ...base import ExportError, ExportOptions, ExportRequest, TargetDefaults, importable
+from ...base import ExportError, ExportOptions, ExportRequest, RunnerDefaults, StepCallback, TargetDefaults, TargetOption, importable
 from . import compress, graph_nms, runtime
 from .asset_files import read_metadata
 from .convert import Function, HalfPrecision, decode_metadata, write_asset
+from .options import OPTIONS
 from .program_summary import summarise
 
 SINGLE_FUNCTION = "main"
@@ -38,7 +39,7 @@ def _failing(exc: MvitError) -> AssetFailed:
     return AssetFailed(one_line(exc))
 
 
-class CoreAIRunner:
+class CoreAIRunner(RunnerDefaults):
     """One function of an asset; every `run` is one child process of runtime.py."""
 
     verified_by = RUNTIME_LABEL
@@ -59,13 +60,16 @@ class CoreAIRunner:
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.run_many([inputs])[0]
 
-    def time_runs(self, inputs: dict[str, np.ndarray], warmups: int, runs: int) -> tuple[float, list[float]]:
-        """(first run ms, `runs` timed runs ms after `warmups`), timed inside the runtime's process."""
+    def time_runs(self, inputs: dict[str, np.ndarray], warmups: int, runs: int, on_step: StepCallback | None = None) -> tuple[float, list[float]]:
+        """Timed inside the runtime's process: a call timed here would time the process start too."""
         feed = {n: np.ascontiguousarray(inputs[n], dtype=np.float32) for n in self.input_names}
         try:
             seconds = runtime.time_runs(self.path, self.function, feed, warmup=0, runs=1 + warmups + runs)
         except MvitError as exc:
             raise _failing(exc) from None
+        if on_step is not None:
+            for _ in range(warmups + runs):
+                on_step()
         return seconds[0] * 1e3, [s * 1e3 for s in seconds[1 + warmups :]]
 
     def run_many(self, inputs: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
@@ -90,6 +94,7 @@ class CoreAITarget(TargetDefaults):
     precisions: tuple[str, ...] = ("fp32", "fp16", "int8-weights")
     nms_output_names = list(graph_nms.OUTPUT_NAMES)
     multisize_forms: tuple[str, ...] = ("functions",)  # one asset, one fixed-shape function per size/config
+    options: tuple[TargetOption, ...] = OPTIONS
 
     def quantisation_settings(self, precision: str) -> dict[str, Any]:
         if precision != "int8-weights":

@@ -1,6 +1,5 @@
-"""The CoreML export target: everything only this format knows."""
+"""The CoreML export target: everything only this format knows.
 
-from .multifunction import CoreMLMultiSize
-from .target import TARGET
-
-TARGET.multisize = CoreMLMultiSize()
+Importing the package imports nothing: the registry reads `options.py` without the target's
+extra, and hands out the target from `assembled.py`, where its converter is imported.
+"""

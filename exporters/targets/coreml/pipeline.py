@@ -34,8 +34,6 @@ PADDING_LABEL = "padding_class_{}"
 STAGE_OUTPUTS = ("raw_confidence", "raw_coordinates")
 VISION_OUTPUTS = ("confidence", "coordinates")
 THRESHOLD_INPUTS = ("iouThreshold", "confidenceThreshold")
-# Single-program form (MIL NMS inside, padded boxes/scores/class_ids) vs the Vision pipeline.
-NMS_FORMS = ("vision", "program")
 
 
 def append_vision_outputs(program: Any) -> None:

@@ -24,7 +24,8 @@ from torch import nn
 
 from ...base import ExportOptions, ExportRequest, read_back_fields
 from ...tasks import get_task
-from .pipeline import NMS_FORMS, nms_labels
+from .options import NMS_FORMS
+from .pipeline import nms_labels
 
 PREVIEW_TYPE_KEY = "com.apple.coreml.model.preview.type"
 PREVIEW_PARAMS_KEY = "com.apple.coreml.model.preview.params"

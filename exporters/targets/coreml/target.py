@@ -25,12 +25,13 @@ from torch import nn
 
 from mvit.exporters.targets.coreml.reference import MilReferenceRunner
 
-from ...base import ExportError, ExportOptions, ExportRequest, MultiSizeWriter, Runner, TargetOption, importable
+from ...base import ExportError, ExportOptions, ExportRequest, MultiSizeWriter, Runner, RunnerDefaults, TargetOption, importable
 from ...profiling import OpProfiler
 from ...tasks import get_task
 from ...wrappers import NMS_OUTPUT_NAMES
 from .nms import append_nms
-from .pipeline import NMS_FORMS, VISION_OUTPUTS, append_vision_outputs, build_pipeline, nms_labels
+from .options import MULTISIZE_FORMS, NMS_FORM_OPTION, NMS_FORMS, OPTIONS
+from .pipeline import VISION_OUTPUTS, append_vision_outputs, build_pipeline, nms_labels
 from .preview import NO_PREVIEW, preview_metadata, record_outputs, report_fields, with_class_map  # noqa: F401 (NO_PREVIEW: callers read it here)
 from .profile import CoreMLOpProfiler
 from .quantize import quantize_coreml, settings_for
@@ -47,35 +48,13 @@ DEPLOYMENT_TARGET = "iOS16"
 _DECODED_NAMES = ("decoded_boxes", "class_probabilities")
 
 
-MULTISIZE_FORMS = ("functions", "enumerated")
-NMS_FORM_OPTION = TargetOption(
-    "coreml_nms",
-    "--coreml-nms",
-    "CoreML detection: vision (default: a pipeline ending in Core ML's NonMaximumSuppression model, what Vision reads) | "
-    "program (one ML Program with MIL NMS inside: boxes, scores, class_ids)",
-    choices=NMS_FORMS,
-    tag="nmsprogram",
-    tag_when="program",
-    means="nms_form",
-    owner="CoreML",
-)
-SHAPES_OPTION = TargetOption(
-    "coreml_shapes",
-    "--coreml-shapes",
-    "Several sizes in CoreML: functions (default: one fixed-shape function per size, iOS 18) | enumerated (EnumeratedShapes, iOS 16-17, config A)",
-    choices=MULTISIZE_FORMS,
-    means="multisize_form",
-    owner="CoreML",
-)
-
-
 class CoreMLTarget:
     name = "coreml"
     suffix = ".mlpackage"
     install_hint = "pip install 'mvit[coreml]' (coremltools==9.0)"
     runtime = "coreml"
     preprocess_in_graph = False  # the ImageType carries scale, bias and channel order
-    options: tuple[TargetOption, ...] = (NMS_FORM_OPTION, SHAPES_OPTION)
+    options: tuple[TargetOption, ...] = OPTIONS
     verifiers: tuple[str, ...] = ("mil-reference", "coreml-runtime", "both")
     # The program form's outputs (`--coreml-nms program`); the default Vision pipeline returns
     # VISION_OUTPUTS instead, and export() records those as the artefact's output names.
@@ -505,7 +484,7 @@ def _scalar_label(tensor: Any) -> str:
 _COLOR_SPACES = {10: "GRAYSCALE", 20: "RGB", 30: "BGR", 40: "GRAYSCALE_FLOAT16"}
 
 
-class CoreMLRuntimeRunner:
+class CoreMLRuntimeRunner(RunnerDefaults):
     """Apple's runtime (macOS only): pixels go in as a PIL image, as an app would hand them over.
 
     A Vision pipeline's `confidence` / `coordinates` are also given as boxes/scores/class_ids, read

@@ -23,9 +23,10 @@ from onnx import TensorProto, external_data_helper, helper, numpy_helper
 from mvit.models.detection_postprocess import NmsSettings
 from mvit.reading import check_regular
 
-from ...base import ExportError, ExportRequest, TargetDefaults, TargetOption, importable
+from ...base import ExportError, ExportRequest, RunnerDefaults, TargetDefaults, TargetOption, importable
 from ...profiling import OpProfiler
 from ...wrappers import INPUT_NAME, NMS_OUTPUT_NAMES
+from .options import OPTIONS
 from .profile import OnnxOpProfiler
 from .quantize import quantize_onnx, settings_for
 
@@ -70,7 +71,7 @@ def load_checked(path: Path, what: str = "an ONNX artefact") -> onnx.ModelProto:
     return model
 
 
-class OnnxRunner:
+class OnnxRunner(RunnerDefaults):
     verified_by = "onnxruntime"
 
     def __init__(self, path: Path, num_threads: int | None = None, spinning: bool = True) -> None:
@@ -219,9 +220,7 @@ class OnnxTarget(TargetDefaults):
     suffix = ".onnx"
     install_hint = "pip install 'mvit[onnx]'"
     runtime = "onnxruntime"
-    options: tuple[TargetOption, ...] = (
-        TargetOption("dynamic_batch", "--dynamic-batch", "ONNX: dynamic batch dimension", tag="dynbatch", means="dynamic_batch"),
-    )
+    options: tuple[TargetOption, ...] = OPTIONS
     # exporters/rewrites/; each one's speed-up is measured in docs/benchmark-results.md. The head-major attention is
     # taken only over short patch sequences (attention_layout.SHORT_SEQUENCE).
     export_rewrites = frozenset({"fold_preprocessing", "patch_layout", "attention_layout"})

@@ -1,6 +1,5 @@
-"""The TFLite (LiteRT) export target: everything only this format knows."""
+"""The TFLite (LiteRT) export target: everything only this format knows.
 
-from .multisize import TFLiteMultiSize
-from .target import TARGET
-
-TARGET.multisize = TFLiteMultiSize()
+Importing the package imports nothing: the registry reads `options.py` without the target's
+extra, and hands out the target from `assembled.py`, where its converter is imported.
+"""

@@ -21,9 +21,10 @@ from torch import nn
 
 from mvit.reading import loads, open_regular
 
-from ...base import ExportError, ExportRequest, Runner, TargetDefaults, TargetOption, importable
+from ...base import ExportError, ExportRequest, Runner, RunnerDefaults, TargetDefaults, TargetOption, importable
 from ...profiling import OpProfiler
 from .nms import OP_NAME, SsdEncodings, _decode, append_detection_postprocess
+from .options import OPTIONS
 from .profile import LiteRTOpProfiler
 from .quantize import quantize_tflite, settings_for
 
@@ -38,7 +39,7 @@ class TFLiteTarget(TargetDefaults):
     suffix = ".tflite"
     install_hint = "pip install 'mvit[tflite]' (litert-torch==0.10.0, ai-edge-litert==2.3.0, ai-edge-quantizer==0.10.0)"
     runtime = "litert"
-    options: tuple[TargetOption, ...] = (TargetOption("nhwc", "--nhwc", "TFLite: NHWC input", tag="nhwc", means="channels_last_input"),)
+    options: tuple[TargetOption, ...] = OPTIONS
     # Measured (docs/benchmark-results.md; LiteRT, interleaved, 2 threads): the fold 0.988x (XS B); channels-last
     # patches 0.948x (XS A: 12 of 47 TRANSPOSEs go). The space-to-depth patch layout and the
     # head-major attention gain nothing on LiteRT (0.987x; 1.018x / 1.035x for XS / S B), nor does
@@ -245,7 +246,7 @@ def _op_names(model: Any) -> list[str]:
     return names
 
 
-class LiteRTRunner:
+class LiteRTRunner(RunnerDefaults):
     """LiteRT interpreter with XNNPACK; takes NCHW RGB pixels and feeds the file's own layout."""
 
     verified_by = "litert"

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mvit.exporters.base import RunnerDefaults
+
 from .errors import MilReferenceError
 from .evaluator import ProgramEvaluator, supported
 from .image import to_program_input
@@ -17,7 +19,7 @@ from .loader import LoadedPackage, load_package
 from .nms_model import as_detections, run_nms_model
 
 
-class MilReferenceRunner:
+class MilReferenceRunner(RunnerDefaults):
     """Runs a saved .mlpackage with the reference evaluator (the Runner protocol of exporters.base).
 
     `run` takes the cross-target contract input: for an image input, float32 NCHW [N, 3, H, W] RGB

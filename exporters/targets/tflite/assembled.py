@@ -1,0 +1,6 @@
+"""The target as the registry hands it out: TARGET with its multi-size writer."""
+
+from .multisize import TFLiteMultiSize
+from .target import TARGET
+
+TARGET.multisize = TFLiteMultiSize()
