@@ -53,34 +53,25 @@ def test_calibration_notes_flag_few_images_and_undecided_ones():
     assert calibration_notes(np.eye(10, dtype=np.float32)[np.arange(20) % 10]) == []
 
 
-@pytest.fixture(scope="module")
-def outlier_export(tmp_path_factory) -> dict:
-    """The outlier classifier, exported to ONNX int8 through the CLI with a folder of calibration PNGs."""
-    root = tmp_path_factory.mktemp("outliers")
+def _export_outliers(root: Path, target: str) -> tuple[int | str | None, dict]:
+    """The outlier classifier exported to `target` int8 through the CLI with a folder of calibration PNGs."""
     checkpoint = outlier_fixture.write_checkpoint(root)
     digits, _ = tf.train_digits()
     scenes = tf.classification_scenes(np.random.default_rng(11), digits[:CALIBRATION_IMAGES], tf.CLASSIFIER.image_size)
     calibration = tf.save_scenes(root / "calibration", scenes)
+    args = ["--checkpoint", str(checkpoint), "--image-size", str(tf.CLASSIFIER.image_size), "--target", target]
     with pytest.raises(SystemExit) as exc:
-        cli.main(
-            [
-                "--checkpoint",
-                str(checkpoint),
-                "--image-size",
-                str(tf.CLASSIFIER.image_size),
-                "--target",
-                "onnx",
-                "--precision",
-                "int8",
-                "--calibration",
-                str(calibration),
-                "--out",
-                str(root / "out"),
-            ]
-        )
-    assert exc.value.code in (0, None)
-    report = Path(root / "out" / f"{tf.CLASSIFIER.name}_A_{tf.CLASSIFIER.image_size}_int8.onnx.report.json")
-    return json.loads(report.read_text())
+        cli.main([*args, "--precision", "int8", "--calibration", str(calibration), "--out", str(root / "out")])
+    suffix = {"onnx": ".onnx", "tflite": ".tflite"}[target]
+    report = Path(root / "out" / f"{tf.CLASSIFIER.name}_A_{tf.CLASSIFIER.image_size}_int8{suffix}.report.json")
+    return exc.value.code, json.loads(report.read_text())
+
+
+@pytest.fixture(scope="module")
+def outlier_export(tmp_path_factory) -> dict:
+    code, report = _export_outliers(tmp_path_factory.mktemp("outliers"), "onnx")
+    assert code in (0, None)
+    return report
 
 
 def test_outlier_weights_break_plain_int8_and_the_chosen_mix_passes_the_judge(outlier_export):
@@ -97,3 +88,24 @@ def test_outlier_weights_break_plain_int8_and_the_chosen_mix_passes_the_judge(ou
     assert {r["layer"] for r in rows if r["kept_float"]} == set(float_layers)
     assert all(set(r) == {"layer", "op", "metric", "kept_float", "why"} for r in rows)
     assert [r["metric"] for r in rows] == sorted(r["metric"] for r in rows)
+
+
+@pytest.fixture(scope="module")
+def outlier_tflite_export(tmp_path_factory) -> dict:
+    return _export_outliers(tmp_path_factory.mktemp("outliers_tflite"), "tflite")[1]
+
+
+def test_tflite_int8_records_the_search_and_keeps_the_most_sensitive_layers_float(outlier_tflite_export):
+    q = outlier_tflite_export["quantisation"]
+    assert q["mixed_precision"] is True and q["method"] == "ai_edge_quantizer.recipe.static_wi8_ai8"
+    rows = q["sensitivity"]
+    assert all(set(r) == {"layer", "op", "metric", "kept_float", "why"} for r in rows)
+    assert {r["op"] for r in rows} <= {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
+    assert [r["metric"] for r in rows] == sorted(r["metric"] for r in rows)
+    # The float layers are the head of the ranking, and the outlier convolutions lead it.
+    float_layers = q["float_layers"]
+    assert float_layers == [r["layer"] for r in rows[: len(float_layers)]]
+    assert q["passed"] and 1 <= len(float_layers) <= len(rows) // 4
+    assert rows[0]["metric"] < 0.97 and q["agreement"] >= q["agreement_target"] > q["all_int8_agreement"]
+    # Held out (verification photos, noise and PyTorch as the reference) the agreement is reported.
+    assert "top1_agreement" in outlier_tflite_export["verification"]["task_metrics"]
