@@ -17,7 +17,7 @@ import numpy as np
 
 from mvit.work import Workers
 
-from ...sensitivity import JUDGE, MixedPrecision, calibration_notes, choose, mean_cosine, measure, top1_agreement
+from ...sensitivity import COSINE_TARGET, MixedPrecision, MixScore, calibration_notes, choose, mean_cosine, measure
 
 SIGNATURE = "serving_default"
 INPUT_NAME = "image"
@@ -109,10 +109,11 @@ def mixed_precision(
     variant = Variant(content, rules, calibration, feeds, output, run(content, feeds, output), {name: scopes for name, (_, scopes) in layers.items()})
     table = measure(_layer_cosine, variant, list(layers), [op for op, _ in layers.values()], workers)
 
-    def agreement_with(float_layers: list[str]) -> float:
+    def score_with(float_layers: list[str]) -> MixScore:
         out = run(quantise(variant, with_float_layers(variant, float_layers)), feeds, output)
-        return top1_agreement(variant.reference, out, JUDGE.decision_margin)
+        return MixScore.between(variant.reference, out)
 
-    found = choose(table, agreement_with)
+    # LiteRT's int8 agreement saturates on the calibration images first (sensitivity.COSINE_TARGET).
+    found = choose(table, score_with, cosine_target=COSINE_TARGET)
     found.notes[:0] = calibration_notes(variant.reference)
     return found, quantise(variant, with_float_layers(variant, found.float_layers))
