@@ -34,17 +34,11 @@ def _quiet() -> Any:
 
 def quantize_tflite(content: bytes, request: ExportRequest) -> bytes:
     """The float flatbuffer quantised per `request.precision` (metadata is added by the caller)."""
-    from ai_edge_quantizer import quantizer, recipe
+    from ai_edge_quantizer import quantizer
 
-    name = RECIPES.get(request.precision)
-    if name is None:
+    if request.precision not in RECIPES:
         raise ExportError(f"--precision {request.precision} is not available for TFLite exports")
-    rules = getattr(recipe, name)()
-    # The artefact keeps float pixels in and float outputs: the recipe alone would make the graph's
-    # input and output tensors int8, which no caller of an mvit artefact feeds or reads.
-    # Softmax stays float too: its int8 output fed both the graph output and ARG_MAX, and LiteRT
-    # then returned the int8 tensor as the output, its bytes overwritten by the class id (measured).
-    rules += [{"regex": ".*", "operation": op, "algorithm_key": "no_quantize"} for op in ("INPUT", "OUTPUT", "SOFTMAX")]
+    rules = recipe_rules(request.precision)
     q = quantizer.Quantizer(bytearray(content), rules)
     with _quiet():
         calibration = None
@@ -58,6 +52,18 @@ def quantize_tflite(content: bytes, request: ExportRequest) -> bytes:
                 return mixed
             calibration = q.calibrate({SIGNATURE: feeds}, num_threads=1)
         return bytes(q.quantize(calibration, enable_progress_bar=False, enable_progress_report=False).quantized_model)
+
+
+def recipe_rules(precision: str) -> list[dict[str, Any]]:
+    """The ai-edge-quantizer recipe of `precision`, with the artefact's input, outputs and Softmax kept float."""
+    from ai_edge_quantizer import recipe
+
+    rules: list[dict[str, Any]] = getattr(recipe, RECIPES[precision])()
+    # The artefact keeps float pixels in and float outputs: the recipe alone would make the graph's
+    # input and output tensors int8, which no caller of an mvit artefact feeds or reads.
+    # Softmax stays float too: its int8 output fed both the graph output and ARG_MAX, and LiteRT
+    # then returned the int8 tensor as the output, its bytes overwritten by the class id (measured).
+    return rules + [{"regex": ".*", "operation": op, "algorithm_key": "no_quantize"} for op in ("INPUT", "OUTPUT", "SOFTMAX")]
 
 
 def _feeds(request: ExportRequest) -> list[dict[str, np.ndarray]]:

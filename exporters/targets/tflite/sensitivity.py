@@ -17,7 +17,7 @@ import numpy as np
 
 from mvit.work import Workers
 
-from ...sensitivity import COSINE_TARGET, MixedPrecision, MixScore, calibration_notes, choose, mean_cosine, measure
+from ...sensitivity import COSINE_TARGET, LayerSensitivity, MixedPrecision, MixScore, calibration_notes, choose, mean_cosine, measure
 
 SIGNATURE = "serving_default"
 INPUT_NAME = "image"
@@ -95,19 +95,30 @@ def layers_of(content: bytes) -> dict[str, tuple[str, list[str]]]:
     return out
 
 
-def mixed_precision(
-    content: bytes, rules: list[dict[str, Any]], feeds: list[dict[str, np.ndarray]], output: str, workers: Workers
-) -> tuple[MixedPrecision, bytes]:
-    """Sensitivity of every searched layer of the float model `content`, the layers chosen to stay
-    float, and the model quantised with them float (with the ranges the search measured it with)."""
+def prepare(content: bytes, rules: list[dict[str, Any]], feeds: list[dict[str, np.ndarray]], output: str) -> Variant:
+    """The float model `content` calibrated under the whole recipe `rules`, with fp32's answers on `feeds`."""
     from ai_edge_quantizer import quantizer
 
     q = quantizer.Quantizer(bytearray(content), rules)
     # One calibration pass under the whole recipe: its ranges cover every op any variant quantises.
     calibration = q.calibrate({SIGNATURE: feeds}, num_threads=1)
-    layers = layers_of(content)
-    variant = Variant(content, rules, calibration, feeds, output, run(content, feeds, output), {name: scopes for name, (_, scopes) in layers.items()})
-    table = measure(_layer_cosine, variant, list(layers), [op for op, _ in layers.values()], workers)
+    layers = {name: scopes for name, (_, scopes) in layers_of(content).items()}
+    return Variant(content, rules, calibration, feeds, output, run(content, feeds, output), layers)
+
+
+def sensitivity(variant: Variant, workers: Workers) -> list[LayerSensitivity]:
+    """Every searched layer quantised alone, most sensitive first."""
+    ops = [op for op, _ in layers_of(variant.float_model).values()]
+    return measure(_layer_cosine, variant, list(variant.layers), ops, workers)
+
+
+def mixed_precision(
+    content: bytes, rules: list[dict[str, Any]], feeds: list[dict[str, np.ndarray]], output: str, workers: Workers
+) -> tuple[MixedPrecision, bytes]:
+    """Sensitivity of every searched layer of the float model `content`, the layers chosen to stay
+    float, and the model quantised with them float (with the ranges the search measured it with)."""
+    variant = prepare(content, rules, feeds, output)
+    table = sensitivity(variant, workers)
 
     def score_with(float_layers: list[str]) -> MixScore:
         out = run(quantise(variant, with_float_layers(variant, float_layers)), feeds, output)
