@@ -9,6 +9,7 @@ winning, so a layer is kept float by one `no_quantize` rule per op of it, anchor
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -48,10 +49,18 @@ def scope_rule(scope: str, algorithm: str = "no_quantize", like: dict[str, Any] 
 
 
 def quantise(variant: Variant, rules: list[dict[str, Any]]) -> bytes:
+    q = _quantizer(variant.float_model)
+    q.load_quantization_recipe(rules)
+    return bytes(q.quantize(variant.calibration, enable_progress_bar=False, enable_progress_report=False).quantized_model)
+
+
+@functools.lru_cache(maxsize=1)
+def _quantizer(float_model: bytes) -> Any:
+    """One quantizer per float model and process: parsing the flatbuffer is a quarter of a variant's
+    cost, and `quantize` copies the parsed model before changing it (same bytes as a fresh one, measured)."""
     from ai_edge_quantizer import quantizer
 
-    q = quantizer.Quantizer(bytearray(variant.float_model), rules)
-    return bytes(q.quantize(variant.calibration, enable_progress_bar=False, enable_progress_report=False).quantized_model)
+    return quantizer.Quantizer(bytearray(float_model))
 
 
 def run(content: bytes, feeds: list[dict[str, np.ndarray]], output: str) -> np.ndarray:
