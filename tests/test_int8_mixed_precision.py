@@ -12,7 +12,7 @@ import pytest
 import trained_fixtures as tf
 
 from mvit.exporters import cli
-from mvit.exporters.sensitivity import JUDGE, LayerSensitivity, MixScore, calibration_notes, choose
+from mvit.exporters.sensitivity import JUDGE, LayerSensitivity, MixScore, calibration_notes, choose, top1_agreement
 
 CALIBRATION_IMAGES = 16
 
@@ -54,6 +54,14 @@ def test_choose_says_when_no_mix_passes_and_names_the_worst_layers():
     assert not found.passed
     assert len(found.float_layers) <= 5  # never more than half the layers float
     assert "cannot meet the judge at any mix" in found.notes[-1] and "layer0 (0.900)" in found.notes[-1]
+
+
+def test_top1_agreement_judges_each_sample_on_its_own_scale_as_the_judge_does():
+    # The second sample's scores are small beside the first's, but its own top two are far apart:
+    # the classification judge counts it, so the search must too.
+    reference = np.array([[1.0, 0.0, 0.0], [0.06, 0.03, 0.0]], dtype=np.float32)
+    candidate = np.array([[1.0, 0.0, 0.0], [0.03, 0.06, 0.0]], dtype=np.float32)
+    assert top1_agreement(reference, candidate, JUDGE.decision_margin) == 0.5
 
 
 def test_calibration_notes_flag_few_images_and_undecided_ones():
