@@ -19,7 +19,7 @@ from onnxruntime.quantization import quantize_static
 
 from mvit.work import Workers
 
-from ...sensitivity import JUDGE, MixedPrecision, calibration_notes, choose, mean_cosine, measure, top1_agreement
+from ...sensitivity import MixedPrecision, MixScore, calibration_notes, choose, mean_cosine, measure
 from ...wrappers import INPUT_NAME
 
 # The layers searched: those with weights, where a fused BatchNorm's outlier channels land.
@@ -93,12 +93,12 @@ def mixed_precision(
     variant = Variant(src.read_bytes(), cache.read_bytes(), pixels, run(src, pixels), quantise_args, {name: nodes for name, (_, nodes) in layers.items()})
     table = measure(_layer_cosine, variant, list(layers), [op for op, _ in layers.values()], workers)
 
-    def agreement_with(float_layers: list[str]) -> float:
+    def score_with(float_layers: list[str]) -> MixScore:
         with tempfile.TemporaryDirectory(prefix="mvit-mix-") as tmp:
             nodes = [n for layer in float_layers for n in variant.layers[layer]]
             out = run(quantise(variant, Path(tmp), nodes_to_exclude=[*excluded, *nodes]), pixels)
-        return top1_agreement(variant.reference, out, JUDGE.decision_margin)
+        return MixScore.between(variant.reference, out)
 
-    found = choose(table, agreement_with)
+    found = choose(table, score_with)
     found.notes[:0] = calibration_notes(variant.reference)
     return found, [n for layer in found.float_layers for n in variant.layers[layer]]

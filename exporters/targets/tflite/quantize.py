@@ -13,11 +13,16 @@ from typing import Any
 
 import numpy as np
 
-from ...base import ExportError, ExportRequest
+from mvit.work import Workers
 
-SIGNATURE = "serving_default"
-INPUT_NAME = "image"
+from ...base import ExportError, ExportRequest
+from ...sensitivity import record_mixed_precision
+from ...tasks import get_task
+from .sensitivity import INPUT_NAME, SIGNATURE, mixed_precision
+
 RECIPES = {"int8-weights": "dynamic_wi8_afp32", "int8": "static_wi8_ai8"}
+# int8 keeps float the layers that break it on the calibration images (sensitivity.py).
+MIXED_PRECISION = True
 
 
 @contextlib.contextmanager
@@ -29,31 +34,51 @@ def _quiet() -> Any:
 
 def quantize_tflite(content: bytes, request: ExportRequest) -> bytes:
     """The float flatbuffer quantised per `request.precision` (metadata is added by the caller)."""
-    from ai_edge_quantizer import quantizer, recipe
+    from ai_edge_quantizer import quantizer
 
-    name = RECIPES.get(request.precision)
-    if name is None:
+    if request.precision not in RECIPES:
         raise ExportError(f"--precision {request.precision} is not available for TFLite exports")
-    rules = getattr(recipe, name)()
-    # The artefact keeps float pixels in and float outputs: the recipe alone would make the graph's
-    # input and output tensors int8, which no caller of an mvit artefact feeds or reads.
-    # Softmax stays float too: its int8 output fed both the graph output and ARG_MAX, and LiteRT
-    # then returned the int8 tensor as the output, its bytes overwritten by the class id (measured).
-    rules += [{"regex": ".*", "operation": op, "algorithm_key": "no_quantize"} for op in ("INPUT", "OUTPUT", "SOFTMAX")]
+    rules = recipe_rules(request.precision)
     q = quantizer.Quantizer(bytearray(content), rules)
     with _quiet():
         calibration = None
         if q.need_calibration:
-            if request.calibration is None or not len(request.calibration):
-                raise ExportError("int8 needs calibration images; pass --calibration DIR")
-            pixels = request.calibration
-            if request.channels_last_input:
-                pixels = pixels.transpose(0, 2, 3, 1)
-            feeds = [{INPUT_NAME: np.ascontiguousarray(p[None], dtype=np.float32)} for p in pixels]
+            feeds = _feeds(request)
+            if MIXED_PRECISION and get_task(request.task).classifier:
+                # The search reproduces the classifier judge (top-1 agreement); other tasks quantise whole.
+                # mvit-export has no --workers: the search runs in this process, its tasks on the shared runner.
+                found, mixed = mixed_precision(content, rules, feeds, request.output_names[0], Workers())
+                record_mixed_precision(request, found)
+                return mixed
             calibration = q.calibrate({SIGNATURE: feeds}, num_threads=1)
         return bytes(q.quantize(calibration, enable_progress_bar=False, enable_progress_report=False).quantized_model)
 
 
+def recipe_rules(precision: str) -> list[dict[str, Any]]:
+    """The ai-edge-quantizer recipe of `precision`, with the artefact's input, outputs and Softmax kept float."""
+    from ai_edge_quantizer import recipe
+
+    rules: list[dict[str, Any]] = getattr(recipe, RECIPES[precision])()
+    # The artefact keeps float pixels in and float outputs: the recipe alone would make the graph's
+    # input and output tensors int8, which no caller of an mvit artefact feeds or reads.
+    # Softmax stays float too: its int8 output fed both the graph output and ARG_MAX, and LiteRT
+    # then returned the int8 tensor as the output, its bytes overwritten by the class id (measured).
+    return rules + [{"regex": ".*", "operation": op, "algorithm_key": "no_quantize"} for op in ("INPUT", "OUTPUT", "SOFTMAX")]
+
+
+def _feeds(request: ExportRequest) -> list[dict[str, np.ndarray]]:
+    """The calibration pixels as signature feeds, in the file's layout."""
+    if request.calibration is None or not len(request.calibration):
+        raise ExportError("int8 needs calibration images; pass --calibration DIR")
+    pixels = request.calibration
+    if request.channels_last_input:
+        pixels = pixels.transpose(0, 2, 3, 1)
+    return [{INPUT_NAME: np.ascontiguousarray(p[None], dtype=np.float32)} for p in pixels]
+
+
 def settings_for(precision: str) -> dict[str, Any]:
     """What an artefact records about how it was quantised."""
-    return {"method": f"ai_edge_quantizer.recipe.{RECIPES[precision]}"}
+    settings: dict[str, Any] = {"method": f"ai_edge_quantizer.recipe.{RECIPES[precision]}"}
+    if precision == "int8":
+        settings["mixed_precision"] = MIXED_PRECISION
+    return settings
