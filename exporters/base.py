@@ -21,6 +21,8 @@ from torch import nn
 from mvit.errors import MvitError
 from mvit.models.detection_postprocess import NmsSettings
 
+from .checks import Check
+
 # int8-weights / int8 / palette4 / palette6: see quantize.py (what each means per target).
 Precision = Literal["fp32", "fp16", "int8-weights", "int8", "palette4", "palette6"]
 
@@ -205,7 +207,7 @@ class TargetDefaults:
     def load_verifier(self, path: Path, verifier: str, num_threads: int | None = None) -> Runner:
         raise ExportError(f"--verifier {verifier} applies to CoreML exports only; {self.name} artefacts have one runtime")
 
-    def structure_checks(self, path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def structure_checks(self, path: Path) -> tuple[dict[str, Any], list[Check]]:
         return {}, []
 
     def report_fields(self, path: Path) -> dict[str, Any]:
@@ -259,7 +261,7 @@ class ExportTarget(Protocol):
 
     def max_tensor_rank(self, path: Path) -> int: ...
 
-    def structure_checks(self, path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def structure_checks(self, path: Path) -> tuple[dict[str, Any], list[Check]]:
         """(summary for the report, one check per structural rule) of the saved artefact, read only."""
 
     def load(self, path: Path, num_threads: int | None = None) -> Runner:
