@@ -157,8 +157,8 @@ class OneSize:
             output_names=json.loads(metadata["output_names"]),
             preprocess=self.request.preprocess,
             quantisation=json.loads(metadata["quantization"]) if "quantization" in metadata else None,
-            rank_lowering=self.built.extras.get("rank_lowering"),
-            export_rewrites=self.built.extras.get("export_rewrites"),
+            rank_lowering=self.built.rank_lowering,
+            export_rewrites=self.built.export_rewrites,
         )
         return Written(beside=beside, one_size=fields)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .checks import Check, checks_as_dicts, failures
+from .lower_rank import RankLowering
 from .verification import Verification
 
 REPORT_SCHEMA = "mvit-export-report/1"
@@ -174,8 +175,8 @@ class OneSizeFields:
     output_names: list[str]
     preprocess: dict[str, Any]
     quantisation: dict[str, Any] | None  # how a quantised artefact was quantised: settings, sensitivity table
-    rank_lowering: dict[str, Any] | None  # what was rewritten to keep every tensor at rank <= 5
-    export_rewrites: list[str] | None  # exporters/rewrites/: what the traced module differs by
+    rank_lowering: RankLowering | None  # what was rewritten to keep every tensor at rank <= 5
+    export_rewrites: dict[str, Any] | None  # exporters/rewrites/: what the traced module differs by
 
 
 @dataclass
@@ -203,8 +204,8 @@ class ExportReport:
             "quantisation": self.request.quantisation,
             **self.read_back,
         }
-        if self.request.rank_lowering and self.request.rank_lowering.get("rewrites"):
-            report["rank_lowering"] = self.request.rank_lowering
+        if self.request.rank_lowering and self.request.rank_lowering.rewrites:
+            report["rank_lowering"] = self.request.rank_lowering.as_dict()
         if self.request.export_rewrites:
             report["export_rewrites"] = self.request.export_rewrites
         return report
