@@ -159,7 +159,8 @@ class MultiSizeWriter(Protocol):
     """How a target holds several sizes in one artefact (its `multisize_forms`)."""
 
     def write(self, entries: list[Any], path: Path, staging: Path, precision: str, form: str) -> dict[str, Any]:
-        """Write one artefact of every entry (multisize.SizedExport) at `path`; returns report fields."""
+        """Write one artefact of every entry (multisize.SizedExport) at `path`; returns report fields
+        (under "checks", a list of checks.Check only the writer can make)."""
 
     def runner(self, path: Path, form: str, verifier: str) -> Callable[[dict[str, Any]], Runner]:
         """recorded entry -> the runner of that function / size / signature of the artefact."""
