@@ -97,13 +97,13 @@ def artefact_model(path: Path, num_threads: int, runner_name: str = "auto") -> M
     if not path.exists():
         raise ExportError(f"artefact {path} does not exist")
     meta = artefact_metadata(path)
-    target = get_target(meta["target"])
-    task, pre, opts = meta["raw"].get("task", ""), meta["pre"], meta["opts"]
+    target = get_target(meta.target)
+    task, pre, opts = meta.raw.get("task", ""), meta.preprocess, meta.options
     if task not in SCORING:
         raise ExportError(f"{path} is a {task or 'generic'!r} export; mvit-eval scores {scored_list()} models")
     scoring = SCORING[task]
     if runner_name != "auto" and runner_name not in target.verifiers:
-        raise ExportError(f"--runner {runner_name} does not run {meta['target']} artefacts; use auto{''.join(', ' + v for v in target.verifiers)}")
+        raise ExportError(f"--runner {runner_name} does not run {meta.target} artefacts; use auto{''.join(', ' + v for v in target.verifiers)}")
     why = target.benchmark_unavailable_reason()
     if why is not None and runner_name == "auto":
         reason = re.sub(r"^\w+ skipped: ", "", why.split(";")[0])  # the benchmarks' wording, minus its prefix
@@ -136,4 +136,4 @@ def artefact_model(path: Path, num_threads: int, runner_name: str = "auto") -> M
         except MissingOutput as exc:
             raise ExportError(f"{path} has {exc.args[0]}") from None
 
-    return ModelUnderTest(path.name, meta["target"], path, task, _labels_of(path, meta["raw"]), spec, predict_batch, precision=meta["precision"], nms=nms)
+    return ModelUnderTest(path.name, meta.target, path, task, _labels_of(path, meta.raw), spec, predict_batch, precision=meta.precision, nms=nms)

@@ -21,16 +21,17 @@ from mvit.errors import MvitError, one_line
 from mvit.files import check_replaceable, private_copy, publish, staging_dir, write_json_atomic
 from mvit.models import fuse_batchnorm
 from mvit.models.registry import get_spec
-from mvit.reading import loads
 
 from . import (
     multisize,  # a multi-size artefact: every recorded function / size / signature at its size
     quantize,
 )
 from .base import ExportError, ExportRequest, ExportTarget, without_rewrites
-from .options import artefact_stem, known_options, normalise_options
+from .checks import checks_as_dicts, failures
+from .options import artefact_stem, normalise_options
 from .pipeline import SizeVerifier, Written, run_export
-from .report import OneSizeFields, failures
+from .recorded import RecordedExport, read_recorded
+from .report import ArtefactInput, OneSizeFields
 from .resolve import (  # noqa: F401 (re-exported: the library's entry points)
     MAX_IMAGE_SIZE,
     MIN_IMAGE_SIZE,
@@ -56,6 +57,7 @@ from .stages import (  # noqa: F401 (re-exported: the library's entry points)
     recorded_triple,
 )
 from .targets import FOLDER_MARKERS, SUFFIXES, get_target
+from .verification import Verification
 from .verification_run import VERIFIERS, check_verifier, merge_verifications, run_verification  # noqa: F401
 from .wrappers import BuiltModule
 
@@ -155,15 +157,15 @@ class OneSize:
             output_names=json.loads(metadata["output_names"]),
             preprocess=self.request.preprocess,
             quantisation=json.loads(metadata["quantization"]) if "quantization" in metadata else None,
-            rank_lowering=self.built.extras.get("rank_lowering"),
-            export_rewrites=self.built.extras.get("export_rewrites"),
+            rank_lowering=self.built.rank_lowering,
+            export_rewrites=self.built.export_rewrites,
         )
         return Written(beside=beside, one_size=fields)
 
     def verifier(self, path: Path) -> SizeVerifier:
         return lambda entry: self._verify(path, entry)
 
-    def _verify(self, path: Path, entry: SizedExport) -> dict[str, Any]:
+    def _verify(self, path: Path, entry: SizedExport) -> Verification:
         resolved = entry.prepared.resolved
         verification = run_verification(
             self.export_target,
@@ -176,19 +178,18 @@ class OneSize:
             verifier=self.verifier_name,
             samples=self.quant.judged or None,
         )
-        verification["warnings"] = [*self.quant.warnings, *verification.get("warnings", [])]
-        return verification
+        return verification.with_warnings_first(self.quant.warnings)
 
     def size_name(self, entry: SizedExport) -> str:
         return entry.name
 
 
-def _input_description(request: ExportRequest) -> dict[str, Any]:
-    """The artefact's input as an app feeds it: the traced module takes NCHW, a channels-last file takes NHWC."""
+def _input_description(request: ExportRequest) -> ArtefactInput:
+    """The traced module takes NCHW, a channels-last file takes NHWC."""
     n, c, h, w = request.input_shape
     if request.channels_last_input:
-        return {"name": "image", "shape": [n, h, w, c], "layout": "NHWC"}
-    return {"name": "image", "shape": [n, c, h, w], "layout": "NCHW"}
+        return ArtefactInput("image", [n, h, w, c], "NHWC")
+    return ArtefactInput("image", [n, c, h, w], "NCHW")
 
 
 def target_for_path(path: Path) -> str:
@@ -198,48 +199,11 @@ def target_for_path(path: Path) -> str:
     raise ExportError(f"cannot tell the target of {path}: expected a {', '.join(SUFFIXES.values())} artefact")
 
 
-def artefact_metadata(path: Path) -> dict[str, Any]:
-    """An artefact's checked mvit metadata (see _artefact_metadata), its target, and the raw fields (task, labels) for mvit-eval."""
+def artefact_metadata(path: Path) -> RecordedExport:
+    """An artefact's checked mvit metadata, for mvit-eval."""
     path = Path(path)
     target_name = target_for_path(path)
-    export_target = get_target(target_name)
-    meta = _artefact_metadata(path, target_name, export_target)
-    return {**meta, "target": target_name, "raw": export_target.read_metadata(path)}
-
-
-def _artefact_metadata(path: Path, target_name: str, export_target: ExportTarget) -> dict[str, Any]:
-    """The artefact's own description, every field checked: it is data from a file, never code."""
-    try:
-        meta = export_target.read_metadata(path)
-    except MvitError:
-        raise
-    except Exception as exc:
-        raise ExportError(f"cannot read {path} as an artefact of target {target_name}: {exc.__class__.__name__}: {one_line(exc)}") from None
-    try:
-        opts = loads(meta.get("export_options", "{}"))
-        pre = loads(meta["preprocess"])
-        size = int(meta["image_size"])
-        precision = meta.get("precision", "fp32")
-        if not isinstance(opts, dict) or not isinstance(pre, dict):
-            raise ValueError("not JSON objects")
-    except (KeyError, ValueError, TypeError):
-        raise ExportError(f"{path} carries no mvit export metadata; it was not written by mvit-export") from None
-    try:  # checked here, so the error names the file, not an --image-size the user never passed
-        check_size_bounds(size, "the recorded image_size")
-    except ExportError as exc:
-        raise ExportError(f"{path} has malformed mvit metadata ({exc}); re-export it") from None
-    unknown = set(opts) - known_options()
-    if unknown or precision not in quantize.PRECISIONS or pre.get("channel_order", "RGB") not in ("RGB", "BGR"):
-        raise ExportError(f"{path} has malformed mvit metadata (options {sorted(unknown)}, precision {precision!r}); re-export it")
-    return {
-        "opts": opts,
-        "pre": pre,
-        "size": size,
-        "precision": precision,
-        "weights": str(meta.get("weights", "")),
-        "model": str(meta.get("model", "")),
-        "config": str(meta.get("config", "A")),
-    }
+    return read_recorded(path, target_name, get_target(target_name))
 
 
 def verify_artefact(
@@ -286,31 +250,31 @@ def _verify_readable(
     target_name = target_for_path(path)
     export_target = get_target(target_name)
     check_verifier(export_target, verifier)
-    meta = _artefact_metadata(path, target_name, export_target)
-    _check_weights_given(path, meta["weights"], checkpoint)
+    meta = read_recorded(path, target_name, export_target)
+    _check_weights_given(path, meta.weights, checkpoint)
     if model_name is None:
-        model_name = _registered_model_of(path, meta["model"], checkpoint)
+        model_name = _registered_model_of(path, meta.model, checkpoint)
 
     recorded = multisize.recorded_entries(export_target.read_metadata(path))
     if recorded is not None:
         return multisize.verify_recorded(
             path, export_target, recorded, meta, model_name, checkpoint=checkpoint, config=config, labels=labels, write=False, verifier=verifier
         )
-    pre = meta["pre"]
+    pre = meta.preprocess
     # Without a checkpoint the recorded config rebuilds the same random-weight model; with one,
     # the checkpoint says (and a mismatch with the artefact shows up as failed checks).
-    recorded_config = meta["config"] if meta["config"] in ("A", "B") and checkpoint is None and ":" not in (model_name or "") else None
+    recorded_config = meta.config if meta.config in ("A", "B") and checkpoint is None and ":" not in (model_name or "") else None
     resolved = resolve_model(
         model_name,
         config=config or recorded_config,
-        image_size=meta["size"],
+        image_size=meta.image_size,
         checkpoint=checkpoint,
         labels=labels,
         channel_order=pre.get("channel_order"),
         mean=recorded_triple(pre.get("mean")),
         std=recorded_triple(pre.get("std")),
     )
-    opts = normalise_options(resolved.task, meta["opts"], export_target)
+    opts = normalise_options(resolved.task, meta.options, export_target)
     fused = fuse_batchnorm(resolved.net)
     _, reference = build_for_target(resolved, fused, export_target, opts)
     graph = graph_checks(export_target, path)
@@ -321,7 +285,7 @@ def _verify_readable(
                 path,
                 resolved,
                 reference,
-                meta["precision"],
+                meta.precision,
                 opts,
                 verifier=verifier,
                 samples=quantize.judged_images(images, resolved.preprocess.resize_shortest, resolved.preprocess.crop) or None,
@@ -333,19 +297,19 @@ def _verify_readable(
             f"cannot run {path} beside {resolved.name} with weights {resolved.weights}: {exc.__class__.__name__}: "
             f"{one_line(exc)}; pass the --model and --checkpoint it was exported from"
         ) from None
-    failed = failures(graph.checks + verification.get("checks", []))
+    failed = failures(graph.checks + verification.checks)
     report = {
         "artefact": path.name,
         "target": target_name,
         "model": resolved.name,
         "weights": resolved.weights,
-        "precision": meta["precision"],
+        "precision": meta.precision,
         **graph.fields(),
-        "graph_checks": graph.checks,
-        "verification": verification,
+        "graph_checks": checks_as_dicts(graph.checks),
+        "verification": verification.as_dict(),
         "failed": failed,
-        "verdict": "fail" if failed else verification.get("verdict", "not-verified"),
-        "verified_by": verification.get("verified_by"),
+        "verdict": "fail" if failed else verification.verdict,
+        "verified_by": verification.verified_by,
     }
     return report
 

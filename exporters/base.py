@@ -22,6 +22,7 @@ from torch import nn
 
 from mvit.models.detection_postprocess import NmsSettings
 
+from .checks import Check
 from .errors import ExportError, TargetNotInstalled  # noqa: F401 (targets and callers import them from here)
 from .profiling import OpProfiler
 
@@ -207,7 +208,8 @@ class MultiSizeWriter(Protocol):
     """How a target holds several sizes in one artefact (its `multisize_forms`)."""
 
     def write(self, entries: list[Any], path: Path, staging: Path, precision: str, form: str) -> dict[str, Any]:
-        """Write one artefact of every entry (multisize.SizedExport) at `path`; returns report fields."""
+        """Write one artefact of every entry (multisize.SizedExport) at `path`; returns report fields
+        (under "checks", a list of checks.Check only the writer can make)."""
 
     def runner(self, path: Path, form: str, verifier: str) -> Callable[[dict[str, Any]], Runner]:
         """recorded entry -> the runner of that function / size / signature of the artefact."""
@@ -256,7 +258,7 @@ class TargetDefaults:
     def load_verifier(self, path: Path, verifier: str, num_threads: int | None = None) -> Runner:
         raise ExportError(f"--verifier {verifier} applies to CoreML exports only; {self.name} artefacts have one runtime")
 
-    def structure_checks(self, path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def structure_checks(self, path: Path) -> tuple[dict[str, Any], list[Check]]:
         return {}, []
 
     def report_fields(self, path: Path) -> dict[str, Any]:
@@ -311,7 +313,7 @@ class ExportTarget(Protocol):
 
     def max_tensor_rank(self, path: Path) -> int: ...
 
-    def structure_checks(self, path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def structure_checks(self, path: Path) -> tuple[dict[str, Any], list[Check]]:
         """(summary for the report, one check per structural rule) of the saved artefact, read only."""
 
     def load(self, path: Path, num_threads: int | None = None) -> Runner:

@@ -17,6 +17,7 @@ registry models export exactly as before.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -49,25 +50,39 @@ class LowerRankError(ExportError):
     """The network computes on a tensor above the rank limit, not just reshapes through one."""
 
 
-def lower_rank(module: nn.Module, example: torch.Tensor, max_rank: int = 5) -> tuple[nn.Module, dict[str, Any]]:
+@dataclass(frozen=True)
+class RankLowering:
+    """What lower_rank did to a network: the report's rank_lowering."""
+
+    max_rank_before: int
+    max_rank_after: int
+    rewrites: list[dict[str, Any]] = field(default_factory=list)  # one entry per lowered chain
+    max_abs_difference: float | None = None  # lowered against original outputs; None: nothing was lowered
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"max_rank_before": self.max_rank_before, "max_rank_after": self.max_rank_after, "rewrites": self.rewrites}
+        if self.max_abs_difference is not None:
+            out["max_abs_difference"] = self.max_abs_difference
+        return out
+
+
+def lower_rank(module: nn.Module, example: torch.Tensor, max_rank: int = 5) -> tuple[nn.Module, RankLowering]:
     """(module every target can trace, what was rewritten). Outputs equal the original's exactly."""
     module.eval()
     with torch.no_grad(), _MaxRank() as probe:
         expected = module(example)
     before = max(probe.max_rank, example.dim())
-    info: dict[str, Any] = {"max_rank_before": before, "max_rank_after": before, "rewrites": []}
     if before <= max_rank:
-        return module, info
+        return module, RankLowering(before, before)
     graph_module = capture(module, example)
-    info["rewrites"] = _rewrite(graph_module, max_rank)
-    if not info["rewrites"]:
+    rewrites = _rewrite(graph_module, max_rank)
+    if not rewrites:
         # Above the limit only inside an op that converters take whole (e.g. pixel_shuffle's kernel).
-        return module, info
-    info["max_rank_after"], got = _graph_max_rank(graph_module, example)
-    if info["max_rank_after"] > max_rank:
-        raise LowerRankError(f"lowering left a rank-{info['max_rank_after']} tensor in the network; please report this network")
-    info["max_abs_difference"] = _difference(expected, got)
-    return graph_module, info
+        return module, RankLowering(before, before)
+    after, got = _graph_max_rank(graph_module, example)
+    if after > max_rank:
+        raise LowerRankError(f"lowering left a rank-{after} tensor in the network; please report this network")
+    return graph_module, RankLowering(before, after, rewrites, _difference(expected, got))
 
 
 class _MaxRank(TorchDispatchMode):

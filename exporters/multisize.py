@@ -23,13 +23,16 @@ from mvit.files import write_json_atomic
 from mvit.reading import loads
 
 from .base import ExportError, ExportTarget, Runner
+from .checks import checks_as_dicts
 from .options import artefact_stem as single_stem
 from .pipeline import SizeVerifier, Written, run_export, verify_sizes
+from .recorded import RecordedExport
 from .report import FUNCTIONS_KEY, judge, verified_by
 from .resolve import check_image_size, check_size_bounds
 from .stages import ExportResult, SizedExport, build_for_target, graph_checks, prepare_export, prepare_out_dir, recorded_triple
 from .targets import get_target
 from .tasks import get_task
+from .verification import RunnerVerification
 from .verify import verify_runner
 
 SHAPE_FORMS = ("functions", "enumerated")  # --coreml-shapes
@@ -124,15 +127,15 @@ def prepare(
             )
         fits = [(resolved.image_size, first_of[c].size_info)]
         fits += [(n, check_image_size(resolved.net, n, resolved.config, resolved.name)) for n in (sizes or [])[1:]]
-        resized = [(n, info) for n, info in fits if info.get("feature_maps_resized")]
+        resized = [(n, fit) for n, fit in fits if fit.feature_maps_resized]
         if coreml_shapes == "enumerated" and resized:
             # coremltools cannot map a bilinear resize whose size is computed at run time (measured:
             # "Unable to map torch_upsample_bilinear to core upsample").
-            n, info = resized[0]
+            n, fit = resized[0]
             raise ExportError(
                 f"--coreml-shapes enumerated cannot take --image-size {n}: its feature maps are resized inside "
                 "the MobileViT blocks, which CoreML cannot convert for a flexible shape; use multiples of "
-                f"{info.get('size_multiple', 64)}, or the default --coreml-shapes functions"
+                f"{fit.size_multiple}, or the default --coreml-shapes functions"
             )
     entries = []
     for c in config_list:
@@ -244,7 +247,7 @@ class SeveralSizes:
         runner_for = self.writer.runner(path, str(self.form), self.verifier_name)
         return lambda entry: self._verify(runner_for(entry.as_entry()), entry)
 
-    def _verify(self, runner: Runner, entry: SizedExport) -> dict[str, Any]:
+    def _verify(self, runner: Runner, entry: SizedExport) -> RunnerVerification:
         resolved, opts = entry.prepared.resolved, entry.prepared.options[self.export_target.name]
         _, reference = build_for_target(resolved, entry.prepared.fused, self.export_target, opts)
         return verify_runner(
@@ -269,7 +272,7 @@ def verify_recorded(
     path: Path,
     export_target: ExportTarget,
     recorded: list[dict[str, Any]],
-    meta: dict[str, Any],
+    meta: RecordedExport,
     model_name: str | None,
     *,
     checkpoint: Path | None,
@@ -281,7 +284,7 @@ def verify_recorded(
     """mvit-verify of a multi-size artefact: every recorded function / size / signature at its size."""
     forms = export_target.multisize_forms  # an enumerated package records one function, "main"
     form = forms[0] if len(forms) == 1 else ("enumerated" if recorded[0]["name"] == "main" else "functions")
-    pre = meta["pre"]
+    pre = meta.preprocess
     entries = []
     for e in recorded:
         asked = config or (e["config"] if e["config"] in ("A", "B") and checkpoint is None and ":" not in (model_name or "") else None)
@@ -296,11 +299,11 @@ def verify_recorded(
             mean=recorded_triple(pre.get("mean")),
             std=recorded_triple(pre.get("std")),
             size_checked=True,  # recorded_entries checked every recorded size
-            **meta["opts"],
+            **meta.options,
         )
         entries.append(SizedExport(e["name"], e["config"], e["image_size"], prepared))
     graph = graph_checks(export_target, path)
-    sizes = verify_sizes(SeveralSizes(export_target, entries, meta["precision"], form, verifier), path, entries)
+    sizes = verify_sizes(SeveralSizes(export_target, entries, meta.precision, form, verifier), path, entries)
     judgement = judge(graph.checks, sizes, prefix_names=True)
     per_size = [s.as_dict() for s in sizes]
     report = {
@@ -309,9 +312,9 @@ def verify_recorded(
         "form": form,
         "model": entries[0].prepared.resolved.name,
         "weights": entries[0].prepared.resolved.weights,
-        "precision": meta["precision"],
+        "precision": meta.precision,
         **graph.fields(),
-        "graph_checks": graph.checks,
+        "graph_checks": checks_as_dicts(graph.checks),
         "per_size": per_size,
         "failed": judgement.failed,
         "verdict": judgement.verdict,

@@ -34,8 +34,9 @@ from .report import (
 from .resolve import describe_preprocess
 from .stages import ExportResult, SizedExport, artefact_sha256, artefact_size_bytes, final_names, graph_checks
 from .targets import FOLDER_MARKERS
+from .verification import Verification
 
-SizeVerifier = Callable[[SizedExport], dict[str, Any]]  # one size of the artefact -> verify_runner's section
+SizeVerifier = Callable[[SizedExport], Verification]  # one size of the artefact, judged
 
 
 @dataclass

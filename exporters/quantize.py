@@ -17,9 +17,8 @@ samples, give "not-verified", never a pass.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -28,6 +27,7 @@ from .calibration import as_samples, calibration_pixels, read_images
 from .samples import Sample
 from .targets import get_target, target_names
 from .tolerances import QUANTISED_TOLERANCES  # noqa: F401 (callers read it here)
+from .verification import RunnerVerification
 
 FLOAT_PRECISIONS = ("fp32", "fp16")
 QUANTISED = ("int8-weights", "int8", "palette4", "palette6")
@@ -91,13 +91,12 @@ def judged_images(directory: Path | None, resize_shortest: int, crop: int) -> li
     return as_samples(read_images(directory, resize_shortest, crop, limit=MAX_JUDGED_IMAGES, flag="--images"), prefix="image")
 
 
-def judge_quantised(result: dict[str, Any], precision: str, weights: str) -> dict[str, Any]:
+def judge_quantised(result: RunnerVerification, precision: str, weights: str) -> RunnerVerification:
     """A quantised artefact's verification, said honestly: agreement of random weights, or of
     fewer than MIN_JUDGED_SAMPLES decisive samples, is no evidence, so the verdict is not-verified."""
-    if precision not in QUANTISED or result.get("verdict") == "not-verified":
+    if precision not in QUANTISED or result.verdict == "not-verified":
         return result
-    metrics = result.get("task_metrics", {})
-    judged = metrics.get("top1_judged_samples", len(result.get("samples", [])))
+    judged = result.task_metrics.get("top1_judged_samples", len(result.samples))
     reason = None
     if weights.startswith("random"):
         reason = f"random weights: a {precision} export's agreement with fp32 says nothing about a trained network; export with --checkpoint to judge it"
@@ -109,10 +108,9 @@ def judge_quantised(result: dict[str, Any], precision: str, weights: str) -> dic
         )
     if reason is None:
         return result
-    out = {**result, "reason": reason, "warnings": [*result.get("warnings", []), reason]}
+    said = replace(result, reason=reason, warnings=[*result.warnings, reason])
     if weights.startswith("random"):
         # Neither a pass nor a fail means anything here: the checks are kept, apart, for the record.
-        out.update(checks=[], unjudged_checks=result.get("checks", []), failed=[], verdict="not-verified")
-    else:  # a failure on few samples is still a failure
-        out["verdict"] = "fail" if any(not c["passed"] for c in result.get("checks", [])) else "not-verified"
-    return out
+        return replace(said, checks=[], unjudged_checks=result.checks, verdict="not-verified")
+    # a failure on few samples is still a failure
+    return replace(said, verdict="fail" if any(not c.passed for c in result.checks) else "not-verified")

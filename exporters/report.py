@@ -8,24 +8,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .checks import Check, checks_as_dicts, failures
+from .lower_rank import RankLowering
+from .verification import Verification
+
 REPORT_SCHEMA = "mvit-export-report/1"
 FUNCTIONS_KEY = "functions"  # metadata and report: JSON list of {"name", "image_size", "config"}, default first
-
-Check = dict[str, Any]  # one judged figure: {"check", "value", "limit", "kind": "min"|"max", "passed"[, "detail"]}
 
 
 def report_path_for(artefact: Path) -> Path:
     return artefact.with_name(artefact.name + ".report.json")
-
-
-def describe_failure(check: Check) -> str:
-    op = "<" if check["kind"] == "min" else ">"
-    detail = f" ({check['detail']})" if check.get("detail") else ""
-    return f"{check['check']} = {check['value']:.3g} {op} limit {check['limit']:.3g}{detail}"
-
-
-def failures(checks: list[Check]) -> list[str]:
-    return [describe_failure(c) for c in checks if not c["passed"]]
 
 
 @dataclass
@@ -48,28 +40,28 @@ class GraphChecks:
 @dataclass
 class SizeVerification:
     """One size of an artefact (one function / signature; the whole artefact for a single size)
-    judged against PyTorch: `result` is verify.verify_runner's section."""
+    judged against PyTorch."""
 
     name: str
     image_size: int
     config: str
-    result: dict[str, Any]
+    result: Verification
 
     @property
     def verdict(self) -> str:
-        return str(self.result.get("verdict", "not-verified"))
+        return self.result.verdict
 
     @property
     def verified_by(self) -> str | None:
-        return self.result.get("verified_by")
+        return self.result.verified_by
 
     @property
     def failed(self) -> list[str]:
-        return failures(self.result.get("checks", []))
+        return failures(self.result.checks)
 
     @property
     def warnings(self) -> list[str]:
-        return list(self.result.get("warnings", []))
+        return list(self.result.warnings or [])
 
     def as_dict(self) -> dict[str, Any]:
         """The report's per_size entry."""
@@ -79,8 +71,8 @@ class SizeVerification:
             "config": self.config,
             "verdict": self.verdict,
             "verified_by": self.verified_by,
-            "failed": self.result.get("failed", []),
-            "verification": self.result,
+            "failed": self.failed,
+            "verification": self.result.as_dict(),
         }
 
 
@@ -144,7 +136,7 @@ class ReportCommon:
             "labels_count": self.labels_count,
             "export_options": self.export_options,
             **self.graph.fields(),
-            "graph_checks": self.graph.checks,
+            "graph_checks": checks_as_dicts(self.graph.checks),
             "failed": self.judgement.failed,
             "verdict": self.judgement.verdict,
             "verified_by": self.verified_by,
@@ -152,16 +144,39 @@ class ReportCommon:
         }
 
 
+@dataclass(frozen=True)
+class SizeFit:
+    """How an input size fits the network's patch blocks: the report's image_size_check."""
+
+    feature_maps_resized: bool  # some block resizes its feature map to a multiple of its patch
+    size_multiple: int  # the sizes that need no resize are multiples of this
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"feature_maps_resized": self.feature_maps_resized, "size_multiple": self.size_multiple}
+
+
+@dataclass(frozen=True)
+class ArtefactInput:
+    """The artefact's input as an app feeds it."""
+
+    name: str
+    shape: list[int]
+    layout: str  # "NCHW" | "NHWC"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": self.shape, "layout": self.layout}
+
+
 @dataclass
 class OneSizeFields:
     """What a single-size report says of the request its target was given."""
 
-    input: dict[str, Any]  # the input as an app feeds it: name, shape, layout
+    input: ArtefactInput
     output_names: list[str]
     preprocess: dict[str, Any]
     quantisation: dict[str, Any] | None  # how a quantised artefact was quantised: settings, sensitivity table
-    rank_lowering: dict[str, Any] | None  # what was rewritten to keep every tensor at rank <= 5
-    export_rewrites: list[str] | None  # exporters/rewrites/: what the traced module differs by
+    rank_lowering: RankLowering | None  # what was rewritten to keep every tensor at rank <= 5
+    export_rewrites: dict[str, Any] | None  # exporters/rewrites/: what the traced module differs by
 
 
 @dataclass
@@ -171,8 +186,8 @@ class ExportReport:
     common: ReportCommon
     config: str
     image_size: int
-    image_size_check: dict[str, Any]
-    verification: dict[str, Any] | None
+    image_size_check: SizeFit
+    verification: Verification | None
     request: OneSizeFields
     read_back: dict[str, Any]  # the target's view of the saved artefact (its output names, Xcode preview)
 
@@ -181,16 +196,16 @@ class ExportReport:
             **self.common.as_dict(),
             "config": self.config,
             "image_size": self.image_size,
-            "input": self.request.input,
+            "input": self.request.input.as_dict(),
             "output_names": self.request.output_names,
             "preprocess": self.request.preprocess,
-            "image_size_check": self.image_size_check,
-            "verification": self.verification,
+            "image_size_check": self.image_size_check.as_dict(),
+            "verification": self.verification.as_dict() if self.verification else None,
             "quantisation": self.request.quantisation,
             **self.read_back,
         }
-        if self.request.rank_lowering and self.request.rank_lowering.get("rewrites"):
-            report["rank_lowering"] = self.request.rank_lowering
+        if self.request.rank_lowering and self.request.rank_lowering.rewrites:
+            report["rank_lowering"] = self.request.rank_lowering.as_dict()
         if self.request.export_rewrites:
             report["export_rewrites"] = self.request.export_rewrites
         return report

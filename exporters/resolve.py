@@ -16,7 +16,6 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -28,6 +27,7 @@ from mvit.models.facts import attention_bytes, input_multiple, patch_block_input
 
 from .base import ExportError
 from .labels import read_labels_file, resolve_labels
+from .report import SizeFit
 
 RANDOM_WEIGHTS_SEED = 0  # random-weight exports are reproducible, so re-exports are byte-identical
 MIN_IMAGE_SIZE = 32
@@ -122,7 +122,7 @@ def _attention_gb(net: nn.Module | None, image_size: int) -> float:
         return 0.0
 
 
-def check_image_size(net: nn.Module, image_size: int, config: str, model_name: str) -> dict[str, Any]:
+def check_image_size(net: nn.Module, image_size: int, config: str, model_name: str) -> SizeFit:
     """Probe the network once and record each patch block's feature-map size vs its patch.
 
     Config B (patches 8/4/2) must tile its feature maps exactly: resizing an 8x8-patch stage
@@ -147,7 +147,7 @@ def check_image_size(net: nn.Module, image_size: int, config: str, model_name: s
             f"config B cannot take --image-size {image_size}: a {f}x{f} feature map does not split into {p}x{p} patches; "
             f"use a multiple of {need}, e.g. {lower}" + (f" or {upper}" if upper != lower else "")
         )
-    return {"feature_maps_resized": bool(misfit), "size_multiple": need}
+    return SizeFit(bool(misfit), need)
 
 
 def _preprocess(

@@ -19,9 +19,10 @@ from mvit.files import clean_stale_staging, staging_dir
 from mvit.models import fuse_batchnorm
 
 from .base import ExportError, ExportOptions, ExportRequest, ExportTarget
+from .checks import check
 from .options import normalise_options
 from .preprocessing import preprocess_dict
-from .report import GraphChecks, report_path_for
+from .report import GraphChecks, SizeFit, report_path_for
 from .resolve import ResolvedModel, check_image_size, resolve_model
 from .targets import get_target
 from .wrappers import MAX_RANK, BuiltModule, build_export_module
@@ -55,7 +56,7 @@ class PreparedExport:
 
     resolved: ResolvedModel
     options: dict[str, ExportOptions]  # target -> checked options
-    size_info: dict[str, Any]
+    size_info: SizeFit
     fused: nn.Module
 
 
@@ -95,10 +96,7 @@ def graph_checks(target: ExportTarget, path: Path) -> GraphChecks:
     hist = target.op_histogram(path)
     rank = target.max_tensor_rank(path)
     bn_ops = sorted(op for op in hist if "batchnorm" in op.lower().replace("_", ""))
-    checks = [
-        {"check": "no_batchnorm_ops", "value": float(sum(hist[o] for o in bn_ops)), "limit": 0.0, "kind": "max", "passed": not bn_ops},
-        {"check": "max_tensor_rank", "value": float(rank), "limit": float(MAX_RANK), "kind": "max", "passed": rank <= MAX_RANK},
-    ]
+    checks = [check("no_batchnorm_ops", sum(hist[o] for o in bn_ops), 0, at_least=False), check("max_tensor_rank", rank, MAX_RANK, at_least=False)]
     structure, structure_checks = target.structure_checks(path)  # the format's own rules (CoreML: exporters/targets/coreml/validate.py)
     return GraphChecks(hist, rank, bn_ops, structure, checks + structure_checks)
 

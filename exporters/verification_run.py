@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from .base import ExportError, ExportOptions, ExportTarget, TargetNotInstalled
 from .quantize import judge_quantised
 from .resolve import ResolvedModel
 from .samples import Sample, verification_samples
 from .targets import get_target
+from .verification import MergedVerification, NotVerified, RunnerVerification, Verification
 from .verify import verify_runner
 from .wrappers import BuiltModule
 
@@ -28,16 +29,15 @@ def check_verifier(target: ExportTarget | str, verifier: str) -> None:
         raise ExportError(f"--verifier {verifier} needs Apple's CoreML runtime, which runs only on macOS; use --verifier mil-reference or auto here")
 
 
-def merge_verifications(results: list[dict[str, Any]]) -> dict[str, Any]:
+def merge_verifications(results: list[RunnerVerification]) -> MergedVerification:
     """One verdict from several runners: every check is kept, prefixed with who ran it."""
-    checks = [{**c, "check": f"{r['verified_by']}:{c['check']}"} for r in results for c in r.get("checks", [])]
-    return {
-        "verdict": "pass" if all(r.get("verdict") == "pass" for r in results) else "fail",
-        "verified_by": "+".join(r["verified_by"] for r in results),
-        "checks": checks,
-        "warnings": [w for r in results for w in r.get("warnings", [])],
-        "by_runner": {r["verified_by"]: r for r in results},
-    }
+    return MergedVerification(
+        verdict="pass" if all(r.verdict == "pass" for r in results) else "fail",
+        verified_by="+".join(r.verified_by for r in results),
+        checks=[replace(c, name=f"{r.verified_by}:{c.name}") for r in results for c in r.checks],
+        warnings=[w for r in results for w in r.warnings],
+        by_runner={r.verified_by: r for r in results},
+    )
 
 
 def verification_samples_for(resolved: ResolvedModel) -> list[Sample]:
@@ -54,7 +54,7 @@ def run_verification(
     num_threads: int | None = None,
     verifier: str = "auto",
     samples: list[Sample] | None = None,
-) -> dict[str, Any]:
+) -> Verification:
     """Verify with the target's own runner, or for CoreML with a chosen one or both.
 
     "both" (on macOS) judges Apple's runtime and the MIL reference evaluator against PyTorch in
@@ -75,7 +75,7 @@ def run_verification(
         except TargetNotInstalled as exc:
             if verifier != "auto":
                 raise
-            return {"verdict": "not-verified", "reason": str(exc), "checks": []}
+            return NotVerified(str(exc))
         results.append(
             verify_runner(
                 runner,

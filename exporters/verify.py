@@ -21,13 +21,14 @@ from mvit.models import PreprocessSpec
 from mvit.models.detection_postprocess import NmsSettings
 
 from .base import ExportOptions, Runner
+from .checks import check, failures
 from .preprocessing import normalise
-from .report import describe_failure
 from .samples import Sample, verification_samples
 from .tasks import get_task
-from .tasks.base import SampleOutputs, check
+from .tasks.base import SampleOutputs
 from .tasks.detection import artefact_detections  # noqa: F401 (re-exported for callers)
 from .tolerances import Tolerance, tolerance_for
+from .verification import RunnerVerification
 from .wrappers import INPUT_NAME, BuiltModule
 
 
@@ -74,8 +75,8 @@ def verify_runner(
     nms: NmsSettings | dict[str, Any] | None = None,
     samples: list[Sample] | None = None,
     nms_best_class_only: bool = False,
-) -> dict[str, Any]:
-    """Run every sample through both and judge. Returns the report's "verification" section.
+) -> RunnerVerification:
+    """Run every sample through both and judge: the report's "verification" section.
 
     `nms_best_class_only`: the artefact's NMS keeps each box under its best class only (CoreML's
     op), so the reference detections are selected the same way and only numerics are judged.
@@ -109,16 +110,14 @@ def verify_runner(
         checks.append(check(f"relative_error[{name}]", m["relative_error"], tol.relative_error, at_least=False))
         checks.append(check(f"cosine[{name}]", m["cosine"], tol.cosine, at_least=True))
     checks += judgement.checks
-    failed = [describe_failure(c) for c in checks if not c["passed"]]
-    return {
-        "warnings": judgement.warnings,
-        "verified_by": runner.verified_by,
-        "precision": precision,
-        "tolerances": tol.as_dict(),
-        "samples": [s.name for s in samples],
-        "outputs": per_output,
-        "task_metrics": judgement.metrics,
-        "checks": checks,
-        "verdict": "fail" if failed else "pass",
-        "failed": failed,
-    }
+    return RunnerVerification(
+        warnings=judgement.warnings,
+        verified_by=runner.verified_by,
+        precision=precision,
+        tolerances=tol,
+        samples=[s.name for s in samples],
+        outputs=per_output,
+        task_metrics=judgement.metrics,
+        checks=checks,
+        verdict="fail" if failures(checks) else "pass",
+    )

@@ -195,8 +195,8 @@ def test_a_package_breaking_a_rule_fails_it(packages, tmp_path, rule):
     kind, mutate = BREAKS[rule]
     result = validate_package(_mutated(packages[kind], tmp_path, mutate))
     assert rule in {v.rule for v in result.violations}, [str(v) for v in result.violations]
-    (check,) = [c for c in result.checks() if c["check"] == f"coreml-structure:{rule}"]
-    assert not check["passed"] and check["detail"]
+    (check,) = [c for c in result.checks() if c.name == f"coreml-structure:{rule}"]
+    assert not check.passed and check.detail
 
 
 def _tree_digest(path: Path) -> str:

@@ -71,4 +71,4 @@ def test_a_runner_without_taps_and_no_boxes_is_not_a_pass():
     spec = get_spec("ssdlite_mobilevit_xxs").preprocess.with_size(128)
     with torch.no_grad():
         report = verify_runner(NoBoxes(), ref, task="detection", preprocess=spec, precision="fp32", nms=options["nms"])
-    assert report["verdict"] == "fail" and "compared_detections_or_pre_nms_values" in report["failed"][0]
+    assert report.verdict == "fail" and "compared_detections_or_pre_nms_values" in report.failed[0]

@@ -932,7 +932,7 @@ GUARDS = [
         "exporters/api.py _registered_model_of",
         "verify-metadata-*, test_guard_off_metadata_model_runs_the_named_code",
     ),
-    ("recorded image_size checked as file data", "exporters/api.py _artefact_metadata", "verify-metadata-image-size-negative, verify-metadata-image-size-huge"),
+    ("recorded image_size checked as file data", "exporters/recorded.py read_recorded", "verify-metadata-image-size-negative, verify-metadata-image-size-huge"),
     (
         "image size bounds 32..1024 with the memory it needs",
         "exporters/resolve.py check_size_bounds",

@@ -31,9 +31,9 @@ def test_patch_blocks_of_v1_and_v2_are_found_with_their_strides(name, block):
 @pytest.mark.parametrize("name", [V1, V2])
 def test_a_size_off_the_multiple_is_reported_resized_for_v1_and_v2(name):
     net = _net(name)
-    assert check_image_size(net, 128, "A", name) == {"feature_maps_resized": False, "size_multiple": 64}
+    assert check_image_size(net, 128, "A", name).as_dict() == {"feature_maps_resized": False, "size_multiple": 64}
     # 96 px: the last patch block sees a 3x3 map, which its 2x2 patches do not tile.
-    assert check_image_size(net, 96, "A", name) == {"feature_maps_resized": True, "size_multiple": 64}
+    assert check_image_size(net, 96, "A", name).as_dict() == {"feature_maps_resized": True, "size_multiple": 64}
     assert not resizes_at(net, [128, 192])
     assert resizes_at(net, [128, 96])
 
@@ -41,7 +41,7 @@ def test_a_size_off_the_multiple_is_reported_resized_for_v1_and_v2(name):
 def test_a_network_without_patch_blocks_needs_no_multiple():
     net = _net("mobilenet_v2")
     assert patch_block_inputs(net, 96) == []
-    assert check_image_size(net, 100, "A", "mobilenet_v2") == {"feature_maps_resized": False, "size_multiple": 1}
+    assert check_image_size(net, 100, "A", "mobilenet_v2").as_dict() == {"feature_maps_resized": False, "size_multiple": 1}
     assert attention_bytes(net, 2048) == 0
 
 

@@ -123,7 +123,7 @@ def _judge(precision: str, samples: list[SampleOutputs]) -> dict[str, dict]:
     for sample in samples:
         judge.add(sample)
     judgement = judge.finish()
-    return {c["check"]: c for c in judgement.checks} | {"metrics": judgement.metrics}
+    return {c.name: c.as_dict() for c in judgement.checks} | {"metrics": judgement.metrics}
 
 
 def test_a_score_jittering_across_the_threshold_is_not_a_miss():

@@ -29,7 +29,7 @@ def _judge(reference: np.ndarray, artefact: np.ndarray, confident: np.ndarray) -
     for _ in range(3):
         judge.add(SampleOutputs({"logits": _logits(reference, confident)}, {"logits": _logits(artefact, confident)}, lambda: None))
     result = judge.finish()
-    return {c["check"]: c["passed"] for c in result.checks} | {"miou": result.metrics["mask_miou"]}
+    return {c.name: c.passed for c in result.checks} | {"miou": result.metrics["mask_miou"]}
 
 
 def test_a_near_tie_sliver_of_another_class_is_not_a_class_missed():

@@ -165,8 +165,8 @@ def test_flipped_channels_fail_at_fp16(tmp_path, target):
     assert resolved.preprocess.channel_order == "BGR"
     _, reference = api.build_for_target(resolved, fuse_batchnorm(resolved.net), target, {})
     report = verify_runner(get_target(target).load(flipped.path), reference, task="classification", preprocess=resolved.preprocess, precision="fp16")
-    assert report["verdict"] == "fail"
-    assert any(f.startswith("relative_error[probabilities]") for f in report["failed"]), report["failed"]
+    assert report.verdict == "fail"
+    assert any(f.startswith("relative_error[probabilities]") for f in report.failed), report.failed
 
 
 def test_onnx_fp16_keeps_biases_and_norms_fp32(classifier_fp16):

@@ -81,7 +81,7 @@ def test_rewrite_of_random_chains_equals_torch():
         net = _Shuffle(perm7, perm6)
         example = torch.randn(4, 72)
         lowered, info = lower_rank(net, example)
-        assert info["rewrites"] and info["max_rank_after"] <= 5
+        assert info.rewrites and info.max_rank_after <= 5
         x = torch.randn(4, 72)
         with MaxRank() as mode:
             got = lowered(x)
@@ -101,8 +101,9 @@ def test_lowered_network_is_exact_and_traceable(user_nets):
     example = torch.randn(2, 3, 64, 64)
     lowered, info = lower_rank(net, example)
     assert lowered is not net
-    assert info["max_rank_before"] == 6 and info["max_rank_after"] <= 5
-    assert len(info["rewrites"]) == 4 and all(r["max_rank"] <= 4 for r in info["rewrites"])
+    assert info.max_rank_before == 6 and info.max_rank_after <= 5
+    assert len(info.rewrites) == 4 and all(r["max_rank"] <= 4 for r in info.rewrites)
+    assert list(info.as_dict()) == ["max_rank_before", "max_rank_after", "rewrites", "max_abs_difference"] and info.max_abs_difference == 0.0
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         want = net(x)
@@ -119,10 +120,11 @@ def test_registry_model_is_returned_untouched():
     """Rank lowering leaves registry models as they are (nothing in them exceeds rank 5)."""
     net = fuse_batchnorm(create_model("mobilevit_xxs"))
     lowered, info = lower_rank(net, torch.randn(1, 3, 64, 64))
-    assert lowered is net and info["rewrites"] == [] and info["max_rank_before"] <= 4
+    assert lowered is net and info.rewrites == [] and info.max_rank_before <= 4
+    assert list(info.as_dict()) == ["max_rank_before", "max_rank_after", "rewrites"]
     before = {k: v.clone() for k, v in net.state_dict().items()}
     built = build_export_module(net, "classification", 64, target="onnx", preprocess=None)
-    assert built.extras["rank_lowering"]["rewrites"] == []
+    assert built.rank_lowering is not None and built.rank_lowering.rewrites == []
     # The target's own layout rewrites (exporters/rewrites/) work on a copy: the user's network is left as it was.
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
 

@@ -3,6 +3,7 @@
 import sys
 
 import pytest
+from verification_utils import runner_verification
 
 from mvit.exporters import api
 from mvit.exporters.base import ExportError
@@ -38,10 +39,11 @@ def test_verifier_choice_is_for_coreml_only_and_names_are_checked():
 
 
 def test_merged_verdict_fails_when_either_runner_fails():
-    ok = {"verdict": "pass", "verified_by": "coreml-runtime", "checks": [{"check": "cosine[x]", "passed": True}]}
-    bad = {"verdict": "fail", "verified_by": "mil-reference", "checks": [{"check": "cosine[x]", "passed": False}]}
+    ok, bad = runner_verification("coreml-runtime", cosine=1.0), runner_verification("mil-reference", cosine=0.5)
     merged = merge_verifications([ok, bad])
-    assert merged["verdict"] == "fail"
-    assert merged["verified_by"] == "coreml-runtime+mil-reference"
-    assert [c["check"] for c in merged["checks"]] == ["coreml-runtime:cosine[x]", "mil-reference:cosine[x]"]
-    assert merge_verifications([ok, ok])["verdict"] == "pass"
+    assert merged.verdict == "fail"
+    assert merged.verified_by == "coreml-runtime+mil-reference"
+    assert [c.name for c in merged.checks] == [f"{r}:{c}" for r in ("coreml-runtime", "mil-reference") for c in ("cosine[x]", "top1_agreement")]
+    assert merged.failed == ["mil-reference:cosine[x] = 0.5 < limit 0.99"]
+    assert list(merged.as_dict()["by_runner"]) == ["coreml-runtime", "mil-reference"]
+    assert merge_verifications([ok, ok]).verdict == "pass"

@@ -61,8 +61,8 @@ def test_flipped_channel_order_is_reported_as_mismatch(cls_export):
     resolved, reference = _reference_for(ckpt)  # the weights expect BGR
     assert resolved.preprocess.channel_order == "BGR"
     report = verify_runner(ONNX.load(flipped.path), reference, task="classification", preprocess=resolved.preprocess, precision="fp32")
-    assert report["verdict"] == "fail"
-    assert any(f.startswith("relative_error[probabilities]") for f in report["failed"])
+    assert report.verdict == "fail"
+    assert any(f.startswith("relative_error[probabilities]") for f in report.failed)
 
 
 def test_perturbed_weights_fail_mvit_verify(cls_export, capsys):
@@ -82,4 +82,4 @@ def test_fp32_tolerance_rejects_an_fp16_artefact(cls_export):
     assert fp16.verdict == "pass", fp16.report["failed"]
     resolved, reference = _reference_for(ckpt)
     strict = verify_runner(ONNX.load(fp16.path), reference, task="classification", preprocess=resolved.preprocess, precision="fp32")
-    assert strict["verdict"] == "fail"
+    assert strict.verdict == "fail"

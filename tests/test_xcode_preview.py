@@ -207,7 +207,7 @@ def test_a_wrong_class_map_fails_verification():
     def verdict(class_map):
         judge = get_task("segmentation").judge(tolerance_for("fp16"), ExportOptions(), False)
         judge.add(SampleOutputs({"logits": logits}, {"logits": logits, "mask": class_map.astype(np.int32)}, lambda: None))
-        return {c["check"]: c["passed"] for c in judge.finish().checks}
+        return {c.name: c.passed for c in judge.finish().checks}
 
     assert verdict(right)["class_map_pixel_agreement"]
     assert not verdict((right + 1) % 3)["class_map_pixel_agreement"]

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..base import ExportOptions
+from ..checks import Check
 from ..tolerances import Tolerance
 
 
@@ -38,8 +39,8 @@ class SampleOutputs:
 
 @dataclass
 class Judgement:
-    metrics: dict[str, Any] = field(default_factory=dict)
-    checks: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    checks: list[Check] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     # Extra float tensors to compare like outputs (name -> (reference, artefact)) for this sample.
     tensors: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
@@ -68,11 +69,6 @@ class ExportTask(Protocol):
         """`net` is what gets traced (maybe rank-lowered); `original` the network as written."""
 
     def judge(self, tol: Tolerance, options: ExportOptions, nms_best_class_only: bool) -> Judge: ...
-
-
-def check(name: str, value: float, limit: float, at_least: bool) -> dict[str, Any]:
-    ok = bool(value >= limit) if at_least else bool(value <= limit)
-    return {"check": name, "value": float(value), "limit": float(limit), "kind": "min" if at_least else "max", "passed": ok}
 
 
 def margin(scores: np.ndarray, axis: int) -> np.ndarray:

@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from ..base import ExportOptions
+from ..checks import check
 from ..tolerances import Tolerance
-from .base import Head, Judgement, SampleOutputs, check, margin
+from .base import Head, Judgement, SampleOutputs, margin
 
 
 class _Classification(nn.Module):

@@ -15,8 +15,9 @@ from mvit.models.detection_postprocess import DetectionDecoder, NmsSettings, box
 from mvit.models.ssdlite import ASPECT_RATIOS
 
 from ..base import ExportOptions
+from ..checks import check
 from ..tolerances import Tolerance
-from .base import Head, Judgement, SampleOutputs, check
+from .base import Head, Judgement, SampleOutputs
 
 MATCH_IOU = 0.5  # a detection counts as found when a same-class box overlaps at least this much
 # Detections scoring below this are not judged: they are what an app would not show, and below

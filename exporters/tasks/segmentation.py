@@ -11,8 +11,9 @@ from torch import nn
 from mvit.models.deeplabv3 import SegmentationMask
 
 from ..base import ExportOptions
+from ..checks import check
 from ..tolerances import Tolerance
-from .base import Head, Judgement, SampleOutputs, check, margin
+from .base import Head, Judgement, SampleOutputs, margin
 
 
 def _miou(a: np.ndarray, b: np.ndarray) -> float:

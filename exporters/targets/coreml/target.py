@@ -26,6 +26,7 @@ from torch import nn
 from mvit.exporters.targets.coreml.reference import MilReferenceRunner
 
 from ...base import ExportError, ExportOptions, ExportRequest, MultiSizeWriter, Runner, RunnerDefaults, TargetOption, importable
+from ...checks import Check
 from ...profiling import OpProfiler
 from ...tasks import get_task
 from ...wrappers import NMS_OUTPUT_NAMES
@@ -161,7 +162,7 @@ class CoreMLTarget:
             ranks += [_rank(o.type) for o in op.outputs]
         return max(ranks)
 
-    def structure_checks(self, path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def structure_checks(self, path: Path) -> tuple[dict[str, Any], list[Check]]:
         """Apple's structural rules (exporters/targets/coreml/validate.py), each a check named after its rule."""
 
         _load_spec(path)  # a folder that is no package is an ExportError, as for the other readers

@@ -19,6 +19,8 @@ from typing import Any
 
 from mvit.reading import check_regular_tree
 
+from ...checks import Check, check
+
 # Model.proto specificationVersion -> the OS release that first reads it.
 SPEC_TO_IOS = {4: 13, 5: 14, 6: 15, 7: 16, 8: 17, 9: 18}
 # MIL function opsets and the specification version each needs (MIL.proto: CoreML5 = iOS15...).
@@ -71,15 +73,13 @@ class Validation:
     required_spec: int = ML_PROGRAM_MIN_SPEC
     specification_version: int = 0
 
-    def checks(self) -> list[dict[str, Any]]:
+    def checks(self) -> list[Check]:
         """One report check per rule (the shape graph_checks uses), the first violation as detail."""
         out = []
         for rule in self.rules:
             found = [v for v in self.violations if v.rule == rule]
-            check: dict[str, Any] = {"check": f"coreml-structure:{rule}", "value": float(len(found)), "limit": 0.0, "kind": "max", "passed": not found}
-            if found:
-                check["detail"] = f"{found[0].where}: {found[0].detail}" + (f" (and {len(found) - 1} more)" if len(found) > 1 else "")
-            out.append(check)
+            detail = f"{found[0].where}: {found[0].detail}" + (f" (and {len(found) - 1} more)" if len(found) > 1 else "") if found else None
+            out.append(check(f"coreml-structure:{rule}", len(found), 0, at_least=False, detail=detail))
         return out
 
     def summary(self) -> dict[str, Any]:
@@ -612,11 +612,11 @@ def nms_class_count_multiple_of_80(spec: Any) -> Iterator[Violation]:
 def validate_spec(spec: Any) -> Validation:
     """Every rule that applies to `spec`, run; the result lists them and their violations."""
     result = Validation(specification_version=int(spec.specificationVersion))
-    for name, check in RULES.items():
+    for name, find_violations in RULES.items():
         if not _APPLIES[name](spec):
             continue
         result.rules.append(name)
-        result.violations.extend(check(spec))
+        result.violations.extend(find_violations(spec))
     if _has_program(spec):
         result.required_spec = required_spec(spec)[0]
     return result
