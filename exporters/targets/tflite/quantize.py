@@ -18,6 +18,17 @@ from ...base import ExportError, ExportRequest
 SIGNATURE = "serving_default"
 INPUT_NAME = "image"
 RECIPES = {"int8-weights": "dynamic_wi8_afp32", "int8": "static_wi8_ai8"}
+# Ops each recipe leaves float because XNNPACK has no kernel for their quantised form: LiteRT
+# runs them in its own reference kernels, and every such op splits the XNNPACK graph in two.
+# int8: LayerNorm's decomposition (SUB, SQUARED_DIFFERENCE, RSQRT) and the attention's
+# BATCH_MATMUL; with them int8 MobileViT-XS at 256 px fell into 82 XNNPACK partitions and ran
+# 1.5x slower than fp32, with them float 1.85x faster. int8-weights: DEPTHWISE_CONV_2D, whose
+# dynamic-range form XNNPACK does not take (7 ops outside, 1.1x slower; float, 1.3x faster).
+# docs/quantization.md, "Speed at 256 x 256", has the commands and profiles.
+FLOAT_OPS = {
+    "int8-weights": ("DEPTHWISE_CONV_2D",),
+    "int8": ("SUB", "SQUARED_DIFFERENCE", "RSQRT", "BATCH_MATMUL"),
+}
 
 
 @contextlib.contextmanager
@@ -39,7 +50,8 @@ def quantize_tflite(content: bytes, request: ExportRequest) -> bytes:
     # input and output tensors int8, which no caller of an mvit artefact feeds or reads.
     # Softmax stays float too: its int8 output fed both the graph output and ARG_MAX, and LiteRT
     # then returned the int8 tensor as the output, its bytes overwritten by the class id (measured).
-    rules += [{"regex": ".*", "operation": op, "algorithm_key": "no_quantize"} for op in ("INPUT", "OUTPUT", "SOFTMAX")]
+    float_ops = ("INPUT", "OUTPUT", "SOFTMAX", *FLOAT_OPS[request.precision])
+    rules += [{"regex": ".*", "operation": op, "algorithm_key": "no_quantize"} for op in float_ops]
     q = quantizer.Quantizer(bytearray(content), rules)
     with _quiet():
         calibration = None
@@ -56,4 +68,4 @@ def quantize_tflite(content: bytes, request: ExportRequest) -> bytes:
 
 def settings_for(precision: str) -> dict[str, Any]:
     """What an artefact records about how it was quantised."""
-    return {"method": f"ai_edge_quantizer.recipe.{RECIPES[precision]}"}
+    return {"method": f"ai_edge_quantizer.recipe.{RECIPES[precision]}", "float_ops": list(FLOAT_OPS[precision])}
