@@ -95,10 +95,10 @@ def main() -> None:
                     str(fx.checkpoint),
                     "--image-size",
                     str(fx.image_size),
-                    "--calibration",
-                    str(calibration),
                     "--out",
                     str(art),
+                    # fp32 has nothing to calibrate, and mvit-export refuses --calibration with it
+                    *([] if precision == "fp32" else ["--calibration", str(calibration)]),
                 ],
                 log,
             )
