@@ -97,8 +97,8 @@ def main() -> None:
                     str(fx.image_size),
                     "--out",
                     str(art),
-                    # fp32 has nothing to calibrate, and mvit-export refuses --calibration with it
-                    *([] if precision == "fp32" else ["--calibration", str(calibration)]),
+                    # fp32 and fp16 have nothing to calibrate, and mvit-export refuses --calibration with them
+                    *(["--calibration", str(calibration)] if precision in QUANTISED else []),
                 ],
                 log,
             )
