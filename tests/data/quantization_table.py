@@ -95,10 +95,10 @@ def main() -> None:
                     str(fx.checkpoint),
                     "--image-size",
                     str(fx.image_size),
-                    "--calibration",
-                    str(calibration),
                     "--out",
                     str(art),
+                    # fp32 and fp16 have nothing to calibrate, and mvit-export refuses --calibration with them
+                    *(["--calibration", str(calibration)] if precision in QUANTISED else []),
                 ],
                 log,
             )

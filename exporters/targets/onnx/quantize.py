@@ -27,15 +27,20 @@ from ...wrappers import INPUT_NAME
 from .sensitivity import mixed_precision
 
 # Chosen on the trained classifier: per-tensor scales without reduce_range agreed best
-# (0.994 vs 0.986 per-channel, 0.992 / 0.972 with reduce_range). Keeping LayerNormalization in
-# float bought nothing and ORT leaves Softmax float by default, so nothing is excluded.
+# (0.994 vs 0.986 per-channel, 0.992 / 0.972 with reduce_range).
 # uint8 activations (U8S8): ORT's x86 int8 kernels take unsigned activations; with int8 ones
 # (S8S8) the same graph ran 0.12x the fp32 speed on this project's CPU, with uint8 0.91x
 # (XXS classifier at 64 px, 1 thread, 40 interleaved pairs; docs/quantization.md).
+# The attention's Softmax and its activation x activation MatMuls (queries x keys, weights x
+# values) stay float: ORT runs them as QLinearSoftmax and QLinearMatMul, slower than the float
+# kernels they replace. With them float, MobileViT-XS at 256 px ran 0.76x the time of the
+# all-int8 graph; the MatMuls with constant weights stay int8 for size (docs/quantization.md,
+# "Speed at 256 x 256").
 STATIC_SETTINGS: dict[str, Any] = {
     "per_channel": False,
     "reduce_range": False,
-    "excluded_op_types": [],
+    "excluded_op_types": ["Softmax"],
+    "float_activation_matmuls": True,
     "calibrate_method": "MinMax",
     "activation_type": "uint8",
     "mixed_precision": True,  # the layers int8 breaks stay float (sensitivity.py)
@@ -93,6 +98,8 @@ def quantize_onnx(model: onnx.ModelProto, request: ExportRequest, settings: dict
             if request.calibration is None or not len(request.calibration):
                 raise ExportError("int8 needs calibration images; pass --calibration DIR")
             excluded = [n.name for n in model.graph.node if n.op_type in s["excluded_op_types"]]
+            if s["float_activation_matmuls"]:
+                excluded += _activation_matmuls(model)
             args = static_args(s)
             if s["mixed_precision"] and get_task(request.task).classifier:
                 # The search reproduces the classifier judge (top-1 agreement, probability cosine); other tasks quantise whole.
@@ -114,6 +121,12 @@ def _batched_weight_matmuls(model: onnx.ModelProto) -> list[str]:
     takes only a 2-D B and refuses the whole model at load, so these stay float."""
     ranks = {t.name: len(t.dims) for t in model.graph.initializer}
     return [n.name for n in model.graph.node if n.op_type == "MatMul" and any(ranks.get(i, 2) != 2 for i in n.input[1:])]
+
+
+def _activation_matmuls(model: onnx.ModelProto) -> list[str]:
+    """MatMuls of two computed tensors (no initializer or Constant operand): attention's scores and mix."""
+    constants = {t.name for t in model.graph.initializer} | {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    return [n.name for n in model.graph.node if n.op_type == "MatMul" and not any(i in constants for i in n.input)]
 
 
 @contextlib.contextmanager

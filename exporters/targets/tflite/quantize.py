@@ -23,6 +23,17 @@ from .sensitivity import INPUT_NAME, SIGNATURE, mixed_precision
 RECIPES = {"int8-weights": "dynamic_wi8_afp32", "int8": "static_wi8_ai8"}
 # int8 keeps float the layers that break it on the calibration images (sensitivity.py).
 MIXED_PRECISION = True
+# Ops each recipe leaves float because XNNPACK has no kernel for their quantised form: LiteRT
+# runs them in its own reference kernels, and every such op splits the XNNPACK graph in two.
+# int8: LayerNorm's decomposition (SUB, SQUARED_DIFFERENCE, RSQRT) and the attention's
+# BATCH_MATMUL; with them int8 MobileViT-XS at 256 px fell into 82 XNNPACK partitions and ran
+# 1.5x slower than fp32, with them float 1.85x faster. int8-weights: DEPTHWISE_CONV_2D, whose
+# dynamic-range form XNNPACK does not take (7 ops outside, 1.1x slower; float, 1.3x faster).
+# docs/quantization.md, "Speed at 256 x 256", has the commands and profiles.
+FLOAT_OPS = {
+    "int8-weights": ("DEPTHWISE_CONV_2D",),
+    "int8": ("SUB", "SQUARED_DIFFERENCE", "RSQRT", "BATCH_MATMUL"),
+}
 
 
 @contextlib.contextmanager
@@ -55,7 +66,8 @@ def quantize_tflite(content: bytes, request: ExportRequest) -> bytes:
 
 
 def recipe_rules(precision: str) -> list[dict[str, Any]]:
-    """The ai-edge-quantizer recipe of `precision`, with the artefact's input, outputs and Softmax kept float."""
+    """The ai-edge-quantizer recipe of `precision`, with the artefact's input, outputs, Softmax and
+    the ops XNNPACK has no quantised kernel for (FLOAT_OPS) kept float."""
     from ai_edge_quantizer import recipe
 
     rules: list[dict[str, Any]] = getattr(recipe, RECIPES[precision])()
@@ -63,7 +75,8 @@ def recipe_rules(precision: str) -> list[dict[str, Any]]:
     # input and output tensors int8, which no caller of an mvit artefact feeds or reads.
     # Softmax stays float too: its int8 output fed both the graph output and ARG_MAX, and LiteRT
     # then returned the int8 tensor as the output, its bytes overwritten by the class id (measured).
-    return rules + [{"regex": ".*", "operation": op, "algorithm_key": "no_quantize"} for op in ("INPUT", "OUTPUT", "SOFTMAX")]
+    float_ops = ("INPUT", "OUTPUT", "SOFTMAX", *FLOAT_OPS[precision])
+    return rules + [{"regex": ".*", "operation": op, "algorithm_key": "no_quantize"} for op in float_ops]
 
 
 def _feeds(request: ExportRequest) -> list[dict[str, np.ndarray]]:
@@ -78,7 +91,7 @@ def _feeds(request: ExportRequest) -> list[dict[str, np.ndarray]]:
 
 def settings_for(precision: str) -> dict[str, Any]:
     """What an artefact records about how it was quantised."""
-    settings: dict[str, Any] = {"method": f"ai_edge_quantizer.recipe.{RECIPES[precision]}"}
+    settings: dict[str, Any] = {"method": f"ai_edge_quantizer.recipe.{RECIPES[precision]}", "float_ops": list(FLOAT_OPS[precision])}
     if precision == "int8":
         settings["mixed_precision"] = MIXED_PRECISION
     return settings
