@@ -268,6 +268,7 @@ def _verify_readable(
         model_name,
         config=config or recorded_config,
         image_size=meta.image_size,
+        size_checked=True,  # read_recorded checked the recorded size
         checkpoint=checkpoint,
         labels=labels,
         channel_order=pre.get("channel_order"),

@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from mvit.exporters import api, cli, multisize, quantize, resolve
+from mvit.exporters import api, cli, multisize, quantize, recorded, resolve
 
 pytest.importorskip("onnxruntime")
 
@@ -17,7 +17,13 @@ pytest.importorskip("onnxruntime")
 @pytest.fixture()
 def calls(monkeypatch):
     counted: Counter[str] = Counter()
-    for module, name in ((quantize, "check_precision"), (api, "check_verifier"), (resolve, "check_size_bounds"), (multisize, "check_size_bounds")):
+    for module, name in (
+        (quantize, "check_precision"),
+        (api, "check_verifier"),
+        (resolve, "check_size_bounds"),
+        (multisize, "check_size_bounds"),
+        (recorded, "check_size_bounds"),
+    ):
         original = getattr(module, name)
 
         def wrapped(*args, _original=original, _name=name, **kwargs):
@@ -62,3 +68,13 @@ def test_a_size_too_large_in_a_list_is_still_refused_before_any_network_is_built
         cli.main(["--target", "onnx", "--model", "mobilevit_xxs", "--precision", "fp32", "--out", str(tmp_path), "--image-size", "64,99999"])
     assert exc.value.code == 2 and "--image-size 99999 is too large" in err.getvalue(), err.getvalue()
     assert built == [] and calls["check_size_bounds"] == 2
+
+
+def test_verifying_an_artefact_checks_its_recorded_size_once(tmp_path, calls):
+    _export(tmp_path, "--image-size", "64", "--no-verify")
+    calls.clear()
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), pytest.raises(SystemExit) as exc:
+        cli.verify_main([str(tmp_path / "mobilevit_xxs_A_64_fp32.onnx")])
+    assert exc.value.code == 0, err.getvalue()
+    assert calls["check_size_bounds"] == 1  # read from the artefact, checked there, not again when the model is rebuilt
