@@ -19,13 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+from quantization_table import run  # the same printed and logged command runner (this folder is on sys.path)
 
 from mvit.benchmarks.verdict import compare_samples
 from mvit.exporters.api import artefact_size_bytes
@@ -34,14 +33,6 @@ BIN = Path(sys.executable).parent
 SUFFIX = {"onnx": ".onnx", "tflite": ".tflite"}
 VARIANTS = ("int8-weights", "int8")
 IMAGE_SIZE = 256
-
-
-def run(cmd: list[str], log: Path) -> None:
-    line = " ".join(shlex.quote(c) for c in cmd)
-    print(f"$ {line}", flush=True)
-    with log.open("a") as f:
-        f.write(line + "\n")
-    subprocess.run(cmd, check=True)
 
 
 def calibration_folder(root: Path, count: int = 16) -> Path:
