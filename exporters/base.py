@@ -234,6 +234,7 @@ class TargetDefaults:
 
     preprocess_in_graph = True
     multisize: MultiSizeWriter | None = None
+    multisize_forms: tuple[str, ...] = ()  # one size per artefact: a list of sizes is refused
     op_profiler: OpProfiler | None = None
     quiet_load_options: Mapping[str, Any] = {}
     options: tuple[TargetOption, ...] = ()

@@ -104,6 +104,9 @@ def prepare(
         raise ExportError(f"unknown --coreml-shapes {coreml_shapes!r}: use {' or '.join(SHAPE_FORMS)}")
     if coreml_shapes is not None and not any(coreml_shapes in get_target(t).multisize_forms for t in targets):
         raise ExportError(f"--coreml-shapes applies to CoreML exports only (got --target {','.join(targets)})")
+    for t in targets:
+        if not get_target(t).multisize_forms:
+            raise ExportError(f"--target {t} holds one image size per artefact: export each size with its own mvit-export")
     config_list: list[str | None] = list(configs) if configs else [None]
     size_list: list[int | None] = list(sizes) if sizes else [None]  # None: the checkpoint's or the model's size
     for n in sizes or []:  # every size, before any network is built; resolving does not check them again

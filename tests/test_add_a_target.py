@@ -87,7 +87,7 @@ TARGET = FakeTarget()
 
 # The one line, as a developer adds it to _TARGETS.
 REGISTRY_LINE = (
-    '    "fake": Entry("fake.target", ".fakepkg", "fakert", False, folder_marker="fake.marker", '
+    '    "fake": Entry("fake.assembled", ".fakepkg", "fakert", False, folder_marker="fake.marker", '
     'runtime_note="a fake runtime, not device numbers", distributions=("fakelib",)),\n'
 )
 
@@ -118,7 +118,7 @@ main(sys.argv[4:])
 def folder(tmp_path: Path) -> Path:
     (tmp_path / "fake").mkdir()
     (tmp_path / "fake" / "__init__.py").write_text("")
-    (tmp_path / "fake" / "target.py").write_text(FAKE_TARGET)
+    (tmp_path / "fake" / "assembled.py").write_text(FAKE_TARGET)
     (tmp_path / "fake" / "options.py").write_text(FAKE_OPTIONS)
     library = tmp_path / "fakelib-1.2.3.dist-info"
     library.mkdir()
@@ -158,6 +158,8 @@ def test_its_folder_artefact_is_replaced_by_its_marker_and_a_users_folder_is_not
     refused = _run(folder, "mvit-export", *EXPORT, "--out", "mine")
     assert refused.returncode == 2 and "folder mvit did not write" in refused.stderr, refused.stderr
     assert (users / "notes.txt").read_text() == "mine" and not (users / "fake.marker").exists()
+    several = _run(folder, "mvit-export", *EXPORT[:5], "64,96", *EXPORT[6:], "--out", "several")  # it declares no multi-size form
+    assert several.returncode == 2 and "one image size per artefact" in several.stderr, several.stderr
 
 
 def test_its_runtime_is_timed_validated_labelled_and_its_library_recorded(folder):

@@ -85,7 +85,7 @@ def ray_address():
     import ray  # the ray extra, which .[test] installs
 
     # address="local": a cluster of its own, never one another process on this machine left running
-    context = ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    context = ray.init(address="local", num_cpus=2, object_store_memory=200 * 2**20, include_dashboard=False, logging_level="ERROR")
     try:
         yield context.address_info["gcs_address"]
     finally:

@@ -41,7 +41,7 @@ def test_local_workers_and_ray_export_the_same_matrix(tmp_path):
     assert (tmp_path / "local" / "matrix-fp32.md").read_text().count("| pass |") == 2
 
     # address="local": a cluster of its own, never one another process on this machine left running
-    context = ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    context = ray.init(address="local", num_cpus=2, object_store_memory=200 * 2**20, include_dashboard=False, logging_level="ERROR")
     try:
         ray_rows, ray_files = _matrix(tmp_path / "ray", "--ray", context.address_info["gcs_address"])
     finally:

@@ -1,6 +1,7 @@
 """A wheel carries every source package and every data file: setup.py finds the packages, so a new
 one (a target's package) ships without an edit, and pyproject.toml's package-data covers the rest."""
 
+import contextlib
 import fnmatch
 from pathlib import Path
 
@@ -14,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def distribution() -> Distribution:
     # As the build backend reads it: setup.py with pyproject.toml applied, stopped before building.
-    dist = run_setup(str(ROOT / "setup.py"), stop_after="config")
+    with contextlib.chdir(ROOT):  # setuptools reads pyproject.toml from the current folder
+        dist = run_setup(str(ROOT / "setup.py"), stop_after="config")
     assert isinstance(dist, Distribution)
     return dist
 

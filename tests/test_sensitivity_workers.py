@@ -48,7 +48,7 @@ def test_the_search_gives_one_table_in_process_on_local_workers_and_on_ray(searc
     assert measure(_layer_cosine, variant, layers, ops, Workers(count=2)) == alone
 
     # address="local": a cluster of its own, never one another process on this machine left running
-    context = ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    context = ray.init(address="local", num_cpus=2, object_store_memory=200 * 2**20, include_dashboard=False, logging_level="ERROR")
     try:
         on_ray = measure(_layer_cosine, variant, layers, ops, Workers(count=0, ray_address=context.address_info["gcs_address"]))
     finally:
