@@ -91,10 +91,14 @@ class MixScore:
 
     agreement: float
     cosine: float
+    # False when fp32 decides none of the calibration images (random weights, images unlike the
+    # task's): agreement then says nothing, and keeping layers float for it would only cost speed.
+    judged: bool = True
 
     @classmethod
     def between(cls, reference: np.ndarray, candidate: np.ndarray) -> MixScore:
-        return cls(top1_agreement(reference, candidate, JUDGE.decision_margin), mean_cosine(reference, candidate))
+        judged = bool(decisive_samples(reference.reshape(len(reference), -1), JUDGE.decision_margin).any())
+        return cls(top1_agreement(reference, candidate, JUDGE.decision_margin), mean_cosine(reference, candidate), judged)
 
 
 def mean_cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
@@ -145,7 +149,8 @@ def choose(
     def passes(k: int) -> bool:
         if k not in tried:
             tried[k] = score_with(ranked[:k])
-        return tried[k].agreement >= target and (cosine_target is None or tried[k].cosine >= cosine_target)
+        agrees = tried[k].agreement >= target or not tried[k].judged
+        return agrees and (cosine_target is None or tried[k].cosine >= cosine_target)
 
     low, high = 0, None  # `low` fails (or is the start), `high` passes
     for k in _doubling(limit):

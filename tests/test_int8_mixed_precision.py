@@ -132,3 +132,13 @@ def test_tflite_int8_keeps_the_most_sensitive_layers_float_until_verification_pa
     # Held out (verification photos and noise, PyTorch as the reference), the int8 model passes the judge.
     assert outlier_tflite_export["verdict"] == "pass"
     assert outlier_tflite_export["verification"]["task_metrics"]["top1_agreement"] >= JUDGE.top1_agreement
+
+
+def test_with_no_decisive_calibration_image_agreement_keeps_no_layer_float():
+    # Random weights decide none of the images: agreement is 0.0 at every mix and says nothing, so
+    # only the cosine target (when given) may keep layers float.
+    found = choose(_table(10), lambda float_layers: MixScore(0.0, 0.99, judged=False), cosine_target=0.98)
+    assert found.passed and found.float_layers == []
+    assert choose(_table(10), lambda float_layers: MixScore(0.0, 0.9, judged=False)).float_layers == []
+    needs_cosine = choose(_table(10), lambda float_layers: MixScore(0.0, 0.975 + len(float_layers) / 100, judged=False), cosine_target=0.98)
+    assert needs_cosine.float_layers == ["layer0"]
