@@ -1,24 +1,38 @@
 """A wheel carries every source package and every data file: setup.py finds the packages, so a new
 one (a target's package) ships without an edit, and pyproject.toml's package-data covers the rest."""
 
-import contextlib
 import fnmatch
+import runpy
+import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from setuptools import Distribution
-from setuptools._distutils.core import run_setup
+import setuptools
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@dataclass
+class Distribution:
+    package_dir: dict[str, str]
+    packages: list[str]
+    package_data: dict[str, list[str]]
+
+
 @pytest.fixture(scope="module")
 def distribution() -> Distribution:
-    # As the build backend reads it: setup.py with pyproject.toml applied, stopped before building.
-    with contextlib.chdir(ROOT):  # setuptools reads pyproject.toml from the current folder
-        dist = run_setup(str(ROOT / "setup.py"), stop_after="config")
-    assert isinstance(dist, Distribution)
-    return dist
+    # What the build backend is given: setup.py's setup() arguments (captured, not run, so no
+    # setuptools version's internals are involved) and pyproject.toml's package-data.
+    given: dict = {}
+    patch = pytest.MonkeyPatch()
+    patch.setattr(setuptools, "setup", lambda **kwargs: given.update(kwargs))
+    try:
+        runpy.run_path(str(ROOT / "setup.py"))
+    finally:
+        patch.undo()
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    return Distribution(given["package_dir"], given["packages"], data)
 
 
 def _source_files(package_dir: dict[str, str]) -> dict[Path, str]:
