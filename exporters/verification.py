@@ -5,14 +5,28 @@ report's "verification" section."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Self
 
 from .checks import Check, checks_as_dicts, failures
 from .tolerances import Tolerance
 
 
+class _JudgedByChecks:
+    """What a verification that ran checks answers alike (its dataclass holds `checks` and `warnings`)."""
+
+    checks: list[Check]
+    warnings: list[str]
+
+    @property
+    def failed(self) -> list[str]:
+        return failures(self.checks)
+
+    def with_warnings_first(self, warnings: list[str]) -> Self:
+        return replace(self, warnings=[*warnings, *self.warnings])  # type: ignore[type-var]  # only dataclasses subclass this mixin
+
+
 @dataclass(frozen=True)
-class RunnerVerification:
+class RunnerVerification(_JudgedByChecks):
     """One runner's outputs on every sample, compared with the fused PyTorch model (verify.verify_runner)."""
 
     warnings: list[str]
@@ -26,13 +40,6 @@ class RunnerVerification:
     verdict: str
     reason: str | None = None  # why a quantised artefact's verdict says less than its checks
     unjudged_checks: list[Check] | None = None  # random weights: measured, kept for the record, not judged
-
-    @property
-    def failed(self) -> list[str]:
-        return failures(self.checks)
-
-    def with_warnings_first(self, warnings: list[str]) -> RunnerVerification:
-        return replace(self, warnings=[*warnings, *self.warnings])
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -55,7 +62,7 @@ class RunnerVerification:
 
 
 @dataclass(frozen=True)
-class MergedVerification:
+class MergedVerification(_JudgedByChecks):
     """Several runners of one artefact: every check kept, prefixed with who ran it."""
 
     verdict: str
@@ -63,13 +70,6 @@ class MergedVerification:
     checks: list[Check]
     warnings: list[str]
     by_runner: dict[str, RunnerVerification]
-
-    @property
-    def failed(self) -> list[str]:
-        return failures(self.checks)
-
-    def with_warnings_first(self, warnings: list[str]) -> MergedVerification:
-        return replace(self, warnings=[*warnings, *self.warnings])
 
     def as_dict(self) -> dict[str, Any]:
         return {
