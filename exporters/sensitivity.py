@@ -97,8 +97,9 @@ class MixScore:
 
     @classmethod
     def between(cls, reference: np.ndarray, candidate: np.ndarray) -> MixScore:
-        judged = bool(decisive_samples(reference.reshape(len(reference), -1), JUDGE.decision_margin).any())
-        return cls(top1_agreement(reference, candidate, JUDGE.decision_margin), mean_cosine(reference, candidate), judged)
+        ref, cand = reference.reshape(len(reference), -1), candidate.reshape(len(candidate), -1)
+        decisive = decisive_samples(ref, JUDGE.decision_margin)
+        return cls(_agreement_on(ref, cand, decisive), mean_cosine(reference, candidate), bool(decisive.any()))
 
 
 def mean_cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
@@ -111,7 +112,10 @@ def mean_cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
 def top1_agreement(reference: np.ndarray, candidate: np.ndarray, decision_margin: float) -> float:
     """As the classification judge counts it: on samples whose fp32 top two are `decision_margin` apart."""
     ref, cand = reference.reshape(len(reference), -1), candidate.reshape(len(candidate), -1)
-    decisive = decisive_samples(ref, decision_margin)
+    return _agreement_on(ref, cand, decisive_samples(ref, decision_margin))
+
+
+def _agreement_on(ref: np.ndarray, cand: np.ndarray, decisive: np.ndarray) -> float:
     if not decisive.any():
         return 0.0
     return float(np.mean(ref[decisive].argmax(1) == cand[decisive].argmax(1)))
